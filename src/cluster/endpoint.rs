@@ -1,0 +1,101 @@
+//! How clients reach the cluster: the URL and `PG*` variables handed to tests and builds, and sqlx's own
+//! connect options. The URL names the socket directory as a percent-encoded host, a form that sqlx,
+//! tokio-postgres and libpq (so diesel and psql) all accept.
+
+use sqlx::postgres::PgConnectOptions;
+
+pub use super::server::Endpoint;
+
+impl Endpoint {
+    /// `postgres://USER:PASSWORD@%2Fpath%2Fto%2Fsocket:PORT/DATABASE`
+    pub fn url(&self, database: &str) -> String {
+        let host = percent_encode(&self.socket_dir.to_string_lossy());
+        let credentials = if self.password.is_empty() {
+            percent_encode(&self.user)
+        } else {
+            format!("{}:{}", percent_encode(&self.user), percent_encode(&self.password))
+        };
+        format!("postgres://{credentials}@{host}:{}/{}", self.port, percent_encode(database))
+    }
+
+    /// The variables a test process gets: the URL under `url_variable`, and libpq's `PG*` variables.
+    pub fn env(&self, database: &str, url_variable: &str) -> Vec<(String, String)> {
+        let mut env = vec![
+            (url_variable.to_owned(), self.url(database)),
+            ("PGHOST".to_owned(), self.socket_dir.to_string_lossy().into_owned()),
+            ("PGPORT".to_owned(), self.port.to_string()),
+            ("PGUSER".to_owned(), self.user.clone()),
+            ("PGDATABASE".to_owned(), database.to_owned()),
+        ];
+        if !self.password.is_empty() {
+            env.push(("PGPASSWORD".to_owned(), self.password.clone()));
+        }
+        env
+    }
+
+    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new_without_pgpass()
+            .socket(&self.socket_dir)
+            .port(self.port)
+            .username(&self.user)
+            .password(&self.password)
+            .database(database)
+            .application_name("cargo-pgtest")
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn endpoint() -> Endpoint {
+        Endpoint {
+            socket_dir: PathBuf::from("/dev/shm/cargo-pgtest-x1/socket"),
+            port: 5432,
+            user: "postgres".into(),
+            password: "p@ss".into(),
+        }
+    }
+
+    #[test]
+    fn the_url_names_the_socket_directory_as_an_encoded_host() {
+        assert_eq!(
+            endpoint().url("pgtest_7"),
+            "postgres://postgres:p%40ss@%2Fdev%2Fshm%2Fcargo-pgtest-x1%2Fsocket:5432/pgtest_7"
+        );
+    }
+
+    #[test]
+    fn sqlx_reads_the_url_back_to_the_same_socket() {
+        let options: PgConnectOptions = endpoint().url("db").parse().unwrap();
+        assert_eq!(options.get_socket(), Some(&PathBuf::from("/dev/shm/cargo-pgtest-x1/socket")));
+        assert_eq!(options.get_port(), 5432);
+        assert_eq!(options.get_database(), Some("db"));
+        assert_eq!(options.get_username(), "postgres");
+    }
+
+    #[test]
+    fn libpq_variables_are_set_too() {
+        let env = endpoint().env("db", "MY_URL");
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert!(get("MY_URL").unwrap().starts_with("postgres://"));
+        assert_eq!(get("PGHOST"), Some("/dev/shm/cargo-pgtest-x1/socket"));
+        assert_eq!(get("PGDATABASE"), Some("db"));
+        assert_eq!(get("PGPASSWORD"), Some("p@ss"));
+        assert_eq!(get("DATABASE_URL"), None);
+    }
+}

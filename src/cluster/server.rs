@@ -1,0 +1,377 @@
+//! One PostgreSQL server: `initdb`, the files that lock it down, `postgres` started directly (ready when
+//! postmaster.pid says so), and a stop by signal that also runs when the [`Server`] is dropped.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::binaries::Binaries;
+use super::privileges::{self, ServerUser};
+use crate::config::Setting;
+
+pub const DATA_DIR: &str = "data";
+const SOCKET_DIR: &str = "socket";
+const LOG_FILE: &str = "server.log";
+/// The database superuser the tests connect as.
+pub const SUPERUSER: &str = "postgres";
+/// With a private socket directory the port number only names the socket file, so it never clashes.
+pub const PORT: u16 = 5432;
+const START_DEADLINE: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings for a throwaway test server: no durability, no background work a short run does not need.
+/// Every one still exists in PostgreSQL 13–18 (unlike the seed's `checkpoint_segments`, removed in 9.5).
+pub const FAST_SETTINGS: &[(&str, &str)] = &[
+    ("fsync", "off"),
+    ("synchronous_commit", "off"),
+    ("full_page_writes", "off"),
+    ("wal_level", "minimal"),
+    ("max_wal_senders", "0"),
+    ("archive_mode", "off"),
+    ("checkpoint_timeout", "1d"),
+    ("max_wal_size", "1GB"),
+    ("shared_buffers", "32MB"),
+    ("random_page_cost", "1.0"),
+    ("autovacuum", "off"),
+    ("jit", "off"),
+    ("huge_pages", "off"),
+    ("log_checkpoints", "off"),
+    ("log_min_messages", "warning"),
+    ("logging_collector", "off"),
+    ("listen_addresses", ""),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("could not run {program}: {source}")]
+    Spawn { program: PathBuf, source: io::Error },
+    #[error("initdb failed ({status}):\n{output}")]
+    Initdb { status: String, output: String },
+    #[error(
+        "PostgreSQL rejected the setting `{name} = \"{value}\"` from {origin}: {server_message}; \
+         fix or remove it (PostgreSQL's list: https://www.postgresql.org/docs/current/runtime-config.html)"
+    )]
+    RejectedSetting {
+        name: String,
+        value: String,
+        origin: String,
+        server_message: String,
+    },
+    #[error(
+        "the directory holding the cluster ({dir}) is full: {detail}; free some space, give the tmpfs more room \
+         (`sudo mount -o remount,size=2G /dev/shm`), point PGTEST_TMPDIR elsewhere, or use --no-tmpfs"
+    )]
+    NoSpace { dir: PathBuf, detail: String },
+    #[error("the PostgreSQL server did not start; the end of its log ({log}):\n{tail}")]
+    StartFailed { log: PathBuf, tail: String },
+    #[error("the PostgreSQL server was not ready after {seconds} s; the end of its log ({log}):\n{tail}")]
+    StartTimeout { seconds: u64, log: PathBuf, tail: String },
+    #[error("could not write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegesError),
+}
+
+/// Where the server listens and who may connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub socket_dir: PathBuf,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+/// A running server. Dropping it stops it.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    pub endpoint: Endpoint,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// Everything `initdb` and `postgres` need to know.
+pub struct ServerSpec<'a> {
+    pub binaries: &'a Binaries,
+    pub run_dir: &'a Path,
+    pub server_user: &'a ServerUser,
+    /// User settings, applied over [`FAST_SETTINGS`].
+    pub settings: &'a [Setting],
+    pub max_connections: u32,
+}
+
+/// Creates the cluster's files with `initdb` and locks them down.
+pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
+    let data_dir = spec.run_dir.join(DATA_DIR);
+    let socket_dir = spec.run_dir.join(SOCKET_DIR);
+    fs::create_dir(&socket_dir).map_err(|source| ServerError::Write { path: socket_dir.clone(), source })?;
+    for dir in [spec.run_dir, &socket_dir] {
+        privileges::give_to(dir, spec.server_user)?;
+    }
+    let initdb = spec.binaries.initdb();
+    let mut command = server_command(&initdb, spec);
+    command
+        .arg("--pgdata")
+        .arg(&data_dir)
+        .args(["--username", SUPERUSER, "--encoding", "UTF8", "--locale", "C", "--no-sync", "--auth", "trust"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure only makes async-signal-safe system calls.
+    unsafe { command.pre_exec(die_with_parent(libc::SIGKILL)) };
+    let output = command.output().await.map_err(|source| ServerError::Spawn { program: initdb.clone(), source })?;
+    if !output.status.success() {
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        if text.contains("No space left on device") {
+            return Err(ServerError::NoSpace { dir: spec.run_dir.to_owned(), detail: last_lines(&text, 1) });
+        }
+        return Err(ServerError::Initdb { status: output.status.to_string(), output: last_lines(&text, 20) });
+    }
+    write_access_rules(&data_dir, spec.server_user)
+}
+
+/// Replaces initdb's access rules: only the invoking OS user may connect (peer authentication over the
+/// private socket, mapped to the superuser); no TCP listener exists at all.
+fn write_access_rules(data_dir: &Path, server_user: &ServerUser) -> Result<(), ServerError> {
+    let (hba, ident) = match privileges::invoking_user_name() {
+        Some(name) => (
+            "# Written by cargo-pgtest: only the user who ran it connects, over the run's private socket.\n\
+             local all all peer map=pgtest\n"
+                .to_owned(),
+            format!("pgtest {name} {SUPERUSER}\n"),
+        ),
+        // No login name to map (an anonymous container uid): the 0700 socket directory keeps others out.
+        None => ("local all all trust\n".to_owned(), String::new()),
+    };
+    for (file, text) in [("pg_hba.conf", hba), ("pg_ident.conf", ident)] {
+        let path = data_dir.join(file);
+        fs::write(&path, text).map_err(|source| ServerError::Write { path: path.clone(), source })?;
+        privileges::give_to(&path, server_user)?;
+    }
+    Ok(())
+}
+
+/// Starts `postgres` on an initialised data directory and waits until it accepts connections.
+pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
+    let data_dir = spec.run_dir.join(DATA_DIR);
+    let socket_dir = spec.run_dir.join(SOCKET_DIR);
+    let log_path = spec.run_dir.join(LOG_FILE);
+    let log = fs::File::create(&log_path).map_err(|source| ServerError::Write { path: log_path.clone(), source })?;
+    let log_err = log.try_clone().map_err(|source| ServerError::Write { path: log_path.clone(), source })?;
+
+    let program = spec.binaries.postgres();
+    let mut command = server_command(&program, spec);
+    command
+        .arg("-D")
+        .arg(&data_dir)
+        .arg("-k")
+        .arg(&socket_dir)
+        .args(["-p", &PORT.to_string()])
+        .args(["-c", &format!("max_connections={}", spec.max_connections)]);
+    for (name, value) in FAST_SETTINGS {
+        command.arg("-c").arg(format!("{name}={value}"));
+    }
+    for setting in spec.settings {
+        command.arg("-c").arg(format!("{}={}", setting.name, setting.value));
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        // Its own process group: a Ctrl-C at the terminal reaches cargo-pgtest, which stops the server in order.
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: the closure only makes async-signal-safe system calls.
+    // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its children down with it.
+    unsafe { command.pre_exec(die_with_parent(libc::SIGQUIT)) };
+    let child = command.spawn().map_err(|source| ServerError::Spawn { program: program.clone(), source })?;
+
+    let mut server = Server {
+        child: Some(child),
+        endpoint: Endpoint {
+            socket_dir,
+            port: PORT,
+            user: SUPERUSER.to_owned(),
+            password: String::new(),
+        },
+        data_dir,
+        log_path,
+    };
+    server.wait_until_ready(spec).await?;
+    Ok(server)
+}
+
+fn server_command(program: &Path, spec: &ServerSpec<'_>) -> Command {
+    let mut command = Command::new(program);
+    command.env_clear().current_dir(spec.run_dir);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    if spec.server_user.is_other_account {
+        command.uid(spec.server_user.uid).gid(spec.server_user.gid);
+    }
+    command
+}
+
+/// A pre-exec hook: the child gets `signal` when cargo-pgtest dies, even by SIGKILL, so no server outlives
+/// its run. It runs after the switch to the server account, which would otherwise clear the setting.
+fn die_with_parent(signal: libc::c_int) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
+    let parent = std::process::id() as libc::pid_t;
+    move || {
+        // SAFETY: prctl, getppid and raise are async-signal-safe.
+        unsafe {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::raise(signal);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Server {
+    async fn wait_until_ready(&mut self, spec: &ServerSpec<'_>) -> Result<(), ServerError> {
+        let pid_file = self.data_dir.join("postmaster.pid");
+        let started = Instant::now();
+        loop {
+            // Line 8 of postmaster.pid is the postmaster's status; "ready" means it accepts connections.
+            if let Ok(text) = fs::read_to_string(&pid_file) {
+                if text.lines().nth(7).is_some_and(|status| status.trim() == "ready") {
+                    return Ok(());
+                }
+            }
+            let exited = self.child.as_mut().map_or(true, |child| matches!(child.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                return Err(self.start_failure(spec));
+            }
+            if started.elapsed() > START_DEADLINE {
+                return Err(ServerError::StartTimeout {
+                    seconds: START_DEADLINE.as_secs(),
+                    log: self.log_path.clone(),
+                    tail: self.log_tail(20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Explains a server that exited while starting, naming the user setting it rejected when it did.
+    fn start_failure(&self, spec: &ServerSpec<'_>) -> ServerError {
+        let log = fs::read_to_string(&self.log_path).unwrap_or_default();
+        if let Some(error) = rejected_setting(&log, spec.settings) {
+            return error;
+        }
+        if log.contains("No space left on device") {
+            let line = log.lines().find(|l| l.contains("No space left on device")).unwrap_or_default();
+            return ServerError::NoSpace { dir: spec.run_dir.to_owned(), detail: line.trim().to_owned() };
+        }
+        ServerError::StartFailed { log: self.log_path.clone(), tail: last_lines(&log, 20) }
+    }
+
+    /// The last lines of the server log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        last_lines(&fs::read_to_string(&self.log_path).unwrap_or_default(), lines)
+    }
+
+    /// Whether the postmaster is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Stops the server: fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL, each given a grace
+    /// period. Synchronous so that it can run from `Drop` during a panic.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let Some(pid) = child.id() else { return };
+        for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL] {
+            if kill(Pid::from_raw(pid as i32), signal).is_err() {
+                break;
+            }
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let _ = child.try_wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Finds the user setting a failed start complained about, in PostgreSQL's own words.
+fn rejected_setting(log: &str, settings: &[Setting]) -> Option<ServerError> {
+    for line in log.lines() {
+        let Some(message) = line.split_once("FATAL:").or_else(|| line.split_once("LOG:")).map(|(_, m)| m.trim()) else {
+            continue;
+        };
+        for setting in settings {
+            if message.contains(&format!("parameter \"{}\"", setting.name)) {
+                return Some(ServerError::RejectedSetting {
+                    name: setting.name.clone(),
+                    value: setting.value.clone(),
+                    origin: setting.origin.to_string(),
+                    server_message: message.to_owned(),
+                });
+            }
+        }
+    }
+    None
+}
+
+pub fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Origin;
+
+    fn setting(name: &str, value: &str) -> Setting {
+        Setting {
+            name: name.into(),
+            value: value.into(),
+            origin: Origin { table: "[package.metadata.pgtest.settings]".into(), manifest: "/p/Cargo.toml".into(), line: Some(9) },
+        }
+    }
+
+    #[test]
+    fn a_rejected_user_setting_is_named_with_its_origin() {
+        let log = "2026-01-01 LOG:  starting\n2026-01-01 FATAL:  unrecognized configuration parameter \"checkpoint_segments\"\n";
+        let settings = [setting("work_mem", "8MB"), setting("checkpoint_segments", "32")];
+        let message = rejected_setting(log, &settings).unwrap().to_string();
+        assert!(message.contains("`checkpoint_segments = \"32\"`"), "{message}");
+        assert!(message.contains("/p/Cargo.toml:9"), "{message}");
+        assert!(message.contains("unrecognized configuration parameter"), "{message}");
+        let invalid = "FATAL:  invalid value for parameter \"work_mem\": \"lots\"";
+        assert!(rejected_setting(invalid, &settings).unwrap().to_string().contains("work_mem"));
+        assert!(rejected_setting("FATAL:  something else", &settings).is_none());
+    }
+
+    #[test]
+    fn last_lines_skips_blank_lines() {
+        assert_eq!(last_lines("a\n\nb\nc\n\n", 2), "b\nc");
+        assert_eq!(last_lines("a", 5), "a");
+    }
+}

@@ -1,0 +1,17 @@
+//! Every exit code cargo-pgtest returns, named and documented in one place (README's table mirrors it).
+
+/// Every test that ran passed (tests that were ignored or filtered out do not count as failures).
+pub const SUCCESS: u8 = 0;
+/// cargo-pgtest itself failed in a way that is a bug (a panic): please report it.
+pub const INTERNAL_ERROR: u8 = 1;
+/// Setup failed before or around the tests: bad configuration or flags, no PostgreSQL binaries, the cluster
+/// did not start, a migration or fixture failed.
+pub const SETUP_FAILED: u8 = 2;
+/// At least one test failed, crashed, timed out or could not run.
+pub const TEST_FAILED: u8 = 100;
+/// `cargo test --no-run` failed: the project does not build.
+pub const BUILD_FAILED: u8 = 101;
+/// Interrupted by Ctrl-C (SIGINT); the results so far were printed.
+pub const INTERRUPTED: u8 = 130;
+/// Terminated by SIGTERM; the results so far were printed.
+pub const TERMINATED: u8 = 143;

@@ -1,0 +1,218 @@
+//! The report for people: a status line per test as it ends (with a failing test's output under it), then a
+//! summary with the counts, the failures again, the slowest tests and the time of each phase. Writes to stderr.
+
+use std::io::Write;
+
+use owo_colors::OwoColorize;
+
+use super::styles::Styles;
+use super::{Reporter, Summary};
+use crate::runner::events::{Event, Outcome, Phase, TestId};
+
+const SLOWEST_SHOWN: usize = 5;
+
+pub struct Human<W: Write> {
+    out: W,
+    styles: Styles,
+    verbose: bool,
+    /// Show every test's output, not only failures' (`-- --nocapture`).
+    show_output: bool,
+    last_not_run_reason: Option<String>,
+}
+
+impl<W: Write> Human<W> {
+    pub fn new(out: W, styles: Styles, verbose: bool, show_output: bool) -> Self {
+        Human { out, styles, verbose, show_output, last_not_run_reason: None }
+    }
+
+    /// A cargo-style status line: a right-aligned coloured word, then the message.
+    fn status(&mut self, word: &str, message: &str) {
+        let word = format!("{word:>12}");
+        let _ = writeln!(self.out, "{} {message}", word.style(self.styles.heading));
+    }
+
+    fn test_line(&mut self, label: &str, outcome: Option<&Outcome>, time: &str, test: &TestId) {
+        let style = match outcome {
+            Some(Outcome::Passed) => self.styles.pass,
+            None => self.styles.skip,
+            Some(_) => self.styles.fail,
+        };
+        let label = format!("{label:>7}");
+        let _ = writeln!(self.out, "{} [{time}] {} {}", label.style(style), test.binary.style(self.styles.dim), test.name);
+    }
+
+    fn output_block(&mut self, test: &TestId, output: &str) {
+        if output.trim().is_empty() {
+            return;
+        }
+        let heading = format!("--- output of {test} ---");
+        let _ = writeln!(self.out, "{}", heading.style(self.styles.dim));
+        let _ = writeln!(self.out, "{}", output.trim_end());
+    }
+}
+
+impl<W: Write> Reporter for Human<W> {
+    fn report(&mut self, event: &Event) {
+        match event {
+            Event::Warning { message } => {
+                let _ = writeln!(self.out, "{} {message}", "warning:".style(self.styles.warning));
+            }
+            Event::Info { message } if self.verbose => self.status("Info", message),
+            Event::Info { .. } => {}
+            Event::ClusterReady(facts) => {
+                let place = if facts.in_ram { "in RAM (tmpfs)" } else { "on disk" };
+                self.status("Cluster", &format!("{} ready, data {place}", facts.version));
+                if self.verbose {
+                    let run_dir = self.styles.path(&facts.run_dir);
+                    let log = self.styles.path(&facts.log);
+                    self.status("Directory", &format!("{run_dir} (server runs as `{}`)", facts.server_user));
+                    self.status("Log", &log);
+                }
+            }
+            Event::PhaseFinished { phase, duration } if self.verbose => {
+                let time = self.styles.seconds(*duration);
+                self.status("Finished", &format!("{} in {}", phase.label(), time.trim()));
+            }
+            Event::PhaseFinished { .. } => {}
+            Event::RunStarted { to_run, filtered_out, jobs } => {
+                if *to_run > 0 {
+                    let plural = if *to_run == 1 { "" } else { "s" };
+                    let mut message = format!("{to_run} test{plural}, {jobs} at a time, each in a fresh database");
+                    if *filtered_out > 0 {
+                        message.push_str(&format!(" ({filtered_out} filtered out)"));
+                    }
+                    self.status("Running", &message);
+                }
+            }
+            Event::TestStarted { .. } => {}
+            Event::TestSlow { test, elapsed } => {
+                let time = format!(">{}", self.styles.seconds(*elapsed).trim_start());
+                self.test_line("SLOW", None, &format!("{time:>9}"), test);
+            }
+            Event::TestFinished { test, outcome, duration, output } => {
+                let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
+                self.test_line(&outcome.label(), Some(outcome), &time, test);
+                if let Outcome::NotRun { reason } = outcome {
+                    if self.last_not_run_reason.as_ref() != Some(reason) {
+                        let _ = writeln!(self.out, "        {reason}");
+                        self.last_not_run_reason = Some(reason.clone());
+                    }
+                } else if !outcome.is_success() || self.show_output {
+                    self.output_block(test, output);
+                }
+            }
+            Event::TestIgnored { test } => {
+                let time = format!("{:>9}", "");
+                self.test_line("IGNORED", None, &time, test);
+            }
+            Event::FilteredOut { .. } | Event::ClusterMemory { .. } => {}
+            Event::Interrupted { signal } => {
+                let _ = writeln!(
+                    self.out,
+                    "{} stopped by {signal}: stopping the tests and the cluster",
+                    "warning:".style(self.styles.warning)
+                );
+            }
+        }
+    }
+
+    fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
+        let total: std::time::Duration = summary.phases.iter().map(|(_, d)| *d).sum();
+        let _ = writeln!(self.out, "{}", "------------".style(self.styles.dim));
+        let style = if summary.failures() == 0 && summary.interrupted.is_none() { self.styles.pass } else { self.styles.fail };
+        let word = format!("{:>12}", "Summary");
+        writeln!(self.out, "{} [{}] {}", word.style(style), self.styles.seconds(total), summary.counts_line())?;
+
+        for (test, outcome, duration) in summary.finished.iter().filter(|(_, o, _)| !o.is_success()) {
+            let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
+            self.test_line(&outcome.label(), Some(outcome), &time, test);
+        }
+        let slowest = summary.slowest(SLOWEST_SHOWN);
+        if summary.ran() > 1 && !slowest.is_empty() {
+            let mut word = "Slowest";
+            for (test, duration) in slowest {
+                let line = format!("{} {test}", self.styles.seconds(duration));
+                self.status(word, &line);
+                word = "";
+            }
+        }
+        if !summary.phases.is_empty() {
+            let mut phases = summary.phases.clone();
+            phases.sort_by_key(|(phase, _)| match phase {
+                Phase::Build => 0,
+                Phase::ClusterBoot => 1,
+                Phase::Template => 2,
+                Phase::Tests => 3,
+                Phase::Teardown => 4,
+            });
+            let text: Vec<String> =
+                phases.iter().map(|(phase, d)| format!("{} {}", phase.label(), self.styles.seconds(*d).trim())).collect();
+            self.status("Phases", &text.join(", "));
+        }
+        if let Some(cluster) = &summary.cluster {
+            let place = if cluster.in_ram { "in RAM (tmpfs)" } else { "on disk" };
+            let mut line = format!("{}, data {place}", cluster.version);
+            if let Some(peak) = summary.peak_memory_bytes {
+                line.push_str(&format!(", peak memory {:.1} MiB", peak as f64 / (1024.0 * 1024.0)));
+            }
+            self.status("PostgreSQL", &line);
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn render(events: &[Event]) -> String {
+        let mut buffer = Vec::new();
+        let mut summary = Summary::default();
+        {
+            let mut human = Human::new(&mut buffer, Styles::new(false, false), false, false);
+            for event in events {
+                summary.record(event);
+                human.report(event);
+            }
+            human.finish(&summary).unwrap();
+        }
+        String::from_utf8(buffer).unwrap()
+    }
+
+    fn test(name: &str) -> TestId {
+        TestId { binary: "probe::isolation".into(), name: name.into() }
+    }
+
+    #[test]
+    fn each_test_gets_an_aligned_line_with_its_time() {
+        let text = render(&[
+            Event::TestFinished { test: test("slow_test"), outcome: Outcome::Passed, duration: Some(Duration::from_millis(348)), output: "noise".into() },
+            Event::TestFinished { test: test("broken"), outcome: Outcome::Failed { exit_code: Some(101) }, duration: Some(Duration::from_millis(12)), output: "expected 3 rows, found 4".into() },
+            Event::TestIgnored { test: test("later") },
+        ]);
+        assert!(text.contains("   PASS [   0.348s] probe::isolation slow_test\n"), "{text}");
+        assert!(text.contains("   FAIL [   0.012s] probe::isolation broken\n--- output of probe::isolation broken ---\nexpected 3 rows, found 4\n"), "{text}");
+        assert!(!text.contains("noise"), "a passing test's output is not shown: {text}");
+        assert!(text.contains("IGNORED [         ] probe::isolation later"), "{text}");
+        assert!(text.contains("1 passed, 1 failed, 1 ignored, 0 filtered out"), "{text}");
+        assert!(text.contains("Slowest    0.348s probe::isolation slow_test"), "{text}");
+    }
+
+    #[test]
+    fn phases_and_the_cluster_are_summarised() {
+        let text = render(&[
+            Event::PhaseFinished { phase: Phase::ClusterBoot, duration: Duration::from_millis(450) },
+            Event::PhaseFinished { phase: Phase::Build, duration: Duration::from_secs(3) },
+            Event::ClusterReady(crate::runner::events::ClusterFacts {
+                version: "PostgreSQL 15.18".into(),
+                in_ram: true,
+                run_dir: "/dev/shm/x".into(),
+                log: "/dev/shm/x/server.log".into(),
+                server_user: "postgres".into(),
+            }),
+        ]);
+        assert!(text.contains("Phases build 3.000s, cluster boot 0.450s"), "{text}");
+        assert!(text.contains("PostgreSQL 15.18, data in RAM (tmpfs)"), "{text}");
+    }
+}

@@ -1,0 +1,155 @@
+//! Reporters consume the run's events and never run anything: the human one for the terminal, JSON lines and
+//! JUnit XML for CI. [`Summary`] is the tally they all share, and what the exit code is decided from.
+
+pub mod human;
+pub mod json;
+pub mod junit;
+pub mod styles;
+
+use std::time::Duration;
+
+use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
+
+/// A consumer of events.
+pub trait Reporter {
+    fn report(&mut self, event: &Event);
+    /// Called once after the last event (and after teardown), with the tally.
+    fn finish(&mut self, summary: &Summary) -> std::io::Result<()>;
+}
+
+/// What a run came to.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub crashed: usize,
+    pub timed_out: usize,
+    pub not_run: usize,
+    pub ignored: usize,
+    pub filtered_out: usize,
+    /// Every finished test with its outcome and time, in the order they finished.
+    pub finished: Vec<(TestId, Outcome, Option<Duration>)>,
+    pub phases: Vec<(Phase, Duration)>,
+    pub cluster: Option<ClusterFacts>,
+    pub interrupted: Option<String>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl Summary {
+    pub fn record(&mut self, event: &Event) {
+        match event {
+            Event::TestFinished { test, outcome, duration, .. } => {
+                match outcome {
+                    Outcome::Passed => self.passed += 1,
+                    Outcome::Failed { .. } => self.failed += 1,
+                    Outcome::Crashed { .. } => self.crashed += 1,
+                    Outcome::TimedOut => self.timed_out += 1,
+                    Outcome::NotRun { .. } => self.not_run += 1,
+                }
+                self.finished.push((test.clone(), outcome.clone(), *duration));
+            }
+            Event::TestIgnored { .. } => self.ignored += 1,
+            Event::RunStarted { filtered_out, .. } | Event::FilteredOut { count: filtered_out } => {
+                self.filtered_out += filtered_out
+            }
+            Event::PhaseFinished { phase, duration } => self.phases.push((*phase, *duration)),
+            Event::ClusterReady(facts) => self.cluster = Some(facts.clone()),
+            Event::Interrupted { signal } => self.interrupted = Some(signal.clone()),
+            Event::ClusterMemory { peak_bytes } => self.peak_memory_bytes = Some(*peak_bytes),
+            Event::Warning { .. } | Event::Info { .. } | Event::TestStarted { .. } | Event::TestSlow { .. } => {}
+        }
+    }
+
+    /// Tests that count against the run.
+    pub fn failures(&self) -> usize {
+        self.failed + self.crashed + self.timed_out + self.not_run
+    }
+
+    pub fn ran(&self) -> usize {
+        self.finished.len()
+    }
+
+    /// The slowest tests that ran, slowest first.
+    pub fn slowest(&self, count: usize) -> Vec<(&TestId, Duration)> {
+        let mut timed: Vec<(&TestId, Duration)> =
+            self.finished.iter().filter_map(|(test, _, duration)| duration.map(|d| (test, d))).collect();
+        timed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        timed.truncate(count);
+        timed
+    }
+
+    /// "19 passed, 1 failed, 2 ignored, 0 filtered out" (crashes, timeouts and tests not run when any).
+    pub fn counts_line(&self) -> String {
+        let mut parts = vec![format!("{} passed", self.passed), format!("{} failed", self.failed)];
+        for (count, label) in [(self.crashed, "crashed"), (self.timed_out, "timed out"), (self.not_run, "not run")] {
+            if count > 0 {
+                parts.push(format!("{count} {label}"));
+            }
+        }
+        parts.push(format!("{} ignored", self.ignored));
+        parts.push(format!("{} filtered out", self.filtered_out));
+        parts.join(", ")
+    }
+}
+
+/// Several reporters fed the same events.
+#[derive(Default)]
+pub struct Reporters {
+    reporters: Vec<Box<dyn Reporter>>,
+    pub summary: Summary,
+}
+
+impl Reporters {
+    pub fn add(&mut self, reporter: Box<dyn Reporter>) {
+        self.reporters.push(reporter);
+    }
+
+    pub fn report(&mut self, event: &Event) {
+        self.summary.record(event);
+        for reporter in &mut self.reporters {
+            reporter.report(event);
+        }
+    }
+
+    /// Finishes every reporter; returns the first error writing a report, if any.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        let mut result = Ok(());
+        for reporter in &mut self.reporters {
+            if let Err(error) = reporter.finish(&self.summary) {
+                if result.is_ok() {
+                    result = Err(error);
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(name: &str, outcome: Outcome, millis: u64) -> Event {
+        Event::TestFinished {
+            test: TestId { binary: "app".into(), name: name.into() },
+            outcome,
+            duration: Some(Duration::from_millis(millis)),
+            output: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_and_ranks() {
+        let mut summary = Summary::default();
+        summary.record(&Event::RunStarted { to_run: 4, filtered_out: 2, jobs: 2 });
+        summary.record(&finished("a", Outcome::Passed, 30));
+        summary.record(&finished("b", Outcome::Failed { exit_code: Some(101) }, 10));
+        summary.record(&finished("c", Outcome::TimedOut, 90));
+        summary.record(&finished("d", Outcome::Crashed { signal: "SIGSEGV".into() }, 5));
+        summary.record(&Event::TestIgnored { test: TestId { binary: "app".into(), name: "e".into() } });
+        assert_eq!(summary.failures(), 3);
+        assert_eq!(summary.counts_line(), "1 passed, 1 failed, 1 crashed, 1 timed out, 1 ignored, 2 filtered out");
+        let slowest: Vec<&str> = summary.slowest(2).iter().map(|(t, _)| t.name.as_str()).collect();
+        assert_eq!(slowest, ["c", "a"]);
+    }
+}

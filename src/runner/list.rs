@@ -1,0 +1,221 @@
+//! Which tests a run runs: the user's libtest arguments, each binary's `--list` output, and libtest's
+//! filter rules applied to them. Pure parsing, no processes.
+
+use std::sync::Arc;
+
+use crate::cargo::TestBinary;
+
+/// The arguments after `--`, as libtest understands them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestArgs {
+    pub filters: Vec<String>,
+    pub exact: bool,
+    pub skip: Vec<String>,
+    pub ignored: IgnoredMode,
+    /// `--nocapture` / `--no-capture` / `--show-output`: show every test's output, not only failures'.
+    pub show_output: bool,
+    pub test_threads: Option<usize>,
+    /// Anything else, passed to the test binaries as given.
+    pub other: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IgnoredMode {
+    /// Ignored tests are reported as IGNORED and not run.
+    #[default]
+    Skip,
+    /// `--ignored`: only ignored tests run.
+    Only,
+    /// `--include-ignored`: all tests run.
+    Include,
+}
+
+impl TestArgs {
+    /// Reads the TESTNAME filter and the arguments after `--`.
+    pub fn parse(filter: Option<&str>, args: &[String]) -> Result<TestArgs, String> {
+        let mut parsed = TestArgs { filters: filter.into_iter().map(str::to_owned).collect(), ..TestArgs::default() };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--exact" => parsed.exact = true,
+                "--ignored" => parsed.ignored = IgnoredMode::Only,
+                "--include-ignored" => parsed.ignored = IgnoredMode::Include,
+                "--nocapture" | "--no-capture" | "--show-output" => parsed.show_output = true,
+                "--skip" => parsed.skip.push(args.next().ok_or("`--skip` needs a value")?.clone()),
+                "--test-threads" => {
+                    let value = args.next().ok_or("`--test-threads` needs a value")?;
+                    parsed.test_threads = Some(parse_threads(value)?);
+                }
+                other => {
+                    if let Some(value) = other.strip_prefix("--test-threads=") {
+                        parsed.test_threads = Some(parse_threads(value)?);
+                    } else if let Some(value) = other.strip_prefix("--skip=") {
+                        parsed.skip.push(value.to_owned());
+                    } else if other.starts_with('-') {
+                        parsed.other.push(other.to_owned());
+                    } else {
+                        parsed.filters.push(other.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// libtest's rule: a test runs when it matches a filter (or there is none) and no skip pattern.
+    pub fn selects(&self, name: &str) -> bool {
+        let matches = |pattern: &String| if self.exact { name == pattern } else { name.contains(pattern.as_str()) };
+        (self.filters.is_empty() || self.filters.iter().any(matches)) && !self.skip.iter().any(matches)
+    }
+
+    /// The same selection as libtest arguments, for running a whole binary (shared mode, doc tests).
+    pub fn to_libtest_args(&self) -> Vec<String> {
+        let mut args = self.filters.clone();
+        if self.exact {
+            args.push("--exact".to_owned());
+        }
+        for skip in &self.skip {
+            args.extend(["--skip".to_owned(), skip.clone()]);
+        }
+        match self.ignored {
+            IgnoredMode::Skip => {}
+            IgnoredMode::Only => args.push("--ignored".to_owned()),
+            IgnoredMode::Include => args.push("--include-ignored".to_owned()),
+        }
+        if self.show_output {
+            args.push("--nocapture".to_owned());
+        }
+        args.extend(self.other.iter().cloned());
+        args
+    }
+}
+
+fn parse_threads(value: &str) -> Result<usize, String> {
+    value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| format!("`--test-threads {value}` is not a whole number of at least 1"))
+}
+
+/// Parses `--list --format terse` output (`name: test` lines) into test names. Benchmarks are left out.
+pub fn parse_terse_list(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A test to run in a process of its own.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    pub binary: Arc<TestBinary>,
+    pub name: String,
+    pub ignored: bool,
+}
+
+/// What one binary contributes to the run.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub run: Vec<TestCase>,
+    /// Ignored tests not asked for: reported as IGNORED.
+    pub ignored: Vec<TestCase>,
+    pub filtered_out: usize,
+}
+
+/// Applies the arguments to one binary's full list and its list of ignored tests.
+pub fn select(binary: &Arc<TestBinary>, all: &[String], ignored: &[String], args: &TestArgs) -> Selection {
+    let mut selection = Selection::default();
+    for name in all {
+        let case = TestCase { binary: Arc::clone(binary), name: name.clone(), ignored: ignored.contains(name) };
+        if !args.selects(name) {
+            selection.filtered_out += 1;
+            continue;
+        }
+        match (args.ignored, case.ignored) {
+            (IgnoredMode::Skip, true) => selection.ignored.push(case),
+            (IgnoredMode::Only, false) => selection.filtered_out += 1,
+            _ => selection.run.push(case),
+        }
+    }
+    selection
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn binary() -> Arc<TestBinary> {
+        Arc::new(TestBinary {
+            id: "app::it".into(),
+            package: "app".into(),
+            path: PathBuf::from("/bin/true"),
+            cwd: PathBuf::from("/"),
+            env: vec![],
+        })
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn terse_lists_are_parsed() {
+        let output = "users::create: test\nusers::delete: test\nbench_x: benchmark\n\n3 tests, 1 benchmarks\n";
+        assert_eq!(parse_terse_list(output), ["users::create", "users::delete"]);
+    }
+
+    #[test]
+    fn libtest_arguments_are_understood() {
+        let args = TestArgs::parse(
+            Some("users"),
+            &strings(&["--exact", "--skip", "slow", "--include-ignored", "--test-threads=3", "--nocapture", "--color", "never", "more"]),
+        )
+        .unwrap();
+        assert_eq!(args.filters, ["users", "never", "more"]);
+        assert!(args.exact && args.show_output);
+        assert_eq!(args.skip, ["slow"]);
+        assert_eq!(args.ignored, IgnoredMode::Include);
+        assert_eq!(args.test_threads, Some(3));
+        assert_eq!(args.other, ["--color"]);
+        assert!(TestArgs::parse(None, &strings(&["--test-threads", "0"])).is_err());
+        assert!(TestArgs::parse(None, &strings(&["--skip"])).is_err());
+    }
+
+    #[test]
+    fn filters_and_skips_follow_libtest() {
+        let args = TestArgs::parse(Some("user"), &strings(&["--skip", "delete"])).unwrap();
+        assert!(args.selects("users::create"));
+        assert!(!args.selects("users::delete"));
+        assert!(!args.selects("posts::create"));
+        let exact = TestArgs::parse(Some("users::create"), &strings(&["--exact"])).unwrap();
+        assert!(exact.selects("users::create"));
+        assert!(!exact.selects("users::create_many"));
+    }
+
+    #[test]
+    fn ignored_tests_are_reported_run_or_left_out_as_asked() {
+        let all = strings(&["a", "b_ignored", "c"]);
+        let ignored = strings(&["b_ignored"]);
+        let names = |cases: &[TestCase]| cases.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+
+        let default = select(&binary(), &all, &ignored, &TestArgs::default());
+        assert_eq!(names(&default.run), ["a", "c"]);
+        assert_eq!(names(&default.ignored), ["b_ignored"]);
+
+        let only = TestArgs { ignored: IgnoredMode::Only, ..TestArgs::default() };
+        let selection = select(&binary(), &all, &ignored, &only);
+        assert_eq!(names(&selection.run), ["b_ignored"]);
+        assert!(selection.run[0].ignored);
+        assert_eq!(selection.filtered_out, 2);
+
+        let include = TestArgs { ignored: IgnoredMode::Include, filters: strings(&["a", "b"]), ..TestArgs::default() };
+        let selection = select(&binary(), &all, &ignored, &include);
+        assert_eq!(names(&selection.run), ["a", "b_ignored"]);
+        assert_eq!(selection.filtered_out, 1);
+    }
+
+    #[test]
+    fn the_selection_round_trips_to_libtest_arguments() {
+        let args = TestArgs::parse(Some("x"), &strings(&["--exact", "--skip", "y", "--ignored"])).unwrap();
+        assert_eq!(args.to_libtest_args(), ["x", "--exact", "--skip", "y", "--ignored"]);
+    }
+}

@@ -1,0 +1,173 @@
+//! Running the tests: list every binary's tests, choose the ones asked for, run them (one process and one
+//! fresh database per test, or whole binaries against a shared database), doc tests last. Emits events only.
+
+pub mod events;
+pub mod exec;
+pub mod list;
+pub mod schedule;
+pub mod shared;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::cargo::TestBinary;
+use crate::cluster::Cluster;
+use crate::config::Isolation;
+use crate::template::Databases;
+use events::{Event, EventSender, Outcome, TestId};
+use exec::Limits;
+use list::TestArgs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("could not run {}: {source}", binary.display())]
+    Spawn { binary: PathBuf, source: std::io::Error },
+    #[error("could not list the tests of {binary} ({status}): {stderr}")]
+    List { binary: String, status: String, stderr: String },
+    #[error("could not make a pipe for a test's output: {0}")]
+    Pipe(#[source] std::io::Error),
+    #[error("could not create the shared database: {0}")]
+    SharedDatabase(String),
+}
+
+/// Watches for Ctrl-C / SIGTERM; cloned into everything that must stop early.
+#[derive(Debug, Clone)]
+pub struct Cancel(watch::Receiver<Option<&'static str>>);
+
+impl Cancel {
+    pub fn new() -> (watch::Sender<Option<&'static str>>, Cancel) {
+        let (sender, receiver) = watch::channel(None);
+        (sender, Cancel(receiver))
+    }
+
+    /// The signal that stopped the run, if one did.
+    pub fn signal(&self) -> Option<&'static str> {
+        *self.0.borrow()
+    }
+
+    /// Resolves with the signal's name once the run is stopped; never, if it is not.
+    pub async fn cancelled(&mut self) -> &'static str {
+        loop {
+            if let Some(signal) = *self.0.borrow_and_update() {
+                return signal;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// What to run and how.
+#[derive(Debug)]
+pub struct Plan {
+    pub binaries: Vec<TestBinary>,
+    pub args: TestArgs,
+    pub isolation: Isolation,
+    pub jobs: usize,
+    pub limits: Limits,
+    pub database_env: String,
+    /// Package name → its template database.
+    pub templates: BTreeMap<String, String>,
+    pub doc_tests: Option<DocTests>,
+}
+
+/// `cargo test --doc` for the packages that have a library.
+#[derive(Debug)]
+pub struct DocTests {
+    pub cargo_args: Vec<String>,
+    pub packages: Vec<String>,
+}
+
+/// Runs the plan against the cluster, sending events; returns once every test has ended.
+pub async fn run(
+    plan: Plan,
+    cluster: &mut Cluster,
+    databases: &Databases,
+    cancel: &Cancel,
+    events: &EventSender,
+) -> Result<(), RunnerError> {
+    let endpoint = cluster.endpoint().clone();
+    let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
+
+    match plan.isolation {
+        Isolation::Test => {
+            let mut cases = Vec::new();
+            let mut ignored = Vec::new();
+            let mut filtered_out = 0;
+            for binary in plan.binaries {
+                let binary = Arc::new(binary);
+                let (all, ignored_names) = exec::list(&binary).await?;
+                let selection = list::select(&binary, &all, &ignored_names, &plan.args);
+                cases.extend(selection.run);
+                ignored.extend(selection.ignored);
+                filtered_out += selection.filtered_out;
+            }
+            let _ = events.send(Event::RunStarted { to_run: cases.len(), filtered_out, jobs: plan.jobs });
+            for case in ignored {
+                let _ = events.send(Event::TestIgnored { test: TestId { binary: case.binary.id.clone(), name: case.name } });
+            }
+            let context = schedule::Isolated {
+                databases: databases.clone(),
+                endpoint: endpoint.clone(),
+                templates: Arc::new(plan.templates.clone()),
+                database_env: plan.database_env.clone(),
+                jobs: plan.jobs,
+                limits: plan.limits,
+            };
+            schedule::run(cases, &context, cluster, cancel, events).await;
+        }
+        Isolation::Shared => {
+            let _ = events.send(Event::RunStarted { to_run: 0, filtered_out: 0, jobs: plan.jobs });
+            let mut made = Vec::new();
+            for binary in &plan.binaries {
+                if cancel.signal().is_some() {
+                    break;
+                }
+                let database = shared_database(&binary.package);
+                if !made.contains(&database) {
+                    let template = plan.templates.get(&binary.package).cloned().unwrap_or_default();
+                    databases
+                        .create_from(&template, &database)
+                        .await
+                        .map_err(|e| RunnerError::SharedDatabase(crate::template::server_message(&e)))?;
+                    made.push(database.clone());
+                }
+                let env = endpoint.env(&database, &plan.database_env);
+                shared::run_binary(binary, &plan.args, plan.jobs, &env, cancel.clone(), events).await?;
+                if !cluster.is_running() {
+                    break;
+                }
+            }
+        }
+    }
+
+    if let Some(doc) = plan.doc_tests.filter(|_| cancel.signal().is_none() && cluster.is_running()) {
+        let package = doc.packages.first().cloned().unwrap_or_default();
+        let database = format!("pgtest_doc_{}", sanitize(&package));
+        let template = plan.templates.get(&package).cloned().unwrap_or_default();
+        databases
+            .create_from(&template, &database)
+            .await
+            .map_err(|e| RunnerError::SharedDatabase(crate::template::server_message(&e)))?;
+        let env = endpoint.env(&database, &plan.database_env);
+        let package_of_crate = |crate_name: &str| {
+            doc.packages.iter().find(|p| p.replace('-', "_") == crate_name).cloned().unwrap_or_else(|| crate_name.to_owned())
+        };
+        shared::run_doc_tests(&doc.cargo_args, &plan.args, plan.jobs, &env, package_of_crate, cancel.clone(), events).await?;
+    }
+    Ok(())
+}
+
+/// A database-name-safe form of a package name.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+/// Whether an outcome counts against the run.
+pub fn is_failure(outcome: &Outcome) -> bool {
+    !outcome.is_success()
+}

@@ -1,0 +1,407 @@
+//! End-to-end tests: the real `cargo-pgtest` binary run on every project under `fixtures/`, as a user
+//! runs it, each checked against the outcome the project declares in its `expect.toml`.
+//!
+//! One trial per fixture, plus two for the cargo subcommand protocol (`--help`, `--version`). Every
+//! `[[run]]` of a fixture gets a fresh copy of the project, a scrubbed environment and a parent
+//! directory of its own for the throwaway cluster (`PGTEST_TMPDIR`), which must be empty, with no
+//! process still using it, once the run is over. Without PostgreSQL the fixtures that need it are
+//! ignored, except in CI (`CI=true`), where they fail.
+//!
+//! Cargo.toml declares this target with `harness = false`; libtest-mimic provides the test runner.
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use std::{env, fs, thread};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_cargo-pgtest");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Longest a single run may take; a cold build of the fixtures' dependencies takes minutes on 2 cores.
+const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// How long the tool may take, after it exits or is told to stop, to let go of everything it started.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+fn main() {
+    let args = Arguments::from_args();
+    let fixtures = find_fixtures(&repo().join("fixtures"));
+    assert!(!fixtures.is_empty(), "no fixture with an expect.toml under {}/fixtures", REPO);
+
+    let postgres = Postgres::probe();
+    if let Postgres::Missing(why) = &postgres {
+        eprintln!("note: PostgreSQL was not found ({why}); fixtures that need it are ignored outside CI");
+    }
+    let mut trials = protocol_trials();
+    trials.extend(fixtures.into_iter().map(|fixture| fixture.into_trial(&postgres)));
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn repo() -> &'static Path {
+    Path::new(REPO)
+}
+
+/// `fixtures/<name>/expect.toml`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    description: Option<String>,
+    #[serde(default = "needs_postgres_by_default")]
+    needs_postgres: bool,
+    run: Vec<Run>,
+}
+
+fn needs_postgres_by_default() -> bool {
+    true
+}
+
+/// One invocation of `cargo-pgtest pgtest <args>` and what it must produce.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Run {
+    #[serde(default)]
+    args: Vec<String>,
+    exit: i32,
+    #[serde(default)]
+    contains: Vec<String>,
+    #[serde(default)]
+    not_contains: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+struct Fixture {
+    name: String,
+    dir: PathBuf,
+    /// Parsed lazily into the trial's outcome: a broken expect.toml fails that trial, not the suite.
+    expect: Result<Expect, String>,
+}
+
+fn find_fixtures(root: &Path) -> Vec<Fixture> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut fixtures: Vec<Fixture> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|dir| dir.join("expect.toml").is_file())
+        .map(|dir| Fixture {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            expect: read_expect(&dir.join("expect.toml")),
+            dir,
+        })
+        .collect();
+    fixtures.sort_by(|a, b| a.name.cmp(&b.name));
+    fixtures
+}
+
+fn read_expect(path: &Path) -> Result<Expect, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let expect: Expect = toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+    if expect.run.is_empty() {
+        return Err(format!("{} has no [[run]]", path.display()));
+    }
+    Ok(expect)
+}
+
+impl Fixture {
+    fn into_trial(self, postgres: &Postgres) -> Trial {
+        let needs_postgres = self.expect.as_ref().map_or(false, |e| e.needs_postgres);
+        match postgres {
+            Postgres::Missing(why) if needs_postgres && in_ci() => {
+                let message = format!("PostgreSQL is missing, and CI must run every fixture: {why}");
+                Trial::test(self.name, move || Err(message.into()))
+            }
+            Postgres::Missing(_) if needs_postgres => Trial::test(self.name.clone(), move || self.check()).with_ignored_flag(true),
+            _ => Trial::test(self.name.clone(), move || self.check()),
+        }
+    }
+
+    /// Runs every `[[run]]` in order, each on a fresh copy of the project; stops at the first failure.
+    fn check(self) -> Result<(), Failed> {
+        let expect = self.expect?;
+        for (index, run) in expect.run.iter().enumerate() {
+            let copy = tempfile::Builder::new().prefix("pgtest-fixture-").tempdir()?;
+            let project = copy.path().join(&self.name);
+            copy_project(&self.dir, &project)?;
+            invoke(run, &project).map_err(|report| {
+                let description = expect.description.as_deref().unwrap_or("").trim();
+                format!("fixture `{}`, run {} of {}: {description}\n{report}", self.name, index + 1, expect.run.len())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The trials that are not fixtures: cargo runs `cargo-pgtest pgtest <args>` for `cargo pgtest <args>`.
+fn protocol_trials() -> Vec<Trial> {
+    let trial = |name: &str, args: &[&str], contains: &[&str]| {
+        let run = Run {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            exit: 0,
+            contains: contains.iter().map(|c| c.to_string()).collect(),
+            not_contains: Vec::new(),
+            env: BTreeMap::new(),
+        };
+        Trial::test(name, move || invoke(&run, repo()).map_err(Failed::from))
+    };
+    vec![
+        trial("cargo_subcommand_protocol", &["--help"], &["--no-tmpfs"]),
+        trial("version", &["--version"], &[env!("CARGO_PKG_VERSION")]),
+    ]
+}
+
+/// Whether `cargo-pgtest` finds a PostgreSQL installation, asked once for the whole suite.
+enum Postgres {
+    Found,
+    Missing(String),
+}
+
+impl Postgres {
+    fn probe() -> Postgres {
+        let mut command = tool_command(&["--which-postgres".to_string()], repo());
+        match run_to_end(&mut command) {
+            Ok(outcome) if outcome.status.is_some_and(|s| s.success()) => Postgres::Found,
+            Ok(outcome) => Postgres::Missing(outcome.all_output().trim().to_string()),
+            Err(e) => Postgres::Missing(format!("cannot run {BINARY}: {e}")),
+        }
+    }
+}
+
+fn in_ci() -> bool {
+    env::var("CI").is_ok_and(|ci| ci == "true")
+}
+
+/// Copies a fixture without any `target/` directory a local build may have left in it.
+fn copy_project(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let destination = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            if entry.file_name() != "target" {
+                copy_project(&entry.path(), &destination)?;
+            }
+        } else {
+            fs::copy(entry.path(), &destination)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the tool once in `cwd` and checks the outcome and that nothing was left behind. The error
+/// is a report for a person: the command, the differences, the whole output.
+fn invoke(run: &Run, cwd: &Path) -> Result<(), String> {
+    let cluster_parent = cluster_parent(run).map_err(|e| format!("cannot make PGTEST_TMPDIR: {e}"))?;
+    let mut command = tool_command(&run.args, cwd);
+    command.env("PGTEST_TMPDIR", cluster_parent.path()).envs(&run.env);
+    let outcome = run_to_end(&mut command).map_err(|e| format!("cannot run {BINARY}: {e}"))?;
+
+    let mut problems = outcome.problems(run);
+    if let Err(leftovers) = poll(CLEANUP_TIMEOUT, || nothing_left_in(cluster_parent.path())) {
+        problems.push(format!("left behind after the run: {leftovers}"));
+    }
+    if let Err(e) = cluster_parent.close() {
+        problems.push(format!("cannot remove PGTEST_TMPDIR: {e}"));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "command: {BINARY} pgtest {}\ncwd:     {}\nenv:     {:?}\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.args.join(" "),
+        cwd.display(),
+        run.env,
+        problems.join("\n"),
+        outcome.stdout,
+        outcome.stderr,
+    ))
+}
+
+/// A fresh parent directory for the tool's cluster: in RAM like a normal run, on disk for `--no-tmpfs`.
+fn cluster_parent(run: &Run) -> io::Result<tempfile::TempDir> {
+    let root = if run.args.iter().any(|arg| arg == "--no-tmpfs") {
+        repo().join("target/e2e-tmp")
+    } else if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        env::temp_dir()
+    };
+    fs::create_dir_all(&root)?;
+    tempfile::Builder::new().prefix("pgtest-e2e-").tempdir_in(root)
+}
+
+/// `cargo-pgtest pgtest <args>` with only the environment a test may rely on.
+fn tool_command(args: &[String], cwd: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.arg("pgtest").args(args).current_dir(cwd).env_clear();
+    for name in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "CI"] {
+        if let Some(value) = env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .env("CARGO", env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .env("CARGO_TARGET_DIR", repo().join("target/fixtures"))
+        .env("CARGO_TERM_COLOR", "never")
+        .env("NO_COLOR", "1")
+        .env("CARGO_PGTEST_REDACT", "1");
+    command
+}
+
+struct Outcome {
+    /// `None` if the run timed out and had to be stopped.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Every way this outcome differs from what `run` expects.
+    fn problems(&self, run: &Run) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.status {
+            None => problems.push(format!("timed out after {RUN_TIMEOUT:?} (expected exit {})", run.exit)),
+            Some(status) if status.code() != Some(run.exit) => {
+                problems.push(format!("exit: expected {}, got {}", run.exit, describe(status)));
+            }
+            Some(_) => {}
+        }
+        let output = self.all_output();
+        for wanted in run.contains.iter().filter(|s| !output.contains(s.as_str())) {
+            problems.push(format!("missing from the output: {wanted:?}"));
+        }
+        for unwanted in run.not_contains.iter().filter(|s| output.contains(s.as_str())) {
+            problems.push(format!("must not be in the output: {unwanted:?}"));
+        }
+        problems
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// Runs `command` with stdin closed, collecting its output, within RUN_TIMEOUT.
+fn run_to_end(command: &mut Command) -> io::Result<Outcome> {
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let stdout = Capture::start(child.stdout.take().unwrap());
+    let stderr = Capture::start(child.stderr.take().unwrap());
+    let status = wait_or_stop(&mut child)?;
+    let deadline = Instant::now() + CLEANUP_TIMEOUT;
+    Ok(Outcome { status, stdout: stdout.finish(deadline), stderr: stderr.finish(deadline) })
+}
+
+/// The output of a pipe, read on a thread of its own so that the tool never blocks on a full pipe.
+struct Capture {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    closed: mpsc::Receiver<()>,
+}
+
+impl Capture {
+    fn start(mut pipe: impl Read + Send + 'static) -> Capture {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let (close, closed) = mpsc::channel();
+        let sink = Arc::clone(&bytes);
+        thread::spawn(move || {
+            let mut chunk = [0; 8192];
+            while let Ok(read @ 1..) = pipe.read(&mut chunk) {
+                sink.lock().unwrap().extend_from_slice(&chunk[..read]);
+            }
+            let _ = close.send(());
+        });
+        Capture { bytes, closed }
+    }
+
+    /// Everything read once the pipe closed, or by `deadline`: a process the tool left running may
+    /// hold it open forever.
+    fn finish(self, deadline: Instant) -> String {
+        let closed = self.closed.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok();
+        let mut text = String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned();
+        if !closed {
+            text.push_str("\n<still open after the tool exited: held by a process it left running?>");
+        }
+        text
+    }
+}
+
+/// Waits for the child; past RUN_TIMEOUT interrupts it like Ctrl-C, so it can stop its cluster,
+/// then kills it if it is still there after CLEANUP_TIMEOUT. `None` means it timed out.
+fn wait_or_stop(child: &mut Child) -> io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+    let stopped = poll(CLEANUP_TIMEOUT, || match child.try_wait() {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(String::new()),
+    });
+    if stopped.is_err() {
+        child.kill()?;
+    }
+    child.wait()?;
+    Ok(None)
+}
+
+/// Calls `check` until it succeeds or `timeout` has passed, then returns its last error.
+fn poll(timeout: Duration, mut check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(error) if Instant::now() >= deadline => return Err(error),
+            Err(_) => thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
+
+/// Ok if `dir` is empty and no process has it on its command line (a postmaster's `-D <data dir>`).
+fn nothing_left_in(dir: &Path) -> Result<(), String> {
+    let entries: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let processes = processes_mentioning(dir);
+    if entries.is_empty() && processes.is_empty() {
+        return Ok(());
+    }
+    Err(format!("files {entries:?} in {}, processes {processes:?}", dir.display()))
+}
+
+/// `<pid>: <command line>` of every process whose command line contains `path`.
+fn processes_mentioning(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy();
+    let Ok(proc_entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    proc_entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|entry| {
+            let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(needle.as_ref())
+                .then(|| format!("{}: {}", entry.file_name().to_string_lossy(), cmdline.trim_end()))
+        })
+        .collect()
+}
