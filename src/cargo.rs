@@ -16,7 +16,10 @@ use crate::config::{Member, Workspace};
 #[derive(Debug, thiserror::Error)]
 pub enum CargoError {
     #[error("could not run cargo ({}): {source}; install Rust, or set $CARGO to the cargo binary", program.to_string_lossy())]
-    Spawn { program: OsString, source: std::io::Error },
+    Spawn {
+        program: OsString,
+        source: std::io::Error,
+    },
     #[error("`cargo metadata` failed, so the project's Cargo.toml could not be read:\n{stderr}")]
     Metadata { stderr: String },
     #[error("could not understand the output of `cargo metadata`: {0}")]
@@ -26,12 +29,17 @@ pub enum CargoError {
     #[error("the build failed (`cargo test --no-run` {status}); see cargo's messages above")]
     BuildFailed { status: String },
     #[error("could not read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The cargo binary: `$CARGO` (set by cargo for its subcommands), else `cargo` on PATH.
 pub fn cargo_program() -> OsString {
-    std::env::var_os("CARGO").filter(|c| !c.is_empty()).unwrap_or_else(|| OsString::from("cargo"))
+    std::env::var_os("CARGO")
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| OsString::from("cargo"))
 }
 
 /// The project as cargo sees it.
@@ -51,7 +59,11 @@ pub async fn project(args: &CargoArgs) -> Result<Project, CargoError> {
     if let Some(path) = &args.manifest_path {
         command.arg("--manifest-path").arg(path);
     }
-    for (flag, on) in [("--locked", args.locked), ("--offline", args.offline), ("--frozen", args.frozen)] {
+    for (flag, on) in [
+        ("--locked", args.locked),
+        ("--offline", args.offline),
+        ("--frozen", args.frozen),
+    ] {
         if on {
             command.arg(flag);
         }
@@ -60,16 +72,27 @@ pub async fn project(args: &CargoArgs) -> Result<Project, CargoError> {
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|source| CargoError::Spawn { program: cargo_program(), source })?;
+        .map_err(|source| CargoError::Spawn {
+            program: cargo_program(),
+            source,
+        })?;
     if !output.status.success() {
-        return Err(CargoError::Metadata { stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned() });
+        return Err(CargoError::Metadata {
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
     }
-    let metadata = cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(&output.stdout)).map_err(CargoError::ParseMetadata)?;
+    let metadata = cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(&output.stdout))
+        .map_err(CargoError::ParseMetadata)?;
     project_from_metadata(&metadata, args)
 }
 
 fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project, CargoError> {
-    let read = |path: &Path| std::fs::read_to_string(path).map_err(|source| CargoError::Read { path: path.to_owned(), source });
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| CargoError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
     let root = metadata.workspace_root.clone().into_std_path_buf();
     let members: Vec<&cargo_metadata::Package> = metadata.workspace_packages();
     let member_names: Vec<String> = members.iter().map(|p| p.name.to_string()).collect();
@@ -77,13 +100,23 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
         metadata
             .workspace_default_members
             .iter()
-            .filter_map(|id| members.iter().find(|p| &p.id == id).map(|p| p.name.to_string()))
+            .filter_map(|id| {
+                members
+                    .iter()
+                    .find(|p| &p.id == id)
+                    .map(|p| p.name.to_string())
+            })
             .collect()
     } else {
         member_names.clone()
     };
     let root_package = metadata.root_package().map(|p| p.name.to_string());
-    let selected = select_packages(args, &member_names, root_package.as_deref(), &default_members)?;
+    let selected = select_packages(
+        args,
+        &member_names,
+        root_package.as_deref(),
+        &default_members,
+    )?;
 
     let root_manifest = root.join("Cargo.toml");
     let workspace = Workspace {
@@ -107,7 +140,16 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
     let packages_with_lib = members
         .iter()
         .filter(|p| selected.contains(&p.name.to_string()))
-        .filter(|p| p.targets.iter().any(|t| t.kind.iter().any(|k| matches!(k, TargetKind::Lib | TargetKind::RLib | TargetKind::ProcMacro))))
+        .filter(|p| {
+            p.targets.iter().any(|t| {
+                t.kind.iter().any(|k| {
+                    matches!(
+                        k,
+                        TargetKind::Lib | TargetKind::RLib | TargetKind::ProcMacro
+                    )
+                })
+            })
+        })
         .map(|p| p.name.to_string())
         .collect();
     Ok(Project {
@@ -117,7 +159,10 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
             .clone()
             .unwrap_or_else(|| metadata.target_directory.clone().into_std_path_buf()),
         packages_with_lib,
-        package_versions: members.iter().map(|p| (p.name.to_string(), p.version.to_string())).collect(),
+        package_versions: members
+            .iter()
+            .map(|p| (p.name.to_string(), p.version.to_string()))
+            .collect(),
     })
 }
 
@@ -135,7 +180,10 @@ pub fn select_packages(
             let name = spec.split(['@', ':']).next().unwrap_or(spec);
             let matching: Vec<&String> = members.iter().filter(|m| glob_match(name, m)).collect();
             if matching.is_empty() {
-                return Err(CargoError::UnknownPackage { spec: spec.clone(), members: members.join(", ") });
+                return Err(CargoError::UnknownPackage {
+                    spec: spec.clone(),
+                    members: members.join(", "),
+                });
             }
             selected.extend(matching.into_iter().cloned());
         }
@@ -143,7 +191,11 @@ pub fn select_packages(
         return Ok(selected);
     }
     if args.workspace {
-        return Ok(members.iter().filter(|m| !args.exclude.iter().any(|e| glob_match(e, m))).cloned().collect());
+        return Ok(members
+            .iter()
+            .filter(|m| !args.exclude.iter().any(|e| glob_match(e, m)))
+            .cloned()
+            .collect());
     }
     Ok(match root_package {
         Some(root) => vec![root.to_owned()],
@@ -187,14 +239,22 @@ pub async fn build_tests(
 ) -> Result<Vec<TestBinary>, CargoError> {
     let mut command = Command::new(cargo_program());
     command
-        .args(["test", "--no-run", "--message-format", "json-render-diagnostics"])
+        .args([
+            "test",
+            "--no-run",
+            "--message-format",
+            "json-render-diagnostics",
+        ])
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| CargoError::Spawn { program: cargo_program(), source })?;
+    let mut child = command.spawn().map_err(|source| CargoError::Spawn {
+        program: cargo_program(),
+        source,
+    })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let mut messages = Vec::new();
@@ -205,9 +265,14 @@ pub async fn build_tests(
             Err(_) => eprintln!("{line}"),
         }
     }
-    let status = child.wait().await.map_err(|source| CargoError::Spawn { program: cargo_program(), source })?;
+    let status = child.wait().await.map_err(|source| CargoError::Spawn {
+        program: cargo_program(),
+        source,
+    })?;
     if !status.success() {
-        return Err(CargoError::BuildFailed { status: status.to_string() });
+        return Err(CargoError::BuildFailed {
+            status: status.to_string(),
+        });
     }
     Ok(test_binaries(&messages, project))
 }
@@ -215,7 +280,12 @@ pub async fn build_tests(
 /// Reads the test executables out of cargo's messages, with the environment cargo would give each.
 pub fn test_binaries(messages: &[Message], project: &Project) -> Vec<TestBinary> {
     let package_of = |manifest: &Path| {
-        project.workspace.members.iter().find(|m| m.manifest_path == manifest).map(|m| m.name.clone())
+        project
+            .workspace
+            .members
+            .iter()
+            .find(|m| m.manifest_path == manifest)
+            .map(|m| m.name.clone())
     };
     let mut library_paths: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut bin_exes: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
@@ -228,16 +298,31 @@ pub fn test_binaries(messages: &[Message], project: &Project) -> Vec<TestBinary>
                     // `native=/path`, `dependency=/path`, …: only the path matters for the loader.
                     PathBuf::from(text.split_once('=').map_or(text, |(_, path)| path))
                 });
-                library_paths.entry(script.package_id.repr.clone()).or_default().extend(paths);
+                library_paths
+                    .entry(script.package_id.repr.clone())
+                    .or_default()
+                    .extend(paths);
             }
             Message::CompilerArtifact(artifact) => {
                 let manifest = artifact.manifest_path.clone().into_std_path_buf();
-                let Some(package) = package_of(&manifest) else { continue };
-                let Some(executable) = &artifact.executable else { continue };
-                let kind = artifact.target.kind.first().cloned().unwrap_or(TargetKind::Lib);
+                let Some(package) = package_of(&manifest) else {
+                    continue;
+                };
+                let Some(executable) = &artifact.executable else {
+                    continue;
+                };
+                let kind = artifact
+                    .target
+                    .kind
+                    .first()
+                    .cloned()
+                    .unwrap_or(TargetKind::Lib);
                 if !artifact.profile.test {
                     if kind == TargetKind::Bin {
-                        bin_exes.entry(package).or_default().push((artifact.target.name.clone(), executable.clone().into_std_path_buf()));
+                        bin_exes.entry(package).or_default().push((
+                            artifact.target.name.clone(),
+                            executable.clone().into_std_path_buf(),
+                        ));
                     }
                     continue;
                 }
@@ -249,7 +334,14 @@ pub fn test_binaries(messages: &[Message], project: &Project) -> Vec<TestBinary>
                     TargetKind::Bench => format!("{package}::bench/{name}"),
                     _ => package.clone(),
                 };
-                found.push((artifact, id, package, kind, executable.clone().into_std_path_buf(), manifest));
+                found.push((
+                    artifact,
+                    id,
+                    package,
+                    kind,
+                    executable.clone().into_std_path_buf(),
+                    manifest,
+                ));
             }
             _ => {}
         }
@@ -263,27 +355,50 @@ pub fn test_binaries(messages: &[Message], project: &Project) -> Vec<TestBinary>
             let mut env = vec![
                 ("CARGO".to_owned(), cargo.clone()),
                 ("CARGO_MANIFEST_DIR".to_owned(), cwd.display().to_string()),
-                ("CARGO_MANIFEST_PATH".to_owned(), manifest.display().to_string()),
+                (
+                    "CARGO_MANIFEST_PATH".to_owned(),
+                    manifest.display().to_string(),
+                ),
                 ("CARGO_PKG_NAME".to_owned(), package.clone()),
-                ("CARGO_CRATE_NAME".to_owned(), artifact.target.name.replace('-', "_")),
+                (
+                    "CARGO_CRATE_NAME".to_owned(),
+                    artifact.target.name.replace('-', "_"),
+                ),
             ];
             if let Some(version) = project.package_versions.get(&package) {
                 env.push(("CARGO_PKG_VERSION".to_owned(), version.clone()));
             }
             if kind == TargetKind::Test || kind == TargetKind::Bench {
-                env.push(("CARGO_TARGET_TMPDIR".to_owned(), project.target_dir.join("tmp").display().to_string()));
+                env.push((
+                    "CARGO_TARGET_TMPDIR".to_owned(),
+                    project.target_dir.join("tmp").display().to_string(),
+                ));
             }
             for (bin, exe) in bin_exes.get(&package).into_iter().flatten() {
                 env.push((format!("CARGO_BIN_EXE_{bin}"), exe.display().to_string()));
             }
             // Like cargo: the deps directory and build scripts' native paths come first for the loader.
-            let mut loader_paths: Vec<PathBuf> = path.parent().into_iter().map(Path::to_owned).collect();
+            let mut loader_paths: Vec<PathBuf> =
+                path.parent().into_iter().map(Path::to_owned).collect();
             loader_paths.extend(all_library_paths.iter().cloned());
-            loader_paths.extend(std::env::var_os(loader_variable()).map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default());
+            loader_paths.extend(
+                std::env::var_os(loader_variable())
+                    .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
             if let Ok(joined) = std::env::join_paths(&loader_paths) {
-                env.push((loader_variable().to_owned(), joined.to_string_lossy().into_owned()));
+                env.push((
+                    loader_variable().to_owned(),
+                    joined.to_string_lossy().into_owned(),
+                ));
             }
-            TestBinary { id, package, path, cwd, env }
+            TestBinary {
+                id,
+                package,
+                path,
+                cwd,
+                env,
+            }
         })
         .collect()
 }
@@ -308,14 +423,39 @@ mod tests {
     fn package_selection_follows_cargo() {
         let members = names(&["api", "db", "db-macros"]);
         let none = CargoArgs::default();
-        assert_eq!(select_packages(&none, &members, Some("api"), &members).unwrap(), ["api"]);
-        assert_eq!(select_packages(&none, &members, None, &names(&["db"])).unwrap(), ["db"]);
-        let some = CargoArgs { package: names(&["db*"]), ..CargoArgs::default() };
-        assert_eq!(select_packages(&some, &members, Some("api"), &members).unwrap(), ["db", "db-macros"]);
-        let all = CargoArgs { workspace: true, exclude: names(&["api"]), ..CargoArgs::default() };
-        assert_eq!(select_packages(&all, &members, Some("api"), &members).unwrap(), ["db", "db-macros"]);
-        let unknown = CargoArgs { package: names(&["nope"]), ..CargoArgs::default() };
-        assert!(select_packages(&unknown, &members, None, &members).unwrap_err().to_string().contains("nope"));
+        assert_eq!(
+            select_packages(&none, &members, Some("api"), &members).unwrap(),
+            ["api"]
+        );
+        assert_eq!(
+            select_packages(&none, &members, None, &names(&["db"])).unwrap(),
+            ["db"]
+        );
+        let some = CargoArgs {
+            package: names(&["db*"]),
+            ..CargoArgs::default()
+        };
+        assert_eq!(
+            select_packages(&some, &members, Some("api"), &members).unwrap(),
+            ["db", "db-macros"]
+        );
+        let all = CargoArgs {
+            workspace: true,
+            exclude: names(&["api"]),
+            ..CargoArgs::default()
+        };
+        assert_eq!(
+            select_packages(&all, &members, Some("api"), &members).unwrap(),
+            ["db", "db-macros"]
+        );
+        let unknown = CargoArgs {
+            package: names(&["nope"]),
+            ..CargoArgs::default()
+        };
+        assert!(select_packages(&unknown, &members, None, &members)
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
     }
 
     #[test]
@@ -326,7 +466,10 @@ mod tests {
             ..Member::default()
         };
         let project = Project {
-            workspace: Workspace { members: vec![member], ..Workspace::default() },
+            workspace: Workspace {
+                members: vec![member],
+                ..Workspace::default()
+            },
             target_dir: PathBuf::from("/p/target"),
             packages_with_lib: vec![],
             package_versions: BTreeMap::from([("app".to_owned(), "0.1.0".to_owned())]),
@@ -338,12 +481,20 @@ mod tests {
         };
         let lines = [
             artifact("lib", "app", true, "/p/target/debug/deps/app-1"),
-            artifact("test", "isolation", true, "/p/target/debug/deps/isolation-2"),
+            artifact(
+                "test",
+                "isolation",
+                true,
+                "/p/target/debug/deps/isolation-2",
+            ),
             artifact("bin", "server", true, "/p/target/debug/deps/server-3"),
             artifact("bin", "server", false, "/p/target/debug/server"),
             r#"{"reason":"build-finished","success":true}"#.to_owned(),
         ];
-        let messages: Vec<Message> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let messages: Vec<Message> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let binaries = test_binaries(&messages, &project);
         let ids: Vec<&str> = binaries.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, ["app", "app::isolation", "app::bin/server"]);
@@ -353,7 +504,9 @@ mod tests {
         assert_eq!(get("CARGO_PKG_VERSION"), Some("0.1.0"));
         assert_eq!(get("CARGO_BIN_EXE_server"), Some("/p/target/debug/server"));
         assert_eq!(get("CARGO_TARGET_TMPDIR"), Some("/p/target/tmp"));
-        assert!(get("LD_LIBRARY_PATH").unwrap().starts_with("/p/target/debug/deps"));
+        assert!(get("LD_LIBRARY_PATH")
+            .unwrap()
+            .starts_with("/p/target/debug/deps"));
         assert_eq!(binaries[1].cwd, PathBuf::from("/p"));
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, ValueEnum};
 
-const ABOUT: &str = "Run `cargo test` against a throwaway PostgreSQL: data in RAM, migrations applied once, \
+const ABOUT: &str =
+    "Run `cargo test` against a throwaway PostgreSQL: data in RAM, migrations applied once, \
 a fresh database for every test";
 
 const AFTER_HELP: &str = "\
@@ -330,10 +331,26 @@ mod tests {
     #[test]
     fn cargo_flags_are_forwarded_in_cargo_spelling() {
         let cli = parse(&[
-            "pgtest", "-p", "a", "--features", "x y", "--release", "-j", "2", "--test", "it", "--locked",
+            "pgtest",
+            "-p",
+            "a",
+            "--features",
+            "x y",
+            "--release",
+            "-j",
+            "2",
+            "--test",
+            "it",
+            "--locked",
         ]);
-        assert_eq!(cli.cargo.package_args(), ["--package", "a", "--features", "x y"]);
-        assert_eq!(cli.cargo.build_args(), ["--release", "--jobs", "2", "--locked"]);
+        assert_eq!(
+            cli.cargo.package_args(),
+            ["--package", "a", "--features", "x y"]
+        );
+        assert_eq!(
+            cli.cargo.build_args(),
+            ["--release", "--jobs", "2", "--locked"]
+        );
         assert_eq!(cli.cargo.target_args(), ["--test", "it"]);
         assert!(!cli.cargo.runs_doc_tests());
     }
@@ -346,9 +363,16 @@ mod tests {
 
     #[test]
     fn bad_jobs_and_isolation_values_are_rejected() {
-        let bad = |args: &[&str]| parse_from(std::iter::once("cargo-pgtest").chain(args.iter().copied()));
-        assert!(bad(&["--jobs", "0"]).unwrap_err().to_string().contains("at least 1"));
+        let bad =
+            |args: &[&str]| parse_from(std::iter::once("cargo-pgtest").chain(args.iter().copied()));
+        assert!(bad(&["--jobs", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
         assert!(bad(&["--jobs", "many"]).is_err());
-        assert!(bad(&["--isolation", "none"]).unwrap_err().to_string().contains("test"));
+        assert!(bad(&["--isolation", "none"])
+            .unwrap_err()
+            .to_string()
+            .contains("test"));
     }
 }

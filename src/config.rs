@@ -156,7 +156,9 @@ pub enum ConfigError {
         origin: Origin,
         reason: String,
     },
-    #[error("`{key}` in {origin} names {path}, which does not exist; fix the path or remove the key")]
+    #[error(
+        "`{key}` in {origin} names {path}, which does not exist; fix the path or remove the key"
+    )]
     MissingPath {
         key: String,
         origin: Origin,
@@ -231,7 +233,11 @@ impl TableSource<'_> {
 }
 
 /// Resolves the configuration of a run.
-pub fn resolve(workspace: &Workspace, overrides: &Overrides, cpus: usize) -> Result<Config, ConfigError> {
+pub fn resolve(
+    workspace: &Workspace,
+    overrides: &Overrides,
+    cpus: usize,
+) -> Result<Config, ConfigError> {
     let root_manifest = workspace.root.join("Cargo.toml");
     let workspace_table = parse_table(
         workspace.metadata.get("pgtest"),
@@ -266,21 +272,32 @@ pub fn resolve(workspace: &Workspace, overrides: &Overrides, cpus: usize) -> Res
 
         let default_migrations = package_dir.join("migrations");
         let spec = DatabaseSpec {
-            migrations: table.migrations.clone().or(workspace_table.migrations.clone()).or_else(|| {
-                // The conventional directory is used when it exists, as sqlx's `migrate!()` does.
-                default_migrations.is_dir().then_some(default_migrations)
-            }),
-            fixtures: table.fixtures.clone().or(workspace_table.fixtures.clone()).unwrap_or_default(),
+            migrations: table
+                .migrations
+                .clone()
+                .or(workspace_table.migrations.clone())
+                .or_else(|| {
+                    // The conventional directory is used when it exists, as sqlx's `migrate!()` does.
+                    default_migrations.is_dir().then_some(default_migrations)
+                }),
+            fixtures: table
+                .fixtures
+                .clone()
+                .or(workspace_table.fixtures.clone())
+                .unwrap_or_default(),
             extensions: table
                 .extensions
                 .clone()
                 .or(workspace_table.extensions.clone())
                 .unwrap_or_default(),
         };
-        let index = databases.iter().position(|known| *known == spec).unwrap_or_else(|| {
-            databases.push(spec);
-            databases.len() - 1
-        });
+        let index = databases
+            .iter()
+            .position(|known| *known == spec)
+            .unwrap_or_else(|| {
+                databases.push(spec);
+                databases.len() - 1
+            });
         package_database.insert(member.name.clone(), index);
     }
 
@@ -292,9 +309,15 @@ pub fn resolve(workspace: &Workspace, overrides: &Overrides, cpus: usize) -> Res
         postgres: run.postgres.unwrap_or(PostgresChoice::Newest),
         tmpfs: !overrides.no_tmpfs && run.tmpfs.unwrap_or(true),
         isolation,
-        database_env: run.database_env.unwrap_or_else(|| DEFAULT_DATABASE_ENV.to_owned()),
+        database_env: run
+            .database_env
+            .unwrap_or_else(|| DEFAULT_DATABASE_ENV.to_owned()),
         settings: run.settings.into_values().collect(),
-        jobs: overrides.jobs.or(overrides.test_threads).unwrap_or(cpus).max(1),
+        jobs: overrides
+            .jobs
+            .or(overrides.test_threads)
+            .unwrap_or(cpus)
+            .max(1),
         timeout: overrides.timeout.or(run.timeout),
         slow_timeout: run.slow_timeout.unwrap_or(DEFAULT_SLOW_TIMEOUT),
         databases,
@@ -316,7 +339,9 @@ fn merge_run_keys(
         package_name: &str,
         owners: &mut BTreeMap<&'static str, String>,
     ) -> Result<(), ConfigError> {
-        let Some(value) = package_value else { return Ok(()) };
+        let Some(value) = package_value else {
+            return Ok(());
+        };
         if let Some(owner) = owners.get(key) {
             if run_value.as_ref() != Some(value) {
                 return Err(ConfigError::Conflict {
@@ -330,12 +355,48 @@ fn merge_run_keys(
         *run_value = Some(value.clone());
         Ok(())
     }
-    take("postgres", &mut run.postgres, &package.postgres, package_name, owners)?;
-    take("tmpfs", &mut run.tmpfs, &package.tmpfs, package_name, owners)?;
-    take("isolation", &mut run.isolation, &package.isolation, package_name, owners)?;
-    take("database_env", &mut run.database_env, &package.database_env, package_name, owners)?;
-    take("timeout", &mut run.timeout, &package.timeout, package_name, owners)?;
-    take("slow_timeout", &mut run.slow_timeout, &package.slow_timeout, package_name, owners)?;
+    take(
+        "postgres",
+        &mut run.postgres,
+        &package.postgres,
+        package_name,
+        owners,
+    )?;
+    take(
+        "tmpfs",
+        &mut run.tmpfs,
+        &package.tmpfs,
+        package_name,
+        owners,
+    )?;
+    take(
+        "isolation",
+        &mut run.isolation,
+        &package.isolation,
+        package_name,
+        owners,
+    )?;
+    take(
+        "database_env",
+        &mut run.database_env,
+        &package.database_env,
+        package_name,
+        owners,
+    )?;
+    take(
+        "timeout",
+        &mut run.timeout,
+        &package.timeout,
+        package_name,
+        owners,
+    )?;
+    take(
+        "slow_timeout",
+        &mut run.slow_timeout,
+        &package.slow_timeout,
+        package_name,
+        owners,
+    )?;
     for (name, setting) in &package.settings {
         let key: &'static str = "settings";
         if let Some(existing) = run.settings.get(name) {
@@ -356,9 +417,16 @@ fn merge_run_keys(
 fn parse_table(value: Option<&Value>, source: &TableSource<'_>) -> Result<Table, ConfigError> {
     let mut table = Table::default();
     // TOML has no null; treat one (from a hand-made metadata value) as no table.
-    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(table) };
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(table);
+    };
     let Some(entries) = value.as_object() else {
-        return Err(wrong_type("pgtest", source.origin("pgtest"), "a table", value));
+        return Err(wrong_type(
+            "pgtest",
+            source.origin("pgtest"),
+            "a table",
+            value,
+        ));
     };
     for (key, value) in entries {
         let origin = || source.origin(key);
@@ -369,27 +437,51 @@ fn parse_table(value: Option<&Value>, source: &TableSource<'_>) -> Result<Table,
                 table.isolation = Some(match expect_str(key, value, origin())? {
                     "test" => Isolation::Test,
                     "shared" => Isolation::Shared,
-                    other => return Err(bad_value(key, origin(), format!("`{other}` is neither \"test\" nor \"shared\""))),
+                    other => {
+                        return Err(bad_value(
+                            key,
+                            origin(),
+                            format!("`{other}` is neither \"test\" nor \"shared\""),
+                        ))
+                    }
                 })
             }
             "database_env" => {
                 let name = expect_str(key, value, origin())?;
                 if name.is_empty() || name.contains(['=', '\0']) {
-                    return Err(bad_value(key, origin(), format!("`{name}` is not an environment variable name")));
+                    return Err(bad_value(
+                        key,
+                        origin(),
+                        format!("`{name}` is not an environment variable name"),
+                    ));
                 }
                 table.database_env = Some(name.to_owned());
             }
             "timeout" => table.timeout = Some(parse_duration(key, value, origin())?),
             "slow_timeout" => table.slow_timeout = Some(parse_duration(key, value, origin())?),
-            "migrations" => table.migrations = Some(source.base_dir.join(expect_str(key, value, origin())?)),
+            "migrations" => {
+                table.migrations = Some(source.base_dir.join(expect_str(key, value, origin())?))
+            }
             "fixtures" => {
                 let files = expect_str_list(key, value, origin())?;
-                table.fixtures = Some(files.iter().map(|file| source.base_dir.join(file)).collect());
+                table.fixtures = Some(
+                    files
+                        .iter()
+                        .map(|file| source.base_dir.join(file))
+                        .collect(),
+                );
             }
             "extensions" => {
                 let names = expect_str_list(key, value, origin())?;
-                if let Some(bad) = names.iter().find(|name| name.is_empty() || name.contains('"')) {
-                    return Err(bad_value(key, origin(), format!("`{bad}` is not an extension name")));
+                if let Some(bad) = names
+                    .iter()
+                    .find(|name| name.is_empty() || name.contains('"'))
+                {
+                    return Err(bad_value(
+                        key,
+                        origin(),
+                        format!("`{bad}` is not an extension name"),
+                    ));
                 }
                 table.extensions = Some(names);
             }
@@ -406,33 +498,73 @@ fn parse_table(value: Option<&Value>, source: &TableSource<'_>) -> Result<Table,
     Ok(table)
 }
 
-fn parse_settings(value: &Value, source: &TableSource<'_>) -> Result<BTreeMap<String, Setting>, ConfigError> {
+fn parse_settings(
+    value: &Value,
+    source: &TableSource<'_>,
+) -> Result<BTreeMap<String, Setting>, ConfigError> {
     let Some(entries) = value.as_object() else {
-        return Err(wrong_type("settings", source.origin("settings"), "a table of PostgreSQL settings", value));
+        return Err(wrong_type(
+            "settings",
+            source.origin("settings"),
+            "a table of PostgreSQL settings",
+            value,
+        ));
     };
     let mut settings = BTreeMap::new();
     for (name, value) in entries {
         let origin = source.settings_origin(name);
-        let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if !valid_name {
-            return Err(bad_value(name, origin, "not a PostgreSQL setting name".to_owned()));
+            return Err(bad_value(
+                name,
+                origin,
+                "not a PostgreSQL setting name".to_owned(),
+            ));
         }
         let value = match value {
             Value::String(text) => text.clone(),
             Value::Number(number) => number.to_string(),
             Value::Bool(flag) => if *flag { "on" } else { "off" }.to_owned(),
-            other => return Err(wrong_type(name, origin, "a string, number or boolean", other)),
+            other => {
+                return Err(wrong_type(
+                    name,
+                    origin,
+                    "a string, number or boolean",
+                    other,
+                ))
+            }
         };
-        settings.insert(name.clone(), Setting { name: name.clone(), value, origin });
+        settings.insert(
+            name.clone(),
+            Setting {
+                name: name.clone(),
+                value,
+                origin,
+            },
+        );
     }
     Ok(settings)
 }
 
-fn parse_postgres(value: &Value, origin: Origin, base_dir: &Path) -> Result<PostgresChoice, ConfigError> {
+fn parse_postgres(
+    value: &Value,
+    origin: Origin,
+    base_dir: &Path,
+) -> Result<PostgresChoice, ConfigError> {
     let text = match value {
         Value::Number(number) => number.to_string(),
         Value::String(text) => text.clone(),
-        other => return Err(wrong_type("postgres", origin, "a major version such as \"15\" or a bin directory", other)),
+        other => {
+            return Err(wrong_type(
+                "postgres",
+                origin,
+                "a major version such as \"15\" or a bin directory",
+                other,
+            ))
+        }
     };
     if let Ok(major) = text.parse::<u32>() {
         return Ok(PostgresChoice::Major(major));
@@ -441,7 +573,9 @@ fn parse_postgres(value: &Value, origin: Origin, base_dir: &Path) -> Result<Post
         return Err(bad_value(
             "postgres",
             origin,
-            format!("`{text}` is not a major version; write the major version only, such as \"15\""),
+            format!(
+                "`{text}` is not a major version; write the major version only, such as \"15\""
+            ),
         ));
     }
     Ok(PostgresChoice::BinDir(base_dir.join(text)))
@@ -480,19 +614,29 @@ fn parse_duration_text(text: &str) -> Option<f64> {
 }
 
 fn expect_bool(key: &str, value: &Value, origin: Origin) -> Result<bool, ConfigError> {
-    value.as_bool().ok_or_else(|| wrong_type(key, origin, "true or false", value))
+    value
+        .as_bool()
+        .ok_or_else(|| wrong_type(key, origin, "true or false", value))
 }
 
 fn expect_str<'v>(key: &str, value: &'v Value, origin: Origin) -> Result<&'v str, ConfigError> {
-    value.as_str().ok_or_else(|| wrong_type(key, origin, "a string", value))
+    value
+        .as_str()
+        .ok_or_else(|| wrong_type(key, origin, "a string", value))
 }
 
 fn expect_str_list(key: &str, value: &Value, origin: Origin) -> Result<Vec<String>, ConfigError> {
     let expected = "a list of strings";
-    let items = value.as_array().ok_or_else(|| wrong_type(key, origin.clone(), expected, value))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| wrong_type(key, origin.clone(), expected, value))?;
     items
         .iter()
-        .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| wrong_type(key, origin.clone(), expected, value)))
+        .map(|item| {
+            item.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| wrong_type(key, origin.clone(), expected, value))
+        })
         .collect()
 }
 
@@ -505,11 +649,20 @@ fn wrong_type(key: &str, origin: Origin, expected: &'static str, found: &Value) 
         Value::Array(_) => "a list".to_owned(),
         Value::Object(_) => "a table".to_owned(),
     };
-    ConfigError::WrongType { key: key.to_owned(), origin, expected, found }
+    ConfigError::WrongType {
+        key: key.to_owned(),
+        origin,
+        expected,
+        found,
+    }
 }
 
 fn bad_value(key: &str, origin: Origin, reason: String) -> ConfigError {
-    ConfigError::BadValue { key: key.to_owned(), origin, reason }
+    ConfigError::BadValue {
+        key: key.to_owned(),
+        origin,
+        reason,
+    }
 }
 
 /// The valid key closest to a misspelt one, when it is close enough to be what was meant.
@@ -537,7 +690,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(rows[i - 2][j - 2] + 1);
             }
@@ -558,9 +713,19 @@ pub fn find_key_line(text: &str, dotted_key: &str) -> Option<usize> {
             table = line.trim_matches(['[', ']']).replace(' ', "");
             continue;
         }
-        let Some((key, _)) = line.split_once('=') else { continue };
-        let key: String = key.split('.').map(|part| part.trim().trim_matches('"')).collect::<Vec<_>>().join(".");
-        let full = if table.is_empty() { key } else { format!("{table}.{key}") };
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        let key: String = key
+            .split('.')
+            .map(|part| part.trim().trim_matches('"'))
+            .collect::<Vec<_>>()
+            .join(".");
+        let full = if table.is_empty() {
+            key
+        } else {
+            format!("{table}.{key}")
+        };
         if full == dotted_key {
             return Some(index + 1);
         }
@@ -605,9 +770,16 @@ fn missing_path(workspace: &Workspace, key: &str, path: &Path) -> ConfigError {
     let origin = package_origin.unwrap_or_else(|| Origin {
         table: "[workspace.metadata.pgtest]".to_owned(),
         manifest: workspace.root.join("Cargo.toml"),
-        line: find_key_line(&workspace.root_manifest_text, &format!("workspace.metadata.pgtest.{key}")),
+        line: find_key_line(
+            &workspace.root_manifest_text,
+            &format!("workspace.metadata.pgtest.{key}"),
+        ),
     });
-    ConfigError::MissingPath { key: key.to_owned(), origin, path: path.to_owned() }
+    ConfigError::MissingPath {
+        key: key.to_owned(),
+        origin,
+        path: path.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -670,18 +842,43 @@ mod tests {
         assert_eq!(config.timeout, Some(Duration::from_secs(120)));
         assert_eq!(config.slow_timeout, Duration::from_secs(5));
         let spec = &config.databases[0];
-        assert_eq!(spec.migrations.as_deref(), Some(Path::new("/p/db/migrations")));
-        assert_eq!(spec.fixtures, [PathBuf::from("/p/seed/base.sql"), PathBuf::from("/p/seed/more.sql")]);
+        assert_eq!(
+            spec.migrations.as_deref(),
+            Some(Path::new("/p/db/migrations"))
+        );
+        assert_eq!(
+            spec.fixtures,
+            [
+                PathBuf::from("/p/seed/base.sql"),
+                PathBuf::from("/p/seed/more.sql")
+            ]
+        );
         assert_eq!(spec.extensions, ["pgcrypto"]);
-        let settings: Vec<_> = config.settings.iter().map(|s| (s.name.as_str(), s.value.as_str())).collect();
-        assert_eq!(settings, [("autovacuum", "off"), ("max_connections", "50"), ("work_mem", "8MB")]);
+        let settings: Vec<_> = config
+            .settings
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_str()))
+            .collect();
+        assert_eq!(
+            settings,
+            [
+                ("autovacuum", "off"),
+                ("max_connections", "50"),
+                ("work_mem", "8MB")
+            ]
+        );
     }
 
     #[test]
     fn a_typo_names_the_key_its_line_and_the_closest_valid_key() {
-        let text = "[package]\nname = \"app\"\n\n[package.metadata.pgtest]\nmigraitons = \"migrations\"\n";
-        let error = resolve(&package(text, json!({ "migraitons": "migrations" })), &Overrides::default(), 1)
-            .unwrap_err();
+        let text =
+            "[package]\nname = \"app\"\n\n[package.metadata.pgtest]\nmigraitons = \"migrations\"\n";
+        let error = resolve(
+            &package(text, json!({ "migraitons": "migrations" })),
+            &Overrides::default(),
+            1,
+        )
+        .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("unknown key `migraitons`"), "{message}");
         assert!(message.contains("/p/Cargo.toml:5"), "{message}");
@@ -690,24 +887,37 @@ mod tests {
 
     #[test]
     fn a_key_far_from_every_valid_one_lists_them_all() {
-        let message = resolve_one(json!({ "colour": true })).unwrap_err().to_string();
+        let message = resolve_one(json!({ "colour": true }))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("valid keys are"), "{message}");
         assert!(message.contains("database_env"), "{message}");
     }
 
     #[test]
     fn wrong_types_say_what_was_expected_and_found() {
-        let message = resolve_one(json!({ "tmpfs": "yes" })).unwrap_err().to_string();
-        assert!(message.contains("`tmpfs`") && message.contains("true or false"), "{message}");
+        let message = resolve_one(json!({ "tmpfs": "yes" }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`tmpfs`") && message.contains("true or false"),
+            "{message}"
+        );
         assert!(message.contains("the string \"yes\""), "{message}");
         assert!(resolve_one(json!({ "fixtures": "seed.sql" })).is_err());
         assert!(resolve_one(json!({ "fixtures": [1] })).is_err());
-        assert!(resolve_one(json!({ "isolation": "none" })).unwrap_err().to_string().contains("\"shared\""));
+        assert!(resolve_one(json!({ "isolation": "none" }))
+            .unwrap_err()
+            .to_string()
+            .contains("\"shared\""));
         assert!(resolve_one(json!({ "settings": { "work_mem": ["8MB"] } })).is_err());
         assert!(resolve_one(json!({ "settings": "work_mem=8MB" })).is_err());
         assert!(resolve_one(json!({ "timeout": "soon" })).is_err());
         assert!(resolve_one(json!({ "timeout": 0 })).is_err());
-        assert!(resolve_one(json!({ "postgres": "15.4" })).unwrap_err().to_string().contains("major"));
+        assert!(resolve_one(json!({ "postgres": "15.4" }))
+            .unwrap_err()
+            .to_string()
+            .contains("major"));
         assert!(resolve_one(json!({ "postgres": true })).is_err());
     }
 
@@ -724,7 +934,10 @@ mod tests {
     #[test]
     fn a_postgres_path_is_a_bin_directory() {
         let config = resolve_one(json!({ "postgres": "/opt/pg/bin" })).unwrap();
-        assert_eq!(config.postgres, PostgresChoice::BinDir(PathBuf::from("/opt/pg/bin")));
+        assert_eq!(
+            config.postgres,
+            PostgresChoice::BinDir(PathBuf::from("/opt/pg/bin"))
+        );
         let config = resolve_one(json!({ "postgres": 16 })).unwrap();
         assert_eq!(config.postgres, PostgresChoice::Major(16));
     }
@@ -738,14 +951,25 @@ mod tests {
             timeout: Some(Duration::from_secs(3)),
             test_threads: Some(2),
         };
-        let workspace = package("", json!({ "tmpfs": true, "isolation": "shared", "timeout": 60 }));
+        let workspace = package(
+            "",
+            json!({ "tmpfs": true, "isolation": "shared", "timeout": 60 }),
+        );
         let config = resolve(&workspace, &overrides, 1).unwrap();
         assert!(!config.tmpfs);
         assert_eq!(config.jobs, 7);
         assert_eq!(config.isolation, Isolation::Test);
         assert_eq!(config.timeout, Some(Duration::from_secs(3)));
-        let threads_only = Overrides { test_threads: Some(2), ..Overrides::default() };
-        assert_eq!(resolve(&package("", Value::Null), &threads_only, 8).unwrap().jobs, 2);
+        let threads_only = Overrides {
+            test_threads: Some(2),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            resolve(&package("", Value::Null), &threads_only, 8)
+                .unwrap()
+                .jobs,
+            2
+        );
     }
 
     fn workspace_of_two(a: Value, b: Value) -> Workspace {
@@ -766,8 +990,16 @@ mod tests {
 
     #[test]
     fn workspace_keys_are_checked_too() {
-        let error = resolve(&workspace_of_two(Value::Null, Value::Null), &Overrides::default(), 1).unwrap_err();
-        assert!(error.to_string().contains("[workspace.metadata.pgtest]"), "{error}");
+        let error = resolve(
+            &workspace_of_two(Value::Null, Value::Null),
+            &Overrides::default(),
+            1,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("[workspace.metadata.pgtest]"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -777,8 +1009,14 @@ mod tests {
         let config = resolve(&workspace, &Overrides::default(), 1).unwrap();
         assert_eq!(config.postgres, PostgresChoice::Major(15));
         assert_eq!(config.databases.len(), 2);
-        assert_eq!(config.databases[0].migrations.as_deref(), Some(Path::new("/w/db")));
-        assert_eq!(config.databases[0].fixtures, [PathBuf::from("/w/a/seed.sql")]);
+        assert_eq!(
+            config.databases[0].migrations.as_deref(),
+            Some(Path::new("/w/db"))
+        );
+        assert_eq!(
+            config.databases[0].fixtures,
+            [PathBuf::from("/w/a/seed.sql")]
+        );
         assert!(config.databases[1].fixtures.is_empty());
 
         let same = workspace_of_two(Value::Null, Value::Null);
@@ -793,8 +1031,13 @@ mod tests {
     fn packages_that_disagree_on_the_cluster_are_refused() {
         let mut workspace = workspace_of_two(json!({ "tmpfs": true }), json!({ "tmpfs": false }));
         workspace.metadata = Value::Null;
-        let message = resolve(&workspace, &Overrides::default(), 1).unwrap_err().to_string();
-        assert!(message.contains("`a` and `b` set `tmpfs` differently"), "{message}");
+        let message = resolve(&workspace, &Overrides::default(), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`a` and `b` set `tmpfs` differently"),
+            "{message}"
+        );
         workspace.selected = vec!["a".into()];
         assert!(resolve(&workspace, &Overrides::default(), 1).unwrap().tmpfs);
     }
@@ -802,9 +1045,18 @@ mod tests {
     #[test]
     fn lines_are_found_under_headers_and_in_dotted_form() {
         let text = "[package]\nname='x'\n[package.metadata]\npgtest.tmpfs = false\n[ package.metadata.pgtest ]\n\"postgres\" = \"15\"\n";
-        assert_eq!(find_key_line(text, "package.metadata.pgtest.tmpfs"), Some(4));
-        assert_eq!(find_key_line(text, "package.metadata.pgtest.postgres"), Some(6));
-        assert_eq!(find_key_line(text, "package.metadata.pgtest.fixtures"), None);
+        assert_eq!(
+            find_key_line(text, "package.metadata.pgtest.tmpfs"),
+            Some(4)
+        );
+        assert_eq!(
+            find_key_line(text, "package.metadata.pgtest.postgres"),
+            Some(6)
+        );
+        assert_eq!(
+            find_key_line(text, "package.metadata.pgtest.fixtures"),
+            None
+        );
     }
 
     #[test]

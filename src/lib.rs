@@ -42,7 +42,10 @@ pub enum Error {
     #[error(transparent)]
     Runner(#[from] runner::RunnerError),
     #[error("could not create the report file {}: {source}", path.display())]
-    ReportFile { path: PathBuf, source: std::io::Error },
+    ReportFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("stopped by {0}")]
     Interrupted(&'static str),
 }
@@ -72,12 +75,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { exit_code::SETUP_FAILED } else { exit_code::SUCCESS });
+            return ExitCode::from(if error.use_stderr() {
+                exit_code::SETUP_FAILED
+            } else {
+                exit_code::SUCCESS
+            });
         }
     };
     // One thread: every process (and the server, whose parent-death signal is tied to the spawning thread)
     // is started from the main thread, and the work is waiting, not computing.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: could not start the async runtime: {error}");
@@ -144,33 +154,54 @@ fn fail(styles: &Styles, error: &Error) -> u8 {
 
 fn reporters(cli: &Cli, styles: &Styles, test_args: &TestArgs) -> Result<Reporters, Error> {
     let mut reporters = Reporters::default();
-    reporters.add(Box::new(Human::new(std::io::stderr(), styles.clone(), cli.pgtest.verbose, test_args.show_output)));
+    reporters.add(Box::new(Human::new(
+        std::io::stderr(),
+        styles.clone(),
+        cli.pgtest.verbose,
+        test_args.show_output,
+    )));
     if let Some(path) = &cli.pgtest.json {
         let out: Box<dyn std::io::Write> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::fs::File::create(path).map_err(|source| Error::ReportFile { path: path.clone(), source })?)
+            Box::new(
+                std::fs::File::create(path).map_err(|source| Error::ReportFile {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
         };
         reporters.add(Box::new(JsonLines::new(out)));
     }
     if let Some(path) = &cli.pgtest.junit {
-        std::fs::File::create(path).map_err(|source| Error::ReportFile { path: path.clone(), source })?;
+        std::fs::File::create(path).map_err(|source| Error::ReportFile {
+            path: path.clone(),
+            source,
+        })?;
         reporters.add(Box::new(Junit::new(path.clone())));
     }
     Ok(reporters)
 }
 
 /// Turns SIGINT and SIGTERM into a stop request: tests are stopped, the results so far reported.
-async fn watch_signals(cancel: tokio::sync::watch::Sender<Option<&'static str>>, events: EventSender) {
+async fn watch_signals(
+    cancel: tokio::sync::watch::Sender<Option<&'static str>>,
+    events: EventSender,
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     let name = tokio::select! {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     };
-    let _ = events.send(Event::Interrupted { signal: name.to_owned() });
+    let _ = events.send(Event::Interrupted {
+        signal: name.to_owned(),
+    });
     let _ = cancel.send(Some(name));
     // Further signals are absorbed: the cleanup under way is quick and must not be cut short.
     loop {
@@ -182,7 +213,10 @@ async fn watch_signals(cancel: tokio::sync::watch::Sender<Option<&'static str>>,
 }
 
 /// Runs a stage unless the run is stopped first.
-async fn unless_stopped<T, E: Into<Error>>(cancel: &Cancel, stage: impl std::future::Future<Output = Result<T, E>>) -> Result<T, Error> {
+async fn unless_stopped<T, E: Into<Error>>(
+    cancel: &Cancel,
+    stage: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Error> {
     let mut cancel = cancel.clone();
     tokio::select! {
         result = stage => result.map_err(Into::into),
@@ -193,7 +227,9 @@ async fn unless_stopped<T, E: Into<Error>>(cancel: &Cancel, stage: impl std::fut
 async fn which_postgres(cli: &Cli, styles: &Styles) -> u8 {
     // The `postgres` key is honoured when there is a project to read it from.
     let choice = match cargo::project(&cli.cargo).await {
-        Ok(project) => config::resolve(&project.workspace, &Overrides::default(), 1).map(|c| c.postgres).unwrap_or(config::PostgresChoice::Newest),
+        Ok(project) => config::resolve(&project.workspace, &Overrides::default(), 1)
+            .map(|c| c.postgres)
+            .unwrap_or(config::PostgresChoice::Newest),
         Err(_) => config::PostgresChoice::Newest,
     };
     match binaries::discover(&choice, &SearchPlaces::from_env()) {
@@ -205,7 +241,13 @@ async fn which_postgres(cli: &Cli, styles: &Styles) -> u8 {
     }
 }
 
-async fn pipeline(cli: &Cli, styles: &Styles, test_args: TestArgs, cancel: &Cancel, events: EventSender) -> Result<(), Error> {
+async fn pipeline(
+    cli: &Cli,
+    styles: &Styles,
+    test_args: TestArgs,
+    cancel: &Cancel,
+    events: EventSender,
+) -> Result<(), Error> {
     let project = cargo::project(&cli.cargo).await?;
     let overrides = Overrides {
         no_tmpfs: cli.pgtest.no_tmpfs,
@@ -220,16 +262,33 @@ async fn pipeline(cli: &Cli, styles: &Styles, test_args: TestArgs, cancel: &Canc
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let config = config::resolve(&project.workspace, &overrides, cpus)?;
     config.check_paths(&project.workspace)?;
-    let binaries = binaries::discover(&config.postgres, &SearchPlaces::from_env()).map_err(cluster::ClusterError::from)?;
+    let binaries = binaries::discover(&config.postgres, &SearchPlaces::from_env())
+        .map_err(cluster::ClusterError::from)?;
     let server_user = privileges::server_user().map_err(cluster::ClusterError::from)?;
-    let placement = storage::choose(config.tmpfs, std::env::var_os("PGTEST_TMPDIR").filter(|v| !v.is_empty()).map(PathBuf::from), server_user.is_other_account);
+    let placement = storage::choose(
+        config.tmpfs,
+        std::env::var_os("PGTEST_TMPDIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        server_user.is_other_account,
+    );
     if let Some(warning) = &placement.warning {
-        let _ = events.send(Event::Warning { message: warning.clone() });
+        let _ = events.send(Event::Warning {
+            message: warning.clone(),
+        });
     }
-    let _ = events.send(Event::Info { message: format!("{} from {}", binaries.version, binaries.bin_dir.display()) });
+    let _ = events.send(Event::Info {
+        message: format!("{} from {}", binaries.version, binaries.bin_dir.display()),
+    });
 
     let started = Instant::now();
-    let spec = ClusterSpec { binaries: &binaries, placement: &placement, server_user: &server_user, settings: &config.settings, jobs: config.jobs };
+    let spec = ClusterSpec {
+        binaries: &binaries,
+        placement: &placement,
+        server_user: &server_user,
+        settings: &config.settings,
+        jobs: config.jobs,
+    };
     let mut cluster = unless_stopped(cancel, Cluster::boot(&spec)).await?;
     let _ = events.send(Event::ClusterReady(ClusterFacts {
         version: cluster.info.version.to_string(),
@@ -238,15 +297,33 @@ async fn pipeline(cli: &Cli, styles: &Styles, test_args: TestArgs, cancel: &Canc
         log: cluster.info.log_path.display().to_string(),
         server_user: cluster.info.server_user.clone(),
     }));
-    let _ = events.send(Event::PhaseFinished { phase: Phase::ClusterBoot, duration: started.elapsed() });
+    let _ = events.send(Event::PhaseFinished {
+        phase: Phase::ClusterBoot,
+        duration: started.elapsed(),
+    });
 
-    let result = with_cluster(cli, styles, test_args, &config, &project, &mut cluster, cancel, &events).await;
+    let result = with_cluster(
+        cli,
+        styles,
+        test_args,
+        &config,
+        &project,
+        &mut cluster,
+        cancel,
+        &events,
+    )
+    .await;
 
     let (teardown, removed) = cluster.shutdown();
     if let Err(error) = removed {
-        let _ = events.send(Event::Warning { message: format!("could not remove the cluster's directory completely: {error}") });
+        let _ = events.send(Event::Warning {
+            message: format!("could not remove the cluster's directory completely: {error}"),
+        });
     }
-    let _ = events.send(Event::PhaseFinished { phase: Phase::Teardown, duration: teardown });
+    let _ = events.send(Event::PhaseFinished {
+        phase: Phase::Teardown,
+        duration: teardown,
+    });
     result
 }
 
@@ -266,11 +343,25 @@ async fn with_cluster(
     let started = Instant::now();
     let templates = unless_stopped(cancel, template::prepare(&endpoint, &config.databases)).await?;
     for template in &templates {
-        let message = format!("template {}: {} migrations, {} fixture files", template.name, template.migrations, template.fixtures);
+        let message = format!(
+            "template {}: {} migrations, {} fixture files",
+            template.name, template.migrations, template.fixtures
+        );
         let _ = events.send(Event::Info { message });
     }
-    let databases = unless_stopped(cancel, template::Databases::connect(&endpoint, cluster.info.version.major, config.jobs as u32 + 2)).await?;
-    let _ = events.send(Event::PhaseFinished { phase: Phase::Template, duration: started.elapsed() });
+    let databases = unless_stopped(
+        cancel,
+        template::Databases::connect(
+            &endpoint,
+            cluster.info.version.major,
+            config.jobs as u32 + 2,
+        ),
+    )
+    .await?;
+    let _ = events.send(Event::PhaseFinished {
+        phase: Phase::Template,
+        duration: started.elapsed(),
+    });
 
     let package_templates: BTreeMap<String, String> = config
         .package_database
@@ -279,8 +370,20 @@ async fn with_cluster(
         .collect();
     // The build gets a migrated database too, so sqlx's compile-time checked queries need no other server.
     let build_database = "pgtest_build";
-    let first_template = templates.first().map(|t| t.name.clone()).unwrap_or_default();
-    unless_stopped(cancel, async { databases.create_from(&first_template, build_database).await.map_err(|e| template::TemplateError::Sql { name: build_database.to_owned(), source: e }) }).await?;
+    let first_template = templates
+        .first()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    unless_stopped(cancel, async {
+        databases
+            .create_from(&first_template, build_database)
+            .await
+            .map_err(|e| template::TemplateError::Sql {
+                name: build_database.to_owned(),
+                source: e,
+            })
+    })
+    .await?;
     let mut build_env = vec![("DATABASE_URL".to_owned(), endpoint.url(build_database))];
     if config.database_env != "DATABASE_URL" {
         build_env.push((config.database_env.clone(), endpoint.url(build_database)));
@@ -297,25 +400,41 @@ async fn with_cluster(
         args.extend(cli.cargo.target_args());
         unless_stopped(cancel, cargo::build_tests(&args, &build_env, project)).await?
     };
-    let _ = events.send(Event::PhaseFinished { phase: Phase::Build, duration: started.elapsed() });
-
-    let doc_tests = (cli.cargo.runs_doc_tests() && !project.packages_with_lib.is_empty()).then(|| runner::DocTests {
-        cargo_args: cargo_args.iter().filter(|a| *a != "--color" && *a != styles.cargo_color()).cloned().collect(),
-        packages: project.packages_with_lib.clone(),
+    let _ = events.send(Event::PhaseFinished {
+        phase: Phase::Build,
+        duration: started.elapsed(),
     });
+
+    let doc_tests =
+        (cli.cargo.runs_doc_tests() && !project.packages_with_lib.is_empty()).then(|| {
+            runner::DocTests {
+                cargo_args: cargo_args
+                    .iter()
+                    .filter(|a| *a != "--color" && *a != styles.cargo_color())
+                    .cloned()
+                    .collect(),
+                packages: project.packages_with_lib.clone(),
+            }
+        });
     let plan = runner::Plan {
         binaries: test_binaries,
         args: test_args,
         isolation: config.isolation,
         jobs: config.jobs,
-        limits: Limits { slow_after: config.slow_timeout, timeout: config.timeout },
+        limits: Limits {
+            slow_after: config.slow_timeout,
+            timeout: config.timeout,
+        },
         database_env: config.database_env.clone(),
         templates: package_templates,
         doc_tests,
     };
     let started = Instant::now();
     let result = runner::run(plan, cluster, &databases, cancel, events).await;
-    let _ = events.send(Event::PhaseFinished { phase: Phase::Tests, duration: started.elapsed() });
+    let _ = events.send(Event::PhaseFinished {
+        phase: Phase::Tests,
+        duration: started.elapsed(),
+    });
     databases.close().await;
     result.map_err(Error::from)
 }

@@ -26,7 +26,11 @@ pub enum TemplateError {
     #[error("migration file {} does not follow sqlx's layout `<VERSION>_<DESCRIPTION>.sql` (or `.up.sql`/`.down.sql`): {reason}; rename it", path.display())]
     BadMigrationName { path: PathBuf, reason: String },
     #[error("migrations {} and {} have the same version {version}; give one of them a new version", first.display(), second.display())]
-    DuplicateVersion { version: i64, first: PathBuf, second: PathBuf },
+    DuplicateVersion {
+        version: i64,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("could not read the migrations in {}: {message}", dir.display())]
     ReadMigrations { dir: PathBuf, message: String },
     #[error("migration {location} failed: {message}; fix the migration and run again")]
@@ -34,7 +38,10 @@ pub enum TemplateError {
     #[error("fixture {location} failed: {message}; fix the file and run again")]
     Fixture { location: String, message: String },
     #[error("could not read fixture {}: {source}", path.display())]
-    ReadFixture { path: PathBuf, source: std::io::Error },
+    ReadFixture {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("could not create extension `{name}` (from the `extensions` key): {message}; install the package that provides it (Debian: postgresql-contrib, or postgresql-<major>-<extension>)")]
     Extension { name: String, message: String },
     #[error("could not prepare the template database `{name}`: {source}")]
@@ -42,25 +49,47 @@ pub enum TemplateError {
 }
 
 /// Builds one template per distinct database spec, in spec order.
-pub async fn prepare(endpoint: &Endpoint, specs: &[DatabaseSpec]) -> Result<Vec<Template>, TemplateError> {
-    let mut admin = PgConnection::connect_with(&endpoint.connect_options("postgres")).await.map_err(TemplateError::Connect)?;
+pub async fn prepare(
+    endpoint: &Endpoint,
+    specs: &[DatabaseSpec],
+) -> Result<Vec<Template>, TemplateError> {
+    let mut admin = PgConnection::connect_with(&endpoint.connect_options("postgres"))
+        .await
+        .map_err(TemplateError::Connect)?;
     let mut templates = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
-        let name = if specs.len() == 1 { "pgtest_template".to_owned() } else { format!("pgtest_template_{index}") };
-        let sql_error = |source| TemplateError::Sql { name: name.clone(), source };
+        let name = if specs.len() == 1 {
+            "pgtest_template".to_owned()
+        } else {
+            format!("pgtest_template_{index}")
+        };
+        let sql_error = |source| TemplateError::Sql {
+            name: name.clone(),
+            source,
+        };
         let migrations = match &spec.migrations {
             Some(dir) => read_migrations(dir)?,
             None => Vec::new(),
         };
-        sqlx::raw_sql(&format!("CREATE DATABASE {}", quote_ident(&name))).execute(&mut admin).await.map_err(sql_error)?;
+        sqlx::raw_sql(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .execute(&mut admin)
+            .await
+            .map_err(sql_error)?;
 
-        let mut connection =
-            PgConnection::connect_with(&endpoint.connect_options(&name)).await.map_err(TemplateError::Connect)?;
+        let mut connection = PgConnection::connect_with(&endpoint.connect_options(&name))
+            .await
+            .map_err(TemplateError::Connect)?;
         for extension in &spec.extensions {
-            sqlx::raw_sql(&format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(extension)))
-                .execute(&mut connection)
-                .await
-                .map_err(|e| TemplateError::Extension { name: extension.clone(), message: server_message(&e) })?;
+            sqlx::raw_sql(&format!(
+                "CREATE EXTENSION IF NOT EXISTS {}",
+                quote_ident(extension)
+            ))
+            .execute(&mut connection)
+            .await
+            .map_err(|e| TemplateError::Extension {
+                name: extension.clone(),
+                message: server_message(&e),
+            })?;
         }
         apply_migrations(&mut connection, &migrations).await?;
         for file in &spec.fixtures {
@@ -68,12 +97,22 @@ pub async fn prepare(endpoint: &Endpoint, specs: &[DatabaseSpec]) -> Result<Vec<
         }
         // Nobody may stay connected to a template while it is cloned.
         connection.close().await.map_err(sql_error)?;
-        sqlx::raw_sql(&format!("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false", quote_ident(&name)))
-            .execute(&mut admin)
-            .await
-            .map_err(sql_error)?;
-        let applied = migrations.iter().filter(|(m, _)| !m.migration_type.is_down_migration()).count();
-        templates.push(Template { name, migrations: applied, fixtures: spec.fixtures.len() });
+        sqlx::raw_sql(&format!(
+            "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+            quote_ident(&name)
+        ))
+        .execute(&mut admin)
+        .await
+        .map_err(sql_error)?;
+        let applied = migrations
+            .iter()
+            .filter(|(m, _)| !m.migration_type.is_down_migration())
+            .count();
+        templates.push(Template {
+            name,
+            migrations: applied,
+            fixtures: spec.fixtures.len(),
+        });
     }
     let _ = admin.close().await;
     Ok(templates)
@@ -82,24 +121,43 @@ pub async fn prepare(endpoint: &Endpoint, specs: &[DatabaseSpec]) -> Result<Vec<
 /// Reads a migrations directory with sqlx's own resolver, after checking every `.sql` file's name and that no
 /// two migrations share a version (sqlx skips odd names silently and fails late on duplicates).
 fn read_migrations(dir: &Path) -> Result<Vec<(Migration, PathBuf)>, TemplateError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| TemplateError::ReadMigrations { dir: dir.to_owned(), message: e.to_string() })?;
+    let entries = std::fs::read_dir(dir).map_err(|e| TemplateError::ReadMigrations {
+        dir: dir.to_owned(),
+        message: e.to_string(),
+    })?;
     let mut seen: BTreeMap<(i64, bool), PathBuf> = BTreeMap::new();
-    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
     paths.sort();
     for path in paths {
-        let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let Some(parsed) = parse_migration_name(&file_name)
-            .map_err(|reason| TemplateError::BadMigrationName { path: path.clone(), reason })?
+        let file_name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Some(parsed) =
+            parse_migration_name(&file_name).map_err(|reason| TemplateError::BadMigrationName {
+                path: path.clone(),
+                reason,
+            })?
         else {
             continue;
         };
         if let Some(first) = seen.insert((parsed.version, parsed.is_down), path.clone()) {
-            return Err(TemplateError::DuplicateVersion { version: parsed.version, first, second: path });
+            return Err(TemplateError::DuplicateVersion {
+                version: parsed.version,
+                first,
+                second: path,
+            });
         }
     }
-    sqlx::migrate::resolve_blocking(dir)
-        .map_err(|e| TemplateError::ReadMigrations { dir: dir.to_owned(), message: e.to_string() })
+    sqlx::migrate::resolve_blocking(dir).map_err(|e| TemplateError::ReadMigrations {
+        dir: dir.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// What a migration file name says.
@@ -113,14 +171,18 @@ pub struct MigrationName {
 /// Parses `<VERSION>_<DESCRIPTION>.sql`, `.up.sql` or `.down.sql`. Files not ending in `.sql` are not
 /// migrations (`Ok(None)`); a `.sql` file of another shape is an error.
 pub fn parse_migration_name(file_name: &str) -> Result<Option<MigrationName>, String> {
-    let Some(stem) = file_name.strip_suffix(".sql") else { return Ok(None) };
+    let Some(stem) = file_name.strip_suffix(".sql") else {
+        return Ok(None);
+    };
     let Some((version, rest)) = stem.split_once('_') else {
         return Err("there is no `_` between the version and the description".to_owned());
     };
     if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("the version `{version}` is not a whole number"));
     }
-    let version: i64 = version.parse().map_err(|_| format!("the version `{version}` is too large"))?;
+    let version: i64 = version
+        .parse()
+        .map_err(|_| format!("the version `{version}` is too large"))?;
     if version <= 0 {
         return Err("the version must be greater than zero".to_owned());
     }
@@ -132,15 +194,28 @@ pub fn parse_migration_name(file_name: &str) -> Result<Option<MigrationName>, St
     if description.is_empty() {
         return Err("the description is empty".to_owned());
     }
-    Ok(Some(MigrationName { version, description: description.replace('_', " "), is_down }))
+    Ok(Some(MigrationName {
+        version,
+        description: description.replace('_', " "),
+        is_down,
+    }))
 }
 
-async fn apply_migrations(connection: &mut PgConnection, migrations: &[(Migration, PathBuf)]) -> Result<(), TemplateError> {
+async fn apply_migrations(
+    connection: &mut PgConnection,
+    migrations: &[(Migration, PathBuf)],
+) -> Result<(), TemplateError> {
     if migrations.is_empty() {
         return Ok(());
     }
-    let setup_error = |e: MigrateError| TemplateError::Migration { location: "setup".to_owned(), message: e.to_string() };
-    connection.ensure_migrations_table().await.map_err(setup_error)?;
+    let setup_error = |e: MigrateError| TemplateError::Migration {
+        location: "setup".to_owned(),
+        message: e.to_string(),
+    };
+    connection
+        .ensure_migrations_table()
+        .await
+        .map_err(setup_error)?;
     for (migration, path) in migrations {
         if migration.migration_type.is_down_migration() {
             continue;
@@ -159,22 +234,29 @@ async fn apply_migrations(connection: &mut PgConnection, migrations: &[(Migratio
 }
 
 async fn apply_fixture(connection: &mut PgConnection, path: &Path) -> Result<(), TemplateError> {
-    let sql = std::fs::read_to_string(path).map_err(|source| TemplateError::ReadFixture { path: path.to_owned(), source })?;
+    let sql = std::fs::read_to_string(path).map_err(|source| TemplateError::ReadFixture {
+        path: path.to_owned(),
+        source,
+    })?;
     sqlx::raw_sql(&sql)
         .execute(&mut *connection)
         .await
         .map(drop)
-        .map_err(|e| TemplateError::Fixture { location: locate(path, &sql, &e), message: server_message(&e) })
+        .map_err(|e| TemplateError::Fixture {
+            location: locate(path, &sql, &e),
+            message: server_message(&e),
+        })
 }
 
 /// `file:line:column` of a server error inside the SQL text it ran, or just the file.
 fn locate(path: &Path, sql: &str, error: &sqlx::Error) -> String {
-    let position = error.as_database_error().and_then(|e| e.try_downcast_ref::<PgDatabaseError>()).and_then(|e| {
-        match e.position() {
+    let position = error
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<PgDatabaseError>())
+        .and_then(|e| match e.position() {
             Some(PgErrorPosition::Original(position)) => Some(position),
             _ => None,
-        }
-    });
+        });
     match position.and_then(|p| line_and_column(sql, p)) {
         Some((line, column)) => format!("{}:{line}:{column}", path.display()),
         None => path.display().to_string(),
@@ -194,7 +276,10 @@ pub fn line_and_column(text: &str, position: usize) -> Option<(usize, usize)> {
 
 /// The server's own words for an error: message, detail and hint.
 pub fn server_message(error: &sqlx::Error) -> String {
-    match error.as_database_error().and_then(|e| e.try_downcast_ref::<PgDatabaseError>()) {
+    match error
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<PgDatabaseError>())
+    {
         Some(pg) => {
             let mut text = format!("{} ({})", pg.message(), pg.code());
             if let Some(detail) = pg.detail() {
@@ -222,33 +307,51 @@ pub struct Databases {
 }
 
 impl Databases {
-    pub async fn connect(endpoint: &Endpoint, server_major: u32, connections: u32) -> Result<Databases, TemplateError> {
+    pub async fn connect(
+        endpoint: &Endpoint,
+        server_major: u32,
+        connections: u32,
+    ) -> Result<Databases, TemplateError> {
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(1))
             .connect_with(endpoint.connect_options("postgres"))
             .await
             .map_err(TemplateError::Connect)?;
-        let clone_suffix = if server_major >= 15 { " STRATEGY FILE_COPY" } else { "" };
+        let clone_suffix = if server_major >= 15 {
+            " STRATEGY FILE_COPY"
+        } else {
+            ""
+        };
         Ok(Databases { pool, clone_suffix })
     }
 
     /// Creates `name` as a copy of `template`.
     pub async fn create_from(&self, template: &str, name: &str) -> Result<(), sqlx::Error> {
-        let sql = format!("CREATE DATABASE {} TEMPLATE {}{}", quote_ident(name), quote_ident(template), self.clone_suffix);
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE {}{}",
+            quote_ident(name),
+            quote_ident(template),
+            self.clone_suffix
+        );
         sqlx::raw_sql(&sql).execute(&self.pool).await.map(drop)
     }
 
     /// Drops `name`, disconnecting whatever a test left connected.
     pub async fn drop_database(&self, name: &str) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
-            .execute(&self.pool)
-            .await
-            .map(drop)
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     /// How many databases the cluster holds (for leak checks).
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT count(*) FROM pg_database").fetch_one(&self.pool).await
+        sqlx::query_scalar("SELECT count(*) FROM pg_database")
+            .fetch_one(&self.pool)
+            .await
     }
 
     pub async fn close(&self) {
@@ -262,20 +365,49 @@ mod tests {
 
     #[test]
     fn migration_names_follow_sqlx() {
-        let parsed = parse_migration_name("20240101120000_create_users.sql").unwrap().unwrap();
-        assert_eq!(parsed, MigrationName { version: 20240101120000, description: "create users".into(), is_down: false });
-        assert!(!parse_migration_name("2_add_posts.up.sql").unwrap().unwrap().is_down);
-        assert!(parse_migration_name("2_add_posts.down.sql").unwrap().unwrap().is_down);
+        let parsed = parse_migration_name("20240101120000_create_users.sql")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parsed,
+            MigrationName {
+                version: 20240101120000,
+                description: "create users".into(),
+                is_down: false
+            }
+        );
+        assert!(
+            !parse_migration_name("2_add_posts.up.sql")
+                .unwrap()
+                .unwrap()
+                .is_down
+        );
+        assert!(
+            parse_migration_name("2_add_posts.down.sql")
+                .unwrap()
+                .unwrap()
+                .is_down
+        );
         assert_eq!(parse_migration_name("README.md").unwrap(), None);
     }
 
     #[test]
     fn odd_migration_names_are_refused_with_a_reason() {
-        assert!(parse_migration_name("create_users.sql").unwrap_err().contains("not a whole number"));
-        assert!(parse_migration_name("0001.sql").unwrap_err().contains("`_`"));
-        assert!(parse_migration_name("1_.sql").unwrap_err().contains("empty"));
-        assert!(parse_migration_name("0_init.sql").unwrap_err().contains("greater than zero"));
-        assert!(parse_migration_name("99999999999999999999_x.sql").unwrap_err().contains("too large"));
+        assert!(parse_migration_name("create_users.sql")
+            .unwrap_err()
+            .contains("not a whole number"));
+        assert!(parse_migration_name("0001.sql")
+            .unwrap_err()
+            .contains("`_`"));
+        assert!(parse_migration_name("1_.sql")
+            .unwrap_err()
+            .contains("empty"));
+        assert!(parse_migration_name("0_init.sql")
+            .unwrap_err()
+            .contains("greater than zero"));
+        assert!(parse_migration_name("99999999999999999999_x.sql")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]
@@ -284,7 +416,12 @@ mod tests {
         std::fs::write(dir.path().join("1_a.sql"), "select 1;").unwrap();
         std::fs::write(dir.path().join("1_b.sql"), "select 2;").unwrap();
         let message = read_migrations(dir.path()).unwrap_err().to_string();
-        assert!(message.contains("1_a.sql") && message.contains("1_b.sql") && message.contains("version 1"), "{message}");
+        assert!(
+            message.contains("1_a.sql")
+                && message.contains("1_b.sql")
+                && message.contains("version 1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -33,14 +33,24 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 fn main() {
     let args = Arguments::from_args();
     let fixtures = find_fixtures(&repo().join("fixtures"));
-    assert!(!fixtures.is_empty(), "no fixture with an expect.toml under {}/fixtures", REPO);
+    assert!(
+        !fixtures.is_empty(),
+        "no fixture with an expect.toml under {}/fixtures",
+        REPO
+    );
 
     let postgres = Postgres::probe();
     if let Postgres::Missing(why) = &postgres {
-        eprintln!("note: PostgreSQL was not found ({why}); fixtures that need it are ignored outside CI");
+        eprintln!(
+            "note: PostgreSQL was not found ({why}); fixtures that need it are ignored outside CI"
+        );
     }
     let mut trials = protocol_trials();
-    trials.extend(fixtures.into_iter().map(|fixture| fixture.into_trial(&postgres)));
+    trials.extend(
+        fixtures
+            .into_iter()
+            .map(|fixture| fixture.into_trial(&postgres)),
+    );
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -102,8 +112,10 @@ fn find_fixtures(root: &Path) -> Vec<Fixture> {
 }
 
 fn read_expect(path: &Path) -> Result<Expect, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let expect: Expect = toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let expect: Expect =
+        toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))?;
     if expect.run.is_empty() {
         return Err(format!("{} has no [[run]]", path.display()));
     }
@@ -115,10 +127,13 @@ impl Fixture {
         let needs_postgres = self.expect.as_ref().map_or(false, |e| e.needs_postgres);
         match postgres {
             Postgres::Missing(why) if needs_postgres && in_ci() => {
-                let message = format!("PostgreSQL is missing, and CI must run every fixture: {why}");
+                let message =
+                    format!("PostgreSQL is missing, and CI must run every fixture: {why}");
                 Trial::test(self.name, move || Err(message.into()))
             }
-            Postgres::Missing(_) if needs_postgres => Trial::test(self.name.clone(), move || self.check()).with_ignored_flag(true),
+            Postgres::Missing(_) if needs_postgres => {
+                Trial::test(self.name.clone(), move || self.check()).with_ignored_flag(true)
+            }
             _ => Trial::test(self.name.clone(), move || self.check()),
         }
     }
@@ -127,12 +142,19 @@ impl Fixture {
     fn check(self) -> Result<(), Failed> {
         let expect = self.expect?;
         for (index, run) in expect.run.iter().enumerate() {
-            let copy = tempfile::Builder::new().prefix("pgtest-fixture-").tempdir()?;
+            let copy = tempfile::Builder::new()
+                .prefix("pgtest-fixture-")
+                .tempdir()?;
             let project = copy.path().join(&self.name);
             copy_project(&self.dir, &project)?;
             invoke(run, &project).map_err(|report| {
                 let description = expect.description.as_deref().unwrap_or("").trim();
-                format!("fixture `{}`, run {} of {}: {description}\n{report}", self.name, index + 1, expect.run.len())
+                format!(
+                    "fixture `{}`, run {} of {}: {description}\n{report}",
+                    self.name,
+                    index + 1,
+                    expect.run.len()
+                )
             })?;
         }
         Ok(())
@@ -198,9 +220,12 @@ fn copy_project(from: &Path, to: &Path) -> io::Result<()> {
 /// Runs the tool once in `cwd` and checks the outcome and that nothing was left behind. The error
 /// is a report for a person: the command, the differences, the whole output.
 fn invoke(run: &Run, cwd: &Path) -> Result<(), String> {
-    let cluster_parent = cluster_parent(run).map_err(|e| format!("cannot make PGTEST_TMPDIR: {e}"))?;
+    let cluster_parent =
+        cluster_parent(run).map_err(|e| format!("cannot make PGTEST_TMPDIR: {e}"))?;
     let mut command = tool_command(&run.args, cwd);
-    command.env("PGTEST_TMPDIR", cluster_parent.path()).envs(&run.env);
+    command
+        .env("PGTEST_TMPDIR", cluster_parent.path())
+        .envs(&run.env);
     let outcome = run_to_end(&mut command).map_err(|e| format!("cannot run {BINARY}: {e}"))?;
 
     let mut problems = outcome.problems(run);
@@ -234,20 +259,36 @@ fn cluster_parent(run: &Run) -> io::Result<tempfile::TempDir> {
         env::temp_dir()
     };
     fs::create_dir_all(&root)?;
-    tempfile::Builder::new().prefix("pgtest-e2e-").tempdir_in(root)
+    tempfile::Builder::new()
+        .prefix("pgtest-e2e-")
+        .tempdir_in(root)
 }
 
 /// `cargo-pgtest pgtest <args>` with only the environment a test may rely on.
 fn tool_command(args: &[String], cwd: &Path) -> Command {
     let mut command = Command::new(BINARY);
-    command.arg("pgtest").args(args).current_dir(cwd).env_clear();
-    for name in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "CI"] {
+    command
+        .arg("pgtest")
+        .args(args)
+        .current_dir(cwd)
+        .env_clear();
+    for name in [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "CI",
+    ] {
         if let Some(value) = env::var_os(name) {
             command.env(name, value);
         }
     }
     command
-        .env("CARGO", env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .env(
+            "CARGO",
+            env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+        )
         .env("CARGO_TARGET_DIR", repo().join("target/fixtures"))
         .env("CARGO_TERM_COLOR", "never")
         .env("NO_COLOR", "1")
@@ -271,9 +312,16 @@ impl Outcome {
     fn problems(&self, run: &Run) -> Vec<String> {
         let mut problems = Vec::new();
         match self.status {
-            None => problems.push(format!("timed out after {RUN_TIMEOUT:?} (expected exit {})", run.exit)),
+            None => problems.push(format!(
+                "timed out after {RUN_TIMEOUT:?} (expected exit {})",
+                run.exit
+            )),
             Some(status) if status.code() != Some(run.exit) => {
-                problems.push(format!("exit: expected {}, got {}", run.exit, describe(status)));
+                problems.push(format!(
+                    "exit: expected {}, got {}",
+                    run.exit,
+                    describe(status)
+                ));
             }
             Some(_) => {}
         }
@@ -281,7 +329,11 @@ impl Outcome {
         for wanted in run.contains.iter().filter(|s| !output.contains(s.as_str())) {
             problems.push(format!("missing from the output: {wanted:?}"));
         }
-        for unwanted in run.not_contains.iter().filter(|s| output.contains(s.as_str())) {
+        for unwanted in run
+            .not_contains
+            .iter()
+            .filter(|s| output.contains(s.as_str()))
+        {
             problems.push(format!("must not be in the output: {unwanted:?}"));
         }
         problems
@@ -299,12 +351,20 @@ fn describe(status: ExitStatus) -> String {
 
 /// Runs `command` with stdin closed, collecting its output, within RUN_TIMEOUT.
 fn run_to_end(command: &mut Command) -> io::Result<Outcome> {
-    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     let stdout = Capture::start(child.stdout.take().unwrap());
     let stderr = Capture::start(child.stderr.take().unwrap());
     let status = wait_or_stop(&mut child)?;
     let deadline = Instant::now() + CLEANUP_TIMEOUT;
-    Ok(Outcome { status, stdout: stdout.finish(deadline), stderr: stderr.finish(deadline) })
+    Ok(Outcome {
+        status,
+        stdout: stdout.finish(deadline),
+        stderr: stderr.finish(deadline),
+    })
 }
 
 /// The output of a pipe, read on a thread of its own so that the tool never blocks on a full pipe.
@@ -331,10 +391,15 @@ impl Capture {
     /// Everything read once the pipe closed, or by `deadline`: a process the tool left running may
     /// hold it open forever.
     fn finish(self, deadline: Instant) -> String {
-        let closed = self.closed.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok();
+        let closed = self
+            .closed
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok();
         let mut text = String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned();
         if !closed {
-            text.push_str("\n<still open after the tool exited: held by a process it left running?>");
+            text.push_str(
+                "\n<still open after the tool exited: held by a process it left running?>",
+            );
         }
         text
     }
@@ -378,13 +443,20 @@ fn poll(timeout: Duration, mut check: impl FnMut() -> Result<(), String>) -> Res
 fn nothing_left_in(dir: &Path) -> Result<(), String> {
     let entries: Vec<String> = fs::read_dir(dir)
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter_map(|entry| {
+            entry
+                .ok()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+        })
         .collect();
     let processes = processes_mentioning(dir);
     if entries.is_empty() && processes.is_empty() {
         return Ok(());
     }
-    Err(format!("files {entries:?} in {}, processes {processes:?}", dir.display()))
+    Err(format!(
+        "files {entries:?} in {}, processes {processes:?}",
+        dir.display()
+    ))
 }
 
 /// `<pid>: <command line>` of every process whose command line contains `path`.
@@ -395,13 +467,23 @@ fn processes_mentioning(path: &Path) -> Vec<String> {
     };
     proc_entries
         .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|entry| {
             let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline
-                .contains(needle.as_ref())
-                .then(|| format!("{}: {}", entry.file_name().to_string_lossy(), cmdline.trim_end()))
+            cmdline.contains(needle.as_ref()).then(|| {
+                format!(
+                    "{}: {}",
+                    entry.file_name().to_string_lossy(),
+                    cmdline.trim_end()
+                )
+            })
         })
         .collect()
 }

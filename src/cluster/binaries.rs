@@ -55,7 +55,9 @@ pub struct SearchPlaces {
 impl SearchPlaces {
     pub fn from_env() -> Self {
         SearchPlaces {
-            env_bin_dir: std::env::var_os("PGTEST_PG_BIN").filter(|v| !v.is_empty()).map(PathBuf::from),
+            env_bin_dir: std::env::var_os("PGTEST_PG_BIN")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             path: std::env::var_os("PATH"),
             root: PathBuf::from("/"),
         }
@@ -107,31 +109,51 @@ pub fn discover(choice: &PostgresChoice, places: &SearchPlaces) -> Result<Binari
             continue;
         }
         let canonical = dir.canonicalize().unwrap_or(dir.clone());
-        if found.iter().any(|known| known.bin_dir.canonicalize().unwrap_or(known.bin_dir.clone()) == canonical) {
+        if found.iter().any(|known| {
+            known
+                .bin_dir
+                .canonicalize()
+                .unwrap_or(known.bin_dir.clone())
+                == canonical
+        }) {
             continue;
         }
         if let Ok(version) = read_version(&dir.join("postgres")) {
-            found.push(Binaries { bin_dir: dir, version });
+            found.push(Binaries {
+                bin_dir: dir,
+                version,
+            });
         }
     }
     let chosen = match choice {
-        PostgresChoice::Major(major) => found.iter().find(|b| b.version.major == *major).cloned().ok_or_else(|| {
-            BinariesError::MajorNotFound {
-                major: *major,
-                found: if found.is_empty() {
-                    "no version".to_owned()
-                } else {
-                    found.iter().map(|b| format!("{} ({})", b.version, b.bin_dir.display())).collect::<Vec<_>>().join(", ")
-                },
-            }
+        PostgresChoice::Major(major) => found
+            .iter()
+            .find(|b| b.version.major == *major)
+            .cloned()
+            .ok_or_else(|| BinariesError::MajorNotFound {
+            major: *major,
+            found: if found.is_empty() {
+                "no version".to_owned()
+            } else {
+                found
+                    .iter()
+                    .map(|b| format!("{} ({})", b.version, b.bin_dir.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         })?,
         _ => {
             // Newest major first; among equals, the earlier place in the search order.
             let newest = found.iter().map(|b| b.version.major).max();
             let Some(newest) = newest else {
-                return Err(BinariesError::NotFound { places: packager_places_text() });
+                return Err(BinariesError::NotFound {
+                    places: packager_places_text(),
+                });
             };
-            found.into_iter().find(|b| b.version.major == newest).expect("the newest major was found")
+            found
+                .into_iter()
+                .find(|b| b.version.major == newest)
+                .expect("the newest major was found")
         }
     };
     ensure_supported(chosen)
@@ -140,16 +162,26 @@ pub fn discover(choice: &PostgresChoice, places: &SearchPlaces) -> Result<Binari
 fn check_bin_dir(dir: &Path, source_name: &'static str) -> Result<Binaries, BinariesError> {
     for program in ["initdb", "postgres"] {
         if !dir.join(program).is_file() {
-            return Err(BinariesError::NotABinDir { dir: dir.to_owned(), source_name, program });
+            return Err(BinariesError::NotABinDir {
+                dir: dir.to_owned(),
+                source_name,
+                program,
+            });
         }
     }
     let version = read_version(&dir.join("postgres"))?;
-    ensure_supported(Binaries { bin_dir: dir.to_owned(), version })
+    ensure_supported(Binaries {
+        bin_dir: dir.to_owned(),
+        version,
+    })
 }
 
 fn ensure_supported(binaries: Binaries) -> Result<Binaries, BinariesError> {
     if binaries.version.major < OLDEST_SUPPORTED_MAJOR {
-        return Err(BinariesError::Unsupported { version: binaries.version, dir: binaries.bin_dir });
+        return Err(BinariesError::Unsupported {
+            version: binaries.version,
+            dir: binaries.bin_dir,
+        });
     }
     Ok(binaries)
 }
@@ -161,15 +193,30 @@ fn is_server_bin_dir(dir: &Path) -> bool {
 /// Candidate directories in search order: pg_config, PATH, then packagers' places (newest first within each).
 fn candidate_dirs(places: &SearchPlaces) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    let path_dirs: Vec<PathBuf> = places.path.as_ref().map(|p| std::env::split_paths(p).collect()).unwrap_or_default();
-    if let Some(pg_config) = path_dirs.iter().map(|d| d.join("pg_config")).find(|p| p.is_file()) {
+    let path_dirs: Vec<PathBuf> = places
+        .path
+        .as_ref()
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    if let Some(pg_config) = path_dirs
+        .iter()
+        .map(|d| d.join("pg_config"))
+        .find(|p| p.is_file())
+    {
         if let Ok(output) = Command::new(&pg_config).arg("--bindir").output() {
             if output.status.success() {
-                dirs.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+                dirs.push(PathBuf::from(
+                    String::from_utf8_lossy(&output.stdout).trim(),
+                ));
             }
         }
     }
-    dirs.extend(path_dirs.iter().filter(|d| d.join("initdb").is_file()).cloned());
+    dirs.extend(
+        path_dirs
+            .iter()
+            .filter(|d| d.join("initdb").is_file())
+            .cloned(),
+    );
     dirs.extend(packager_dirs(&places.root));
     dirs
 }
@@ -180,7 +227,9 @@ fn packager_dirs(root: &Path) -> Vec<PathBuf> {
     let under = |path: &str| root.join(path.trim_start_matches('/'));
     let mut dirs = Vec::new();
     let mut versioned = |parent: PathBuf, prefix: &str, suffix: &str| {
-        let Ok(entries) = std::fs::read_dir(&parent) else { return };
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            return;
+        };
         let mut found: Vec<(u32, PathBuf)> = entries
             .filter_map(Result::ok)
             .filter_map(|entry| {
@@ -195,11 +244,23 @@ fn packager_dirs(root: &Path) -> Vec<PathBuf> {
     };
     versioned(under("/usr/lib/postgresql"), "", "bin");
     versioned(under("/usr"), "pgsql-", "bin");
-    for brew in ["/opt/homebrew/opt", "/usr/local/opt", "/home/linuxbrew/.linuxbrew/opt"] {
+    for brew in [
+        "/opt/homebrew/opt",
+        "/usr/local/opt",
+        "/home/linuxbrew/.linuxbrew/opt",
+    ] {
         versioned(under(brew), "postgresql@", "bin");
     }
-    versioned(under("/Applications/Postgres.app/Contents/Versions"), "", "bin");
-    for fixed in ["/opt/homebrew/opt/postgresql/bin", "/usr/local/opt/postgresql/bin", "/usr/local/pgsql/bin"] {
+    versioned(
+        under("/Applications/Postgres.app/Contents/Versions"),
+        "",
+        "bin",
+    );
+    for fixed in [
+        "/opt/homebrew/opt/postgresql/bin",
+        "/usr/local/opt/postgresql/bin",
+        "/usr/local/pgsql/bin",
+    ] {
         dirs.push(under(fixed));
     }
     dirs
@@ -211,17 +272,30 @@ fn packager_places_text() -> String {
 }
 
 fn read_version(postgres: &Path) -> Result<Version, BinariesError> {
-    let unreadable = |detail: String| BinariesError::VersionUnreadable { program: postgres.to_owned(), detail };
-    let output = Command::new(postgres).arg("--version").output().map_err(|e| unreadable(e.to_string()))?;
+    let unreadable = |detail: String| BinariesError::VersionUnreadable {
+        program: postgres.to_owned(),
+        detail,
+    };
+    let output = Command::new(postgres)
+        .arg("--version")
+        .output()
+        .map_err(|e| unreadable(e.to_string()))?;
     let text = String::from_utf8_lossy(&output.stdout);
     parse_version(&text).ok_or_else(|| unreadable(format!("unexpected output {:?}", text.trim())))
 }
 
 /// Parses `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` or `postgres (PostgreSQL) 17beta1`.
 pub fn parse_version(text: &str) -> Option<Version> {
-    let after = text.split("(PostgreSQL)").nth(1)?.split_whitespace().next()?;
+    let after = text
+        .split("(PostgreSQL)")
+        .nth(1)?
+        .split_whitespace()
+        .next()?;
     let major: String = after.chars().take_while(char::is_ascii_digit).collect();
-    Some(Version { major: major.parse().ok()?, full: after.to_owned() })
+    Some(Version {
+        major: major.parse().ok()?,
+        full: after.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -241,14 +315,23 @@ mod tests {
     }
 
     fn places(root: &Path) -> SearchPlaces {
-        SearchPlaces { env_bin_dir: None, path: Some(OsString::new()), root: root.to_owned() }
+        SearchPlaces {
+            env_bin_dir: None,
+            path: Some(OsString::new()),
+            root: root.to_owned(),
+        }
     }
 
     #[test]
     fn versions_are_parsed() {
         let v = parse_version("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n").unwrap();
         assert_eq!((v.major, v.full.as_str()), (15, "15.18"));
-        assert_eq!(parse_version("postgres (PostgreSQL) 17beta1").unwrap().major, 17);
+        assert_eq!(
+            parse_version("postgres (PostgreSQL) 17beta1")
+                .unwrap()
+                .major,
+            17
+        );
         assert_eq!(parse_version("something else"), None);
     }
 
@@ -267,11 +350,19 @@ mod tests {
     fn a_pinned_major_is_found_anywhere_and_a_missing_one_lists_what_exists() {
         let root = tempfile::tempdir().unwrap();
         fake_install(&root.path().join("usr/lib/postgresql/16/bin"), "16.2");
-        fake_install(&root.path().join("opt/homebrew/opt/postgresql@14/bin"), "14.9");
+        fake_install(
+            &root.path().join("opt/homebrew/opt/postgresql@14/bin"),
+            "14.9",
+        );
         let found = discover(&PostgresChoice::Major(14), &places(root.path())).unwrap();
         assert!(found.bin_dir.ends_with("postgresql@14/bin"));
-        let message = discover(&PostgresChoice::Major(99), &places(root.path())).unwrap_err().to_string();
-        assert!(message.contains("PostgreSQL 99") && message.contains("16.2"), "{message}");
+        let message = discover(&PostgresChoice::Major(99), &places(root.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("PostgreSQL 99") && message.contains("16.2"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -281,7 +372,10 @@ mod tests {
         fake_install(&bin, "17.0");
         let mut search = places(root.path());
         search.path = Some(bin.clone().into_os_string());
-        assert_eq!(discover(&PostgresChoice::Newest, &search).unwrap().bin_dir, bin);
+        assert_eq!(
+            discover(&PostgresChoice::Newest, &search).unwrap().bin_dir,
+            bin
+        );
     }
 
     #[test]
@@ -292,16 +386,29 @@ mod tests {
         fake_install(&own, "15.3");
         let mut search = places(root.path());
         search.env_bin_dir = Some(own.clone());
-        assert_eq!(discover(&PostgresChoice::Newest, &search).unwrap().version.major, 15);
+        assert_eq!(
+            discover(&PostgresChoice::Newest, &search)
+                .unwrap()
+                .version
+                .major,
+            15
+        );
         search.env_bin_dir = Some(root.path().join("nowhere"));
-        let message = discover(&PostgresChoice::Newest, &search).unwrap_err().to_string();
-        assert!(message.contains("PGTEST_PG_BIN") && message.contains("initdb"), "{message}");
+        let message = discover(&PostgresChoice::Newest, &search)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("PGTEST_PG_BIN") && message.contains("initdb"),
+            "{message}"
+        );
     }
 
     #[test]
     fn nothing_found_says_how_to_install() {
         let root = tempfile::tempdir().unwrap();
-        let message = discover(&PostgresChoice::Newest, &places(root.path())).unwrap_err().to_string();
+        let message = discover(&PostgresChoice::Newest, &places(root.path()))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("apt-get install postgresql"), "{message}");
         assert!(message.contains("brew install"), "{message}");
     }
@@ -310,7 +417,9 @@ mod tests {
     fn too_old_a_version_is_refused() {
         let root = tempfile::tempdir().unwrap();
         fake_install(&root.path().join("usr/lib/postgresql/11/bin"), "11.20");
-        let message = discover(&PostgresChoice::Newest, &places(root.path())).unwrap_err().to_string();
+        let message = discover(&PostgresChoice::Newest, &places(root.path()))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("too old"), "{message}");
     }
 }

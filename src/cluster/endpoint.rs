@@ -13,16 +13,27 @@ impl Endpoint {
         let credentials = if self.password.is_empty() {
             percent_encode(&self.user)
         } else {
-            format!("{}:{}", percent_encode(&self.user), percent_encode(&self.password))
+            format!(
+                "{}:{}",
+                percent_encode(&self.user),
+                percent_encode(&self.password)
+            )
         };
-        format!("postgres://{credentials}@{host}:{}/{}", self.port, percent_encode(database))
+        format!(
+            "postgres://{credentials}@{host}:{}/{}",
+            self.port,
+            percent_encode(database)
+        )
     }
 
     /// The variables a test process gets: the URL under `url_variable`, and libpq's `PG*` variables.
     pub fn env(&self, database: &str, url_variable: &str) -> Vec<(String, String)> {
         let mut env = vec![
             (url_variable.to_owned(), self.url(database)),
-            ("PGHOST".to_owned(), self.socket_dir.to_string_lossy().into_owned()),
+            (
+                "PGHOST".to_owned(),
+                self.socket_dir.to_string_lossy().into_owned(),
+            ),
             ("PGPORT".to_owned(), self.port.to_string()),
             ("PGUSER".to_owned(), self.user.clone()),
             ("PGDATABASE".to_owned(), database.to_owned()),
@@ -82,7 +93,10 @@ mod tests {
     #[test]
     fn sqlx_reads_the_url_back_to_the_same_socket() {
         let options: PgConnectOptions = endpoint().url("db").parse().unwrap();
-        assert_eq!(options.get_socket(), Some(&PathBuf::from("/dev/shm/cargo-pgtest-x1/socket")));
+        assert_eq!(
+            options.get_socket(),
+            Some(&PathBuf::from("/dev/shm/cargo-pgtest-x1/socket"))
+        );
         assert_eq!(options.get_port(), 5432);
         assert_eq!(options.get_database(), Some("db"));
         assert_eq!(options.get_username(), "postgres");

@@ -85,7 +85,11 @@ impl Cluster {
             log_path: server.log_path.clone(),
             server_user: spec.server_user.name.clone(),
         };
-        Ok(Cluster { server, run_dir, info })
+        Ok(Cluster {
+            server,
+            run_dir,
+            info,
+        })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -108,7 +112,11 @@ impl Cluster {
     /// Stops the server and removes every file of the run; returns how long that took.
     pub fn shutdown(self) -> (Duration, std::io::Result<()>) {
         let started = std::time::Instant::now();
-        let Cluster { mut server, run_dir, .. } = self;
+        let Cluster {
+            mut server,
+            run_dir,
+            ..
+        } = self;
         server.stop();
         drop(server);
         let removed = run_dir.remove();
@@ -121,13 +129,17 @@ impl Cluster {
 async fn set_password(endpoint: &Endpoint) -> Result<String, ClusterError> {
     use sqlx::Connection;
     let password = random_hex(16);
-    let mut connection =
-        sqlx::PgConnection::connect_with(&endpoint.connect_options("postgres")).await.map_err(ClusterError::Setup)?;
-    // PostgreSQL's utility statements take no bind parameters; the password is hex, so quoting is safe.
-    sqlx::raw_sql(&format!("ALTER ROLE {} PASSWORD '{password}'", server::SUPERUSER))
-        .execute(&mut connection)
+    let mut connection = sqlx::PgConnection::connect_with(&endpoint.connect_options("postgres"))
         .await
         .map_err(ClusterError::Setup)?;
+    // PostgreSQL's utility statements take no bind parameters; the password is hex, so quoting is safe.
+    sqlx::raw_sql(&format!(
+        "ALTER ROLE {} PASSWORD '{password}'",
+        server::SUPERUSER
+    ))
+    .execute(&mut connection)
+    .await
+    .map_err(ClusterError::Setup)?;
     let _ = connection.close().await;
     Ok(password)
 }
@@ -135,9 +147,15 @@ async fn set_password(endpoint: &Endpoint) -> Result<String, ClusterError> {
 fn random_hex(bytes: usize) -> String {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buffer)).is_err() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buffer))
+        .is_err()
+    {
         // No /dev/urandom: fall back to the clock and pid, still unknown to other users in practice.
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let mixed = seed ^ ((std::process::id() as u128) << 64);
         buffer = mixed.to_le_bytes()[..bytes.min(16)].to_vec();
     }

@@ -58,12 +58,17 @@ pub fn server_user() -> Result<ServerUser, PrivilegesError> {
             }
         }
     }
-    Err(PrivilegesError::NoAccount { tried: wanted.join(", ") })
+    Err(PrivilegesError::NoAccount {
+        tried: wanted.join(", "),
+    })
 }
 
 /// The login name of the invoking user, which the server's peer authentication maps to the database user.
 pub fn invoking_user_name() -> Option<String> {
-    User::from_uid(Uid::effective()).ok().flatten().map(|user| user.name)
+    User::from_uid(Uid::effective())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
 }
 
 /// Hands a path to the server account (a no-op when the server runs as ourselves).
@@ -71,8 +76,15 @@ pub fn give_to(path: &Path, user: &ServerUser) -> Result<(), PrivilegesError> {
     if !user.is_other_account {
         return Ok(());
     }
-    nix::unistd::chown(path, Some(Uid::from_raw(user.uid)), Some(Gid::from_raw(user.gid))).map_err(|source| {
-        PrivilegesError::Chown { path: path.display().to_string(), user: user.name.clone(), source }
+    nix::unistd::chown(
+        path,
+        Some(Uid::from_raw(user.uid)),
+        Some(Gid::from_raw(user.gid)),
+    )
+    .map_err(|source| PrivilegesError::Chown {
+        path: path.display().to_string(),
+        user: user.name.clone(),
+        source,
     })
 }
 

@@ -45,6 +45,9 @@ pub const FAST_SETTINGS: &[(&str, &str)] = &[
     ("log_min_messages", "warning"),
     ("logging_collector", "off"),
     ("listen_addresses", ""),
+    // Shared-memory segments as files in the data directory, not /dev/shm: gone with the run directory even
+    // when the server was killed before it could unlink them.
+    ("dynamic_shared_memory_type", "mmap"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +74,11 @@ pub enum ServerError {
     #[error("the PostgreSQL server did not start; the end of its log ({log}):\n{tail}")]
     StartFailed { log: PathBuf, tail: String },
     #[error("the PostgreSQL server was not ready after {seconds} s; the end of its log ({log}):\n{tail}")]
-    StartTimeout { seconds: u64, log: PathBuf, tail: String },
+    StartTimeout {
+        seconds: u64,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("could not write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -110,7 +117,10 @@ pub struct ServerSpec<'a> {
 pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     let data_dir = spec.run_dir.join(DATA_DIR);
     let socket_dir = spec.run_dir.join(SOCKET_DIR);
-    fs::create_dir(&socket_dir).map_err(|source| ServerError::Write { path: socket_dir.clone(), source })?;
+    fs::create_dir(&socket_dir).map_err(|source| ServerError::Write {
+        path: socket_dir.clone(),
+        source,
+    })?;
     for dir in [spec.run_dir, &socket_dir] {
         privileges::give_to(dir, spec.server_user)?;
     }
@@ -119,19 +129,45 @@ pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     command
         .arg("--pgdata")
         .arg(&data_dir)
-        .args(["--username", SUPERUSER, "--encoding", "UTF8", "--locale", "C", "--no-sync", "--auth", "trust"])
+        .args([
+            "--username",
+            SUPERUSER,
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C",
+            "--no-sync",
+            "--auth",
+            "trust",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: the closure only makes async-signal-safe system calls.
     unsafe { command.pre_exec(die_with_parent(libc::SIGKILL)) };
-    let output = command.output().await.map_err(|source| ServerError::Spawn { program: initdb.clone(), source })?;
+    let output = command
+        .output()
+        .await
+        .map_err(|source| ServerError::Spawn {
+            program: initdb.clone(),
+            source,
+        })?;
     if !output.status.success() {
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         if text.contains("No space left on device") {
-            return Err(ServerError::NoSpace { dir: spec.run_dir.to_owned(), detail: last_lines(&text, 1) });
+            return Err(ServerError::NoSpace {
+                dir: spec.run_dir.to_owned(),
+                detail: last_lines(&text, 1),
+            });
         }
-        return Err(ServerError::Initdb { status: output.status.to_string(), output: last_lines(&text, 20) });
+        return Err(ServerError::Initdb {
+            status: output.status.to_string(),
+            output: last_lines(&text, 20),
+        });
     }
     write_access_rules(&data_dir, spec.server_user)
 }
@@ -151,7 +187,10 @@ fn write_access_rules(data_dir: &Path, server_user: &ServerUser) -> Result<(), S
     };
     for (file, text) in [("pg_hba.conf", hba), ("pg_ident.conf", ident)] {
         let path = data_dir.join(file);
-        fs::write(&path, text).map_err(|source| ServerError::Write { path: path.clone(), source })?;
+        fs::write(&path, text).map_err(|source| ServerError::Write {
+            path: path.clone(),
+            source,
+        })?;
         privileges::give_to(&path, server_user)?;
     }
     Ok(())
@@ -162,8 +201,14 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
     let data_dir = spec.run_dir.join(DATA_DIR);
     let socket_dir = spec.run_dir.join(SOCKET_DIR);
     let log_path = spec.run_dir.join(LOG_FILE);
-    let log = fs::File::create(&log_path).map_err(|source| ServerError::Write { path: log_path.clone(), source })?;
-    let log_err = log.try_clone().map_err(|source| ServerError::Write { path: log_path.clone(), source })?;
+    let log = fs::File::create(&log_path).map_err(|source| ServerError::Write {
+        path: log_path.clone(),
+        source,
+    })?;
+    let log_err = log.try_clone().map_err(|source| ServerError::Write {
+        path: log_path.clone(),
+        source,
+    })?;
 
     let program = spec.binaries.postgres();
     let mut command = server_command(&program, spec);
@@ -178,7 +223,9 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
         command.arg("-c").arg(format!("{name}={value}"));
     }
     for setting in spec.settings {
-        command.arg("-c").arg(format!("{}={}", setting.name, setting.value));
+        command
+            .arg("-c")
+            .arg(format!("{}={}", setting.name, setting.value));
     }
     command
         .stdin(Stdio::null())
@@ -190,7 +237,10 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
     // SAFETY: the closure only makes async-signal-safe system calls.
     // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its children down with it.
     unsafe { command.pre_exec(die_with_parent(libc::SIGQUIT)) };
-    let child = command.spawn().map_err(|source| ServerError::Spawn { program: program.clone(), source })?;
+    let child = command.spawn().map_err(|source| ServerError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
 
     let mut server = Server {
         child: Some(child),
@@ -244,11 +294,18 @@ impl Server {
         loop {
             // Line 8 of postmaster.pid is the postmaster's status; "ready" means it accepts connections.
             if let Ok(text) = fs::read_to_string(&pid_file) {
-                if text.lines().nth(7).is_some_and(|status| status.trim() == "ready") {
+                if text
+                    .lines()
+                    .nth(7)
+                    .is_some_and(|status| status.trim() == "ready")
+                {
                     return Ok(());
                 }
             }
-            let exited = self.child.as_mut().map_or(true, |child| matches!(child.try_wait(), Ok(Some(_))));
+            let exited = self
+                .child
+                .as_mut()
+                .map_or(true, |child| matches!(child.try_wait(), Ok(Some(_))));
             if exited {
                 self.child = None;
                 return Err(self.start_failure(spec));
@@ -271,20 +328,34 @@ impl Server {
             return error;
         }
         if log.contains("No space left on device") {
-            let line = log.lines().find(|l| l.contains("No space left on device")).unwrap_or_default();
-            return ServerError::NoSpace { dir: spec.run_dir.to_owned(), detail: line.trim().to_owned() };
+            let line = log
+                .lines()
+                .find(|l| l.contains("No space left on device"))
+                .unwrap_or_default();
+            return ServerError::NoSpace {
+                dir: spec.run_dir.to_owned(),
+                detail: line.trim().to_owned(),
+            };
         }
-        ServerError::StartFailed { log: self.log_path.clone(), tail: last_lines(&log, 20) }
+        ServerError::StartFailed {
+            log: self.log_path.clone(),
+            tail: last_lines(&log, 20),
+        }
     }
 
     /// The last lines of the server log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        last_lines(&fs::read_to_string(&self.log_path).unwrap_or_default(), lines)
+        last_lines(
+            &fs::read_to_string(&self.log_path).unwrap_or_default(),
+            lines,
+        )
     }
 
     /// Whether the postmaster is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -294,7 +365,9 @@ impl Server {
     /// Stops the server: fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL, each given a grace
     /// period. Synchronous so that it can run from `Drop` during a panic.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let Some(pid) = child.id() else { return };
         for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL] {
             if kill(Pid::from_raw(pid as i32), signal).is_err() {
@@ -321,7 +394,11 @@ impl Drop for Server {
 /// Finds the user setting a failed start complained about, in PostgreSQL's own words.
 fn rejected_setting(log: &str, settings: &[Setting]) -> Option<ServerError> {
     for line in log.lines() {
-        let Some(message) = line.split_once("FATAL:").or_else(|| line.split_once("LOG:")).map(|(_, m)| m.trim()) else {
+        let Some(message) = line
+            .split_once("FATAL:")
+            .or_else(|| line.split_once("LOG:"))
+            .map(|(_, m)| m.trim())
+        else {
             continue;
         };
         for setting in settings {
@@ -352,20 +429,36 @@ mod tests {
         Setting {
             name: name.into(),
             value: value.into(),
-            origin: Origin { table: "[package.metadata.pgtest.settings]".into(), manifest: "/p/Cargo.toml".into(), line: Some(9) },
+            origin: Origin {
+                table: "[package.metadata.pgtest.settings]".into(),
+                manifest: "/p/Cargo.toml".into(),
+                line: Some(9),
+            },
         }
     }
 
     #[test]
     fn a_rejected_user_setting_is_named_with_its_origin() {
         let log = "2026-01-01 LOG:  starting\n2026-01-01 FATAL:  unrecognized configuration parameter \"checkpoint_segments\"\n";
-        let settings = [setting("work_mem", "8MB"), setting("checkpoint_segments", "32")];
+        let settings = [
+            setting("work_mem", "8MB"),
+            setting("checkpoint_segments", "32"),
+        ];
         let message = rejected_setting(log, &settings).unwrap().to_string();
-        assert!(message.contains("`checkpoint_segments = \"32\"`"), "{message}");
+        assert!(
+            message.contains("`checkpoint_segments = \"32\"`"),
+            "{message}"
+        );
         assert!(message.contains("/p/Cargo.toml:9"), "{message}");
-        assert!(message.contains("unrecognized configuration parameter"), "{message}");
+        assert!(
+            message.contains("unrecognized configuration parameter"),
+            "{message}"
+        );
         let invalid = "FATAL:  invalid value for parameter \"work_mem\": \"lots\"";
-        assert!(rejected_setting(invalid, &settings).unwrap().to_string().contains("work_mem"));
+        assert!(rejected_setting(invalid, &settings)
+            .unwrap()
+            .to_string()
+            .contains("work_mem"));
         assert!(rejected_setting("FATAL:  something else", &settings).is_none());
     }
 

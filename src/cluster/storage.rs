@@ -43,28 +43,58 @@ pub enum StorageError {
         source: std::io::Error,
     },
     #[error("cannot lock {path}: {source}")]
-    Lock { path: PathBuf, source: std::io::Error },
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Chooses where the run directory goes. `PGTEST_TMPDIR` wins; otherwise a tmpfs (`$XDG_RUNTIME_DIR`, then
 /// /dev/shm) when wanted, else the temporary directory on disk.
-pub fn choose(want_tmpfs: bool, override_dir: Option<PathBuf>, server_is_other_account: bool) -> Placement {
+pub fn choose(
+    want_tmpfs: bool,
+    override_dir: Option<PathBuf>,
+    server_is_other_account: bool,
+) -> Placement {
     if let Some(parent) = override_dir {
         let on_tmpfs = is_tmpfs(&parent);
-        let warning = (want_tmpfs && !on_tmpfs)
-            .then(|| format!("{} (PGTEST_TMPDIR) is not a tmpfs: the cluster's data is on disk", parent.display()));
-        let kind = if on_tmpfs { StorageKind::Tmpfs } else { StorageKind::Disk };
-        return Placement { parent, kind, warning };
+        let warning = (want_tmpfs && !on_tmpfs).then(|| {
+            format!(
+                "{} (PGTEST_TMPDIR) is not a tmpfs: the cluster's data is on disk",
+                parent.display()
+            )
+        });
+        let kind = if on_tmpfs {
+            StorageKind::Tmpfs
+        } else {
+            StorageKind::Disk
+        };
+        return Placement {
+            parent,
+            kind,
+            warning,
+        };
     }
     if want_tmpfs {
         let mut candidates = Vec::new();
         // $XDG_RUNTIME_DIR is private to its owner, so another server account could not enter it.
         if !server_is_other_account {
-            candidates.extend(std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()).map(PathBuf::from));
+            candidates.extend(
+                std::env::var_os("XDG_RUNTIME_DIR")
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from),
+            );
         }
         candidates.push(PathBuf::from("/dev/shm"));
-        if let Some(parent) = candidates.into_iter().find(|dir| is_tmpfs(dir) && is_writable(dir)) {
-            return Placement { parent, kind: StorageKind::Tmpfs, warning: None };
+        if let Some(parent) = candidates
+            .into_iter()
+            .find(|dir| is_tmpfs(dir) && is_writable(dir))
+        {
+            return Placement {
+                parent,
+                kind: StorageKind::Tmpfs,
+                warning: None,
+            };
         }
         let parent = disk_dir();
         let warning = Some(format!(
@@ -72,9 +102,17 @@ pub fn choose(want_tmpfs: bool, override_dir: Option<PathBuf>, server_is_other_a
              set PGTEST_TMPDIR to a tmpfs directory to keep it in RAM",
             parent.display()
         ));
-        return Placement { parent, kind: StorageKind::Disk, warning };
+        return Placement {
+            parent,
+            kind: StorageKind::Disk,
+            warning,
+        };
     }
-    Placement { parent: disk_dir(), kind: StorageKind::Disk, warning: None }
+    Placement {
+        parent: disk_dir(),
+        kind: StorageKind::Disk,
+        warning: None,
+    }
 }
 
 /// The system temporary directory, unless that is itself in RAM (then /var/tmp, which is on disk by convention).
@@ -92,7 +130,11 @@ pub fn is_tmpfs(path: &Path) -> bool {
 }
 
 fn is_writable(path: &Path) -> bool {
-    nix::unistd::access(path, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_ok()
+    nix::unistd::access(
+        path,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .is_ok()
 }
 
 /// A run's private directory (mode 0700), removed with everything in it when dropped, and locked while alive.
@@ -104,8 +146,16 @@ pub struct RunDir {
 
 impl RunDir {
     pub fn create(placement: &Placement) -> Result<RunDir, StorageError> {
-        let hint = if placement.kind == StorageKind::Tmpfs { ", or use --no-tmpfs" } else { "" };
-        let create_error = |source| StorageError::CreateRunDir { parent: placement.parent.clone(), hint, source };
+        let hint = if placement.kind == StorageKind::Tmpfs {
+            ", or use --no-tmpfs"
+        } else {
+            ""
+        };
+        let create_error = |source| StorageError::CreateRunDir {
+            parent: placement.parent.clone(),
+            hint,
+            source,
+        };
         let dir = tempfile::Builder::new()
             .prefix(RUN_DIR_PREFIX)
             .permissions(fs::Permissions::from_mode(0o700))
@@ -113,9 +163,16 @@ impl RunDir {
             .map_err(create_error)?;
         let lock_path = dir.path().join(LOCK_FILE);
         let file = File::create(&lock_path).map_err(create_error)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| StorageError::Lock { path: lock_path, source: errno.into() })?;
-        Ok(RunDir { dir: Some(dir), _lock: lock })
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+            StorageError::Lock {
+                path: lock_path,
+                source: errno.into(),
+            }
+        })?;
+        Ok(RunDir {
+            dir: Some(dir),
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -134,11 +191,17 @@ impl RunDir {
 /// Removes the run directories of runs that died without cleaning up (their lock is free), stopping any
 /// server of theirs that is somehow still alive. Returns the directories removed.
 pub fn remove_stale_runs(parent: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(parent) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
     let mut removed = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
-        let is_run_dir = entry.file_name().to_string_lossy().starts_with(RUN_DIR_PREFIX) && path.is_dir();
+        let is_run_dir = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(RUN_DIR_PREFIX)
+            && path.is_dir();
         if is_run_dir && owner_is_gone(&path) {
             stop_leftover_server(&path.join(super::server::DATA_DIR));
             if fs::remove_dir_all(&path).is_ok() {
@@ -154,19 +217,35 @@ fn owner_is_gone(run_dir: &Path) -> bool {
         Ok(file) => Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok(),
         Err(_) => fs::metadata(run_dir)
             .and_then(|m| m.modified())
-            .is_ok_and(|modified| SystemTime::now().duration_since(modified).unwrap_or_default() > UNLOCKED_GRACE),
+            .is_ok_and(|modified| {
+                SystemTime::now()
+                    .duration_since(modified)
+                    .unwrap_or_default()
+                    > UNLOCKED_GRACE
+            }),
     }
 }
 
 /// Sends an immediate-shutdown signal to a postmaster still running on a dead run's data directory.
 fn stop_leftover_server(data_dir: &Path) {
-    let Ok(pid_file) = fs::read_to_string(data_dir.join("postmaster.pid")) else { return };
-    let Some(pid) = pid_file.lines().next().and_then(|line| line.trim().parse::<i32>().ok()) else { return };
+    let Ok(pid_file) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = pid_file
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
     // Only a process whose command line names this data directory is ours to stop.
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let data = data_dir.to_string_lossy();
     if String::from_utf8_lossy(&cmdline).contains(data.as_ref()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGQUIT,
+        );
     }
 }
 
@@ -191,17 +270,26 @@ mod tests {
             assert_eq!(placement.kind, StorageKind::Disk);
             assert!(placement.warning.unwrap().contains("not a tmpfs"));
         }
-        assert!(choose(false, Some(dir.path().to_owned()), false).warning.is_none());
+        assert!(choose(false, Some(dir.path().to_owned()), false)
+            .warning
+            .is_none());
     }
 
     #[test]
     fn run_dirs_are_private_and_removed_on_drop() {
         use std::os::unix::fs::PermissionsExt;
         let parent = tempfile::tempdir().unwrap();
-        let placement = Placement { parent: parent.path().to_owned(), kind: StorageKind::Disk, warning: None };
+        let placement = Placement {
+            parent: parent.path().to_owned(),
+            kind: StorageKind::Disk,
+            warning: None,
+        };
         let run = RunDir::create(&placement).unwrap();
         let path = run.path().to_owned();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         // A live run is not stale.
         assert!(remove_stale_runs(parent.path()).is_empty());
         drop(run);
@@ -223,8 +311,15 @@ mod tests {
 
     #[test]
     fn an_unwritable_parent_is_a_clear_error() {
-        let placement = Placement { parent: PathBuf::from("/proc/no-such-dir"), kind: StorageKind::Tmpfs, warning: None };
+        let placement = Placement {
+            parent: PathBuf::from("/proc/no-such-dir"),
+            kind: StorageKind::Tmpfs,
+            warning: None,
+        };
         let message = RunDir::create(&placement).unwrap_err().to_string();
-        assert!(message.contains("/proc/no-such-dir") && message.contains("PGTEST_TMPDIR"), "{message}");
+        assert!(
+            message.contains("/proc/no-such-dir") && message.contains("PGTEST_TMPDIR"),
+            "{message}"
+        );
     }
 }

@@ -22,7 +22,13 @@ pub struct Human<W: Write> {
 
 impl<W: Write> Human<W> {
     pub fn new(out: W, styles: Styles, verbose: bool, show_output: bool) -> Self {
-        Human { out, styles, verbose, show_output, last_not_run_reason: None }
+        Human {
+            out,
+            styles,
+            verbose,
+            show_output,
+            last_not_run_reason: None,
+        }
     }
 
     /// A cargo-style status line: a right-aligned coloured word, then the message.
@@ -38,7 +44,13 @@ impl<W: Write> Human<W> {
             Some(_) => self.styles.fail,
         };
         let label = format!("{label:>7}");
-        let _ = writeln!(self.out, "{} [{time}] {} {}", label.style(style), test.binary.style(self.styles.dim), test.name);
+        let _ = writeln!(
+            self.out,
+            "{} [{time}] {} {}",
+            label.style(style),
+            test.binary.style(self.styles.dim),
+            test.name
+        );
     }
 
     fn output_block(&mut self, test: &TestId, output: &str) {
@@ -55,17 +67,28 @@ impl<W: Write> Reporter for Human<W> {
     fn report(&mut self, event: &Event) {
         match event {
             Event::Warning { message } => {
-                let _ = writeln!(self.out, "{} {message}", "warning:".style(self.styles.warning));
+                let _ = writeln!(
+                    self.out,
+                    "{} {message}",
+                    "warning:".style(self.styles.warning)
+                );
             }
             Event::Info { message } if self.verbose => self.status("Info", message),
             Event::Info { .. } => {}
             Event::ClusterReady(facts) => {
-                let place = if facts.in_ram { "in RAM (tmpfs)" } else { "on disk" };
+                let place = if facts.in_ram {
+                    "in RAM (tmpfs)"
+                } else {
+                    "on disk"
+                };
                 self.status("Cluster", &format!("{} ready, data {place}", facts.version));
                 if self.verbose {
                     let run_dir = self.styles.path(&facts.run_dir);
                     let log = self.styles.path(&facts.log);
-                    self.status("Directory", &format!("{run_dir} (server runs as `{}`)", facts.server_user));
+                    self.status(
+                        "Directory",
+                        &format!("{run_dir} (server runs as `{}`)", facts.server_user),
+                    );
                     self.status("Log", &log);
                 }
             }
@@ -74,10 +97,16 @@ impl<W: Write> Reporter for Human<W> {
                 self.status("Finished", &format!("{} in {}", phase.label(), time.trim()));
             }
             Event::PhaseFinished { .. } => {}
-            Event::RunStarted { to_run, filtered_out, jobs } => {
+            Event::RunStarted {
+                to_run,
+                filtered_out,
+                jobs,
+            } => {
                 if *to_run > 0 {
                     let plural = if *to_run == 1 { "" } else { "s" };
-                    let mut message = format!("{to_run} test{plural}, {jobs} at a time, each in a fresh database");
+                    let mut message = format!(
+                        "{to_run} test{plural}, {jobs} at a time, each in a fresh database"
+                    );
                     if *filtered_out > 0 {
                         message.push_str(&format!(" ({filtered_out} filtered out)"));
                     }
@@ -89,8 +118,14 @@ impl<W: Write> Reporter for Human<W> {
                 let time = format!(">{}", self.styles.seconds(*elapsed).trim_start());
                 self.test_line("SLOW", None, &format!("{time:>9}"), test);
             }
-            Event::TestFinished { test, outcome, duration, output } => {
-                let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
+            Event::TestFinished {
+                test,
+                outcome,
+                duration,
+                output,
+            } => {
+                let time =
+                    duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
                 self.test_line(&outcome.label(), Some(outcome), &time, test);
                 if let Outcome::NotRun { reason } = outcome {
                     if self.last_not_run_reason.as_ref() != Some(reason) {
@@ -117,13 +152,28 @@ impl<W: Write> Reporter for Human<W> {
     }
 
     fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
+        if !summary.started && summary.interrupted.is_none() {
+            // The run stopped before the tests (a build or setup error, already reported): no tally to show.
+            return self.out.flush();
+        }
         let total: std::time::Duration = summary.phases.iter().map(|(_, d)| *d).sum();
         let _ = writeln!(self.out, "{}", "------------".style(self.styles.dim));
-        let style = if summary.failures() == 0 && summary.interrupted.is_none() { self.styles.pass } else { self.styles.fail };
+        let style = if summary.failures() == 0 && summary.interrupted.is_none() {
+            self.styles.pass
+        } else {
+            self.styles.fail
+        };
         let word = format!("{:>12}", "Summary");
-        writeln!(self.out, "{} [{}] {}", word.style(style), self.styles.seconds(total), summary.counts_line())?;
+        writeln!(
+            self.out,
+            "{} [{}] {}",
+            word.style(style),
+            self.styles.seconds(total),
+            summary.counts_line()
+        )?;
 
-        for (test, outcome, duration) in summary.finished.iter().filter(|(_, o, _)| !o.is_success()) {
+        for (test, outcome, duration) in summary.finished.iter().filter(|(_, o, _)| !o.is_success())
+        {
             let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
             self.test_line(&outcome.label(), Some(outcome), &time, test);
         }
@@ -145,17 +195,26 @@ impl<W: Write> Reporter for Human<W> {
                 Phase::Tests => 3,
                 Phase::Teardown => 4,
             });
-            let text: Vec<String> =
-                phases.iter().map(|(phase, d)| format!("{} {}", phase.label(), self.styles.seconds(*d).trim())).collect();
+            let text: Vec<String> = phases
+                .iter()
+                .map(|(phase, d)| format!("{} {}", phase.label(), self.styles.seconds(*d).trim()))
+                .collect();
             self.status("Phases", &text.join(", "));
         }
         if let Some(cluster) = &summary.cluster {
-            let place = if cluster.in_ram { "in RAM (tmpfs)" } else { "on disk" };
+            let place = if cluster.in_ram {
+                "in RAM (tmpfs)"
+            } else {
+                "on disk"
+            };
             let mut line = format!("{}, data {place}", cluster.version);
             if let Some(peak) = summary.peak_memory_bytes {
-                line.push_str(&format!(", peak memory {:.1} MiB", peak as f64 / (1024.0 * 1024.0)));
+                line.push_str(&format!(
+                    ", peak memory {:.1} MiB",
+                    peak as f64 / (1024.0 * 1024.0)
+                ));
             }
-            self.status("PostgreSQL", &line);
+            self.status("Cluster", &line);
         }
         self.out.flush()
     }
@@ -181,29 +240,77 @@ mod tests {
     }
 
     fn test(name: &str) -> TestId {
-        TestId { binary: "probe::isolation".into(), name: name.into() }
+        TestId {
+            binary: "probe::isolation".into(),
+            name: name.into(),
+        }
     }
 
     #[test]
     fn each_test_gets_an_aligned_line_with_its_time() {
         let text = render(&[
-            Event::TestFinished { test: test("slow_test"), outcome: Outcome::Passed, duration: Some(Duration::from_millis(348)), output: "noise".into() },
-            Event::TestFinished { test: test("broken"), outcome: Outcome::Failed { exit_code: Some(101) }, duration: Some(Duration::from_millis(12)), output: "expected 3 rows, found 4".into() },
-            Event::TestIgnored { test: test("later") },
+            Event::RunStarted {
+                to_run: 3,
+                filtered_out: 0,
+                jobs: 2,
+            },
+            Event::TestFinished {
+                test: test("slow_test"),
+                outcome: Outcome::Passed,
+                duration: Some(Duration::from_millis(348)),
+                output: "noise".into(),
+            },
+            Event::TestFinished {
+                test: test("broken"),
+                outcome: Outcome::Failed {
+                    exit_code: Some(101),
+                },
+                duration: Some(Duration::from_millis(12)),
+                output: "expected 3 rows, found 4".into(),
+            },
+            Event::TestIgnored {
+                test: test("later"),
+            },
         ]);
-        assert!(text.contains("   PASS [   0.348s] probe::isolation slow_test\n"), "{text}");
+        assert!(
+            text.contains("   PASS [   0.348s] probe::isolation slow_test\n"),
+            "{text}"
+        );
         assert!(text.contains("   FAIL [   0.012s] probe::isolation broken\n--- output of probe::isolation broken ---\nexpected 3 rows, found 4\n"), "{text}");
-        assert!(!text.contains("noise"), "a passing test's output is not shown: {text}");
-        assert!(text.contains("IGNORED [         ] probe::isolation later"), "{text}");
-        assert!(text.contains("1 passed, 1 failed, 1 ignored, 0 filtered out"), "{text}");
-        assert!(text.contains("Slowest    0.348s probe::isolation slow_test"), "{text}");
+        assert!(
+            !text.contains("noise"),
+            "a passing test's output is not shown: {text}"
+        );
+        assert!(
+            text.contains("IGNORED [         ] probe::isolation later"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 passed, 1 failed, 1 ignored, 0 filtered out"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Slowest    0.348s probe::isolation slow_test"),
+            "{text}"
+        );
     }
 
     #[test]
     fn phases_and_the_cluster_are_summarised() {
         let text = render(&[
-            Event::PhaseFinished { phase: Phase::ClusterBoot, duration: Duration::from_millis(450) },
-            Event::PhaseFinished { phase: Phase::Build, duration: Duration::from_secs(3) },
+            Event::RunStarted {
+                to_run: 0,
+                filtered_out: 0,
+                jobs: 2,
+            },
+            Event::PhaseFinished {
+                phase: Phase::ClusterBoot,
+                duration: Duration::from_millis(450),
+            },
+            Event::PhaseFinished {
+                phase: Phase::Build,
+                duration: Duration::from_secs(3),
+            },
             Event::ClusterReady(crate::runner::events::ClusterFacts {
                 version: "PostgreSQL 15.18".into(),
                 in_ram: true,
@@ -212,7 +319,22 @@ mod tests {
                 server_user: "postgres".into(),
             }),
         ]);
-        assert!(text.contains("Phases build 3.000s, cluster boot 0.450s"), "{text}");
-        assert!(text.contains("PostgreSQL 15.18, data in RAM (tmpfs)"), "{text}");
+        assert!(
+            text.contains("Phases build 3.000s, cluster boot 0.450s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Cluster PostgreSQL 15.18, data in RAM (tmpfs)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_summary_when_the_run_stopped_before_the_tests() {
+        let text = render(&[Event::PhaseFinished {
+            phase: Phase::ClusterBoot,
+            duration: Duration::from_millis(450),
+        }]);
+        assert!(!text.contains("Summary"), "{text}");
     }
 }

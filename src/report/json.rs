@@ -52,14 +52,23 @@ pub fn to_json(event: &Event) -> Value {
         Event::PhaseFinished { phase, duration } => {
             json!({ "type": "phase_finished", "phase": phase.key(), "seconds": seconds(*duration) })
         }
-        Event::RunStarted { to_run, filtered_out, jobs } => {
+        Event::RunStarted {
+            to_run,
+            filtered_out,
+            jobs,
+        } => {
             json!({ "type": "run_started", "to_run": to_run, "filtered_out": filtered_out, "jobs": jobs })
         }
         Event::TestStarted { test } => json!({ "type": "test_started", "test": test_fields(test) }),
         Event::TestSlow { test, elapsed } => {
             json!({ "type": "test_slow", "test": test_fields(test), "seconds": seconds(*elapsed) })
         }
-        Event::TestFinished { test, outcome, duration, output } => {
+        Event::TestFinished {
+            test,
+            outcome,
+            duration,
+            output,
+        } => {
             let mut value = json!({
                 "type": "test_finished", "test": test_fields(test), "status": status(outcome),
                 "seconds": duration.map(seconds), "output": output,
@@ -75,7 +84,9 @@ pub fn to_json(event: &Event) -> Value {
         Event::TestIgnored { test } => json!({ "type": "test_ignored", "test": test_fields(test) }),
         Event::FilteredOut { count } => json!({ "type": "filtered_out", "count": count }),
         Event::Interrupted { signal } => json!({ "type": "interrupted", "signal": signal }),
-        Event::ClusterMemory { peak_bytes } => json!({ "type": "cluster_memory", "peak_bytes": peak_bytes }),
+        Event::ClusterMemory { peak_bytes } => {
+            json!({ "type": "cluster_memory", "peak_bytes": peak_bytes })
+        }
     }
 }
 
@@ -85,8 +96,11 @@ impl<W: Write> Reporter for JsonLines<W> {
     }
 
     fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
-        let phases: serde_json::Map<String, Value> =
-            summary.phases.iter().map(|(phase, d)| (phase.key().to_owned(), json!(seconds(*d)))).collect();
+        let phases: serde_json::Map<String, Value> = summary
+            .phases
+            .iter()
+            .map(|(phase, d)| (phase.key().to_owned(), json!(seconds(*d))))
+            .collect();
         self.write(json!({
             "type": "summary",
             "passed": summary.passed, "failed": summary.failed, "crashed": summary.crashed,
@@ -106,11 +120,29 @@ mod tests {
     fn events_become_one_object_per_line() {
         let mut buffer = Vec::new();
         let mut reporter = JsonLines::new(&mut buffer);
-        let test = TestId { binary: "app::it".into(), name: "alone".into() };
-        reporter.report(&Event::TestFinished { test, outcome: Outcome::Crashed { signal: "SIGSEGV".into() }, duration: Some(Duration::from_millis(5)), output: "x".into() });
-        reporter.finish(&Summary { crashed: 1, ..Summary::default() }).unwrap();
+        let test = TestId {
+            binary: "app::it".into(),
+            name: "alone".into(),
+        };
+        reporter.report(&Event::TestFinished {
+            test,
+            outcome: Outcome::Crashed {
+                signal: "SIGSEGV".into(),
+            },
+            duration: Some(Duration::from_millis(5)),
+            output: "x".into(),
+        });
+        reporter
+            .finish(&Summary {
+                crashed: 1,
+                ..Summary::default()
+            })
+            .unwrap();
         let text = String::from_utf8(buffer).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["status"], "crashed");
         assert_eq!(lines[0]["signal"], "SIGSEGV");
         assert_eq!(lines[0]["test"]["binary"], "app::it");

@@ -33,12 +33,19 @@ pub struct Summary {
     pub cluster: Option<ClusterFacts>,
     pub interrupted: Option<String>,
     pub peak_memory_bytes: Option<u64>,
+    /// Whether the tests were reached at all (a build or setup error stops the run before them).
+    pub started: bool,
 }
 
 impl Summary {
     pub fn record(&mut self, event: &Event) {
         match event {
-            Event::TestFinished { test, outcome, duration, .. } => {
+            Event::TestFinished {
+                test,
+                outcome,
+                duration,
+                ..
+            } => {
                 match outcome {
                     Outcome::Passed => self.passed += 1,
                     Outcome::Failed { .. } => self.failed += 1,
@@ -46,17 +53,23 @@ impl Summary {
                     Outcome::TimedOut => self.timed_out += 1,
                     Outcome::NotRun { .. } => self.not_run += 1,
                 }
-                self.finished.push((test.clone(), outcome.clone(), *duration));
+                self.finished
+                    .push((test.clone(), outcome.clone(), *duration));
             }
             Event::TestIgnored { .. } => self.ignored += 1,
-            Event::RunStarted { filtered_out, .. } | Event::FilteredOut { count: filtered_out } => {
+            Event::RunStarted { filtered_out, .. } => {
+                self.started = true;
                 self.filtered_out += filtered_out
             }
+            Event::FilteredOut { count } => self.filtered_out += count,
             Event::PhaseFinished { phase, duration } => self.phases.push((*phase, *duration)),
             Event::ClusterReady(facts) => self.cluster = Some(facts.clone()),
             Event::Interrupted { signal } => self.interrupted = Some(signal.clone()),
             Event::ClusterMemory { peak_bytes } => self.peak_memory_bytes = Some(*peak_bytes),
-            Event::Warning { .. } | Event::Info { .. } | Event::TestStarted { .. } | Event::TestSlow { .. } => {}
+            Event::Warning { .. }
+            | Event::Info { .. }
+            | Event::TestStarted { .. }
+            | Event::TestSlow { .. } => {}
         }
     }
 
@@ -71,24 +84,40 @@ impl Summary {
 
     /// The slowest tests that ran, slowest first.
     pub fn slowest(&self, count: usize) -> Vec<(&TestId, Duration)> {
-        let mut timed: Vec<(&TestId, Duration)> =
-            self.finished.iter().filter_map(|(test, _, duration)| duration.map(|d| (test, d))).collect();
+        let mut timed: Vec<(&TestId, Duration)> = self
+            .finished
+            .iter()
+            .filter_map(|(test, _, duration)| duration.map(|d| (test, d)))
+            .collect();
         timed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         timed.truncate(count);
         timed
     }
 
     /// "19 passed, 1 failed, 2 ignored, 0 filtered out" (crashes, timeouts and tests not run when any).
+    /// `3 passed, 2 failed, 0 ignored, 0 filtered out (of the failed: 1 crashed)`: crashes and timeouts
+    /// count as failures, and are told apart after the counts.
     pub fn counts_line(&self) -> String {
-        let mut parts = vec![format!("{} passed", self.passed), format!("{} failed", self.failed)];
-        for (count, label) in [(self.crashed, "crashed"), (self.timed_out, "timed out"), (self.not_run, "not run")] {
-            if count > 0 {
-                parts.push(format!("{count} {label}"));
-            }
+        let failed = self.failed + self.crashed + self.timed_out;
+        let mut parts = vec![
+            format!("{} passed", self.passed),
+            format!("{failed} failed"),
+        ];
+        if self.not_run > 0 {
+            parts.push(format!("{} not run", self.not_run));
         }
         parts.push(format!("{} ignored", self.ignored));
         parts.push(format!("{} filtered out", self.filtered_out));
-        parts.join(", ")
+        let mut line = parts.join(", ");
+        let kinds: Vec<String> = [(self.crashed, "crashed"), (self.timed_out, "timed out")]
+            .into_iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, label)| format!("{count} {label}"))
+            .collect();
+        if !kinds.is_empty() {
+            line.push_str(&format!(" (of the failed: {})", kinds.join(", ")));
+        }
+        line
     }
 }
 
@@ -131,7 +160,10 @@ mod tests {
 
     fn finished(name: &str, outcome: Outcome, millis: u64) -> Event {
         Event::TestFinished {
-            test: TestId { binary: "app".into(), name: name.into() },
+            test: TestId {
+                binary: "app".into(),
+                name: name.into(),
+            },
             outcome,
             duration: Some(Duration::from_millis(millis)),
             output: String::new(),
@@ -141,15 +173,43 @@ mod tests {
     #[test]
     fn the_summary_counts_and_ranks() {
         let mut summary = Summary::default();
-        summary.record(&Event::RunStarted { to_run: 4, filtered_out: 2, jobs: 2 });
+        summary.record(&Event::RunStarted {
+            to_run: 4,
+            filtered_out: 2,
+            jobs: 2,
+        });
         summary.record(&finished("a", Outcome::Passed, 30));
-        summary.record(&finished("b", Outcome::Failed { exit_code: Some(101) }, 10));
+        summary.record(&finished(
+            "b",
+            Outcome::Failed {
+                exit_code: Some(101),
+            },
+            10,
+        ));
         summary.record(&finished("c", Outcome::TimedOut, 90));
-        summary.record(&finished("d", Outcome::Crashed { signal: "SIGSEGV".into() }, 5));
-        summary.record(&Event::TestIgnored { test: TestId { binary: "app".into(), name: "e".into() } });
+        summary.record(&finished(
+            "d",
+            Outcome::Crashed {
+                signal: "SIGSEGV".into(),
+            },
+            5,
+        ));
+        summary.record(&Event::TestIgnored {
+            test: TestId {
+                binary: "app".into(),
+                name: "e".into(),
+            },
+        });
         assert_eq!(summary.failures(), 3);
-        assert_eq!(summary.counts_line(), "1 passed, 1 failed, 1 crashed, 1 timed out, 1 ignored, 2 filtered out");
-        let slowest: Vec<&str> = summary.slowest(2).iter().map(|(t, _)| t.name.as_str()).collect();
+        assert_eq!(
+            summary.counts_line(),
+            "1 passed, 3 failed, 1 ignored, 2 filtered out (of the failed: 1 crashed, 1 timed out)"
+        );
+        let slowest: Vec<&str> = summary
+            .slowest(2)
+            .iter()
+            .map(|(t, _)| t.name.as_str())
+            .collect();
         assert_eq!(slowest, ["c", "a"]);
     }
 }

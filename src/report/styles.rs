@@ -35,7 +35,10 @@ impl Styles {
 
     pub fn new(colored: bool, redact: bool) -> Styles {
         if !colored {
-            return Styles { redact, ..Styles::default() };
+            return Styles {
+                redact,
+                ..Styles::default()
+            };
         }
         Styles {
             colored,
@@ -61,7 +64,11 @@ impl Styles {
 
     /// Seconds with three decimals, right-aligned in eight columns: `   0.348s`.
     pub fn seconds(&self, duration: Duration) -> String {
-        let seconds = if self.redact { 0.0 } else { duration.as_secs_f64() };
+        let seconds = if self.redact {
+            0.0
+        } else {
+            duration.as_secs_f64()
+        };
         format!("{seconds:>8.3}s")
     }
 

@@ -55,13 +55,19 @@ impl Phase {
 pub enum Outcome {
     Passed,
     /// The test failed (libtest exits 101) or exited with another code.
-    Failed { exit_code: Option<i32> },
+    Failed {
+        exit_code: Option<i32>,
+    },
     /// The test process died of a signal (abort, segfault…).
-    Crashed { signal: String },
+    Crashed {
+        signal: String,
+    },
     /// Killed after the per-test timeout.
     TimedOut,
     /// Could not be run or finished (interrupted, the server died, its database could not be made).
-    NotRun { reason: String },
+    NotRun {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -95,26 +101,55 @@ pub struct ClusterFacts {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// Something the user should know that is not an error (for example: no tmpfs, data on disk).
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
     /// Progress detail, shown with --verbose.
-    Info { message: String },
+    Info {
+        message: String,
+    },
     ClusterReady(ClusterFacts),
-    PhaseFinished { phase: Phase, duration: Duration },
+    PhaseFinished {
+        phase: Phase,
+        duration: Duration,
+    },
     /// The tests are known; `to_run` of them will run.
-    RunStarted { to_run: usize, filtered_out: usize, jobs: usize },
-    TestStarted { test: TestId },
+    RunStarted {
+        to_run: usize,
+        filtered_out: usize,
+        jobs: usize,
+    },
+    TestStarted {
+        test: TestId,
+    },
     /// A test has been running longer than the slow threshold (sent once per test).
-    TestSlow { test: TestId, elapsed: Duration },
+    TestSlow {
+        test: TestId,
+        elapsed: Duration,
+    },
     /// `duration` is None where the harness does not report one (doc tests).
-    TestFinished { test: TestId, outcome: Outcome, duration: Option<Duration>, output: String },
+    TestFinished {
+        test: TestId,
+        outcome: Outcome,
+        duration: Option<Duration>,
+        output: String,
+    },
     /// An ignored test that was not asked for.
-    TestIgnored { test: TestId },
+    TestIgnored {
+        test: TestId,
+    },
     /// Tests that were filtered out, counted once known (shared mode and doc tests report them late).
-    FilteredOut { count: usize },
+    FilteredOut {
+        count: usize,
+    },
     /// The run was interrupted by a signal (SIGINT or SIGTERM).
-    Interrupted { signal: String },
+    Interrupted {
+        signal: String,
+    },
     /// The cluster's peak memory use, summed over its processes (proportional set size).
-    ClusterMemory { peak_bytes: u64 },
+    ClusterMemory {
+        peak_bytes: u64,
+    },
 }
 
 /// Where the runner sends its events.

@@ -36,7 +36,10 @@ async fn list_with(binary: &TestBinary, extra: &[&str]) -> Result<Vec<String>, R
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|source| RunnerError::Spawn { binary: binary.path.clone(), source })?;
+        .map_err(|source| RunnerError::Spawn {
+            binary: binary.path.clone(),
+            source,
+        })?;
     if !output.status.success() {
         return Err(RunnerError::List {
             binary: binary.id.clone(),
@@ -44,13 +47,17 @@ async fn list_with(binary: &TestBinary, extra: &[&str]) -> Result<Vec<String>, R
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });
     }
-    Ok(super::list::parse_terse_list(&String::from_utf8_lossy(&output.stdout)))
+    Ok(super::list::parse_terse_list(&String::from_utf8_lossy(
+        &output.stdout,
+    )))
 }
 
 /// A test binary's command, with the environment and directory cargo would give it.
 pub fn base_command(binary: &TestBinary) -> Command {
     let mut command = Command::new(&binary.path);
-    command.current_dir(&binary.cwd).envs(binary.env.iter().map(|(k, v)| (k, v)));
+    command
+        .current_dir(&binary.cwd)
+        .envs(binary.env.iter().map(|(k, v)| (k, v)));
     command
 }
 
@@ -70,21 +77,33 @@ pub async fn run_test(
     mut cancel: Cancel,
     events: &EventSender,
 ) -> Finished {
-    let id = TestId { binary: case.binary.id.clone(), name: case.name.clone() };
+    let id = TestId {
+        binary: case.binary.id.clone(),
+        name: case.name.clone(),
+    };
     let mut command = base_command(&case.binary);
-    command.arg(&case.name).args(["--exact", "--nocapture", "--test-threads", "1"]);
+    command
+        .arg(&case.name)
+        .args(["--exact", "--nocapture", "--test-threads", "1"]);
     if case.ignored {
         command.arg("--ignored");
     }
     let started = Instant::now();
-    let not_run = |reason: String| Finished { outcome: Outcome::NotRun { reason }, duration: started.elapsed(), output: String::new() };
+    let not_run = |reason: String| Finished {
+        outcome: Outcome::NotRun { reason },
+        duration: started.elapsed(),
+        output: String::new(),
+    };
 
     // One pipe for stdout and stderr keeps the test's output in the order it was written.
     let (sender, mut receiver) = match tokio::net::unix::pipe::pipe() {
         Ok(pipe) => pipe,
         Err(error) => return not_run(format!("could not make a pipe: {error}")),
     };
-    let write_end = match sender.into_blocking_fd().and_then(|fd| Ok((fd.try_clone()?, fd))) {
+    let write_end = match sender
+        .into_blocking_fd()
+        .and_then(|fd| Ok((fd.try_clone()?, fd)))
+    {
         Ok(fds) => fds,
         Err(error) => return not_run(format!("could not make a pipe: {error}")),
     };
@@ -101,7 +120,12 @@ pub async fn run_test(
     drop(command);
     let mut child = match spawned {
         Ok(child) => child,
-        Err(error) => return not_run(format!("could not start {}: {error}", case.binary.path.display())),
+        Err(error) => {
+            return not_run(format!(
+                "could not start {}: {error}",
+                case.binary.path.display()
+            ))
+        }
     };
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     let reader = tokio::spawn(async move {
@@ -111,7 +135,9 @@ pub async fn run_test(
     });
 
     let slow_at = tokio::time::Instant::from_std(started + limits.slow_after);
-    let timeout_at = limits.timeout.map(|t| tokio::time::Instant::from_std(started + t));
+    let timeout_at = limits
+        .timeout
+        .map(|t| tokio::time::Instant::from_std(started + t));
     let mut slow_reported = false;
     let mut stopped_because = None;
     let status: Option<ExitStatus> = loop {
@@ -140,7 +166,11 @@ pub async fn run_test(
         _ => String::new(),
     };
     let outcome = stopped_because.unwrap_or_else(|| outcome_of(status));
-    Finished { outcome, duration, output: strip_libtest_framing(&output, &case.name) }
+    Finished {
+        outcome,
+        duration,
+        output: strip_libtest_framing(&output, &case.name),
+    }
 }
 
 async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
@@ -160,16 +190,22 @@ fn kill_group(group: Option<Pid>) {
 /// signal crashed.
 pub fn outcome_of(status: Option<ExitStatus>) -> Outcome {
     let Some(status) = status else {
-        return Outcome::NotRun { reason: "its exit status could not be read".to_owned() };
+        return Outcome::NotRun {
+            reason: "its exit status could not be read".to_owned(),
+        };
     };
     if status.success() {
         return Outcome::Passed;
     }
     if let Some(signal) = status.signal() {
-        let name = Signal::try_from(signal).map(|s| s.as_str().to_owned()).unwrap_or_else(|_| format!("SIG{signal}"));
+        let name = Signal::try_from(signal)
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|_| format!("SIG{signal}"));
         return Outcome::Crashed { signal: name };
     }
-    Outcome::Failed { exit_code: status.code() }
+    Outcome::Failed {
+        exit_code: status.code(),
+    }
 }
 
 /// Drops the lines libtest itself prints around a single test, leaving what the test wrote.
@@ -187,11 +223,22 @@ pub fn strip_libtest_framing(output: &str, name: &str) -> String {
                 || line_trimmed == listed
                 || line_trimmed.starts_with("test result: ")
                 || line_trimmed == format!("test {name} ...")
-                || line.starts_with(&verdict) && matches!(&line[verdict.len()..], "ok" | "FAILED" | "ignored"))
+                || line.starts_with(&verdict)
+                    && matches!(&line[verdict.len()..], "ok" | "FAILED" | "ignored"))
         })
         .map(|line| line.strip_prefix(&verdict).unwrap_or(line))
         .collect();
-    kept.join("\n").trim_matches('\n').to_owned()
+    let mut text = kept.join("\n").trim_matches('\n').to_owned();
+    // With --nocapture the verdict comes after the test's own output, alone on the last line (or glued to
+    // the test's last words when it printed no newline).
+    for verdict in ["FAILED", "ok"] {
+        if text == verdict {
+            text.clear();
+        } else if let Some(rest) = text.strip_suffix(&format!("\n{verdict}")) {
+            text = rest.trim_end_matches('\n').to_owned();
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -201,9 +248,24 @@ mod tests {
     #[test]
     fn exit_statuses_become_outcomes() {
         assert_eq!(outcome_of(Some(ExitStatus::from_raw(0))), Outcome::Passed);
-        assert_eq!(outcome_of(Some(ExitStatus::from_raw(101 << 8))), Outcome::Failed { exit_code: Some(101) });
-        assert_eq!(outcome_of(Some(ExitStatus::from_raw(libc::SIGSEGV))), Outcome::Crashed { signal: "SIGSEGV".into() });
-        assert_eq!(outcome_of(Some(ExitStatus::from_raw(libc::SIGABRT))), Outcome::Crashed { signal: "SIGABRT".into() });
+        assert_eq!(
+            outcome_of(Some(ExitStatus::from_raw(101 << 8))),
+            Outcome::Failed {
+                exit_code: Some(101)
+            }
+        );
+        assert_eq!(
+            outcome_of(Some(ExitStatus::from_raw(libc::SIGSEGV))),
+            Outcome::Crashed {
+                signal: "SIGSEGV".into()
+            }
+        );
+        assert_eq!(
+            outcome_of(Some(ExitStatus::from_raw(libc::SIGABRT))),
+            Outcome::Crashed {
+                signal: "SIGABRT".into()
+            }
+        );
     }
 
     #[test]
@@ -214,5 +276,9 @@ mod tests {
         assert!(kept.contains("expected 3 rows, found 4"));
         assert!(!kept.contains("test result"));
         assert!(!kept.contains("running 1 test"));
+        assert!(
+            kept.ends_with("note: run with `RUST_BACKTRACE=1`"),
+            "the trailing verdict is dropped: {kept}"
+        );
     }
 }

@@ -33,7 +33,10 @@ pub enum IgnoredMode {
 impl TestArgs {
     /// Reads the TESTNAME filter and the arguments after `--`.
     pub fn parse(filter: Option<&str>, args: &[String]) -> Result<TestArgs, String> {
-        let mut parsed = TestArgs { filters: filter.into_iter().map(str::to_owned).collect(), ..TestArgs::default() };
+        let mut parsed = TestArgs {
+            filters: filter.into_iter().map(str::to_owned).collect(),
+            ..TestArgs::default()
+        };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -41,7 +44,9 @@ impl TestArgs {
                 "--ignored" => parsed.ignored = IgnoredMode::Only,
                 "--include-ignored" => parsed.ignored = IgnoredMode::Include,
                 "--nocapture" | "--no-capture" | "--show-output" => parsed.show_output = true,
-                "--skip" => parsed.skip.push(args.next().ok_or("`--skip` needs a value")?.clone()),
+                "--skip" => parsed
+                    .skip
+                    .push(args.next().ok_or("`--skip` needs a value")?.clone()),
                 "--test-threads" => {
                     let value = args.next().ok_or("`--test-threads` needs a value")?;
                     parsed.test_threads = Some(parse_threads(value)?);
@@ -64,8 +69,15 @@ impl TestArgs {
 
     /// libtest's rule: a test runs when it matches a filter (or there is none) and no skip pattern.
     pub fn selects(&self, name: &str) -> bool {
-        let matches = |pattern: &String| if self.exact { name == pattern } else { name.contains(pattern.as_str()) };
-        (self.filters.is_empty() || self.filters.iter().any(matches)) && !self.skip.iter().any(matches)
+        let matches = |pattern: &String| {
+            if self.exact {
+                name == pattern
+            } else {
+                name.contains(pattern.as_str())
+            }
+        };
+        (self.filters.is_empty() || self.filters.iter().any(matches))
+            && !self.skip.iter().any(matches)
     }
 
     /// The same selection as libtest arguments, for running a whole binary (shared mode, doc tests).
@@ -91,7 +103,11 @@ impl TestArgs {
 }
 
 fn parse_threads(value: &str) -> Result<usize, String> {
-    value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| format!("`--test-threads {value}` is not a whole number of at least 1"))
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`--test-threads {value}` is not a whole number of at least 1"))
 }
 
 /// Parses `--list --format terse` output (`name: test` lines) into test names. Benchmarks are left out.
@@ -121,10 +137,19 @@ pub struct Selection {
 }
 
 /// Applies the arguments to one binary's full list and its list of ignored tests.
-pub fn select(binary: &Arc<TestBinary>, all: &[String], ignored: &[String], args: &TestArgs) -> Selection {
+pub fn select(
+    binary: &Arc<TestBinary>,
+    all: &[String],
+    ignored: &[String],
+    args: &TestArgs,
+) -> Selection {
     let mut selection = Selection::default();
     for name in all {
-        let case = TestCase { binary: Arc::clone(binary), name: name.clone(), ignored: ignored.contains(name) };
+        let case = TestCase {
+            binary: Arc::clone(binary),
+            name: name.clone(),
+            ignored: ignored.contains(name),
+        };
         if !args.selects(name) {
             selection.filtered_out += 1;
             continue;
@@ -167,7 +192,17 @@ mod tests {
     fn libtest_arguments_are_understood() {
         let args = TestArgs::parse(
             Some("users"),
-            &strings(&["--exact", "--skip", "slow", "--include-ignored", "--test-threads=3", "--nocapture", "--color", "never", "more"]),
+            &strings(&[
+                "--exact",
+                "--skip",
+                "slow",
+                "--include-ignored",
+                "--test-threads=3",
+                "--nocapture",
+                "--color",
+                "never",
+                "more",
+            ]),
         )
         .unwrap();
         assert_eq!(args.filters, ["users", "never", "more"]);
@@ -201,13 +236,20 @@ mod tests {
         assert_eq!(names(&default.run), ["a", "c"]);
         assert_eq!(names(&default.ignored), ["b_ignored"]);
 
-        let only = TestArgs { ignored: IgnoredMode::Only, ..TestArgs::default() };
+        let only = TestArgs {
+            ignored: IgnoredMode::Only,
+            ..TestArgs::default()
+        };
         let selection = select(&binary(), &all, &ignored, &only);
         assert_eq!(names(&selection.run), ["b_ignored"]);
         assert!(selection.run[0].ignored);
         assert_eq!(selection.filtered_out, 2);
 
-        let include = TestArgs { ignored: IgnoredMode::Include, filters: strings(&["a", "b"]), ..TestArgs::default() };
+        let include = TestArgs {
+            ignored: IgnoredMode::Include,
+            filters: strings(&["a", "b"]),
+            ..TestArgs::default()
+        };
         let selection = select(&binary(), &all, &ignored, &include);
         assert_eq!(names(&selection.run), ["a", "b_ignored"]);
         assert_eq!(selection.filtered_out, 1);
@@ -215,7 +257,14 @@ mod tests {
 
     #[test]
     fn the_selection_round_trips_to_libtest_arguments() {
-        let args = TestArgs::parse(Some("x"), &strings(&["--exact", "--skip", "y", "--ignored"])).unwrap();
-        assert_eq!(args.to_libtest_args(), ["x", "--exact", "--skip", "y", "--ignored"]);
+        let args = TestArgs::parse(
+            Some("x"),
+            &strings(&["--exact", "--skip", "y", "--ignored"]),
+        )
+        .unwrap();
+        assert_eq!(
+            args.to_libtest_args(),
+            ["x", "--exact", "--skip", "y", "--ignored"]
+        );
     }
 }

@@ -24,9 +24,16 @@ use list::TestArgs;
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error("could not run {}: {source}", binary.display())]
-    Spawn { binary: PathBuf, source: std::io::Error },
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
     #[error("could not list the tests of {binary} ({status}): {stderr}")]
-    List { binary: String, status: String, stderr: String },
+    List {
+        binary: String,
+        status: String,
+        stderr: String,
+    },
     #[error("could not make a pipe for a test's output: {0}")]
     Pipe(#[source] std::io::Error),
     #[error("could not create the shared database: {0}")]
@@ -106,9 +113,18 @@ pub async fn run(
                 ignored.extend(selection.ignored);
                 filtered_out += selection.filtered_out;
             }
-            let _ = events.send(Event::RunStarted { to_run: cases.len(), filtered_out, jobs: plan.jobs });
+            let _ = events.send(Event::RunStarted {
+                to_run: cases.len(),
+                filtered_out,
+                jobs: plan.jobs,
+            });
             for case in ignored {
-                let _ = events.send(Event::TestIgnored { test: TestId { binary: case.binary.id.clone(), name: case.name } });
+                let _ = events.send(Event::TestIgnored {
+                    test: TestId {
+                        binary: case.binary.id.clone(),
+                        name: case.name,
+                    },
+                });
             }
             let context = schedule::Isolated {
                 databases: databases.clone(),
@@ -121,7 +137,11 @@ pub async fn run(
             schedule::run(cases, &context, cluster, cancel, events).await;
         }
         Isolation::Shared => {
-            let _ = events.send(Event::RunStarted { to_run: 0, filtered_out: 0, jobs: plan.jobs });
+            let _ = events.send(Event::RunStarted {
+                to_run: 0,
+                filtered_out: 0,
+                jobs: plan.jobs,
+            });
             let mut made = Vec::new();
             for binary in &plan.binaries {
                 if cancel.signal().is_some() {
@@ -129,15 +149,22 @@ pub async fn run(
                 }
                 let database = shared_database(&binary.package);
                 if !made.contains(&database) {
-                    let template = plan.templates.get(&binary.package).cloned().unwrap_or_default();
+                    let template = plan
+                        .templates
+                        .get(&binary.package)
+                        .cloned()
+                        .unwrap_or_default();
                     databases
                         .create_from(&template, &database)
                         .await
-                        .map_err(|e| RunnerError::SharedDatabase(crate::template::server_message(&e)))?;
+                        .map_err(|e| {
+                            RunnerError::SharedDatabase(crate::template::server_message(&e))
+                        })?;
                     made.push(database.clone());
                 }
                 let env = endpoint.env(&database, &plan.database_env);
-                shared::run_binary(binary, &plan.args, plan.jobs, &env, cancel.clone(), events).await?;
+                shared::run_binary(binary, &plan.args, plan.jobs, &env, cancel.clone(), events)
+                    .await?;
                 if !cluster.is_running() {
                     break;
                 }
@@ -145,7 +172,10 @@ pub async fn run(
         }
     }
 
-    if let Some(doc) = plan.doc_tests.filter(|_| cancel.signal().is_none() && cluster.is_running()) {
+    if let Some(doc) = plan
+        .doc_tests
+        .filter(|_| cancel.signal().is_none() && cluster.is_running())
+    {
         let package = doc.packages.first().cloned().unwrap_or_default();
         let database = format!("pgtest_doc_{}", sanitize(&package));
         let template = plan.templates.get(&package).cloned().unwrap_or_default();
@@ -155,16 +185,37 @@ pub async fn run(
             .map_err(|e| RunnerError::SharedDatabase(crate::template::server_message(&e)))?;
         let env = endpoint.env(&database, &plan.database_env);
         let package_of_crate = |crate_name: &str| {
-            doc.packages.iter().find(|p| p.replace('-', "_") == crate_name).cloned().unwrap_or_else(|| crate_name.to_owned())
+            doc.packages
+                .iter()
+                .find(|p| p.replace('-', "_") == crate_name)
+                .cloned()
+                .unwrap_or_else(|| crate_name.to_owned())
         };
-        shared::run_doc_tests(&doc.cargo_args, &plan.args, plan.jobs, &env, package_of_crate, cancel.clone(), events).await?;
+        shared::run_doc_tests(
+            &doc.cargo_args,
+            &plan.args,
+            plan.jobs,
+            &env,
+            package_of_crate,
+            cancel.clone(),
+            events,
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// A database-name-safe form of a package name.
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Whether an outcome counts against the run.

@@ -26,7 +26,13 @@ pub struct Isolated {
 }
 
 /// Runs the cases; every case ends in exactly one `TestFinished` event.
-pub async fn run(cases: Vec<TestCase>, context: &Isolated, cluster: &mut Cluster, cancel: &Cancel, events: &EventSender) {
+pub async fn run(
+    cases: Vec<TestCase>,
+    context: &Isolated,
+    cluster: &mut Cluster,
+    cancel: &Cancel,
+    events: &EventSender,
+) {
     let mut pending = cases.into_iter().enumerate();
     let mut running: JoinSet<String> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
@@ -37,12 +43,16 @@ pub async fn run(cases: Vec<TestCase>, context: &Isolated, cluster: &mut Cluster
                 stop_reason = Some(format!("the run was stopped by {signal}"));
                 break;
             }
-            let Some((number, case)) = pending.next() else { break };
+            let Some((number, case)) = pending.next() else {
+                break;
+            };
             let context = context.clone();
             let (cancel, events) = (cancel.clone(), events.clone());
             running.spawn(async move { run_one(number, case, &context, cancel, &events).await });
         }
-        let Some(joined) = running.join_next().await else { break };
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
         let Ok(database) = joined else { continue };
         if stop_reason.is_none() && !cluster.is_running() {
             stop_reason = Some(format!(
@@ -58,20 +68,43 @@ pub async fn run(cases: Vec<TestCase>, context: &Isolated, cluster: &mut Cluster
     }
     if let Some(reason) = stop_reason {
         for (_, case) in pending {
-            let test = TestId { binary: case.binary.id.clone(), name: case.name.clone() };
-            let outcome = Outcome::NotRun { reason: reason.clone() };
-            let _ = events.send(Event::TestFinished { test, outcome, duration: None, output: String::new() });
+            let test = TestId {
+                binary: case.binary.id.clone(),
+                name: case.name.clone(),
+            };
+            let outcome = Outcome::NotRun {
+                reason: reason.clone(),
+            };
+            let _ = events.send(Event::TestFinished {
+                test,
+                outcome,
+                duration: None,
+                output: String::new(),
+            });
         }
     }
     while drops.join_next().await.is_some() {}
 }
 
 /// Clones a database, runs the test against it, reports it; returns the database to drop.
-async fn run_one(number: usize, case: TestCase, context: &Isolated, cancel: Cancel, events: &EventSender) -> String {
-    let test = TestId { binary: case.binary.id.clone(), name: case.name.clone() };
+async fn run_one(
+    number: usize,
+    case: TestCase,
+    context: &Isolated,
+    cancel: Cancel,
+    events: &EventSender,
+) -> String {
+    let test = TestId {
+        binary: case.binary.id.clone(),
+        name: case.name.clone(),
+    };
     let database = format!("pgtest_{number}");
     let _ = events.send(Event::TestStarted { test: test.clone() });
-    let template = context.templates.get(&case.binary.package).cloned().unwrap_or_default();
+    let template = context
+        .templates
+        .get(&case.binary.package)
+        .cloned()
+        .unwrap_or_default();
     let finished = match context.databases.create_from(&template, &database).await {
         Ok(()) => {
             let env = context.endpoint.env(&database, &context.database_env);
@@ -79,7 +112,10 @@ async fn run_one(number: usize, case: TestCase, context: &Isolated, cancel: Canc
         }
         Err(error) => exec::Finished {
             outcome: Outcome::NotRun {
-                reason: format!("its database could not be created: {}", template::server_message(&error)),
+                reason: format!(
+                    "its database could not be created: {}",
+                    template::server_message(&error)
+                ),
             },
             duration: Default::default(),
             output: String::new(),

@@ -17,10 +17,21 @@ use crate::cargo::TestBinary;
 /// One line of libtest's JSON output, as far as the report needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibtestEvent {
-    Started { name: String },
-    Finished { name: String, outcome: Outcome, duration: Option<Duration>, output: String },
-    Ignored { name: String },
-    Suite { filtered_out: usize },
+    Started {
+        name: String,
+    },
+    Finished {
+        name: String,
+        outcome: Outcome,
+        duration: Option<Duration>,
+        output: String,
+    },
+    Ignored {
+        name: String,
+    },
+    Suite {
+        filtered_out: usize,
+    },
 }
 
 /// Parses one line of `--format json` output; `None` for anything else (a test's own output).
@@ -29,11 +40,18 @@ pub fn parse_libtest_line(line: &str) -> Option<LibtestEvent> {
     let event = value.get("event")?.as_str()?;
     match value.get("type")?.as_str()? {
         "suite" if event != "started" => Some(LibtestEvent::Suite {
-            filtered_out: value.get("filtered_out").and_then(Value::as_u64).unwrap_or(0) as usize,
+            filtered_out: value
+                .get("filtered_out")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as usize,
         }),
         "test" => {
             let name = value.get("name")?.as_str()?.to_owned();
-            let output = value.get("stdout").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let output = value
+                .get("stdout")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let outcome = match event {
                 "started" => return Some(LibtestEvent::Started { name }),
                 "ignored" => return Some(LibtestEvent::Ignored { name }),
@@ -42,7 +60,12 @@ pub fn parse_libtest_line(line: &str) -> Option<LibtestEvent> {
                 "timeout" => return None,
                 _ => Outcome::Failed { exit_code: None },
             };
-            Some(LibtestEvent::Finished { name, outcome, duration: exec_time(&value), output })
+            Some(LibtestEvent::Finished {
+                name,
+                outcome,
+                duration: exec_time(&value),
+                output,
+            })
         }
         _ => None,
     }
@@ -71,7 +94,15 @@ pub async fn run_binary(
     let mut command = base_command(binary);
     command
         .args(args.to_libtest_args())
-        .args(["--test-threads", &threads.to_string(), "-Z", "unstable-options", "--format", "json", "--report-time"])
+        .args([
+            "--test-threads",
+            &threads.to_string(),
+            "-Z",
+            "unstable-options",
+            "--format",
+            "json",
+            "--report-time",
+        ])
         .envs(database_env.iter().map(|(k, v)| (k, v)))
         // Only the test binary sees this (never cargo: build scripts watch it and everything would rebuild).
         .env("RUSTC_BOOTSTRAP", "1")
@@ -80,7 +111,10 @@ pub async fn run_binary(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| RunnerError::Spawn { binary: binary.path.clone(), source })?;
+    let mut child = command.spawn().map_err(|source| RunnerError::Spawn {
+        binary: binary.path.clone(),
+        source,
+    })?;
     let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let stderr_reader = tokio::spawn(async move {
@@ -91,7 +125,10 @@ pub async fn run_binary(
     let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
     let mut running: BTreeSet<String> = BTreeSet::new();
     let mut loose_output = String::new();
-    let id = |name: &str| TestId { binary: binary.id.clone(), name: name.to_owned() };
+    let id = |name: &str| TestId {
+        binary: binary.id.clone(),
+        name: name.to_owned(),
+    };
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line,
@@ -108,16 +145,28 @@ pub async fn run_binary(
                 running.insert(name.clone());
                 let _ = events.send(Event::TestStarted { test: id(&name) });
             }
-            Some(LibtestEvent::Finished { name, outcome, duration, output }) => {
+            Some(LibtestEvent::Finished {
+                name,
+                outcome,
+                duration,
+                output,
+            }) => {
                 running.remove(&name);
-                let _ = events.send(Event::TestFinished { test: id(&name), outcome, duration, output });
+                let _ = events.send(Event::TestFinished {
+                    test: id(&name),
+                    outcome,
+                    duration,
+                    output,
+                });
             }
             Some(LibtestEvent::Ignored { name }) => {
                 running.remove(&name);
                 let _ = events.send(Event::TestIgnored { test: id(&name) });
             }
             Some(LibtestEvent::Suite { filtered_out }) => {
-                let _ = events.send(Event::FilteredOut { count: filtered_out });
+                let _ = events.send(Event::FilteredOut {
+                    count: filtered_out,
+                });
             }
             None => {
                 loose_output.push_str(&line);
@@ -126,10 +175,16 @@ pub async fn run_binary(
         }
     }
     let status = child.wait().await.ok();
-    let stderr_text = tokio::time::timeout(Duration::from_secs(2), stderr_reader).await.ok().and_then(Result::ok).unwrap_or_default();
+    let stderr_text = tokio::time::timeout(Duration::from_secs(2), stderr_reader)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     // Tests still running when the binary ended died with it.
     let ended = match cancel.signal() {
-        Some(signal) => Outcome::NotRun { reason: format!("stopped by {signal}") },
+        Some(signal) => Outcome::NotRun {
+            reason: format!("stopped by {signal}"),
+        },
         None => match outcome_of(status) {
             Outcome::Passed => Outcome::Failed { exit_code: Some(0) },
             other => other,
@@ -137,7 +192,12 @@ pub async fn run_binary(
     };
     for name in running {
         let output = format!("{loose_output}{stderr_text}");
-        let _ = events.send(Event::TestFinished { test: id(&name), outcome: ended.clone(), duration: None, output });
+        let _ = events.send(Event::TestFinished {
+            test: id(&name),
+            outcome: ended.clone(),
+            duration: None,
+            output,
+        });
     }
     Ok(())
 }
@@ -162,19 +222,35 @@ pub fn parse_doc_test_output(text: &str) -> (Vec<DocTestResult>, usize) {
         if let Some(name) = line.trim_start().strip_prefix("Doc-tests ") {
             crate_name = name.trim().to_owned();
             capturing = None;
-        } else if let Some(rest) = line.strip_prefix("test ").filter(|_| line.contains(" ... ")) {
+        } else if let Some(rest) = line
+            .strip_prefix("test ")
+            .filter(|_| line.contains(" ... "))
+        {
             let (name, verdict) = rest.rsplit_once(" ... ").unwrap_or((rest, ""));
             let outcome = match verdict.trim() {
                 "ok" => Some(Outcome::Passed),
                 v if v.starts_with("ignored") => None,
                 _ => Some(Outcome::Failed { exit_code: None }),
             };
-            results.push(DocTestResult { crate_name: crate_name.clone(), name: name.to_owned(), outcome, output: String::new() });
-        } else if let Some(name) = line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" stdout ----")) {
-            capturing = results.iter().rposition(|r| r.name == name && r.crate_name == crate_name);
+            results.push(DocTestResult {
+                crate_name: crate_name.clone(),
+                name: name.to_owned(),
+                outcome,
+                output: String::new(),
+            });
+        } else if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            capturing = results
+                .iter()
+                .rposition(|r| r.name == name && r.crate_name == crate_name);
         } else if line == "failures:" || line.starts_with("test result: ") {
             capturing = None;
-            if let Some(count) = line.split("; ").find_map(|part| part.strip_suffix(" filtered out")) {
+            if let Some(count) = line
+                .split("; ")
+                .find_map(|part| part.strip_suffix(" filtered out"))
+            {
                 filtered_out += count.trim().parse::<usize>().unwrap_or(0);
             }
         } else if let Some(index) = capturing {
@@ -215,7 +291,10 @@ pub async fn run_doc_tests(
         .kill_on_drop(true);
     let spawned = command.spawn();
     drop(command);
-    let mut child = spawned.map_err(|source| RunnerError::Spawn { binary: "cargo".into(), source })?;
+    let mut child = spawned.map_err(|source| RunnerError::Spawn {
+        binary: "cargo".into(),
+        source,
+    })?;
     let mut text = Vec::new();
     tokio::select! {
         _ = receiver.read_to_end(&mut text) => {}
@@ -225,21 +304,42 @@ pub async fn run_doc_tests(
     let text = String::from_utf8_lossy(&text);
     let (results, filtered_out) = parse_doc_test_output(&text);
     for result in &results {
-        let test = TestId { binary: format!("{}::doc", package_of_crate(&result.crate_name)), name: result.name.clone() };
+        let test = TestId {
+            binary: format!("{}::doc", package_of_crate(&result.crate_name)),
+            name: result.name.clone(),
+        };
         let event = match &result.outcome {
-            Some(outcome) => Event::TestFinished { test, outcome: outcome.clone(), duration: None, output: result.output.clone() },
+            Some(outcome) => Event::TestFinished {
+                test,
+                outcome: outcome.clone(),
+                duration: None,
+                output: result.output.clone(),
+            },
             None => Event::TestIgnored { test },
         };
         let _ = events.send(event);
     }
     if filtered_out > 0 {
-        let _ = events.send(Event::FilteredOut { count: filtered_out });
+        let _ = events.send(Event::FilteredOut {
+            count: filtered_out,
+        });
     }
-    let failed_without_results = status.is_some_and(|s| !s.success()) && !results.iter().any(|r| r.outcome.as_ref().is_some_and(|o| !o.is_success()));
+    let failed_without_results = status.is_some_and(|s| !s.success())
+        && !results
+            .iter()
+            .any(|r| r.outcome.as_ref().is_some_and(|o| !o.is_success()));
     if failed_without_results && cancel.signal().is_none() {
         let tail = crate::cluster::server::last_lines(&text, 30);
-        let test = TestId { binary: "doc-tests".to_owned(), name: "(cargo test --doc)".to_owned() };
-        let _ = events.send(Event::TestFinished { test, outcome: outcome_of(status), duration: None, output: tail });
+        let test = TestId {
+            binary: "doc-tests".to_owned(),
+            name: "(cargo test --doc)".to_owned(),
+        };
+        let _ = events.send(Event::TestFinished {
+            test,
+            outcome: outcome_of(status),
+            duration: None,
+            output: tail,
+        });
     }
     Ok(())
 }
@@ -254,16 +354,40 @@ mod tests {
             parse_libtest_line(r#"{ "type": "test", "event": "started", "name": "a" }"#),
             Some(LibtestEvent::Started { name: "a".into() })
         );
-        let ok = parse_libtest_line(r#"{ "type": "test", "name": "a", "event": "ok", "exec_time": 0.25 }"#).unwrap();
-        assert_eq!(ok, LibtestEvent::Finished { name: "a".into(), outcome: Outcome::Passed, duration: Some(Duration::from_millis(250)), output: String::new() });
-        let old = parse_libtest_line(r#"{ "type": "test", "name": "b", "event": "failed", "exec_time": "0.5s", "stdout": "boom" }"#).unwrap();
-        assert_eq!(old, LibtestEvent::Finished { name: "b".into(), outcome: Outcome::Failed { exit_code: None }, duration: Some(Duration::from_millis(500)), output: "boom".into() });
+        let ok = parse_libtest_line(
+            r#"{ "type": "test", "name": "a", "event": "ok", "exec_time": 0.25 }"#,
+        )
+        .unwrap();
         assert_eq!(
-            parse_libtest_line(r#"{ "type": "suite", "event": "ok", "passed": 1, "failed": 0, "ignored": 0, "measured": 0, "filtered_out": 4, "exec_time": 0.1 }"#),
+            ok,
+            LibtestEvent::Finished {
+                name: "a".into(),
+                outcome: Outcome::Passed,
+                duration: Some(Duration::from_millis(250)),
+                output: String::new()
+            }
+        );
+        let old = parse_libtest_line(r#"{ "type": "test", "name": "b", "event": "failed", "exec_time": "0.5s", "stdout": "boom" }"#).unwrap();
+        assert_eq!(
+            old,
+            LibtestEvent::Finished {
+                name: "b".into(),
+                outcome: Outcome::Failed { exit_code: None },
+                duration: Some(Duration::from_millis(500)),
+                output: "boom".into()
+            }
+        );
+        assert_eq!(
+            parse_libtest_line(
+                r#"{ "type": "suite", "event": "ok", "passed": 1, "failed": 0, "ignored": 0, "measured": 0, "filtered_out": 4, "exec_time": 0.1 }"#
+            ),
             Some(LibtestEvent::Suite { filtered_out: 4 })
         );
         assert_eq!(parse_libtest_line("hello from a test"), None);
-        assert_eq!(parse_libtest_line(r#"{ "type": "test", "event": "ignored", "name": "c" }"#), Some(LibtestEvent::Ignored { name: "c".into() }));
+        assert_eq!(
+            parse_libtest_line(r#"{ "type": "test", "event": "ignored", "name": "c" }"#),
+            Some(LibtestEvent::Ignored { name: "c".into() })
+        );
     }
 
     #[test]
@@ -274,8 +398,15 @@ mod tests {
         assert_eq!(results.len(), 3);
         assert_eq!(results[0].outcome, Some(Outcome::Passed));
         assert_eq!(results[0].crate_name, "my_app");
-        assert_eq!(results[1].outcome, Some(Outcome::Failed { exit_code: None }));
-        assert!(results[1].output.contains("assertion failed"), "{:?}", results[1].output);
+        assert_eq!(
+            results[1].outcome,
+            Some(Outcome::Failed { exit_code: None })
+        );
+        assert!(
+            results[1].output.contains("assertion failed"),
+            "{:?}",
+            results[1].output
+        );
         assert_eq!(results[2].outcome, None);
     }
 }
