@@ -50,6 +50,11 @@ pub struct PgtestArgs {
     #[arg(long)]
     pub no_tmpfs: bool,
 
+    /// Build the cluster and run the migrations afresh, neither using nor filling the cache of migrated
+    /// clusters under the target directory
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// How many tests run at once [default: number of CPUs]
     #[arg(long, value_name = "N", value_parser = parse_positive)]
     pub jobs: Option<usize>,

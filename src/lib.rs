@@ -13,6 +13,8 @@ pub mod template;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use cli::Cli;
@@ -289,7 +291,38 @@ async fn pipeline(
         settings: &config.settings,
         jobs: config.jobs,
     };
-    let mut cluster = unless_stopped(cancel, Cluster::boot(&spec)).await?;
+    let package_dirs: Vec<PathBuf> = project
+        .workspace
+        .members
+        .iter()
+        .filter(|member| project.workspace.selected.contains(&member.name))
+        .filter_map(|member| member.manifest_path.parent().map(PathBuf::from))
+        .collect();
+    let sqlx_test =
+        template::sqlx_test_spec(&config.databases, &config.package_database, &package_dirs);
+    if sqlx_test.is_some() {
+        let message =
+            "template1 gets the migrations too: #[sqlx::test] databases start migrated".into();
+        let _ = events.send(Event::Info { message });
+    }
+    let cache = cluster_cache(cli, &project, &binaries, &config, sqlx_test, &events);
+    let cached = cache.as_ref().and_then(|plan| plan.hit.as_ref());
+    let mut cluster = match unless_stopped(
+        cancel,
+        Cluster::boot(&spec, cached.map(|(data_dir, _)| data_dir.as_path())),
+    )
+    .await
+    {
+        Err(error) if cached.is_some() && !matches!(error, Error::Interrupted(_)) => {
+            let _ = events.send(Event::Warning {
+                message: format!(
+                    "the cached cluster could not be used ({error}); building it afresh"
+                ),
+            });
+            unless_stopped(cancel, Cluster::boot(&spec, None)).await?
+        }
+        booted => booted?,
+    };
     let _ = events.send(Event::ClusterReady(ClusterFacts {
         version: cluster.info.version.to_string(),
         in_ram: cluster.info.storage == storage::StorageKind::Tmpfs,
@@ -309,22 +342,76 @@ async fn pipeline(
         &config,
         &project,
         &mut cluster,
+        cache,
+        sqlx_test,
         cancel,
         &events,
     )
     .await;
 
-    let (teardown, removed) = cluster.shutdown();
-    if let Err(error) = removed {
-        let _ = events.send(Event::Warning {
-            message: format!("could not remove the cluster's directory completely: {error}"),
-        });
+    let (teardown, problems) = cluster.shutdown();
+    for message in problems {
+        let _ = events.send(Event::Warning { message });
     }
     let _ = events.send(Event::PhaseFinished {
         phase: Phase::Teardown,
         duration: teardown,
     });
     result
+}
+
+/// Keeps the peak of the cluster's memory (PSS of all its processes) while the tests run.
+async fn sample_memory(postmaster: u32, peak: Arc<AtomicU64>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        every.tick().await;
+        // A blocking /proc scan of a few dozen small files: well under a millisecond.
+        if let Some(bytes) = cluster::memory::cluster_pss(postmaster) {
+            peak.fetch_max(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The cache of migrated clusters for this run: where, under which key, and what it already holds.
+struct CachePlan {
+    cache: cluster::cache::Cache,
+    key: String,
+    hit: Option<(PathBuf, template::Manifest)>,
+}
+
+/// Looks the run's migrated cluster up in the cache under the target directory. `None` when the cache is
+/// off (`--no-cache`) or its key cannot be computed (an unreadable migration, reported later by `prepare`).
+fn cluster_cache(
+    cli: &Cli,
+    project: &cargo::Project,
+    binaries: &binaries::Binaries,
+    config: &Config,
+    sqlx_test: Option<usize>,
+    events: &EventSender,
+) -> Option<CachePlan> {
+    if cli.pgtest.no_cache {
+        return None;
+    }
+    let mut hasher = cluster::cache::KeyHasher::default();
+    hasher
+        .add("cargo-pgtest", env!("CARGO_PKG_VERSION").as_bytes())
+        .add("postgres", binaries.version.to_string().as_bytes())
+        .add("bin_dir", binaries.bin_dir.as_os_str().as_encoded_bytes());
+    for setting in &config.settings {
+        hasher.add(&setting.name, setting.value.as_bytes());
+    }
+    template::hash_inputs(&config.databases, &mut hasher).ok()?;
+    hasher.add("template1", format!("{sqlx_test:?}").as_bytes());
+    let cache = cluster::cache::Cache::in_target_dir(&project.target_dir);
+    let key = hasher.finish();
+    let hit = cache.get(&key).and_then(|entry| {
+        let manifest = template::Manifest::from_json(&entry.manifest)?;
+        Some((entry.data_dir, manifest))
+    });
+    let _ = events.send(Event::Info {
+        message: format!("cluster cache {}: key {key}", cache.root().display()),
+    });
+    Some(CachePlan { cache, key, hit })
 }
 
 /// The stages that need a running cluster; whatever they return, the caller shuts the cluster down.
@@ -336,12 +423,42 @@ async fn with_cluster(
     config: &Config,
     project: &cargo::Project,
     cluster: &mut Cluster,
+    cache: Option<CachePlan>,
+    sqlx_test: Option<usize>,
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<(), Error> {
     let endpoint = cluster.endpoint().clone();
     let started = Instant::now();
-    let templates = unless_stopped(cancel, template::prepare(&endpoint, &config.databases)).await?;
+    let templates = match cache {
+        Some(CachePlan {
+            hit: Some((_, manifest)),
+            ..
+        }) => {
+            let _ = events.send(Event::TemplateCache {
+                hit: true,
+                stored: false,
+            });
+            manifest.templates
+        }
+        plan => {
+            let templates = unless_stopped(
+                cancel,
+                template::prepare(&endpoint, &config.databases, sqlx_test),
+            )
+            .await?;
+            let stored = plan.is_some();
+            if let Some(plan) = plan {
+                let manifest = template::Manifest {
+                    templates: templates.clone(),
+                }
+                .to_json();
+                unless_stopped(cancel, cluster.snapshot(&plan.cache, &plan.key, &manifest)).await?;
+            }
+            let _ = events.send(Event::TemplateCache { hit: false, stored });
+            templates
+        }
+    };
     for template in &templates {
         let message = format!(
             "template {}: {} migrations, {} fixture files",
@@ -430,7 +547,18 @@ async fn with_cluster(
         doc_tests,
     };
     let started = Instant::now();
+    let peak_memory = Arc::new(AtomicU64::new(0));
+    let sampler = cluster
+        .server_pid()
+        .map(|pid| tokio::spawn(sample_memory(pid, Arc::clone(&peak_memory))));
     let result = runner::run(plan, cluster, &databases, cancel, events).await;
+    if let Some(sampler) = sampler {
+        sampler.abort();
+        let peak_bytes = peak_memory.load(Ordering::Relaxed);
+        if peak_bytes > 0 {
+            let _ = events.send(Event::ClusterMemory { peak_bytes });
+        }
+    }
     let _ = events.send(Event::PhaseFinished {
         phase: Phase::Tests,
         duration: started.elapsed(),

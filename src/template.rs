@@ -8,11 +8,12 @@ use sqlx::migrate::{Migrate, MigrateError, Migration};
 use sqlx::postgres::{PgDatabaseError, PgErrorPosition, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
+use crate::cluster::cache::KeyHasher;
 use crate::cluster::Endpoint;
 use crate::config::DatabaseSpec;
 
 /// A template database, ready to be cloned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Template {
     pub name: String,
     pub migrations: usize,
@@ -49,9 +50,14 @@ pub enum TemplateError {
 }
 
 /// Builds one template per distinct database spec, in spec order.
+///
+/// With `sqlx_test`, that spec's extensions and migrations also go into `template1`, which is what the
+/// databases `#[sqlx::test]` creates are copies of: its migrator then finds every migration applied (same
+/// versions, same checksums) and runs none (see [`sqlx_test_spec`]).
 pub async fn prepare(
     endpoint: &Endpoint,
     specs: &[DatabaseSpec],
+    sqlx_test: Option<usize>,
 ) -> Result<Vec<Template>, TemplateError> {
     let mut admin = PgConnection::connect_with(&endpoint.connect_options("postgres"))
         .await
@@ -71,26 +77,19 @@ pub async fn prepare(
             Some(dir) => read_migrations(dir)?,
             None => Vec::new(),
         };
-        sqlx::raw_sql(&format!("CREATE DATABASE {}", quote_ident(&name)))
-            .execute(&mut admin)
-            .await
-            .map_err(sql_error)?;
+        // From template0: template1 may be given migrations below, and must not pass them on to our templates.
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(&name)
+        ))
+        .execute(&mut admin)
+        .await
+        .map_err(sql_error)?;
 
         let mut connection = PgConnection::connect_with(&endpoint.connect_options(&name))
             .await
             .map_err(TemplateError::Connect)?;
-        for extension in &spec.extensions {
-            sqlx::raw_sql(&format!(
-                "CREATE EXTENSION IF NOT EXISTS {}",
-                quote_ident(extension)
-            ))
-            .execute(&mut connection)
-            .await
-            .map_err(|e| TemplateError::Extension {
-                name: extension.clone(),
-                message: server_message(&e),
-            })?;
-        }
+        create_extensions(&mut connection, &spec.extensions).await?;
         apply_migrations(&mut connection, &migrations).await?;
         for file in &spec.fixtures {
             apply_fixture(&mut connection, file).await?;
@@ -115,7 +114,119 @@ pub async fn prepare(
         });
     }
     let _ = admin.close().await;
+    if let Some(spec) = sqlx_test.and_then(|index| specs.get(index)) {
+        let mut template1 = PgConnection::connect_with(&endpoint.connect_options("template1"))
+            .await
+            .map_err(TemplateError::Connect)?;
+        create_extensions(&mut template1, &spec.extensions).await?;
+        let migrations = match &spec.migrations {
+            Some(dir) => read_migrations(dir)?,
+            None => Vec::new(),
+        };
+        apply_migrations(&mut template1, &migrations).await?;
+        let _ = template1.close().await;
+    }
     Ok(templates)
+}
+
+/// Which database spec `#[sqlx::test]` databases may start from (see [`prepare`]): only when every selected
+/// package uses the same spec, its migrations are the package's own `./migrations` (what `sqlx::migrate!()`
+/// and `#[sqlx::test]` embed), and no `#[sqlx::test(...)]` in the package's sources picks other migrations
+/// or none (`migrations = false`, `migrations = "..."`, `migrator = ...`), since those tests expect a
+/// database without them.
+pub fn sqlx_test_spec(
+    specs: &[DatabaseSpec],
+    package_database: &BTreeMap<String, usize>,
+    package_dirs: &[PathBuf],
+) -> Option<usize> {
+    let mut indexes = package_database.values();
+    let index = *indexes.next()?;
+    if indexes.any(|other| *other != index) {
+        return None;
+    }
+    let migrations = specs.get(index)?.migrations.as_ref()?.canonicalize().ok()?;
+    for dir in package_dirs {
+        if dir.join("migrations").canonicalize().ok()? != migrations {
+            return None;
+        }
+        for source in ["src", "tests", "benches", "examples"] {
+            if picks_own_migrations(&dir.join(source)) {
+                return None;
+            }
+        }
+    }
+    Some(index)
+}
+
+/// Whether a `.rs` file under `dir` has a `#[sqlx::test(...)]` that names its migrations or migrator.
+fn picks_own_migrations(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            picks_own_migrations(&path)
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            std::fs::read_to_string(&path).is_ok_and(|text| sqlx_test_names_migrations(&text))
+        } else {
+            false
+        }
+    })
+}
+
+fn sqlx_test_names_migrations(source: &str) -> bool {
+    source.match_indices("sqlx::test").any(|(at, found)| {
+        let rest = source[at + found.len()..].trim_start();
+        let Some(arguments) = rest.strip_prefix('(') else {
+            return false;
+        };
+        let arguments = &arguments[..arguments.find(")]").unwrap_or(arguments.len())];
+        arguments.contains("migrations") || arguments.contains("migrator")
+    })
+}
+
+/// What a cached cluster holds, stored beside it (see `cluster::cache`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub templates: Vec<Template>,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// `None` for a manifest this build cannot read (written by another version): the entry is not used.
+    pub fn from_json(text: &str) -> Option<Manifest> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// Feeds everything in `specs` that shapes the templates into a cache key: the migration and fixture files'
+/// names and contents, and the extensions. Any change to them gives another key.
+pub fn hash_inputs(specs: &[DatabaseSpec], hasher: &mut KeyHasher) -> std::io::Result<()> {
+    for spec in specs {
+        hasher.add("database", b"");
+        if let Some(dir) = &spec.migrations {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            for file in files {
+                hasher.add_file(&file)?;
+            }
+        }
+        for fixture in &spec.fixtures {
+            hasher.add("fixture", b"").add_file(fixture)?;
+        }
+        for extension in &spec.extensions {
+            hasher.add("extension", extension.as_bytes());
+        }
+    }
+    Ok(())
 }
 
 /// Reads a migrations directory with sqlx's own resolver, after checking every `.sql` file's name and that no
@@ -199,6 +310,25 @@ pub fn parse_migration_name(file_name: &str) -> Result<Option<MigrationName>, St
         description: description.replace('_', " "),
         is_down,
     }))
+}
+
+async fn create_extensions(
+    connection: &mut PgConnection,
+    extensions: &[String],
+) -> Result<(), TemplateError> {
+    for extension in extensions {
+        sqlx::raw_sql(&format!(
+            "CREATE EXTENSION IF NOT EXISTS {}",
+            quote_ident(extension)
+        ))
+        .execute(&mut *connection)
+        .await
+        .map_err(|e| TemplateError::Extension {
+            name: extension.clone(),
+            message: server_message(&e),
+        })?;
+    }
+    Ok(())
 }
 
 async fn apply_migrations(
@@ -362,6 +492,66 @@ impl Databases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlx_test_attributes_that_pick_their_migrations_are_noticed() {
+        assert!(!sqlx_test_names_migrations(
+            "#[sqlx::test]\nasync fn a(pool: PgPool) {}"
+        ));
+        assert!(!sqlx_test_names_migrations(
+            "#[sqlx::test(fixtures(\"users\"))]\nasync fn a() {}"
+        ));
+        assert!(sqlx_test_names_migrations(
+            "#[sqlx::test(migrations = false)]\nasync fn a() {}"
+        ));
+        assert!(sqlx_test_names_migrations(
+            "#[sqlx::test(migrations = \"other\")]"
+        ));
+        assert!(sqlx_test_names_migrations(
+            "#[sqlx::test(migrator = \"crate::MIGRATOR\")]"
+        ));
+        assert!(!sqlx_test_names_migrations("fn f() { sqlx::test }"));
+    }
+
+    #[test]
+    fn template1_is_migrated_only_for_the_packages_own_migrations() {
+        let project = tempfile::tempdir().unwrap();
+        let dir = project.path();
+        std::fs::create_dir_all(dir.join("migrations")).unwrap();
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        std::fs::create_dir_all(dir.join("tests")).unwrap();
+        std::fs::write(dir.join("tests/it.rs"), "#[sqlx::test]\nasync fn a() {}").unwrap();
+        let spec = |path: &str| DatabaseSpec {
+            migrations: Some(dir.join(path)),
+            fixtures: Vec::new(),
+            extensions: Vec::new(),
+        };
+        let packages = BTreeMap::from([("app".to_owned(), 0)]);
+        let dirs = [dir.to_owned()];
+        assert_eq!(
+            sqlx_test_spec(&[spec("migrations")], &packages, &dirs),
+            Some(0)
+        );
+        assert_eq!(
+            sqlx_test_spec(&[spec("db")], &packages, &dirs),
+            None,
+            "sqlx::test embeds ./migrations"
+        );
+        let two = BTreeMap::from([("a".to_owned(), 0), ("b".to_owned(), 1)]);
+        assert_eq!(
+            sqlx_test_spec(&[spec("migrations"), spec("migrations")], &two, &dirs),
+            None
+        );
+        std::fs::write(
+            dir.join("tests/raw.rs"),
+            "#[sqlx::test(migrations = false)]\nasync fn b() {}",
+        )
+        .unwrap();
+        assert_eq!(
+            sqlx_test_spec(&[spec("migrations")], &packages, &dirs),
+            None
+        );
+    }
 
     #[test]
     fn migration_names_follow_sqlx() {

@@ -2,7 +2,9 @@
 //! for the run and stopped, with its files removed, however the run ends.
 
 pub mod binaries;
+pub mod cache;
 pub mod endpoint;
+pub mod memory;
 pub mod privileges;
 pub mod server;
 pub mod storage;
@@ -58,23 +60,59 @@ pub struct ClusterSpec<'a> {
 pub struct Cluster {
     server: Server,
     run_dir: RunDir,
+    /// What starting the server again takes (after a snapshot).
+    launch: Launch,
+    /// The thread storing a snapshot in the cache, if one was taken.
+    storing: Option<std::thread::JoinHandle<Result<(), String>>>,
     pub info: ClusterInfo,
 }
 
+#[derive(Debug)]
+struct Launch {
+    binaries: Binaries,
+    server_user: ServerUser,
+    settings: Vec<Setting>,
+    max_connections: u32,
+    shared_buffers_kib: u32,
+}
+
+impl Launch {
+    fn spec<'a>(&'a self, run_dir: &'a std::path::Path) -> ServerSpec<'a> {
+        ServerSpec {
+            binaries: &self.binaries,
+            run_dir,
+            server_user: &self.server_user,
+            settings: &self.settings,
+            max_connections: self.max_connections,
+            shared_buffers_kib: self.shared_buffers_kib,
+        }
+    }
+}
+
 impl Cluster {
-    /// Creates the run directory, initialises and starts the server.
-    pub async fn boot(spec: &ClusterSpec<'_>) -> Result<Cluster, ClusterError> {
+    /// Creates the run directory, initialises and starts the server. With `from`, the data directory is a
+    /// copy of that (stopped) cluster's instead of a fresh `initdb`.
+    pub async fn boot(
+        spec: &ClusterSpec<'_>,
+        from: Option<&std::path::Path>,
+    ) -> Result<Cluster, ClusterError> {
         storage::remove_stale_runs(&spec.placement.parent);
         let run_dir = RunDir::create(spec.placement)?;
-        let server_spec = ServerSpec {
-            binaries: spec.binaries,
-            run_dir: run_dir.path(),
-            server_user: spec.server_user,
-            settings: spec.settings,
+        let launch = Launch {
+            binaries: spec.binaries.clone(),
+            server_user: spec.server_user.clone(),
+            settings: spec.settings.to_vec(),
             // Each test may open a pool of connections of its own; sqlx's default pool holds up to 10.
             max_connections: (spec.jobs as u32 * 12 + 20).max(100),
+            // Test databases are small and short-lived: a modest cache that grows with the tests in flight
+            // keeps the cluster's memory low (a `shared_buffers` setting still overrides it).
+            shared_buffers_kib: (16 + 4 * spec.jobs as u32).min(128) * 1024,
         };
-        server::init(&server_spec).await?;
+        let server_spec = launch.spec(run_dir.path());
+        match from {
+            Some(cached) => server::adopt(&server_spec, cached)?,
+            None => server::init(&server_spec).await?,
+        }
         let mut server = server::start(&server_spec).await?;
         server.endpoint.password = set_password(&server.endpoint).await?;
         let info = ClusterInfo {
@@ -88,8 +126,48 @@ impl Cluster {
         Ok(Cluster {
             server,
             run_dir,
+            launch,
+            storing: None,
             info,
         })
+    }
+
+    /// Stops the server cleanly, sets its data directory aside as a snapshot, starts the server again on a
+    /// copy, and stores the snapshot in `cache` under `key` on a thread of its own, off the critical path
+    /// (`shutdown` waits for it and reports how it went).
+    pub async fn snapshot(
+        &mut self,
+        cache: &cache::Cache,
+        key: &str,
+        manifest: &str,
+    ) -> Result<(), ClusterError> {
+        let password = std::mem::take(&mut self.server.endpoint.password);
+        self.server.stop();
+        let data_dir = self.server.data_dir.clone();
+        let snapshot = self.run_dir.path().join("snapshot");
+        let write_error = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| server::ServerError::Write { path, source }
+        };
+        std::fs::rename(&data_dir, &snapshot).map_err(write_error(&snapshot))?;
+        cache::copy_tree(&snapshot, &data_dir, Some(&self.launch.server_user))
+            .map_err(write_error(&data_dir))?;
+        let spec = self.launch.spec(self.run_dir.path());
+        self.server = server::start(&spec).await?;
+        self.server.endpoint.password = password;
+
+        let (cache, key, manifest) = (cache.clone(), key.to_owned(), manifest.to_owned());
+        self.storing = Some(std::thread::spawn(move || {
+            let stored = cache.put(&key, &snapshot, &manifest);
+            let _ = std::fs::remove_dir_all(&snapshot);
+            stored.map_err(|error| {
+                format!(
+                    "could not store the migrated cluster in {}: {error}; the next run builds it again",
+                    cache.root().display()
+                )
+            })
+        }));
+        Ok(())
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -110,17 +188,27 @@ impl Cluster {
     }
 
     /// Stops the server and removes every file of the run; returns how long that took.
-    pub fn shutdown(self) -> (Duration, std::io::Result<()>) {
+    pub fn shutdown(self) -> (Duration, Vec<String>) {
         let started = std::time::Instant::now();
         let Cluster {
             mut server,
             run_dir,
+            storing,
             ..
         } = self;
-        server.stop();
+        server.stop_for_good();
         drop(server);
-        let removed = run_dir.remove();
-        (started.elapsed(), removed)
+        let mut problems = Vec::new();
+        // The snapshot being stored lives in the run directory: it must be done before that goes.
+        if let Some(Ok(Err(problem))) = storing.map(std::thread::JoinHandle::join) {
+            problems.push(problem);
+        }
+        if let Err(error) = run_dir.remove() {
+            problems.push(format!(
+                "could not remove the cluster's directory completely: {error}"
+            ));
+        }
+        (started.elapsed(), problems)
     }
 }
 
@@ -144,7 +232,7 @@ async fn set_password(endpoint: &Endpoint) -> Result<String, ClusterError> {
     Ok(password)
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
     if std::fs::File::open("/dev/urandom")

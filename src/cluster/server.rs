@@ -36,7 +36,8 @@ pub const FAST_SETTINGS: &[(&str, &str)] = &[
     ("archive_mode", "off"),
     ("checkpoint_timeout", "1d"),
     ("max_wal_size", "1GB"),
-    ("shared_buffers", "32MB"),
+    ("min_wal_size", "2MB"),
+    ("wal_recycle", "off"),
     ("random_page_cost", "1.0"),
     ("autovacuum", "off"),
     ("jit", "off"),
@@ -111,11 +112,11 @@ pub struct ServerSpec<'a> {
     /// User settings, applied over [`FAST_SETTINGS`].
     pub settings: &'a [Setting],
     pub max_connections: u32,
+    pub shared_buffers_kib: u32,
 }
 
-/// Creates the cluster's files with `initdb` and locks them down.
-pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
-    let data_dir = spec.run_dir.join(DATA_DIR);
+/// The socket directory, and the run directory handed to the server account.
+fn prepare_run_dir(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     let socket_dir = spec.run_dir.join(SOCKET_DIR);
     fs::create_dir(&socket_dir).map_err(|source| ServerError::Write {
         path: socket_dir.clone(),
@@ -124,6 +125,36 @@ pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     for dir in [spec.run_dir, &socket_dir] {
         privileges::give_to(dir, spec.server_user)?;
     }
+    Ok(())
+}
+
+/// Makes the cluster's files a copy of a cached, stopped cluster (see `cache`), in place of `init`.
+pub fn adopt(spec: &ServerSpec<'_>, cached_data_dir: &Path) -> Result<(), ServerError> {
+    prepare_run_dir(spec)?;
+    let data_dir = spec.run_dir.join(DATA_DIR);
+    super::cache::copy_tree(cached_data_dir, &data_dir, Some(spec.server_user)).map_err(
+        |source| {
+            if source.raw_os_error() == Some(libc::ENOSPC) {
+                ServerError::NoSpace {
+                    dir: spec.run_dir.to_owned(),
+                    detail: source.to_string(),
+                }
+            } else {
+                ServerError::Write {
+                    path: data_dir.clone(),
+                    source,
+                }
+            }
+        },
+    )?;
+    // The cache may have been made by another login: the access rules are always this run's own.
+    write_access_rules(&data_dir, spec.server_user)
+}
+
+/// Creates the cluster's files with `initdb` and locks them down.
+pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
+    prepare_run_dir(spec)?;
+    let data_dir = spec.run_dir.join(DATA_DIR);
     let initdb = spec.binaries.initdb();
     let mut command = server_command(&initdb, spec);
     command
@@ -137,6 +168,9 @@ pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
             "--locale",
             "C",
             "--no-sync",
+            // 1 MB WAL segments instead of 16: a smaller cluster to copy into and out of the cache.
+            "--wal-segsize",
+            "1",
             "--auth",
             "trust",
         ])
@@ -218,7 +252,11 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
         .arg("-k")
         .arg(&socket_dir)
         .args(["-p", &PORT.to_string()])
-        .args(["-c", &format!("max_connections={}", spec.max_connections)]);
+        .args(["-c", &format!("max_connections={}", spec.max_connections)])
+        .args([
+            "-c",
+            &format!("shared_buffers={}kB", spec.shared_buffers_kib),
+        ]);
     for (name, value) in FAST_SETTINGS {
         command.arg("-c").arg(format!("{name}={value}"));
     }
@@ -362,14 +400,24 @@ impl Server {
         self.child.as_ref().and_then(Child::id)
     }
 
-    /// Stops the server: fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL, each given a grace
-    /// period. Synchronous so that it can run from `Drop` during a panic.
+    /// Stops the server cleanly, leaving a data directory that starts again without recovery: fast shutdown
+    /// (SIGINT), then immediate (SIGQUIT), then SIGKILL, each given a grace period.
     pub fn stop(&mut self) {
+        self.stop_with(&[Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL]);
+    }
+
+    /// Stops a server whose data is about to be thrown away: immediate shutdown (SIGQUIT) skips the shutdown
+    /// checkpoint, then SIGKILL. Synchronous so that it can run from `Drop` during a panic.
+    pub fn stop_for_good(&mut self) {
+        self.stop_with(&[Signal::SIGQUIT, Signal::SIGKILL]);
+    }
+
+    fn stop_with(&mut self, signals: &[Signal]) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         let Some(pid) = child.id() else { return };
-        for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL] {
+        for &signal in signals {
             if kill(Pid::from_raw(pid as i32), signal).is_err() {
                 break;
             }
@@ -387,7 +435,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop();
+        self.stop_for_good();
     }
 }
 

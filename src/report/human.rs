@@ -113,7 +113,16 @@ impl<W: Write> Reporter for Human<W> {
                     self.status("Running", &message);
                 }
             }
-            Event::TestStarted { .. } => {}
+            Event::TestStarted { .. } | Event::DatabaseCloned { .. } => {}
+            Event::TemplateCache { hit, stored } if self.verbose => {
+                let message = match (hit, stored) {
+                    (true, _) => "migrated cluster copied from the cache: no initdb, no migrations",
+                    (false, true) => "migrated cluster stored in the cache for the next run",
+                    (false, false) => "cache not used",
+                };
+                self.status("Cache", message);
+            }
+            Event::TemplateCache { .. } => {}
             Event::TestSlow { test, elapsed } => {
                 let time = format!(">{}", self.styles.seconds(*elapsed).trim_start());
                 self.test_line("SLOW", None, &format!("{time:>9}"), test);

@@ -59,7 +59,19 @@ pub fn to_json(event: &Event) -> Value {
         } => {
             json!({ "type": "run_started", "to_run": to_run, "filtered_out": filtered_out, "jobs": jobs })
         }
-        Event::TestStarted { test } => json!({ "type": "test_started", "test": test_fields(test) }),
+        Event::TestStarted {
+            test,
+            database_wait,
+        } => json!({
+            "type": "test_started", "test": test_fields(test),
+            "database_wait_seconds": database_wait.map(seconds),
+        }),
+        Event::DatabaseCloned { duration } => {
+            json!({ "type": "database_cloned", "seconds": seconds(*duration) })
+        }
+        Event::TemplateCache { hit, stored } => {
+            json!({ "type": "template_cache", "hit": hit, "stored": stored })
+        }
         Event::TestSlow { test, elapsed } => {
             json!({ "type": "test_slow", "test": test_fields(test), "seconds": seconds(*elapsed) })
         }

@@ -69,7 +69,9 @@ impl Summary {
             Event::Warning { .. }
             | Event::Info { .. }
             | Event::TestStarted { .. }
-            | Event::TestSlow { .. } => {}
+            | Event::TestSlow { .. }
+            | Event::DatabaseCloned { .. }
+            | Event::TemplateCache { .. } => {}
         }
     }
 

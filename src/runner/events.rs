@@ -119,8 +119,20 @@ pub enum Event {
         filtered_out: usize,
         jobs: usize,
     },
+    /// A test starts; `database_wait` is how long it waited for its database (None in shared isolation).
     TestStarted {
         test: TestId,
+        database_wait: Option<Duration>,
+    },
+    /// A test database was cloned from its template, taking `duration`.
+    DatabaseCloned {
+        duration: Duration,
+    },
+    /// Whether the migrated cluster came from the cache under the target directory (`hit`), or was built
+    /// and stored there (`stored`).
+    TemplateCache {
+        hit: bool,
+        stored: bool,
     },
     /// A test has been running longer than the slow threshold (sent once per test).
     TestSlow {

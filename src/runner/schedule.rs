@@ -1,9 +1,12 @@
-//! Per-test isolation: up to `jobs` tests at a time, each in a database cloned from its package's template
-//! just before it starts and dropped off the critical path after it ends.
+//! Per-test isolation: up to `jobs` tests at a time, each in a database of its own cloned from its package's
+//! template. Clones are made ahead, in the order the tests will start, so a test rarely waits for one; used
+//! databases are dropped off the critical path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::events::{Event, EventSender, Outcome, TestId};
@@ -25,6 +28,9 @@ pub struct Isolated {
     pub limits: Limits,
 }
 
+/// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
+type CloneReady = oneshot::Receiver<(Result<(), String>, OwnedSemaphorePermit)>;
+
 /// Runs the cases; every case ends in exactly one `TestFinished` event.
 pub async fn run(
     cases: Vec<TestCase>,
@@ -33,7 +39,9 @@ pub async fn run(
     cancel: &Cancel,
     events: &EventSender,
 ) {
-    let mut pending = cases.into_iter().enumerate();
+    let names: Vec<String> = (0..cases.len()).map(|n| format!("pgtest_{n}")).collect();
+    let (mut clones, mut makers) = make_clones_ahead(&cases, &names, context, events);
+    let mut pending = cases.into_iter().zip(names.iter().cloned());
     let mut running: JoinSet<String> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stop_reason: Option<String> = None;
@@ -43,12 +51,15 @@ pub async fn run(
                 stop_reason = Some(format!("the run was stopped by {signal}"));
                 break;
             }
-            let Some((number, case)) = pending.next() else {
+            let Some((case, database)) = pending.next() else {
                 break;
             };
+            let Some(ready) = clones.next() else { break };
             let context = context.clone();
             let (cancel, events) = (cancel.clone(), events.clone());
-            running.spawn(async move { run_one(number, case, &context, cancel, &events).await });
+            running.spawn(async move {
+                run_one(case, database, ready, &context, cancel, &events).await
+            });
         }
         let Some(joined) = running.join_next().await else {
             break;
@@ -66,8 +77,16 @@ pub async fn run(
             let _ = databases.drop_database(&database).await;
         });
     }
+    makers.abort_all();
+    while makers.join_next().await.is_some() {}
+    // Clones made for tests that will not run now.
+    for (mut ready, database) in clones.zip(names.iter().skip(names.len() - pending.len())) {
+        if let Ok((Ok(()), _)) = ready.try_recv() {
+            let _ = context.databases.drop_database(database).await;
+        }
+    }
     if let Some(reason) = stop_reason {
-        for (_, case) in pending {
+        for (case, _) in pending {
             let test = TestId {
                 binary: case.binary.id.clone(),
                 name: case.name.clone(),
@@ -86,10 +105,61 @@ pub async fn run(
     while drops.join_next().await.is_some() {}
 }
 
-/// Clones a database, runs the test against it, reports it; returns the database to drop.
+/// Starts cloning the cases' databases in order, never more than `jobs` made and not yet taken by a test (and
+/// so never more than `jobs` clones competing with the tests for the CPUs).
+fn make_clones_ahead(
+    cases: &[TestCase],
+    names: &[String],
+    context: &Isolated,
+    events: &EventSender,
+) -> (std::vec::IntoIter<CloneReady>, JoinSet<()>) {
+    let slots = Arc::new(Semaphore::new(context.jobs.max(1)));
+    let mut receivers = Vec::with_capacity(cases.len());
+    let mut orders = Vec::with_capacity(cases.len());
+    for (case, name) in cases.iter().zip(names) {
+        let (sender, receiver) = oneshot::channel();
+        receivers.push(receiver);
+        let template = context
+            .templates
+            .get(&case.binary.package)
+            .cloned()
+            .unwrap_or_default();
+        orders.push((template, name.clone(), sender));
+    }
+    let mut makers = JoinSet::new();
+    let (databases, events) = (context.databases.clone(), events.clone());
+    makers.spawn(async move {
+        let mut in_flight = JoinSet::new();
+        for (template, name, sender) in orders {
+            // Semaphores are fair: slots are handed out in test order.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (databases, events) = (databases.clone(), events.clone());
+            in_flight.spawn(async move {
+                let started = Instant::now();
+                let made = databases.create_from(&template, &name).await;
+                if made.is_ok() {
+                    let _ = events.send(Event::DatabaseCloned {
+                        duration: started.elapsed(),
+                    });
+                }
+                let made = made.map_err(|error| template::server_message(&error));
+                let _ = sender.send((made, slot));
+            });
+            // Reap finished clones as we go so the set stays small.
+            while in_flight.try_join_next().is_some() {}
+        }
+        while in_flight.join_next().await.is_some() {}
+    });
+    (receivers.into_iter(), makers)
+}
+
+/// Waits for the test's database, runs the test against it, reports it; returns the database to drop.
 async fn run_one(
-    number: usize,
     case: TestCase,
+    database: String,
+    ready: CloneReady,
     context: &Isolated,
     cancel: Cancel,
     events: &EventSender,
@@ -98,26 +168,27 @@ async fn run_one(
         binary: case.binary.id.clone(),
         name: case.name.clone(),
     };
-    let database = format!("pgtest_{number}");
-    let _ = events.send(Event::TestStarted { test: test.clone() });
-    let template = context
-        .templates
-        .get(&case.binary.package)
-        .cloned()
-        .unwrap_or_default();
-    let finished = match context.databases.create_from(&template, &database).await {
+    let waiting = Instant::now();
+    let made = match ready.await {
+        // The slot is given back as the test takes its database, so the next clone can start.
+        Ok((made, _slot)) => made,
+        Err(_) => Err("the cloning task stopped".to_owned()),
+    };
+    let database_wait = waiting.elapsed();
+    let _ = events.send(Event::TestStarted {
+        test: test.clone(),
+        database_wait: Some(database_wait),
+    });
+    let finished = match made {
         Ok(()) => {
             let env = context.endpoint.env(&database, &context.database_env);
             exec::run_test(&case, &env, context.limits, cancel, events).await
         }
-        Err(error) => exec::Finished {
+        Err(message) => exec::Finished {
             outcome: Outcome::NotRun {
-                reason: format!(
-                    "its database could not be created: {}",
-                    template::server_message(&error)
-                ),
+                reason: format!("its database could not be created: {message}"),
             },
-            duration: Default::default(),
+            duration: Duration::ZERO,
             output: String::new(),
         },
     };

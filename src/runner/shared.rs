@@ -143,7 +143,10 @@ pub async fn run_binary(
         match parse_libtest_line(&line) {
             Some(LibtestEvent::Started { name }) => {
                 running.insert(name.clone());
-                let _ = events.send(Event::TestStarted { test: id(&name) });
+                let _ = events.send(Event::TestStarted {
+                    test: id(&name),
+                    database_wait: None,
+                });
             }
             Some(LibtestEvent::Finished {
                 name,

@@ -1,0 +1,114 @@
+//! One run of the real `cargo-pgtest` binary in a generated project, and what its `--json` event stream
+//! says about it. Fields that cargo-pgtest does not emit (yet) stay empty, never an error.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::context::{self, Context, BINARY};
+
+/// A cold first build of a project's dependencies on 2 cores takes minutes.
+pub const BUILD_LIMIT: Duration = Duration::from_secs(30 * 60);
+pub const RUN_LIMIT: Duration = Duration::from_secs(10 * 60);
+
+/// What one run's event stream reported.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// `phase_finished` seconds by phase key (`cluster_boot`, `template`, `build`, `tests`, `teardown`),
+    /// completed from the summary's `phases`.
+    pub phases: BTreeMap<String, f64>,
+    /// `template_cache`: true only when every template came from the cache.
+    pub cache_hit: Option<bool>,
+    /// `database_cloned` seconds, one per clone.
+    pub clones: Vec<f64>,
+    /// `test_started` `database_wait_seconds`, one per test that reported it.
+    pub waits: Vec<f64>,
+    /// The summary's `peak_memory_bytes`, else the largest `cluster_memory`.
+    pub peak_memory: Option<u64>,
+    pub passed: u64,
+    /// Failed, crashed, timed out or not run.
+    pub unsuccessful: u64,
+    pub summary_seen: bool,
+}
+
+impl Report {
+    pub fn phase(&self, key: &str) -> Option<f64> {
+        self.phases.get(key).copied()
+    }
+
+    /// Parses the JSON-lines event stream; unknown events and lines are skipped.
+    pub fn parse(text: &str) -> Report {
+        let mut report = Report::default();
+        for value in text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
+            let seconds = value.get("seconds").and_then(Value::as_f64);
+            match value.get("type").and_then(Value::as_str).unwrap_or_default() {
+                "phase_finished" => {
+                    if let (Some(phase), Some(seconds)) = (value.get("phase").and_then(Value::as_str), seconds) {
+                        report.phases.insert(phase.to_owned(), seconds);
+                    }
+                }
+                "template_cache" => {
+                    if let Some(hit) = value.get("hit").and_then(Value::as_bool) {
+                        report.cache_hit = Some(report.cache_hit.unwrap_or(true) && hit);
+                    }
+                }
+                "database_cloned" => report.clones.extend(seconds),
+                "test_started" => report
+                    .waits
+                    .extend(value.get("database_wait_seconds").and_then(Value::as_f64)),
+                "cluster_memory" => {
+                    if let Some(peak) = value.get("peak_bytes").and_then(Value::as_u64) {
+                        report.peak_memory = Some(report.peak_memory.map_or(peak, |p| p.max(peak)));
+                    }
+                }
+                "summary" => {
+                    report.summary_seen = true;
+                    let count = |key: &str| value.get(key).and_then(Value::as_u64).unwrap_or(0);
+                    report.passed = count("passed");
+                    report.unsuccessful =
+                        count("failed") + count("crashed") + count("timed_out") + count("not_run");
+                    if let Some(peak) = value.get("peak_memory_bytes").and_then(Value::as_u64) {
+                        report.peak_memory = Some(peak);
+                    }
+                    if let Some(phases) = value.get("phases").and_then(Value::as_object) {
+                        for (phase, seconds) in phases {
+                            if let Some(seconds) = seconds.as_f64() {
+                                report.phases.entry(phase.clone()).or_insert(seconds);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        report
+    }
+}
+
+/// Runs `cargo-pgtest pgtest --json <log>.jsonl <args>` in `project`. `Err` says why the run does not count:
+/// it failed, a test failed, or it reported no summary.
+pub fn run(ctx: &Context, project: &Path, label: &str, args: &[String], limit: Duration) -> Result<Report, String> {
+    let log = ctx.logs.join(label);
+    let json = log.with_extension("jsonl");
+    let _ = std::fs::remove_file(&json);
+    let mut command = ctx.command(BINARY, project);
+    command.arg("pgtest").arg("--json").arg(&json).args(args);
+    let finished = context::run(&mut command, &log, limit)
+        .map_err(|error| format!("{label}: could not run {BINARY}: {error}"))?;
+    let report = Report::parse(&std::fs::read_to_string(&json).unwrap_or_default());
+    if !finished.success() || !report.summary_seen || report.unsuccessful > 0 || report.passed == 0 {
+        return Err(format!(
+            "{label}: `cargo pgtest {}` in {} did not pass cleanly ({} passed, {} not, summary {}): {}",
+            args.join(" "),
+            project.display(),
+            report.passed,
+            report.unsuccessful,
+            if report.summary_seen { "seen" } else { "missing" },
+            finished.describe()
+        ));
+    }
+    Ok(report)
+}
+
