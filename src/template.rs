@@ -444,6 +444,8 @@ impl Databases {
     ) -> Result<Databases, TemplateError> {
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(1))
+            // sqlx waits 30 s by default; a server that died mid-run must not hold the run up that long.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(endpoint.connect_options("postgres"))
             .await
             .map_err(TemplateError::Connect)?;

@@ -108,13 +108,13 @@ pub fn discover(choice: &PostgresChoice, places: &SearchPlaces) -> Result<Binari
         if !is_server_bin_dir(&dir) {
             continue;
         }
-        let canonical = dir.canonicalize().unwrap_or(dir.clone());
+        // The same installation is often reachable twice (PATH symlinks to a packager's directory): ask it
+        // for its version once.
+        let server = dir.join("postgres");
+        let canonical = server.canonicalize().unwrap_or(server);
         if found.iter().any(|known| {
-            known
-                .bin_dir
-                .canonicalize()
-                .unwrap_or(known.bin_dir.clone())
-                == canonical
+            let known_server = known.bin_dir.join("postgres");
+            known_server.canonicalize().unwrap_or(known_server) == canonical
         }) {
             continue;
         }

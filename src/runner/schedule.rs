@@ -71,6 +71,9 @@ pub async fn run(
                 cluster.log_tail(15)
             ));
         }
+        if !cluster.is_running() {
+            continue;
+        }
         let databases = context.databases.clone();
         drops.spawn(async move {
             // A failure here leaves only a database in a cluster that is about to be removed.
@@ -79,14 +82,17 @@ pub async fn run(
     }
     makers.abort_all();
     while makers.join_next().await.is_some() {}
-    // Clones made for tests that will not run now.
-    for (mut ready, database) in clones.zip(names.iter().skip(names.len() - pending.len())) {
-        if let Ok((Ok(()), _)) = ready.try_recv() {
-            let _ = context.databases.drop_database(database).await;
+    let remaining: Vec<(TestCase, String)> = pending.collect();
+    // Clones made for tests that will not run now (a dead server has nothing left to drop).
+    if cluster.is_running() {
+        for (mut ready, (_, database)) in clones.zip(&remaining) {
+            if let Ok((Ok(()), _)) = ready.try_recv() {
+                let _ = context.databases.drop_database(database).await;
+            }
         }
     }
     if let Some(reason) = stop_reason {
-        for (case, _) in pending {
+        for (case, _) in remaining {
             let test = TestId {
                 binary: case.binary.id.clone(),
                 name: case.name.clone(),
