@@ -59,11 +59,18 @@ impl Context {
                 .unwrap_or_else(|| panic!("{name} must be a positive whole number, not {value:?}")),
             _ => default,
         };
-        let only = std::env::var("BENCH_ONLY").ok().filter(|v| !v.trim().is_empty()).map(|v| {
-            v.split(',')
-                .map(|s| s.trim().parse::<u8>().unwrap_or_else(|_| panic!("BENCH_ONLY: bad scenario {s:?}")))
-                .collect()
-        });
+        let only = std::env::var("BENCH_ONLY")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                v.split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<u8>()
+                            .unwrap_or_else(|_| panic!("BENCH_ONLY: bad scenario {s:?}"))
+                    })
+                    .collect()
+            });
         Context {
             logs: area.join("logs"),
             runs: number("BENCH_RUNS", 5),
@@ -76,7 +83,9 @@ impl Context {
     }
 
     pub fn wants(&self, scenario: u8) -> bool {
-        self.only.as_ref().is_none_or(|only| only.contains(&scenario))
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.contains(&scenario))
     }
 
     pub fn project_dir(&self, name: &str) -> PathBuf {

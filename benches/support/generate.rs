@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use super::context::{cargo, Context};
 
 pub struct Project {
-    pub name: &'static str,
     pub dir: PathBuf,
 }
 
@@ -33,7 +32,7 @@ pub fn write(ctx: &Context, name: &'static str, files: Files) -> io::Result<Proj
             .args(["generate-lockfile", "--offline", "--quiet"])
             .status();
     }
-    Ok(Project { name, dir })
+    Ok(Project { dir })
 }
 
 /// True when the file was (re)written.
@@ -51,7 +50,11 @@ pub fn write_if_changed(path: &Path, content: &str) -> io::Result<bool> {
 fn remove_others(root: &Path, dir: &Path, files: &Files) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
         if relative == "Cargo.lock" || relative == "target" {
             continue;
         }
@@ -148,7 +151,10 @@ pub fn many(ctx: &Context) -> io::Result<Project> {
         "//! Generated: 200 small database tests, each connecting through DATABASE_URL.\n\nmod common;\n",
     );
     for n in 1..=MANY_TESTS {
-        let _ = write!(tests, "\n#[test]\nfn test_{n:03}() {{\n    common::exercise({n});\n}}\n");
+        let _ = write!(
+            tests,
+            "\n#[test]\nfn test_{n:03}() {{\n    common::exercise({n});\n}}\n"
+        );
     }
     let files = vec![
         file(

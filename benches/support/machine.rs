@@ -23,18 +23,30 @@ impl Machine {
     pub fn probe(ctx: &Context, project: &Project) -> Result<Machine, String> {
         let mut command = ctx.command(BINARY, &project.dir);
         command.args(["pgtest", "--which-postgres"]);
-        let finished = context::run(&mut command, &ctx.logs.join("which-postgres"), Duration::from_secs(60))
-            .map_err(|e| format!("could not run {BINARY}: {e}"))?;
+        let finished = context::run(
+            &mut command,
+            &ctx.logs.join("which-postgres"),
+            Duration::from_secs(60),
+        )
+        .map_err(|e| format!("could not run {BINARY}: {e}"))?;
         let out = fs::read_to_string(&finished.stdout).unwrap_or_default();
         let (postgres, pg_bin) = out
             .trim()
             .rsplit_once(" in ")
             .filter(|_| finished.success())
-            .ok_or_else(|| format!("`cargo pgtest --which-postgres` found no PostgreSQL: {}", finished.describe()))?;
+            .ok_or_else(|| {
+                format!(
+                    "`cargo pgtest --which-postgres` found no PostgreSQL: {}",
+                    finished.describe()
+                )
+            })?;
         let read = |path: &str| fs::read_to_string(path).unwrap_or_default();
         let cpu_model = read("/proc/cpuinfo")
             .lines()
-            .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
             .unwrap_or_else(|| "unknown CPU".to_owned());
         let memory_gib = read("/proc/meminfo")
             .lines()

@@ -41,11 +41,20 @@ impl Report {
     /// Parses the JSON-lines event stream; unknown events and lines are skipped.
     pub fn parse(text: &str) -> Report {
         let mut report = Report::default();
-        for value in text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
+        for value in text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        {
             let seconds = value.get("seconds").and_then(Value::as_f64);
-            match value.get("type").and_then(Value::as_str).unwrap_or_default() {
+            match value
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+            {
                 "phase_finished" => {
-                    if let (Some(phase), Some(seconds)) = (value.get("phase").and_then(Value::as_str), seconds) {
+                    if let (Some(phase), Some(seconds)) =
+                        (value.get("phase").and_then(Value::as_str), seconds)
+                    {
                         report.phases.insert(phase.to_owned(), seconds);
                     }
                 }
@@ -89,7 +98,13 @@ impl Report {
 
 /// Runs `cargo-pgtest pgtest --json <log>.jsonl <args>` in `project`. `Err` says why the run does not count:
 /// it failed, a test failed, or it reported no summary.
-pub fn run(ctx: &Context, project: &Path, label: &str, args: &[String], limit: Duration) -> Result<Report, String> {
+pub fn run(
+    ctx: &Context,
+    project: &Path,
+    label: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<Report, String> {
     let log = ctx.logs.join(label);
     let json = log.with_extension("jsonl");
     let _ = std::fs::remove_file(&json);
@@ -98,7 +113,8 @@ pub fn run(ctx: &Context, project: &Path, label: &str, args: &[String], limit: D
     let finished = context::run(&mut command, &log, limit)
         .map_err(|error| format!("{label}: could not run {BINARY}: {error}"))?;
     let report = Report::parse(&std::fs::read_to_string(&json).unwrap_or_default());
-    if !finished.success() || !report.summary_seen || report.unsuccessful > 0 || report.passed == 0 {
+    if !finished.success() || !report.summary_seen || report.unsuccessful > 0 || report.passed == 0
+    {
         return Err(format!(
             "{label}: `cargo pgtest {}` in {} did not pass cleanly ({} passed, {} not, summary {}): {}",
             args.join(" "),
@@ -111,4 +127,3 @@ pub fn run(ctx: &Context, project: &Path, label: &str, args: &[String], limit: D
     }
     Ok(report)
 }
-

@@ -280,7 +280,7 @@ INSERT INTO inventory (warehouse_id, product_id, quantity)
     SELECT 1 + g % 4, g, (g * 13) % 100 FROM generate_series(1, 100) g;
 "#;
 
-const COMMON: &str = r#"//! What the tests do: each makes the rows it needs (sqlx::test's database holds the migrations, no seed)
+const COMMON: &str = r##"//! What the tests do: each makes the rows it needs (sqlx::test's database holds the migrations, no seed)
 //! and runs a few queries on them.
 #![allow(dead_code)]
 
@@ -443,4 +443,4 @@ pub async fn engagement(pool: &PgPool, n: usize) -> sqlx::Result<()> {
     assert_eq!((average, in_cart), (rating as f64, 2));
     Ok(())
 }
-"#;
+"##;

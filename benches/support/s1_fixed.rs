@@ -9,7 +9,11 @@ use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
 use super::{context::Context, secs, Problems};
 
-const PARTS: [(&str, &str); 3] = [("cluster_boot", "cluster boot"), ("template", "template"), ("teardown", "teardown")];
+const PARTS: [(&str, &str); 3] = [
+    ("cluster_boot", "cluster boot"),
+    ("template", "template"),
+    ("teardown", "teardown"),
+];
 
 pub struct FixedOverhead {
     project: Project,
@@ -33,7 +37,13 @@ impl FixedOverhead {
 
     /// The untimed first run: builds the project and fills the cache.
     pub fn prepare(&self, ctx: &Context, problems: &mut Problems) {
-        problems.keep(pgtest::run(ctx, &self.project.dir, "prepare-1", &[], BUILD_LIMIT));
+        problems.keep(pgtest::run(
+            ctx,
+            &self.project.dir,
+            "prepare-1",
+            &[],
+            BUILD_LIMIT,
+        ));
     }
 
     pub fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
@@ -43,12 +53,17 @@ impl FixedOverhead {
                 let cache = ctx.pgtest_cache();
                 if let Err(error) = std::fs::remove_dir_all(&cache) {
                     if error.kind() != std::io::ErrorKind::NotFound {
-                        problems.keep::<()>(Err(format!("could not remove {}: {error}", cache.display())));
+                        problems.keep::<()>(Err(format!(
+                            "could not remove {}: {error}",
+                            cache.display()
+                        )));
                     }
                 }
             }
             let label = format!("r{round}-1-{kind}");
-            if let Some(report) = problems.keep(pgtest::run(ctx, &self.project.dir, &label, &[], RUN_LIMIT)) {
+            if let Some(report) =
+                problems.keep(pgtest::run(ctx, &self.project.dir, &label, &[], RUN_LIMIT))
+            {
                 eprintln!(
                     "  1 {kind}   overhead {} (boot {}, template {}, teardown {}; cache hit: {})",
                     secs(overhead(&report)),
@@ -65,11 +80,18 @@ impl FixedOverhead {
     pub fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
         for (kind, reports, limit) in [("warm", &self.warm, 0.15), ("cold", &self.cold, 0.6)] {
-            let hits = reports.iter().filter_map(|r| r.cache_hit).collect::<Vec<_>>();
+            let hits = reports
+                .iter()
+                .filter_map(|r| r.cache_hit)
+                .collect::<Vec<_>>();
             let hits = if hits.is_empty() {
                 "cache hits n/a".to_owned()
             } else {
-                format!("cache hits {}/{}", hits.iter().filter(|h| **h).count(), hits.len())
+                format!(
+                    "cache hits {}/{}",
+                    hits.iter().filter(|h| **h).count(),
+                    hits.len()
+                )
             };
             let totals: Vec<f64> = reports.iter().filter_map(overhead).collect();
             rows.push(Row::target(
@@ -81,7 +103,11 @@ impl FixedOverhead {
             ));
             for (key, label) in PARTS {
                 let parts: Vec<f64> = reports.iter().filter_map(|r| r.phase(key)).collect();
-                rows.push(Row::info(format!("  {kind}: {label}"), Unit::Seconds, Stats::of(&parts)));
+                rows.push(Row::info(
+                    format!("  {kind}: {label}"),
+                    Unit::Seconds,
+                    Stats::of(&parts),
+                ));
             }
         }
         rows

@@ -37,19 +37,39 @@ impl Isolation {
     }
 
     fn args(isolation: &str, jobs: usize) -> Vec<String> {
-        vec!["--isolation".into(), isolation.into(), "--jobs".into(), jobs.to_string()]
+        vec![
+            "--isolation".into(),
+            isolation.into(),
+            "--jobs".into(),
+            jobs.to_string(),
+        ]
     }
 
     pub fn prepare(&self, ctx: &Context, problems: &mut Problems) {
-        problems.keep(pgtest::run(ctx, &self.project.dir, "prepare-3", &Self::args("test", self.jobs), BUILD_LIMIT));
+        problems.keep(pgtest::run(
+            ctx,
+            &self.project.dir,
+            "prepare-3",
+            &Self::args("test", self.jobs),
+            BUILD_LIMIT,
+        ));
     }
 
     pub fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
         let run = |isolation: &str, jobs: usize, problems: &mut Problems| {
             let label = format!("r{round}-3-{isolation}-j{jobs}");
-            let report = problems.keep(pgtest::run(ctx, &self.project.dir, &label, &Self::args(isolation, jobs), RUN_LIMIT));
+            let report = problems.keep(pgtest::run(
+                ctx,
+                &self.project.dir,
+                &label,
+                &Self::args(isolation, jobs),
+                RUN_LIMIT,
+            ));
             if let Some(report) = &report {
-                eprintln!("  3 {isolation:<6} tests phase {} (jobs {jobs})", secs(report.phase("tests")));
+                eprintln!(
+                    "  3 {isolation:<6} tests phase {} (jobs {jobs})",
+                    secs(report.phase("tests"))
+                );
             }
             report
         };
@@ -59,7 +79,8 @@ impl Isolation {
             per_test.as_ref().map(|r| r.phase("tests")),
             shared.as_ref().map(|r| r.phase("tests")),
         ) {
-            self.added.push((t - s) * self.jobs as f64 / MANY_TESTS as f64 * 1000.0);
+            self.added
+                .push((t - s) * self.jobs as f64 / MANY_TESTS as f64 * 1000.0);
         }
         self.per_test.extend(per_test);
         self.shared.extend(shared);
@@ -78,17 +99,35 @@ impl Isolation {
     }
 
     pub fn rows(&self) -> Vec<Row> {
-        let phase = |reports: &[Report]| Stats::of(&reports.iter().filter_map(|r| r.phase("tests")).collect::<Vec<_>>());
+        let phase = |reports: &[Report]| {
+            Stats::of(
+                &reports
+                    .iter()
+                    .filter_map(|r| r.phase("tests"))
+                    .collect::<Vec<_>>(),
+            )
+        };
         vec![
             Row::target(
                 "3",
-                format!("isolation cost per test: (test − shared) × {} jobs ÷ {MANY_TESTS}", self.jobs),
+                format!(
+                    "isolation cost per test: (test − shared) × {} jobs ÷ {MANY_TESTS}",
+                    self.jobs
+                ),
                 Unit::Millis,
                 Stats::of(&self.added),
                 Goal::AtMost(15.0),
             ),
-            Row::info(format!("  tests phase, --isolation test ({MANY_TESTS} tests)"), Unit::Seconds, phase(&self.per_test)),
-            Row::info(format!("  tests phase, --isolation shared ({MANY_TESTS} tests)"), Unit::Seconds, phase(&self.shared)),
+            Row::info(
+                format!("  tests phase, --isolation test ({MANY_TESTS} tests)"),
+                Unit::Seconds,
+                phase(&self.per_test),
+            ),
+            Row::info(
+                format!("  tests phase, --isolation shared ({MANY_TESTS} tests)"),
+                Unit::Seconds,
+                phase(&self.shared),
+            ),
         ]
     }
 }

@@ -5,17 +5,29 @@ use super::pgtest::Report;
 use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
 
-pub fn rows(runs: &[Report]) -> Vec<Row> {
-    let peaks: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| r.peak_memory)
-        .map(|bytes| bytes as f64 / (1024.0 * 1024.0))
-        .collect();
-    vec![Row::target(
+/// The target's row from target 3's test-isolation runs at `--jobs 2`; `sqlx_suite` (target 4's
+/// cargo-pgtest runs, at `sqlx_jobs`) adds an informative row: each of its tests makes a database of its own.
+pub fn rows(runs: &[Report], sqlx_suite: Option<(&[u64], usize)>) -> Vec<Row> {
+    let mib = |bytes: &mut dyn Iterator<Item = u64>| {
+        Stats::of(
+            &bytes
+                .map(|b| b as f64 / (1024.0 * 1024.0))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut rows = vec![Row::target(
         "5",
-        "cluster peak memory, --jobs 2 (peak_memory_bytes)",
+        "cluster peak memory, 200 tests, --jobs 2 (peak_memory_bytes)",
         Unit::MiB,
-        Stats::of(&peaks),
+        mib(&mut runs.iter().filter_map(|r| r.peak_memory)),
         Goal::AtMost(64.0),
-    )]
+    )];
+    if let Some((peaks, jobs)) = sqlx_suite {
+        rows.push(Row::info(
+            format!("  the same, #[sqlx::test] suite of target 4, --jobs {jobs}"),
+            Unit::MiB,
+            mib(&mut peaks.iter().copied()),
+        ));
+    }
+    rows
 }

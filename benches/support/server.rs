@@ -65,7 +65,9 @@ impl Server {
             bin: bin.to_owned(),
             started: false,
         };
-        server.setup(ctx).map_err(|e| format!("the {} server: {e}", tuning.key()))?;
+        server
+            .setup(ctx)
+            .map_err(|e| format!("the {} server: {e}", tuning.key()))?;
         Ok(server)
     }
 
@@ -73,24 +75,34 @@ impl Server {
         let io = |what: &str, e: io::Error| format!("{what}: {e}");
         let _ = fs::remove_dir_all(&self.base);
         fs::create_dir(&self.base).map_err(|e| io("create", e))?;
-        fs::set_permissions(&self.base, fs::Permissions::from_mode(0o700)).map_err(|e| io("chmod", e))?;
+        fs::set_permissions(&self.base, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("chmod", e))?;
         if Uid::effective().is_root() {
-            let user = User::from_name(SERVER_USER)
-                .ok()
-                .flatten()
-                .ok_or_else(|| format!("running as root needs a `{SERVER_USER}` account to run the server as"))?;
+            let user = User::from_name(SERVER_USER).ok().flatten().ok_or_else(|| {
+                format!("running as root needs a `{SERVER_USER}` account to run the server as")
+            })?;
             chown(&self.base, Some(user.uid), Some(user.gid)).map_err(|e| format!("chown: {e}"))?;
         }
         let socket_dir = self.base.join("sock");
         if socket_dir.as_os_str().len() > 90 {
-            return Err(format!("{} is too long for a Unix socket path", socket_dir.display()));
+            return Err(format!(
+                "{} is too long for a Unix socket path",
+                socket_dir.display()
+            ));
         }
         self.as_server(ctx, "mkdir", &[socket_dir.as_os_str()], "mkdir")?;
         let data = self.data();
         self.as_server(
             ctx,
             &self.tool("initdb"),
-            &["-D".as_ref(), data.as_os_str(), "-U".as_ref(), "postgres".as_ref(), "-A".as_ref(), "trust".as_ref()],
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+            ],
             "initdb",
         )?;
         // Only where to listen: a Unix socket in our own directory, no TCP.
@@ -110,11 +122,23 @@ impl Server {
         self.as_server(
             ctx,
             &self.tool("pg_ctl"),
-            &["-D".as_ref(), data.as_os_str(), "-l".as_ref(), log.as_os_str(), "-w".as_ref(), "-t".as_ref(), "60".as_ref(), "start".as_ref()],
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                "60".as_ref(),
+                "start".as_ref(),
+            ],
             "pg_ctl start",
         )
         .map_err(|e| format!("{e}\n--- server log ---\n{}", context::tail(&log, 20)))?;
-        self.url = format!("postgres://postgres@{}:5432/postgres", percent_encode(&socket_dir.to_string_lossy()));
+        self.url = format!(
+            "postgres://postgres@{}:5432/postgres",
+            percent_encode(&socket_dir.to_string_lossy())
+        );
         Ok(())
     }
 
@@ -127,7 +151,13 @@ impl Server {
     }
 
     /// Runs a program as the server's account (via runuser when we are root).
-    fn as_server(&self, ctx: &Context, program: &str, args: &[&std::ffi::OsStr], what: &str) -> Result<(), String> {
+    fn as_server(
+        &self,
+        ctx: &Context,
+        program: &str,
+        args: &[&std::ffi::OsStr],
+        what: &str,
+    ) -> Result<(), String> {
         let mut command = if Uid::effective().is_root() {
             let mut command = ctx.command("runuser", &self.base);
             command.args(["-u", SERVER_USER, "--", program]);
@@ -136,8 +166,13 @@ impl Server {
             ctx.command(program, &self.base)
         };
         command.args(args);
-        let log = ctx.logs.join(format!("server-{}-{}", self.tuning.key(), what.replace(' ', "-")));
-        let finished = context::run(&mut command, &log, Duration::from_secs(120)).map_err(|e| format!("{what}: {e}"))?;
+        let log = ctx.logs.join(format!(
+            "server-{}-{}",
+            self.tuning.key(),
+            what.replace(' ', "-")
+        ));
+        let finished = context::run(&mut command, &log, Duration::from_secs(120))
+            .map_err(|e| format!("{what}: {e}"))?;
         if finished.success() {
             Ok(())
         } else {
@@ -203,7 +238,10 @@ pub fn clean_stale(ctx: &Context, bin: &Path) {
             if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
                 continue;
             }
-            eprintln!("note: removing {} left by an earlier bench", entry.path().display());
+            eprintln!(
+                "note: removing {} left by an earlier bench",
+                entry.path().display()
+            );
             stop(bin, &entry.path().join("data"));
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -214,7 +252,9 @@ pub fn clean_stale(ctx: &Context, bin: &Path) {
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

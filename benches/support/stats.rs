@@ -31,8 +31,3 @@ impl Stats {
         })
     }
 }
-
-/// The median alone, for intermediate figures.
-pub fn median(samples: &[f64]) -> Option<f64> {
-    Stats::of(samples).map(|s| s.median)
-}

@@ -65,7 +65,13 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn target(target: &'static str, metric: impl Into<String>, unit: Unit, stats: Option<Stats>, goal: Goal) -> Row {
+    pub fn target(
+        target: &'static str,
+        metric: impl Into<String>,
+        unit: Unit,
+        stats: Option<Stats>,
+        goal: Goal,
+    ) -> Row {
         Row {
             target,
             metric: metric.into(),
@@ -95,7 +101,9 @@ impl Row {
             Some(stats) => self.unit.format(pick(stats)),
             None => "n/a".to_owned(),
         };
-        let samples = self.stats.map_or_else(|| "0".to_owned(), |s| s.count.to_string());
+        let samples = self
+            .stats
+            .map_or_else(|| "0".to_owned(), |s| s.count.to_string());
         let (target, ratio, verdict) = match self.goal {
             None => ("—".to_owned(), String::new(), String::new()),
             Some(goal) => match self.stats {
@@ -103,7 +111,12 @@ impl Row {
                 Some(stats) => (
                     goal.format(self.unit),
                     format!("{:.2}", stats.median / goal.value()),
-                    if goal.met_by(stats.median) { "met" } else { "NOT met" }.to_owned(),
+                    if goal.met_by(stats.median) {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
+                    .to_owned(),
                 ),
             },
         };
@@ -121,7 +134,9 @@ impl Row {
     }
 }
 
-const HEADER: [&str; 9] = ["#", "metric", "median", "min", "max", "n", "target", "ratio", "verdict"];
+const HEADER: [&str; 9] = [
+    "#", "metric", "median", "min", "max", "n", "target", "ratio", "verdict",
+];
 /// Numbers read best right-aligned.
 const RIGHT: [bool; 9] = [false, false, true, true, true, true, true, true, false];
 
@@ -162,7 +177,7 @@ pub fn render(rows: &[Row]) -> String {
             }
         })
         .collect();
-    out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+    out.push_str(&line(&rule));
     for row in &body {
         out.push_str(&line(row));
     }
