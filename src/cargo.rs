@@ -47,7 +47,7 @@ pub fn cargo_program() -> OsString {
 pub struct Project {
     pub workspace: Workspace,
     pub target_dir: PathBuf,
-    /// Selected packages that have a library target (only those have doc tests).
+    /// Selected packages whose library has doc tests on (only those run `cargo test --doc`).
     pub packages_with_lib: Vec<String>,
     pub package_versions: BTreeMap<String, String>,
 }
@@ -141,13 +141,15 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
         .iter()
         .filter(|p| selected.contains(&p.name.to_string()))
         .filter(|p| {
+            // `doctest = false` in [lib] turns a library's doc tests off, as for cargo test.
             p.targets.iter().any(|t| {
-                t.kind.iter().any(|k| {
-                    matches!(
-                        k,
-                        TargetKind::Lib | TargetKind::RLib | TargetKind::ProcMacro
-                    )
-                })
+                t.doctest
+                    && t.kind.iter().any(|k| {
+                        matches!(
+                            k,
+                            TargetKind::Lib | TargetKind::RLib | TargetKind::ProcMacro
+                        )
+                    })
             })
         })
         .map(|p| p.name.to_string())

@@ -360,18 +360,6 @@ async fn pipeline(
     result
 }
 
-/// Keeps the peak of the cluster's memory (PSS of all its processes) while the tests run.
-async fn sample_memory(postmaster: u32, peak: Arc<AtomicU64>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
-    loop {
-        every.tick().await;
-        // A blocking /proc scan of a few dozen small files: well under a millisecond.
-        if let Some(bytes) = cluster::memory::cluster_pss(postmaster) {
-            peak.fetch_max(bytes, Ordering::Relaxed);
-        }
-    }
-}
-
 /// The cache of migrated clusters for this run: where, under which key, and what it already holds.
 struct CachePlan {
     cache: cluster::cache::Cache,
@@ -550,7 +538,7 @@ async fn with_cluster(
     let peak_memory = Arc::new(AtomicU64::new(0));
     let sampler = cluster
         .server_pid()
-        .map(|pid| tokio::spawn(sample_memory(pid, Arc::clone(&peak_memory))));
+        .map(|pid| tokio::spawn(cluster::memory::track_peak(pid, Arc::clone(&peak_memory))));
     let result = runner::run(plan, cluster, &databases, cancel, events).await;
     if let Some(sampler) = sampler {
         sampler.abort();

@@ -2,6 +2,21 @@
 //! shared buffers count once however many backends map them. Linux only (`/proc`); `None` elsewhere.
 
 use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Keeps the cluster's peak memory in `peak`, sampling every 50 ms until the task is dropped.
+pub async fn track_peak(postmaster: u32, peak: Arc<AtomicU64>) {
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        every.tick().await;
+        // A blocking /proc scan of a few dozen small files: well under a millisecond.
+        if let Some(bytes) = cluster_pss(postmaster) {
+            peak.fetch_max(bytes, Ordering::Relaxed);
+        }
+    }
+}
 
 /// The summed PSS, in bytes, of `postmaster` and its child processes.
 pub fn cluster_pss(postmaster: u32) -> Option<u64> {

@@ -5,6 +5,7 @@ pub mod events;
 pub mod exec;
 pub mod list;
 pub mod schedule;
+pub mod self_isolating;
 pub mod shared;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,54 @@ pub struct Plan {
     pub doc_tests: Option<DocTests>,
 }
 
+/// Takes the `#[sqlx::test]`s (see [`self_isolating`]) out of `cases`, grouped by binary in the order the
+/// binaries come; ignored tests asked for stay with the rest.
+fn self_isolating_batches(
+    cases: Vec<list::TestCase>,
+) -> (Vec<(Arc<TestBinary>, Vec<String>)>, Vec<list::TestCase>) {
+    let mut functions: BTreeMap<PathBuf, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut batches: Vec<(Arc<TestBinary>, Vec<String>)> = Vec::new();
+    let mut rest = Vec::new();
+    for case in cases {
+        let known = functions
+            .entry(case.binary.cwd.clone())
+            .or_insert_with(|| self_isolating::sqlx_test_functions(&case.binary.cwd));
+        if case.ignored || !self_isolating::is_self_isolating(&case.name, known) {
+            rest.push(case);
+            continue;
+        }
+        match batches
+            .iter_mut()
+            .find(|(binary, _)| binary.path == case.binary.path)
+        {
+            Some((_, names)) => names.push(case.name),
+            None => batches.push((case.binary, vec![case.name])),
+        }
+    }
+    (batches, rest)
+}
+
+/// Reports tests that will not run because the run stopped (or the server died) first.
+fn not_run(binary: &TestBinary, names: &[String], cancel: &Cancel, events: &EventSender) {
+    let reason = match cancel.signal() {
+        Some(signal) => format!("the run was stopped by {signal}"),
+        None => "the PostgreSQL server died during the run".to_owned(),
+    };
+    for name in names {
+        let _ = events.send(Event::TestFinished {
+            test: TestId {
+                binary: binary.id.clone(),
+                name: name.clone(),
+            },
+            outcome: Outcome::NotRun {
+                reason: reason.clone(),
+            },
+            duration: None,
+            output: String::new(),
+        });
+    }
+}
+
 /// `cargo test --doc` for the packages that have a library.
 #[derive(Debug)]
 pub struct DocTests {
@@ -126,6 +175,33 @@ pub async fn run(
                     },
                 });
             }
+            let (batches, cases) = self_isolating_batches(cases);
+            for (binary, names) in batches {
+                if cancel.signal().is_some() || !cluster.is_running() {
+                    not_run(&binary, &names, cancel, events);
+                    continue;
+                }
+                // sqlx uses this database only to create each test's own.
+                let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
+                let template = plan
+                    .templates
+                    .get(&binary.package)
+                    .cloned()
+                    .unwrap_or_default();
+                databases
+                    .create_from(&template, &database)
+                    .await
+                    .map_err(|e| {
+                        RunnerError::SharedDatabase(crate::template::server_message(&e))
+                    })?;
+                let env = endpoint.env(&database, &plan.database_env);
+                let selection = shared::Selection::Exactly(&names);
+                shared::run_binary(&binary, selection, plan.jobs, &env, cancel.clone(), events)
+                    .await?;
+                if cluster.is_running() {
+                    let _ = databases.drop_database(&database).await;
+                }
+            }
             let context = schedule::Isolated {
                 databases: databases.clone(),
                 endpoint: endpoint.clone(),
@@ -163,7 +239,8 @@ pub async fn run(
                     made.push(database.clone());
                 }
                 let env = endpoint.env(&database, &plan.database_env);
-                shared::run_binary(binary, &plan.args, plan.jobs, &env, cancel.clone(), events)
+                let selection = shared::Selection::AsAsked(&plan.args);
+                shared::run_binary(binary, selection, plan.jobs, &env, cancel.clone(), events)
                     .await?;
                 if !cluster.is_running() {
                     break;

@@ -82,10 +82,32 @@ fn exec_time(value: &Value) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
-/// Runs a whole test binary as cargo test would, with per-test events from libtest's JSON stream.
+/// Which tests of a binary one process runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// The user's filters and flags, as `cargo test` passes them: tests left out count as filtered out.
+    AsAsked(&'a TestArgs),
+    /// Exactly these tests, already chosen (the rest of the binary runs elsewhere, not filtered out).
+    Exactly(&'a [String]),
+}
+
+impl Selection<'_> {
+    fn libtest_args(&self) -> Vec<String> {
+        match self {
+            Selection::AsAsked(args) => args.to_libtest_args(),
+            Selection::Exactly(names) => {
+                let mut args = names.to_vec();
+                args.push("--exact".to_owned());
+                args
+            }
+        }
+    }
+}
+
+/// Runs a test binary in one process as cargo test would, with per-test events from libtest's JSON stream.
 pub async fn run_binary(
     binary: &TestBinary,
-    args: &TestArgs,
+    selection: Selection<'_>,
     threads: usize,
     database_env: &[(String, String)],
     mut cancel: Cancel,
@@ -93,7 +115,7 @@ pub async fn run_binary(
 ) -> Result<(), RunnerError> {
     let mut command = base_command(binary);
     command
-        .args(args.to_libtest_args())
+        .args(selection.libtest_args())
         .args([
             "--test-threads",
             &threads.to_string(),
@@ -167,9 +189,11 @@ pub async fn run_binary(
                 let _ = events.send(Event::TestIgnored { test: id(&name) });
             }
             Some(LibtestEvent::Suite { filtered_out }) => {
-                let _ = events.send(Event::FilteredOut {
-                    count: filtered_out,
-                });
+                if let Selection::AsAsked(_) = selection {
+                    let _ = events.send(Event::FilteredOut {
+                        count: filtered_out,
+                    });
+                }
             }
             None => {
                 loose_output.push_str(&line);
