@@ -27,6 +27,7 @@ use runner::events::{self, ClusterFacts, Event, EventSender, Phase};
 use runner::exec::Limits;
 use runner::list::TestArgs;
 use runner::Cancel;
+use template::CachePlan;
 
 /// Everything that can stop a run before its tests are done, with the exit code each one means.
 #[derive(Debug, thiserror::Error)]
@@ -305,7 +306,17 @@ async fn pipeline(
             "template1 gets the migrations too: #[sqlx::test] databases start migrated".into();
         let _ = events.send(Event::Info { message });
     }
-    let cache = cluster_cache(cli, &project, &binaries, &config, sqlx_test, &events);
+    let cache = (!cli.pgtest.no_cache)
+        .then(|| CachePlan::look_up(&project.target_dir, &binaries, &config, sqlx_test))
+        .flatten();
+    if let Some(plan) = &cache {
+        let message = format!(
+            "cluster cache {}: key {}",
+            plan.cache.root().display(),
+            plan.key
+        );
+        let _ = events.send(Event::Info { message });
+    }
     let cached = cache.as_ref().and_then(|plan| plan.hit.as_ref());
     let mut cluster = match unless_stopped(
         cancel,
@@ -358,48 +369,6 @@ async fn pipeline(
         duration: teardown,
     });
     result
-}
-
-/// The cache of migrated clusters for this run: where, under which key, and what it already holds.
-struct CachePlan {
-    cache: cluster::cache::Cache,
-    key: String,
-    hit: Option<(PathBuf, template::Manifest)>,
-}
-
-/// Looks the run's migrated cluster up in the cache under the target directory. `None` when the cache is
-/// off (`--no-cache`) or its key cannot be computed (an unreadable migration, reported later by `prepare`).
-fn cluster_cache(
-    cli: &Cli,
-    project: &cargo::Project,
-    binaries: &binaries::Binaries,
-    config: &Config,
-    sqlx_test: Option<usize>,
-    events: &EventSender,
-) -> Option<CachePlan> {
-    if cli.pgtest.no_cache {
-        return None;
-    }
-    let mut hasher = cluster::cache::KeyHasher::default();
-    hasher
-        .add("cargo-pgtest", env!("CARGO_PKG_VERSION").as_bytes())
-        .add("postgres", binaries.version.to_string().as_bytes())
-        .add("bin_dir", binaries.bin_dir.as_os_str().as_encoded_bytes());
-    for setting in &config.settings {
-        hasher.add(&setting.name, setting.value.as_bytes());
-    }
-    template::hash_inputs(&config.databases, &mut hasher).ok()?;
-    hasher.add("template1", format!("{sqlx_test:?}").as_bytes());
-    let cache = cluster::cache::Cache::in_target_dir(&project.target_dir);
-    let key = hasher.finish();
-    let hit = cache.get(&key).and_then(|entry| {
-        let manifest = template::Manifest::from_json(&entry.manifest)?;
-        Some((entry.data_dir, manifest))
-    });
-    let _ = events.send(Event::Info {
-        message: format!("cluster cache {}: key {key}", cache.root().display()),
-    });
-    Some(CachePlan { cache, key, hit })
 }
 
 /// The stages that need a running cluster; whatever they return, the caller shuts the cluster down.

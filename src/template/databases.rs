@@ -1,0 +1,70 @@
+//! The per-test databases: clones of a template, and their drops.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::quote_ident;
+use super::TemplateError;
+use crate::cluster::Endpoint;
+
+/// Makes and drops the per-test databases over a small pool of connections to the maintenance database.
+#[derive(Debug, Clone)]
+pub struct Databases {
+    pool: PgPool,
+    /// `STRATEGY FILE_COPY` on PostgreSQL 15+, measured about twice as fast here as the default WAL_LOG.
+    clone_suffix: &'static str,
+}
+
+impl Databases {
+    pub async fn connect(
+        endpoint: &Endpoint,
+        server_major: u32,
+        connections: u32,
+    ) -> Result<Databases, TemplateError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(connections.max(1))
+            // sqlx waits 30 s by default; a server that died mid-run must not hold the run up that long.
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(endpoint.connect_options("postgres"))
+            .await
+            .map_err(TemplateError::Connect)?;
+        let clone_suffix = if server_major >= 15 {
+            " STRATEGY FILE_COPY"
+        } else {
+            ""
+        };
+        Ok(Databases { pool, clone_suffix })
+    }
+
+    /// Creates `name` as a copy of `template`.
+    pub async fn create_from(&self, template: &str, name: &str) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE {}{}",
+            quote_ident(name),
+            quote_ident(template),
+            self.clone_suffix
+        );
+        sqlx::raw_sql(&sql).execute(&self.pool).await.map(drop)
+    }
+
+    /// Drops `name`, disconnecting whatever a test left connected.
+    pub async fn drop_database(&self, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// How many databases the cluster holds (for leak checks).
+    pub async fn count(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM pg_database")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,240 @@
+//! The template databases: extensions, migrations (sqlx's layout, recorded in `_sqlx_migrations` exactly as
+//! sqlx records them) and fixture files applied once; then cheap clones of a template for tests, and drops.
+
+pub mod cache;
+pub mod databases;
+pub mod migrations;
+pub mod sqlx_test;
+
+use std::path::{Path, PathBuf};
+
+use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
+use sqlx::{Connection, PgConnection};
+
+use crate::cluster::Endpoint;
+use crate::config::DatabaseSpec;
+pub use cache::{CachePlan, Manifest};
+pub use databases::Databases;
+use migrations::{apply_migrations, read_migrations};
+pub use migrations::{parse_migration_name, MigrationName};
+pub use sqlx_test::sqlx_test_spec;
+
+/// A template database, ready to be cloned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Template {
+    pub name: String,
+    pub migrations: usize,
+    pub fixtures: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("could not connect to the cluster: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migration file {} does not follow sqlx's layout `<VERSION>_<DESCRIPTION>.sql` (or `.up.sql`/`.down.sql`): {reason}; rename it", path.display())]
+    BadMigrationName { path: PathBuf, reason: String },
+    #[error("migrations {} and {} have the same version {version}; give one of them a new version", first.display(), second.display())]
+    DuplicateVersion {
+        version: i64,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("could not read the migrations in {}: {message}", dir.display())]
+    ReadMigrations { dir: PathBuf, message: String },
+    #[error("migration {location} failed: {message}; fix the migration and run again")]
+    Migration { location: String, message: String },
+    #[error("fixture {location} failed: {message}; fix the file and run again")]
+    Fixture { location: String, message: String },
+    #[error("could not read fixture {}: {source}", path.display())]
+    ReadFixture {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not create extension `{name}` (from the `extensions` key): {message}; install the package that provides it (Debian: postgresql-contrib, or postgresql-<major>-<extension>)")]
+    Extension { name: String, message: String },
+    #[error("could not prepare the template database `{name}`: {source}")]
+    Sql { name: String, source: sqlx::Error },
+}
+
+/// Builds one template per distinct database spec, in spec order.
+///
+/// With `sqlx_test`, that spec's extensions and migrations also go into `template1`, which is what the
+/// databases `#[sqlx::test]` creates are copies of: its migrator then finds every migration applied (same
+/// versions, same checksums) and runs none (see [`sqlx_test_spec`]).
+pub async fn prepare(
+    endpoint: &Endpoint,
+    specs: &[DatabaseSpec],
+    sqlx_test: Option<usize>,
+) -> Result<Vec<Template>, TemplateError> {
+    let mut admin = PgConnection::connect_with(&endpoint.connect_options("postgres"))
+        .await
+        .map_err(TemplateError::Connect)?;
+    let mut templates = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        let name = if specs.len() == 1 {
+            "pgtest_template".to_owned()
+        } else {
+            format!("pgtest_template_{index}")
+        };
+        let sql_error = |source| TemplateError::Sql {
+            name: name.clone(),
+            source,
+        };
+        let migrations = match &spec.migrations {
+            Some(dir) => read_migrations(dir)?,
+            None => Vec::new(),
+        };
+        // From template0: template1 may be given migrations below, and must not pass them on to our templates.
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(&name)
+        ))
+        .execute(&mut admin)
+        .await
+        .map_err(sql_error)?;
+
+        let mut connection = PgConnection::connect_with(&endpoint.connect_options(&name))
+            .await
+            .map_err(TemplateError::Connect)?;
+        create_extensions(&mut connection, &spec.extensions).await?;
+        apply_migrations(&mut connection, &migrations).await?;
+        for file in &spec.fixtures {
+            apply_fixture(&mut connection, file).await?;
+        }
+        // Nobody may stay connected to a template while it is cloned.
+        connection.close().await.map_err(sql_error)?;
+        sqlx::raw_sql(&format!(
+            "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+            quote_ident(&name)
+        ))
+        .execute(&mut admin)
+        .await
+        .map_err(sql_error)?;
+        let applied = migrations
+            .iter()
+            .filter(|(m, _)| !m.migration_type.is_down_migration())
+            .count();
+        templates.push(Template {
+            name,
+            migrations: applied,
+            fixtures: spec.fixtures.len(),
+        });
+    }
+    let _ = admin.close().await;
+    if let Some(spec) = sqlx_test.and_then(|index| specs.get(index)) {
+        let mut template1 = PgConnection::connect_with(&endpoint.connect_options("template1"))
+            .await
+            .map_err(TemplateError::Connect)?;
+        create_extensions(&mut template1, &spec.extensions).await?;
+        let migrations = match &spec.migrations {
+            Some(dir) => read_migrations(dir)?,
+            None => Vec::new(),
+        };
+        apply_migrations(&mut template1, &migrations).await?;
+        let _ = template1.close().await;
+    }
+    Ok(templates)
+}
+
+async fn create_extensions(
+    connection: &mut PgConnection,
+    extensions: &[String],
+) -> Result<(), TemplateError> {
+    for extension in extensions {
+        sqlx::raw_sql(&format!(
+            "CREATE EXTENSION IF NOT EXISTS {}",
+            quote_ident(extension)
+        ))
+        .execute(&mut *connection)
+        .await
+        .map_err(|e| TemplateError::Extension {
+            name: extension.clone(),
+            message: server_message(&e),
+        })?;
+    }
+    Ok(())
+}
+
+async fn apply_fixture(connection: &mut PgConnection, path: &Path) -> Result<(), TemplateError> {
+    let sql = std::fs::read_to_string(path).map_err(|source| TemplateError::ReadFixture {
+        path: path.to_owned(),
+        source,
+    })?;
+    sqlx::raw_sql(&sql)
+        .execute(&mut *connection)
+        .await
+        .map(drop)
+        .map_err(|e| TemplateError::Fixture {
+            location: locate(path, &sql, &e),
+            message: server_message(&e),
+        })
+}
+
+/// `file:line:column` of a server error inside the SQL text it ran, or just the file.
+fn locate(path: &Path, sql: &str, error: &sqlx::Error) -> String {
+    let position = error
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<PgDatabaseError>())
+        .and_then(|e| match e.position() {
+            Some(PgErrorPosition::Original(position)) => Some(position),
+            _ => None,
+        });
+    match position.and_then(|p| line_and_column(sql, p)) {
+        Some((line, column)) => format!("{}:{line}:{column}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// Turns PostgreSQL's 1-based character position into a 1-based line and column.
+pub fn line_and_column(text: &str, position: usize) -> Option<(usize, usize)> {
+    let before: String = text.chars().take(position.checked_sub(1)?).collect();
+    if before.chars().count() + 1 != position {
+        return None;
+    }
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some((line, column))
+}
+
+/// The server's own words for an error: message, detail and hint.
+pub fn server_message(error: &sqlx::Error) -> String {
+    match error
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<PgDatabaseError>())
+    {
+        Some(pg) => {
+            let mut text = format!("{} ({})", pg.message(), pg.code());
+            if let Some(detail) = pg.detail() {
+                text.push_str(&format!("; detail: {detail}"));
+            }
+            if let Some(hint) = pg.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_become_lines_and_columns() {
+        let sql = "create table a (id int);\ncreate tabel b ();\n";
+        assert_eq!(line_and_column(sql, 1), Some((1, 1)));
+        assert_eq!(line_and_column(sql, 33), Some((2, 8)));
+        assert_eq!(line_and_column(sql, 0), None);
+        assert_eq!(line_and_column("ab", 9), None);
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
