@@ -124,7 +124,7 @@ fn read_expect(path: &Path) -> Result<Expect, String> {
 
 impl Fixture {
     fn into_trial(self, postgres: &Postgres) -> Trial {
-        let needs_postgres = self.expect.as_ref().map_or(false, |e| e.needs_postgres);
+        let needs_postgres = self.expect.as_ref().is_ok_and(|e| e.needs_postgres);
         match postgres {
             Postgres::Missing(why) if needs_postgres && in_ci() => {
                 let message =

@@ -343,7 +343,7 @@ impl Server {
             let exited = self
                 .child
                 .as_mut()
-                .map_or(true, |child| matches!(child.try_wait(), Ok(Some(_))));
+                .is_none_or(|child| matches!(child.try_wait(), Ok(Some(_))));
             if exited {
                 self.child = None;
                 return Err(self.start_failure(spec));

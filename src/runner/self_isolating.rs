@@ -47,7 +47,7 @@ fn collect_test_functions(source: &str, sqlx: &mut BTreeSet<String>, other: &mut
         }
         if let Some(attribute) = line.strip_prefix("#[") {
             let path = attribute
-                .split(|c: char| c == '(' || c == ']')
+                .split(['(', ']'])
                 .next()
                 .unwrap_or_default()
                 .trim();
@@ -81,9 +81,7 @@ fn function_name(line: &str) -> Option<&str> {
         }
     }
     let rest = words.next()?;
-    let name = &rest[..rest
-        .find(|c: char| c == '(' || c == '<')
-        .unwrap_or(rest.len())];
+    let name = &rest[..rest.find(['(', '<']).unwrap_or(rest.len())];
     (!name.is_empty()).then_some(name)
 }
 
