@@ -318,22 +318,18 @@ async fn pipeline(
         let _ = events.send(Event::Info { message });
     }
     let cached = cache.as_ref().and_then(|plan| plan.hit.as_ref());
-    let mut cluster = match unless_stopped(
-        cancel,
-        Cluster::boot(&spec, cached.map(|(data_dir, _)| data_dir.as_path())),
-    )
-    .await
-    {
-        Err(error) if cached.is_some() && !matches!(error, Error::Interrupted(_)) => {
-            let _ = events.send(Event::Warning {
-                message: format!(
-                    "the cached cluster could not be used ({error}); building it afresh"
-                ),
-            });
-            unless_stopped(cancel, Cluster::boot(&spec, None)).await?
-        }
-        booted => booted?,
-    };
+    let mut cluster =
+        match unless_stopped(cancel, Cluster::boot(&spec, cached.map(|(pack, _)| pack))).await {
+            Err(error) if cached.is_some() && !matches!(error, Error::Interrupted(_)) => {
+                let _ = events.send(Event::Warning {
+                    message: format!(
+                        "the cached cluster could not be used ({error}); building it afresh"
+                    ),
+                });
+                unless_stopped(cancel, Cluster::boot(&spec, None)).await?
+            }
+            booted => booted?,
+        };
     let _ = events.send(Event::ClusterReady(ClusterFacts {
         version: cluster.info.version.to_string(),
         in_ram: cluster.info.storage == storage::StorageKind::Tmpfs,

@@ -1,12 +1,16 @@
-//! Migrated clusters kept under cargo's target directory (`<target>/pgtest/cache/<key>`), so that a run
-//! whose inputs did not change copies a ready cluster instead of running initdb, the migrations and the
-//! fixtures (and `cargo clean` clears them). An entry is a stopped cluster's data directory plus a manifest;
-//! entries are built in a private directory and renamed into place whole, so runs that fill the cache at the
-//! same time never see half an entry, and an entry never changes once it is there.
+//! Migrated clusters kept under cargo's target directory (`<target>/pgtest/cache/<key>.pack`), so that a run
+//! whose inputs did not change unpacks a ready cluster instead of running initdb, the migrations and the
+//! fixtures (and `cargo clean` clears them).
+//!
+//! An entry is one file: a manifest, then a stopped cluster's data directory packed as (path, mode,
+//! contents) records. One file rather than a copied tree because creating a thousand small files on a
+//! busy disk costs far more than writing one; and a pack is read into memory in one go, so taking a
+//! snapshot costs the running cluster only the time to read its files. Entries are written under a
+//! private name and renamed into place, so runs filling the cache at the same time never see half of one.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -14,21 +18,21 @@ use super::privileges::ServerUser;
 
 /// Entries kept per project: the newest few, so switching branches back and forth stays warm.
 const ENTRIES_KEPT: usize = 4;
-/// A half-built entry older than this belongs to a run that died while writing it.
+/// A half-written entry older than this belongs to a run that died while writing it.
 const STALE_STAGING: Duration = Duration::from_secs(600);
-const DATA: &str = "data";
-const MANIFEST: &str = "manifest.json";
+const EXTENSION: &str = "pack";
+const MAGIC: &[u8] = b"cargo-pgtest pack 1\n";
 
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
 }
 
-/// A complete entry: a data directory to copy and what the run that made it recorded about it.
+/// A cached cluster: what the run that made it recorded, and its packed data directory.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub data_dir: PathBuf,
     pub manifest: String,
+    pub pack: Pack,
 }
 
 impl Cache {
@@ -42,21 +46,26 @@ impl Cache {
         &self.root
     }
 
-    /// The entry for `key`, if a run has stored it.
-    pub fn get(&self, key: &str) -> Option<Entry> {
-        let dir = self.root.join(key);
-        let manifest = fs::read_to_string(dir.join(MANIFEST)).ok()?;
-        let data_dir = dir.join(DATA);
-        data_dir.is_dir().then(|| {
-            // Touched so that pruning keeps the entries in use.
-            let _ = fs::File::open(&dir).and_then(|f| f.set_modified(SystemTime::now()));
-            Entry { data_dir, manifest }
-        })
+    fn entry_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.{EXTENSION}"))
     }
 
-    /// Stores a copy of the (stopped) cluster in `data_dir` under `key`. Another run storing the same key at
-    /// the same time is fine: the first rename wins and the other copy is discarded.
-    pub fn put(&self, key: &str, data_dir: &Path, manifest: &str) -> io::Result<()> {
+    /// The entry for `key`, if a run has stored it (and it reads back whole).
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        let path = self.entry_path(key);
+        let bytes = fs::read(&path).ok()?;
+        let (manifest, pack) = Pack::split_manifest(bytes)?;
+        // Touched so that pruning keeps the entries in use.
+        let _ = fs::File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        Some(Entry { manifest, pack })
+    }
+
+    /// Stores `pack` with `manifest` under `key`. Another run storing the same key at the same time is
+    /// fine: both write whole files under private names, and a rename replaces atomically.
+    pub fn put(&self, key: &str, manifest: &str, pack: &Pack) -> io::Result<()> {
         fs::create_dir_all(&self.root)?;
         self.prune();
         let staging = self.root.join(format!(
@@ -64,21 +73,16 @@ impl Cache {
             std::process::id(),
             super::random_hex(4)
         ));
-        fs::DirBuilder::new().mode(0o700).create(&staging)?;
-        let filled = copy_tree(data_dir, &staging.join(DATA), None)
-            .and_then(|()| fs::write(staging.join(MANIFEST), manifest));
-        let placed = filled.and_then(|()| fs::rename(&staging, self.root.join(key)));
-        if placed.is_err() || staging.exists() {
-            let _ = fs::remove_dir_all(&staging);
+        let written = fs::File::create(&staging)
+            .and_then(|mut file| pack.write_with_manifest(&mut file, manifest))
+            .and_then(|()| fs::rename(&staging, self.entry_path(key)));
+        if written.is_err() {
+            let _ = fs::remove_file(&staging);
         }
-        match placed {
-            // ENOTEMPTY / EEXIST: the entry was stored meanwhile by another run.
-            Err(_) if self.root.join(key).join(MANIFEST).is_file() => Ok(()),
-            other => other,
-        }
+        written
     }
 
-    /// Removes all but the newest entries, and staging directories of runs that died while writing.
+    /// Removes all but the newest entries, and staging files of runs that died while writing.
     fn prune(&self) {
         let Ok(read) = fs::read_dir(&self.root) else {
             return;
@@ -90,53 +94,171 @@ impl Cache {
             let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(now);
             if entry.file_name().to_string_lossy().starts_with(".staging-") {
                 if now.duration_since(modified).unwrap_or_default() > STALE_STAGING {
-                    let _ = fs::remove_dir_all(&path);
+                    let _ = fs::remove_file(&path);
                 }
             } else {
                 entries.push((modified, path));
             }
         }
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         // One slot is kept free for the entry about to be stored.
         for (_, path) in entries.into_iter().skip(ENTRIES_KEPT - 1) {
-            let _ = fs::remove_dir_all(path);
+            let _ = fs::remove_file(path);
         }
     }
 }
 
-/// Copies a directory tree, keeping permission bits; files are given to `owner` when the server runs as
-/// another account (PostgreSQL insists on owning its data directory), else they belong to us.
-pub fn copy_tree(from: &Path, to: &Path, owner: Option<&ServerUser>) -> io::Result<()> {
-    let metadata = fs::metadata(from)?;
-    fs::DirBuilder::new()
-        .mode(metadata.mode() & 0o7777)
-        .create(to)?;
-    give(to, owner)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            copy_tree(&source, &target, owner)?;
-        } else if kind.is_file() {
-            fs::copy(&source, &target)?;
-            fs::set_permissions(
-                &target,
-                fs::Permissions::from_mode(entry.metadata()?.mode() & 0o7777),
-            )?;
-            give(&target, owner)?;
-        }
-        // A data directory holds no symlinks unless tablespaces are used, which a throwaway cluster never does.
-    }
-    Ok(())
+/// A directory tree in memory, in its on-disk form: one record per directory and file, in creation order
+/// (a directory before what it holds), each with its permission bits and, for a file, its contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pack {
+    bytes: Vec<u8>,
+    /// Where the records start in `bytes` (after the magic and manifest of a pack read from the cache).
+    records_start: usize,
 }
 
-fn give(path: &Path, owner: Option<&ServerUser>) -> io::Result<()> {
-    match owner.filter(|o| o.is_other_account) {
-        Some(owner) => std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)),
-        None => Ok(()),
+/// One record of a pack, borrowed from its bytes.
+struct Record<'a> {
+    /// Relative to the packed directory; empty for the directory itself.
+    path: &'a Path,
+    mode: u32,
+    /// `None` for a directory.
+    contents: Option<&'a [u8]>,
+}
+
+impl Pack {
+    /// Reads the tree under `dir`. A data directory holds no symlinks unless tablespaces are used, which a
+    /// throwaway cluster never does; anything but directories and files is left out.
+    pub fn read(dir: &Path) -> io::Result<Pack> {
+        let mut pack = Pack::default();
+        pack.read_into(dir, Path::new(""))?;
+        Ok(pack)
     }
+
+    fn read_into(&mut self, root: &Path, relative: &Path) -> io::Result<()> {
+        let dir = root.join(relative);
+        self.push(relative, fs::metadata(&dir)?.mode(), None);
+        let mut entries: Vec<fs::DirEntry> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(fs::DirEntry::file_name);
+        for entry in entries {
+            let kind = entry.file_type()?;
+            let path = relative.join(entry.file_name());
+            if kind.is_dir() {
+                self.read_into(root, &path)?;
+            } else if kind.is_file() {
+                let contents = fs::read(entry.path())?;
+                self.push(&path, entry.metadata()?.mode(), Some(&contents));
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, path: &Path, mode: u32, contents: Option<&[u8]>) {
+        put_bytes(&mut self.bytes, path.as_os_str().as_encoded_bytes());
+        self.bytes.extend_from_slice(&(mode & 0o7777).to_le_bytes());
+        match contents {
+            None => self.bytes.push(0),
+            Some(contents) => {
+                self.bytes.push(1);
+                put_bytes(&mut self.bytes, contents);
+            }
+        }
+    }
+
+    fn records(&self) -> impl Iterator<Item = Option<Record<'_>>> {
+        let mut input = &self.bytes[self.records_start..];
+        std::iter::from_fn(move || (!input.is_empty()).then(|| next_record(&mut input)))
+    }
+
+    /// Recreates the tree as `to` (which must not exist), its files given to `owner` when the server runs as
+    /// another account (PostgreSQL insists on owning its data directory), else to us.
+    pub fn write(&self, to: &Path, owner: Option<&ServerUser>) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let owner = owner.filter(|o| o.is_other_account);
+        for record in self.records() {
+            let record = record.ok_or_else(|| io::Error::other("damaged cluster pack"))?;
+            let path = to.join(record.path);
+            // The modes are the server's own 0700 / 0600, which no umask narrows further.
+            match record.contents {
+                None => {
+                    fs::DirBuilder::new().mode(record.mode).create(&path)?;
+                    if let Some(owner) = owner {
+                        std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))?;
+                    }
+                }
+                Some(contents) => {
+                    let mut file = fs::File::options()
+                        .write(true)
+                        .create_new(true)
+                        .mode(record.mode)
+                        .open(&path)?;
+                    io::Write::write_all(&mut file, contents)?;
+                    if let Some(owner) = owner {
+                        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the on-disk form: magic, manifest, then the records.
+    fn write_with_manifest(&self, file: &mut fs::File, manifest: &str) -> io::Result<()> {
+        let mut head = MAGIC.to_vec();
+        put_bytes(&mut head, manifest.as_bytes());
+        io::Write::write_all(file, &head)?;
+        io::Write::write_all(file, &self.bytes[self.records_start..])
+    }
+
+    /// Reads the on-disk form back; `None` for anything damaged or of another format.
+    fn split_manifest(bytes: Vec<u8>) -> Option<(String, Pack)> {
+        let mut input = bytes.strip_prefix(MAGIC)?;
+        let manifest = String::from_utf8(take_bytes(&mut input)?.to_vec()).ok()?;
+        let records_start = bytes.len() - input.len();
+        let pack = Pack {
+            bytes,
+            records_start,
+        };
+        let whole = pack.records().all(|record| record.is_some());
+        whole.then_some((manifest, pack))
+    }
+}
+
+fn next_record<'a>(input: &mut &'a [u8]) -> Option<Record<'a>> {
+    let path = Path::new(std::str::from_utf8(take_bytes(input)?).ok()?);
+    if path.is_absolute() || path.components().any(|c| c.as_os_str() == "..") {
+        return None;
+    }
+    let mode = u32::from_le_bytes(take(input, 4)?.try_into().ok()?);
+    let contents = match take(input, 1)? {
+        [0] => None,
+        [1] => Some(take_bytes(input)?),
+        _ => return None,
+    };
+    Some(Record {
+        path,
+        mode,
+        contents,
+    })
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn take<'a>(input: &mut &'a [u8], count: usize) -> Option<&'a [u8]> {
+    if input.len() < count {
+        return None;
+    }
+    let (taken, rest) = input.split_at(count);
+    *input = rest;
+    Some(taken)
+}
+
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let length = u64::from_le_bytes(take(input, 8)?.try_into().ok()?);
+    take(input, usize::try_from(length).ok()?)
 }
 
 /// A stable 128-bit hash (two FNV-1a lanes) of everything that shapes a cached cluster; the same inputs
@@ -184,6 +306,7 @@ impl KeyHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn keys_are_stable_and_tell_inputs_apart() {
@@ -203,51 +326,77 @@ mod tests {
         assert_eq!(key(&[]).len(), 32);
     }
 
-    #[test]
-    fn an_entry_is_stored_whole_and_found_again() {
-        let target = tempfile::tempdir().unwrap();
-        let data = target.path().join("cluster");
+    fn sample_cluster(parent: &Path) -> PathBuf {
+        let data = parent.join("cluster");
         fs::create_dir(&data).unwrap();
         fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
         fs::create_dir(data.join("base")).unwrap();
         fs::write(data.join("base/1"), b"pages").unwrap();
         fs::write(data.join("PG_VERSION"), b"15\n").unwrap();
+        fs::set_permissions(data.join("PG_VERSION"), fs::Permissions::from_mode(0o600)).unwrap();
+        data
+    }
 
+    #[test]
+    fn an_entry_is_stored_whole_and_unpacks_as_it_was() {
+        let target = tempfile::tempdir().unwrap();
+        let data = sample_cluster(target.path());
         let cache = Cache::in_target_dir(target.path());
         assert!(cache.get("k").is_none());
-        cache.put("k", &data, "{\"templates\":[]}").unwrap();
-        // A second run storing the same key at once loses the race quietly.
-        cache.put("k", &data, "{\"templates\":[]}").unwrap();
+        let pack = Pack::read(&data).unwrap();
+        cache.put("k", "{\"templates\":[]}", &pack).unwrap();
+        // A second run storing the same key at once replaces it with the same thing.
+        cache.put("k", "{\"templates\":[]}", &pack).unwrap();
+
         let entry = cache.get("k").expect("stored");
         assert_eq!(entry.manifest, "{\"templates\":[]}");
-        assert_eq!(fs::read(entry.data_dir.join("base/1")).unwrap(), b"pages");
-        let mode = fs::metadata(&entry.data_dir).unwrap().mode() & 0o777;
+        assert_eq!(entry.pack.bytes[entry.pack.records_start..], pack.bytes[..]);
+        let copy = target.path().join("copy");
+        entry.pack.write(&copy, None).unwrap();
+        assert_eq!(fs::read(copy.join("base/1")).unwrap(), b"pages");
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
         assert_eq!(
-            mode, 0o700,
+            mode(&copy),
+            0o700,
             "PostgreSQL refuses a data directory others can read"
         );
-        let leftovers: Vec<_> = fs::read_dir(cache.root())
+        assert_eq!(mode(&copy.join("PG_VERSION")), 0o600);
+        let names: Vec<_> = fs::read_dir(cache.root())
             .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+            .map(|e| e.unwrap().file_name())
             .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_eq!(names, ["k.pack"], "no staging file is left");
+    }
+
+    #[test]
+    fn a_damaged_entry_is_not_used() {
+        let target = tempfile::tempdir().unwrap();
+        let data = sample_cluster(target.path());
+        let cache = Cache::in_target_dir(target.path());
+        cache.put("k", "{}", &Pack::read(&data).unwrap()).unwrap();
+        let path = cache.entry_path("k");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(cache.get("k").is_none(), "a truncated pack is a miss");
+        fs::write(&path, b"something else").unwrap();
+        assert!(cache.get("k").is_none());
     }
 
     #[test]
     fn only_the_newest_entries_are_kept() {
         let target = tempfile::tempdir().unwrap();
-        let data = target.path().join("cluster");
-        fs::create_dir(&data).unwrap();
+        let pack = Pack::read(&sample_cluster(target.path())).unwrap();
         let cache = Cache::in_target_dir(target.path());
         for index in 0..ENTRIES_KEPT + 2 {
-            cache.put(&format!("k{index}"), &data, "{}").unwrap();
-            let entry = cache.root().join(format!("k{index}"));
+            cache.put(&format!("k{index}"), "{}", &pack).unwrap();
             let age = SystemTime::now() - Duration::from_secs(100 - index as u64);
-            fs::File::open(&entry).unwrap().set_modified(age).unwrap();
+            let file = fs::File::options()
+                .append(true)
+                .open(cache.entry_path(&format!("k{index}")))
+                .unwrap();
+            file.set_modified(age).unwrap();
         }
-        let kept = fs::read_dir(cache.root()).unwrap().count();
-        assert_eq!(kept, ENTRIES_KEPT);
+        assert_eq!(fs::read_dir(cache.root()).unwrap().count(), ENTRIES_KEPT);
         assert!(
             cache.get(&format!("k{}", ENTRIES_KEPT + 1)).is_some(),
             "the newest stays"

@@ -90,11 +90,11 @@ impl Launch {
 }
 
 impl Cluster {
-    /// Creates the run directory, initialises and starts the server. With `from`, the data directory is a
-    /// copy of that (stopped) cluster's instead of a fresh `initdb`.
+    /// Creates the run directory, initialises and starts the server. With `from`, the data directory is
+    /// that cached cluster's instead of a fresh `initdb`.
     pub async fn boot(
         spec: &ClusterSpec<'_>,
-        from: Option<&std::path::Path>,
+        from: Option<&cache::Pack>,
     ) -> Result<Cluster, ClusterError> {
         storage::remove_stale_runs(&spec.placement.parent);
         let run_dir = RunDir::create(spec.placement)?;
@@ -132,9 +132,9 @@ impl Cluster {
         })
     }
 
-    /// Stops the server cleanly, sets its data directory aside as a snapshot, starts the server again on a
-    /// copy, and stores the snapshot in `cache` under `key` on a thread of its own, off the critical path
-    /// (`shutdown` waits for it and reports how it went).
+    /// Stops the server cleanly, reads its data directory into memory, starts it again, and stores what it
+    /// read in `cache` under `key` on a thread of its own, off the critical path (`shutdown` waits for it
+    /// and reports how it went).
     pub async fn snapshot(
         &mut self,
         cache: &cache::Cache,
@@ -144,23 +144,17 @@ impl Cluster {
         let password = std::mem::take(&mut self.server.endpoint.password);
         self.server.stop();
         let data_dir = self.server.data_dir.clone();
-        let snapshot = self.run_dir.path().join("snapshot");
-        let write_error = |path: &std::path::Path| {
-            let path = path.to_owned();
-            move |source| server::ServerError::Write { path, source }
-        };
-        std::fs::rename(&data_dir, &snapshot).map_err(write_error(&snapshot))?;
-        cache::copy_tree(&snapshot, &data_dir, Some(&self.launch.server_user))
-            .map_err(write_error(&data_dir))?;
+        let pack = cache::Pack::read(&data_dir).map_err(|source| server::ServerError::Write {
+            path: data_dir,
+            source,
+        })?;
         let spec = self.launch.spec(self.run_dir.path());
         self.server = server::start(&spec).await?;
         self.server.endpoint.password = password;
 
         let (cache, key, manifest) = (cache.clone(), key.to_owned(), manifest.to_owned());
         self.storing = Some(std::thread::spawn(move || {
-            let stored = cache.put(&key, &snapshot, &manifest);
-            let _ = std::fs::remove_dir_all(&snapshot);
-            stored.map_err(|error| {
+            cache.put(&key, &manifest, &pack).map_err(|error| {
                 format!(
                     "could not store the migrated cluster in {}: {error}; the next run builds it again",
                     cache.root().display()

@@ -128,12 +128,13 @@ fn prepare_run_dir(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Makes the cluster's files a copy of a cached, stopped cluster (see `cache`), in place of `init`.
-pub fn adopt(spec: &ServerSpec<'_>, cached_data_dir: &Path) -> Result<(), ServerError> {
+/// Makes the cluster's files those of a cached, stopped cluster (see `cache`), in place of `init`.
+pub fn adopt(spec: &ServerSpec<'_>, cached: &super::cache::Pack) -> Result<(), ServerError> {
     prepare_run_dir(spec)?;
     let data_dir = spec.run_dir.join(DATA_DIR);
-    super::cache::copy_tree(cached_data_dir, &data_dir, Some(spec.server_user)).map_err(
-        |source| {
+    cached
+        .write(&data_dir, Some(spec.server_user))
+        .map_err(|source| {
             if source.raw_os_error() == Some(libc::ENOSPC) {
                 ServerError::NoSpace {
                     dir: spec.run_dir.to_owned(),
@@ -145,8 +146,7 @@ pub fn adopt(spec: &ServerSpec<'_>, cached_data_dir: &Path) -> Result<(), Server
                     source,
                 }
             }
-        },
-    )?;
+        })?;
     // The cache may have been made by another login: the access rules are always this run's own.
     write_access_rules(&data_dir, spec.server_user)
 }

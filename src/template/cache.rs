@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 
 use super::Template;
 use crate::cluster::binaries::Binaries;
-use crate::cluster::cache::{Cache, KeyHasher};
+use crate::cluster::cache::{Cache, KeyHasher, Pack};
 use crate::config::{Config, DatabaseSpec};
 
 /// The cache of migrated clusters for this run: where, under which key, and what it already holds.
 pub struct CachePlan {
     pub cache: Cache,
     pub key: String,
-    /// The cached cluster's data directory and manifest, when the key was found.
-    pub hit: Option<(PathBuf, Manifest)>,
+    /// The cached cluster and its manifest, when the key was found.
+    pub hit: Option<(Pack, Manifest)>,
 }
 
 impl CachePlan {
@@ -39,7 +39,7 @@ impl CachePlan {
         let key = hasher.finish();
         let hit = cache.get(&key).and_then(|entry| {
             let manifest = Manifest::from_json(&entry.manifest)?;
-            Some((entry.data_dir, manifest))
+            Some((entry.pack, manifest))
         });
         Some(CachePlan { cache, key, hit })
     }
