@@ -397,7 +397,12 @@ async fn with_cluster(
         plan => {
             let templates = unless_stopped(
                 cancel,
-                template::prepare(&endpoint, &config.databases, sqlx_test),
+                template::prepare(
+                    &endpoint,
+                    &config.databases,
+                    sqlx_test,
+                    cluster.info.version.major,
+                ),
             )
             .await?;
             let stored = plan.is_some();

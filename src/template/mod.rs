@@ -65,6 +65,7 @@ pub async fn prepare(
     endpoint: &Endpoint,
     specs: &[DatabaseSpec],
     sqlx_test: Option<usize>,
+    server_major: u32,
 ) -> Result<Vec<Template>, TemplateError> {
     let mut admin = PgConnection::connect_with(&endpoint.connect_options("postgres"))
         .await
@@ -86,8 +87,9 @@ pub async fn prepare(
         };
         // From template0: template1 may be given migrations below, and must not pass them on to our templates.
         sqlx::raw_sql(&format!(
-            "CREATE DATABASE {} TEMPLATE template0",
-            quote_ident(&name)
+            "CREATE DATABASE {} TEMPLATE template0{}",
+            quote_ident(&name),
+            databases::clone_strategy(server_major)
         ))
         .execute(&mut admin)
         .await
