@@ -307,9 +307,11 @@ fn server_command(program: &Path, spec: &ServerSpec<'_>) -> Command {
     command
 }
 
-/// A pre-exec hook: the child gets `signal` when cargo-pgtest dies, even by SIGKILL, so no server outlives
-/// its run. It runs after the switch to the server account, which would otherwise clear the setting.
-fn die_with_parent(signal: libc::c_int) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
+/// A pre-exec hook: the child gets `signal` when cargo-pgtest dies, even by SIGKILL, so no server (or test)
+/// outlives its run. It runs after the switch to the server account, which would otherwise clear the setting.
+pub(crate) fn die_with_parent(
+    signal: libc::c_int,
+) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
     let parent = std::process::id() as libc::pid_t;
     move || {
         // SAFETY: prctl, getppid and raise are async-signal-safe.

@@ -58,6 +58,8 @@ pub fn base_command(binary: &TestBinary) -> Command {
     command
         .current_dir(&binary.cwd)
         .envs(binary.env.iter().map(|(k, v)| (k, v)));
+    // SAFETY: the hook only makes async-signal-safe system calls.
+    unsafe { command.pre_exec(crate::cluster::server::die_with_parent(libc::SIGKILL)) };
     command
 }
 

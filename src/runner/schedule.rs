@@ -39,6 +39,7 @@ pub async fn run(
     cancel: &Cancel,
     events: &EventSender,
 ) {
+    let databases_before = context.databases.count().await.ok();
     let names: Vec<String> = (0..cases.len()).map(|n| format!("pgtest_{n}")).collect();
     let (mut clones, mut makers) = make_clones_ahead(&cases, &names, context, events);
     let mut pending = cases.into_iter().zip(names.iter().cloned());
@@ -109,6 +110,13 @@ pub async fn run(
         }
     }
     while drops.join_next().await.is_some() {}
+    // What a leak check reads: every clone made for a test is gone again.
+    if let (Some(before), true) = (databases_before, cluster.is_running()) {
+        if let Ok(after) = context.databases.count().await {
+            let message = format!("cluster databases before the tests: {before}, after: {after}");
+            let _ = events.send(Event::Info { message });
+        }
+    }
 }
 
 /// Starts cloning the cases' databases in order, never more than `jobs` made and not yet taken by a test (and
