@@ -265,6 +265,7 @@ async fn pipeline(
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let config = config::resolve(&project.workspace, &overrides, cpus)?;
     config.check_paths(&project.workspace)?;
+    template::check_migrations(&config.databases)?;
     let binaries = binaries::discover(&config.postgres, &SearchPlaces::from_env())
         .map_err(cluster::ClusterError::from)?;
     let server_user = privileges::server_user().map_err(cluster::ClusterError::from)?;

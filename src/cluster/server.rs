@@ -118,10 +118,13 @@ pub struct ServerSpec<'a> {
 /// The socket directory, and the run directory handed to the server account.
 fn prepare_run_dir(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     let socket_dir = spec.run_dir.join(SOCKET_DIR);
-    fs::create_dir(&socket_dir).map_err(|source| ServerError::Write {
-        path: socket_dir.clone(),
-        source,
-    })?;
+    // Private to the run, like the run directory around it: only the server account and root get in.
+    std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+        .create(&socket_dir)
+        .map_err(|source| ServerError::Write {
+            path: socket_dir.clone(),
+            source,
+        })?;
     for dir in [spec.run_dir, &socket_dir] {
         privileges::give_to(dir, spec.server_user)?;
     }

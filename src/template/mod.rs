@@ -56,6 +56,15 @@ pub enum TemplateError {
     Sql { name: String, source: sqlx::Error },
 }
 
+/// Reads every spec's migrations directory, so that badly named files and duplicate versions stop the run
+/// before anything is started.
+pub fn check_migrations(specs: &[DatabaseSpec]) -> Result<(), TemplateError> {
+    for dir in specs.iter().filter_map(|spec| spec.migrations.as_ref()) {
+        read_migrations(dir)?;
+    }
+    Ok(())
+}
+
 /// Builds one template per distinct database spec, in spec order.
 ///
 /// With `sqlx_test`, that spec's extensions and migrations also go into `template1`, which is what the

@@ -1,0 +1,95 @@
+//! The parsers that read what users write, fed arbitrary input: they may refuse it, never panic.
+//! `[package.metadata.pgtest]` arrives as JSON from `cargo metadata`; migration file names as strings.
+
+use std::path::PathBuf;
+
+use cargo_pgtest::config::{self, Member, Overrides, Workspace};
+use cargo_pgtest::template::parse_migration_name;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+/// Any JSON value, nested a few levels deep, with keys close to the real ones as often as not.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        "\\PC{0,12}".prop_map(Value::from),
+        prop_oneof![
+            Just("15"),
+            Just("99"),
+            Just("5s"),
+            Just("-1m"),
+            Just("test"),
+            Just("shared"),
+            Just("1e400ms")
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        let key = prop_oneof![
+            "[a-z_]{1,14}",
+            Just("migrations".to_owned()),
+            Just("fixtures".to_owned()),
+            Just("settings".to_owned()),
+            Just("postgres".to_owned()),
+            Just("timeout".to_owned()),
+            Just("extensions".to_owned()),
+            Just("isolation".to_owned()),
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(key, inner, 0..5)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+fn workspace(package: Value, workspace: Value, manifest_text: String) -> Workspace {
+    Workspace {
+        root: PathBuf::from("/p"),
+        metadata: json!({ "pgtest": workspace }),
+        root_manifest_text: manifest_text.clone(),
+        members: vec![Member {
+            name: "app".into(),
+            manifest_path: PathBuf::from("/p/Cargo.toml"),
+            metadata: json!({ "pgtest": package }),
+            manifest_text,
+        }],
+        selected: vec!["app".into()],
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn config_never_panics(package in json_value(), shared in json_value(), text in "\\PC{0,80}", jobs in proptest::option::of(0usize..9)) {
+        let workspace = workspace(package, shared, text);
+        let overrides = Overrides { jobs, ..Overrides::default() };
+        if let Err(error) = config::resolve(&workspace, &overrides, 2) {
+            // Every refusal is a sentence for a person.
+            prop_assert!(!error.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn migration_names_never_panic(name in "\\PC{0,40}") {
+        let _ = parse_migration_name(&name);
+    }
+
+    #[test]
+    fn well_formed_migration_names_are_read_back(version in 1i64..99_999_999_999_999, words in "[a-z][a-z0-9_]{0,20}", kind in 0usize..3) {
+        let suffix = ["sql", "up.sql", "down.sql"][kind];
+        let name = format!("{version}_{words}.{suffix}");
+        let parsed = parse_migration_name(&name).unwrap().expect("a .sql file is a migration");
+        prop_assert_eq!(parsed.version, version);
+        prop_assert_eq!(parsed.is_down, kind == 2);
+    }
+
+    #[test]
+    fn sql_files_of_another_shape_are_refused(name in "[^0-9_.][^.]{0,20}\\.sql") {
+        prop_assert!(parse_migration_name(&name).is_err(), "{} was accepted", name);
+    }
+}
