@@ -382,6 +382,11 @@ async fn with_cluster(
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<(), Error> {
+    // Debug builds only: lets the test suite prove that a crash inside cargo-pgtest still stops and removes
+    // the cluster.
+    if cfg!(debug_assertions) && std::env::var_os("CARGO_PGTEST_PANIC_FOR_TESTS").is_some() {
+        panic!("CARGO_PGTEST_PANIC_FOR_TESTS is set");
+    }
     let endpoint = cluster.endpoint().clone();
     let started = Instant::now();
     let templates = match cache {

@@ -255,3 +255,24 @@ fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
     run.expect(2, &["space", "PGTEST_TMPDIR"]);
     left.expect("a failed boot removes what it made");
 }
+
+#[test]
+fn a_panic_inside_cargo_pgtest_still_stops_and_removes_the_cluster() {
+    if !common::postgres_available() {
+        return;
+    }
+    let project = Project::copy_of("fault-probe");
+    let mut command = project.command(&["passes"]);
+    // Honoured by debug builds (the ones tests run) only.
+    command.env("CARGO_PGTEST_PANIC_FOR_TESTS", "1");
+    let run = common::Run::from(command.output().unwrap());
+    // The panic comes once the cluster is up (in the stage that needs it).
+    run.expect(
+        1,
+        &[
+            "CARGO_PGTEST_PANIC_FOR_TESTS is set",
+            "cargo-pgtest crashed (a bug; please report it). The cluster was stopped and removed.",
+        ],
+    );
+    project.assert_nothing_left();
+}
