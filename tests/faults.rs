@@ -11,25 +11,13 @@ use common::{poll, Project};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Starts a run whose one test blocks, and waits until that test is running.
-fn blocked_run(project: &Project) -> std::process::Child {
-    let child = project
-        .command(&["blocks_until_released"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    project.wait_for_probe("started");
-    child
-}
-
 #[test]
 fn a_killed_run_leaves_no_server_and_the_next_run_removes_its_files() {
     if !common::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let mut run = blocked_run(&project);
+    let mut run = project.start_blocked();
     let test_pid: i32 = std::fs::read_to_string(project.probe_dir.join("started"))
         .unwrap()
         .parse()
@@ -68,7 +56,7 @@ fn interrupted_by(signal: Signal, exit: i32, name: &str) {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let run = blocked_run(&project);
+    let run = project.start_blocked();
     kill(Pid::from_raw(run.id() as i32), signal).unwrap();
     let output = common::Run::from(run.wait_with_output().unwrap());
     output.expect(

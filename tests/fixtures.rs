@@ -9,6 +9,9 @@
 //!
 //! Cargo.toml declares this target with `harness = false`; libtest-mimic provides the test runner.
 
+mod common;
+
+use common::{nothing_left_in, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -146,7 +149,7 @@ impl Fixture {
                 .prefix("pgtest-fixture-")
                 .tempdir()?;
             let project = copy.path().join(&self.name);
-            copy_project(&self.dir, &project)?;
+            common::copy_dir(&self.dir, &project);
             invoke(run, &project).map_err(|report| {
                 let description = expect.description.as_deref().unwrap_or("").trim();
                 format!(
@@ -198,23 +201,6 @@ impl Postgres {
 
 fn in_ci() -> bool {
     env::var("CI").is_ok_and(|ci| ci == "true")
-}
-
-/// Copies a fixture without any `target/` directory a local build may have left in it.
-fn copy_project(from: &Path, to: &Path) -> io::Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let destination = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            if entry.file_name() != "target" {
-                copy_project(&entry.path(), &destination)?;
-            }
-        } else {
-            fs::copy(entry.path(), &destination)?;
-        }
-    }
-    Ok(())
 }
 
 /// Runs the tool once in `cwd` and checks the outcome and that nothing was left behind. The error
@@ -425,65 +411,4 @@ fn wait_or_stop(child: &mut Child) -> io::Result<Option<ExitStatus>> {
     }
     child.wait()?;
     Ok(None)
-}
-
-/// Calls `check` until it succeeds or `timeout` has passed, then returns its last error.
-fn poll(timeout: Duration, mut check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(()) => return Ok(()),
-            Err(error) if Instant::now() >= deadline => return Err(error),
-            Err(_) => thread::sleep(POLL_INTERVAL),
-        }
-    }
-}
-
-/// Ok if `dir` is empty and no process has it on its command line (a postmaster's `-D <data dir>`).
-fn nothing_left_in(dir: &Path) -> Result<(), String> {
-    let entries: Vec<String> = fs::read_dir(dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-        .filter_map(|entry| {
-            entry
-                .ok()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-        })
-        .collect();
-    let processes = processes_mentioning(dir);
-    if entries.is_empty() && processes.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "files {entries:?} in {}, processes {processes:?}",
-        dir.display()
-    ))
-}
-
-/// `<pid>: <command line>` of every process whose command line contains `path`.
-fn processes_mentioning(path: &Path) -> Vec<String> {
-    let needle = path.to_string_lossy();
-    let Ok(proc_entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    proc_entries
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|entry| {
-            let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains(needle.as_ref()).then(|| {
-                format!(
-                    "{}: {}",
-                    entry.file_name().to_string_lossy(),
-                    cmdline.trim_end()
-                )
-            })
-        })
-        .collect()
 }

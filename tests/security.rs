@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::Project;
 
@@ -68,13 +68,7 @@ fn only_the_invoking_user_can_reach_the_cluster() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let run = project
-        .command(&["blocks_until_released"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    project.wait_for_probe("started");
+    let run = project.start_blocked();
     let checks = std::panic::catch_unwind(|| {
         let dir = run_dir(&project);
         for private in [dir.clone(), dir.join("socket"), dir.join("data")] {

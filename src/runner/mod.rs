@@ -183,17 +183,7 @@ pub async fn run(
                 }
                 // sqlx uses this database only to create each test's own.
                 let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
-                let template = plan
-                    .templates
-                    .get(&binary.package)
-                    .cloned()
-                    .unwrap_or_default();
-                databases
-                    .create_from(&template, &database)
-                    .await
-                    .map_err(|e| {
-                        RunnerError::SharedDatabase(crate::template::server_message(&e))
-                    })?;
+                clone_for(&binary.package, &database, &plan.templates, databases).await?;
                 let env = endpoint.env(&database, &plan.database_env);
                 let selection = shared::Selection::Exactly(&names);
                 shared::run_binary(&binary, selection, plan.jobs, &env, cancel.clone(), events)
@@ -225,17 +215,7 @@ pub async fn run(
                 }
                 let database = shared_database(&binary.package);
                 if !made.contains(&database) {
-                    let template = plan
-                        .templates
-                        .get(&binary.package)
-                        .cloned()
-                        .unwrap_or_default();
-                    databases
-                        .create_from(&template, &database)
-                        .await
-                        .map_err(|e| {
-                            RunnerError::SharedDatabase(crate::template::server_message(&e))
-                        })?;
+                    clone_for(&binary.package, &database, &plan.templates, databases).await?;
                     made.push(database.clone());
                 }
                 let env = endpoint.env(&database, &plan.database_env);
@@ -255,11 +235,7 @@ pub async fn run(
     {
         let package = doc.packages.first().cloned().unwrap_or_default();
         let database = format!("pgtest_doc_{}", sanitize(&package));
-        let template = plan.templates.get(&package).cloned().unwrap_or_default();
-        databases
-            .create_from(&template, &database)
-            .await
-            .map_err(|e| RunnerError::SharedDatabase(crate::template::server_message(&e)))?;
+        clone_for(&package, &database, &plan.templates, databases).await?;
         let env = endpoint.env(&database, &plan.database_env);
         let package_of_crate = |crate_name: &str| {
             doc.packages
@@ -280,6 +256,20 @@ pub async fn run(
         .await?;
     }
     Ok(())
+}
+
+/// Makes `database`, a copy of `package`'s template, for tests that share it.
+async fn clone_for(
+    package: &str,
+    database: &str,
+    templates: &BTreeMap<String, String>,
+    databases: &Databases,
+) -> Result<(), RunnerError> {
+    let template = templates.get(package).cloned().unwrap_or_default();
+    databases
+        .create_from(&template, database)
+        .await
+        .map_err(|e| RunnerError::SharedDatabase(crate::template::server_message(&e)))
 }
 
 /// A database-name-safe form of a package name.

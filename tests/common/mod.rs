@@ -106,6 +106,18 @@ impl Project {
         Run::from(self.command(args).output().expect("cargo-pgtest runs"))
     }
 
+    /// Starts a run of `fixtures/fault-probe`'s blocking test and waits until that test is running.
+    pub fn start_blocked(&self) -> std::process::Child {
+        let child = self
+            .command(&["blocks_until_released"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.wait_for_probe("started");
+        child
+    }
+
     /// Waits (with a deadline) for the fixture's blocking test to say it started.
     pub fn wait_for_probe(&self, file: &str) {
         let path = self.probe_dir.join(file);
