@@ -250,35 +250,10 @@ fn cluster_parent(run: &Run) -> io::Result<tempfile::TempDir> {
         .tempdir_in(root)
 }
 
-/// `cargo-pgtest pgtest <args>` with only the environment a test may rely on.
+/// `cargo-pgtest pgtest <args>`, its durations and paths redacted so expectations do not flake.
 fn tool_command(args: &[String], cwd: &Path) -> Command {
-    let mut command = Command::new(BINARY);
-    command
-        .arg("pgtest")
-        .args(args)
-        .current_dir(cwd)
-        .env_clear();
-    for name in [
-        "PATH",
-        "HOME",
-        "CARGO_HOME",
-        "RUSTUP_HOME",
-        "RUSTUP_TOOLCHAIN",
-        "CI",
-    ] {
-        if let Some(value) = env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    command
-        .env(
-            "CARGO",
-            env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
-        )
-        .env("CARGO_TARGET_DIR", repo().join("target/fixtures"))
-        .env("CARGO_TERM_COLOR", "never")
-        .env("NO_COLOR", "1")
-        .env("CARGO_PGTEST_REDACT", "1");
+    let mut command = common::tool_command(args, cwd);
+    command.env("CARGO_PGTEST_REDACT", "1");
     command
 }
 

@@ -67,37 +67,15 @@ impl Project {
 
     /// `cargo-pgtest pgtest <args>` in the project, with a scrubbed environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BINARY);
-        command
-            .arg("pgtest")
-            .args(args)
-            .current_dir(&self.dir)
-            .env_clear();
-        for name in [
-            "PATH",
-            "HOME",
-            "CARGO_HOME",
-            "RUSTUP_HOME",
-            "RUSTUP_TOOLCHAIN",
-            "CI",
-        ] {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
+        let mut command = tool_command(args, &self.dir);
         let target = self
             .target_dir
             .clone()
             .unwrap_or_else(|| Path::new(REPO).join("target/fixtures"));
         command
-            .env(
-                "CARGO",
-                std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
-            )
             .env("CARGO_TARGET_DIR", target)
             .env("PGTEST_TMPDIR", self.cluster_parent.path())
             .env("PROBE_DIR", &self.probe_dir)
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         command
     }
@@ -138,6 +116,38 @@ impl Project {
         let parent = self.cluster_parent.path();
         poll(Duration::from_secs(10), || nothing_left_in(parent)).unwrap();
     }
+}
+
+/// `cargo-pgtest pgtest <args>` in `cwd` with only the environment a test may rely on, building into the
+/// suite's shared `target/fixtures` unless told otherwise.
+pub fn tool_command<S: AsRef<std::ffi::OsStr>>(args: &[S], cwd: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .arg("pgtest")
+        .args(args)
+        .current_dir(cwd)
+        .env_clear();
+    for name in [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "CI",
+    ] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .env(
+            "CARGO",
+            std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+        )
+        .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/fixtures"))
+        .env("CARGO_TERM_COLOR", "never")
+        .env("NO_COLOR", "1");
+    command
 }
 
 /// What one run printed, and how it ended.
