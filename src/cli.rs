@@ -65,8 +65,8 @@ pub struct PgtestArgs {
     pub isolation: Option<IsolationArg>,
 
     /// Kill a test that runs longer than this many seconds and report it as TIMEOUT
-    #[arg(long, value_name = "SECS", value_parser = parse_positive_f64)]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub timeout: Option<std::time::Duration>,
 
     /// Coloring of cargo-pgtest's and cargo's output
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
@@ -216,9 +216,12 @@ fn parse_positive(value: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_positive_f64(value: &str) -> Result<f64, String> {
-    match value.parse::<f64>() {
-        Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
+fn parse_seconds(value: &str) -> Result<std::time::Duration, String> {
+    match value
+        .parse::<f64>()
+        .map(std::time::Duration::try_from_secs_f64)
+    {
+        Ok(Ok(duration)) if !duration.is_zero() => Ok(duration),
         _ => Err(format!("`{value}` is not a positive number of seconds")),
     }
 }
@@ -312,6 +315,17 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         parse_from(std::iter::once("cargo-pgtest").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn timeouts_are_positive_and_representable() {
+        assert_eq!(
+            parse_seconds("1.5"),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        for bad in ["0", "-1", "soon", "NaN", "inf", "1e300"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -594,7 +594,8 @@ fn parse_duration(key: &str, value: &Value, origin: Origin) -> Result<Duration, 
     if !(seconds > 0.0 && seconds.is_finite()) {
         return Err(invalid(format!("{value} is not a positive duration")));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| invalid(format!("{value} is longer than any test can be waited for")))
 }
 
 fn parse_duration_text(text: &str) -> Option<f64> {
@@ -914,6 +915,9 @@ mod tests {
         assert!(resolve_one(json!({ "settings": "work_mem=8MB" })).is_err());
         assert!(resolve_one(json!({ "timeout": "soon" })).is_err());
         assert!(resolve_one(json!({ "timeout": 0 })).is_err());
+        // Found by tests/fuzz.rs: too long a wait once panicked converting to a Duration.
+        assert!(resolve_one(json!({ "timeout": 1e300 })).is_err());
+        assert!(resolve_one(json!({ "slow_timeout": "1e300m" })).is_err());
         assert!(resolve_one(json!({ "postgres": "15.4" }))
             .unwrap_err()
             .to_string()

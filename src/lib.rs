@@ -259,7 +259,7 @@ async fn pipeline(
             cli::IsolationArg::Test => Isolation::Test,
             cli::IsolationArg::Shared => Isolation::Shared,
         }),
-        timeout: cli.pgtest.timeout.map(std::time::Duration::from_secs_f64),
+        timeout: cli.pgtest.timeout,
         test_threads: test_args.test_threads,
     };
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
