@@ -232,6 +232,7 @@ fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
         );
         return;
     }
+    let segments_before = shared_memory_segments();
     let run = project.run(&["passes"]);
     let unmount = || {
         std::process::Command::new("umount")
@@ -242,6 +243,30 @@ fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
     let _ = unmount();
     run.expect(2, &["space", "PGTEST_TMPDIR"]);
     left.expect("a failed boot removes what it made");
+    // initdb's server processes die of the full disk before they can remove their shared memory. Other
+    // tests' initdb may have segments for a moment, hence the wait for only the new ones to go.
+    poll(Duration::from_secs(10), || {
+        let new: Vec<_> = shared_memory_segments()
+            .into_iter()
+            .filter(|s| !segments_before.contains(s))
+            .collect();
+        new.is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("left in /dev/shm: {new:?}"))
+    })
+    .unwrap();
+}
+
+fn shared_memory_segments() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("PostgreSQL."))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]

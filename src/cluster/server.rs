@@ -182,6 +182,7 @@ pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
         .stderr(Stdio::piped());
     // SAFETY: the closure only makes async-signal-safe system calls.
     unsafe { command.pre_exec(die_with_parent(libc::SIGKILL)) };
+    let segments_before = dsm_segments(spec.server_user);
     let output = command
         .output()
         .await
@@ -190,6 +191,7 @@ pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
             source,
         })?;
     if !output.status.success() {
+        remove_new_dsm_segments(&segments_before, spec.server_user);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -207,6 +209,36 @@ pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
         });
     }
     write_access_rules(&data_dir, spec.server_user)
+}
+
+/// initdb's own server processes keep shared memory in /dev/shm (`PostgreSQL.<n>`), which one that dies
+/// abruptly (a PANIC when the disk is full) leaves there; these are the server account's segments now.
+fn dsm_segments(server_user: &ServerUser) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("PostgreSQL.")
+        })
+        .filter(|entry| entry.metadata().is_ok_and(|m| m.uid() == server_user.uid))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// After a failed initdb: removes the server account's segments that appeared while it ran. (The running
+/// cluster itself keeps its segments in its data directory: `dynamic_shared_memory_type = mmap`.)
+fn remove_new_dsm_segments(before: &[PathBuf], server_user: &ServerUser) {
+    for segment in dsm_segments(server_user) {
+        if !before.contains(&segment) {
+            let _ = fs::remove_file(segment);
+        }
+    }
 }
 
 /// Replaces initdb's access rules: only the invoking OS user may connect (peer authentication over the
