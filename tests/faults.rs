@@ -139,6 +139,44 @@ fn a_hanging_test_times_out_after_a_slow_warning_and_the_run_goes_on() {
 }
 
 #[test]
+fn tests_run_together_in_one_process_time_out_too() {
+    if !common::postgres_available() {
+        return;
+    }
+    let project = Project::copy_of("fault-probe");
+    let manifest = project.dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text + "\n[package.metadata.pgtest]\nslow_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let mut command = project.command(&[
+        "--isolation",
+        "shared",
+        "--timeout",
+        "3",
+        "--",
+        "--exact",
+        "hangs_when_asked",
+        "passes",
+    ]);
+    command.env("PROBE_HANG", "1");
+    let run = common::Run::from(command.output().unwrap());
+    run.expect(
+        100,
+        &[
+            "SLOW",
+            "TIMEOUT",
+            "fault-probe::faults hangs_when_asked",
+            "PASS",
+            "1 passed, 1 failed",
+        ],
+    );
+    project.assert_nothing_left();
+}
+
+#[test]
 fn a_crashing_test_is_reported_with_its_signal_and_the_run_goes_on() {
     if !common::postgres_available() {
         return;

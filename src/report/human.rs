@@ -101,12 +101,17 @@ impl<W: Write> Reporter for Human<W> {
                 to_run,
                 filtered_out,
                 jobs,
+                shared,
             } => {
                 if *to_run > 0 {
                     let plural = if *to_run == 1 { "" } else { "s" };
-                    let mut message = format!(
-                        "{to_run} test{plural}, {jobs} at a time, each in a fresh database"
-                    );
+                    let databases = if *shared {
+                        "in one shared database"
+                    } else {
+                        "each in a fresh database"
+                    };
+                    let mut message =
+                        format!("{to_run} test{plural}, {jobs} at a time, {databases}");
                     if *filtered_out > 0 {
                         message.push_str(&format!(" ({filtered_out} filtered out)"));
                     }
@@ -262,6 +267,7 @@ mod tests {
                 to_run: 3,
                 filtered_out: 0,
                 jobs: 2,
+                shared: false,
             },
             Event::TestFinished {
                 test: test("slow_test"),
@@ -311,6 +317,7 @@ mod tests {
                 to_run: 0,
                 filtered_out: 0,
                 jobs: 2,
+                shared: false,
             },
             Event::PhaseFinished {
                 phase: Phase::ClusterBoot,

@@ -56,9 +56,11 @@ pub fn to_json(event: &Event) -> Value {
             to_run,
             filtered_out,
             jobs,
-        } => {
-            json!({ "type": "run_started", "to_run": to_run, "filtered_out": filtered_out, "jobs": jobs })
-        }
+            shared,
+        } => json!({
+            "type": "run_started", "to_run": to_run, "filtered_out": filtered_out, "jobs": jobs,
+            "isolation": if *shared { "shared" } else { "test" },
+        }),
         Event::TestStarted {
             test,
             database_wait,

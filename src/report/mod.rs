@@ -179,6 +179,7 @@ mod tests {
             to_run: 4,
             filtered_out: 2,
             jobs: 2,
+            shared: false,
         });
         summary.record(&finished("a", Outcome::Passed, 30));
         summary.record(&finished(

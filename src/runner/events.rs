@@ -113,11 +113,12 @@ pub enum Event {
         phase: Phase,
         duration: Duration,
     },
-    /// The tests are known; `to_run` of them will run.
+    /// The tests are known; `to_run` of them will run, each in a fresh database unless `shared`.
     RunStarted {
         to_run: usize,
         filtered_out: usize,
         jobs: usize,
+        shared: bool,
     },
     /// A test starts; `database_wait` is how long it waited for its database (None in shared isolation).
     TestStarted {

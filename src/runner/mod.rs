@@ -87,40 +87,46 @@ pub struct Plan {
 /// binaries come; ignored tests asked for stay with the rest.
 fn self_isolating_batches(
     cases: Vec<list::TestCase>,
-) -> (Vec<(Arc<TestBinary>, Vec<String>)>, Vec<list::TestCase>) {
+) -> (
+    Vec<(Arc<TestBinary>, Vec<list::TestCase>)>,
+    Vec<list::TestCase>,
+) {
     let mut functions: BTreeMap<PathBuf, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let mut batches: Vec<(Arc<TestBinary>, Vec<String>)> = Vec::new();
-    let mut rest = Vec::new();
-    for case in cases {
+    let (batched, rest): (Vec<_>, Vec<_>) = cases.into_iter().partition(|case| {
         let known = functions
             .entry(case.binary.cwd.clone())
             .or_insert_with(|| self_isolating::sqlx_test_functions(&case.binary.cwd));
-        if case.ignored || !self_isolating::is_self_isolating(&case.name, known) {
-            rest.push(case);
-            continue;
-        }
-        match batches
+        !case.ignored && self_isolating::is_self_isolating(&case.name, known)
+    });
+    (by_binary(batched), rest)
+}
+
+/// Groups cases by their binary, binaries in the order they first come.
+fn by_binary(cases: Vec<list::TestCase>) -> Vec<(Arc<TestBinary>, Vec<list::TestCase>)> {
+    let mut groups: Vec<(Arc<TestBinary>, Vec<list::TestCase>)> = Vec::new();
+    for case in cases {
+        match groups
             .iter_mut()
             .find(|(binary, _)| binary.path == case.binary.path)
         {
-            Some((_, names)) => names.push(case.name),
-            None => batches.push((case.binary, vec![case.name])),
+            Some((_, group)) => group.push(case),
+            None => groups.push((Arc::clone(&case.binary), vec![case])),
         }
     }
-    (batches, rest)
+    groups
 }
 
 /// Reports tests that will not run because the run stopped (or the server died) first.
-fn not_run(binary: &TestBinary, names: &[String], cancel: &Cancel, events: &EventSender) {
+fn not_run(binary: &TestBinary, cases: &[list::TestCase], cancel: &Cancel, events: &EventSender) {
     let reason = match cancel.signal() {
         Some(signal) => format!("the run was stopped by {signal}"),
         None => "the PostgreSQL server died during the run".to_owned(),
     };
-    for name in names {
+    for case in cases {
         let _ = events.send(Event::TestFinished {
             test: TestId {
                 binary: binary.id.clone(),
-                name: name.clone(),
+                name: case.name.clone(),
             },
             outcome: Outcome::NotRun {
                 reason: reason.clone(),
@@ -149,32 +155,35 @@ pub async fn run(
     let endpoint = cluster.endpoint().clone();
     let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
 
+    // Both isolations choose their tests alike: every binary listed, the arguments applied here.
+    let mut cases = Vec::new();
+    let mut ignored = Vec::new();
+    let mut filtered_out = 0;
+    for binary in plan.binaries {
+        let binary = Arc::new(binary);
+        let (all, ignored_names) = exec::list(&binary).await?;
+        let selection = list::select(&binary, &all, &ignored_names, &plan.args);
+        cases.extend(selection.run);
+        ignored.extend(selection.ignored);
+        filtered_out += selection.filtered_out;
+    }
+    let _ = events.send(Event::RunStarted {
+        to_run: cases.len(),
+        filtered_out,
+        jobs: plan.jobs,
+        shared: plan.isolation == Isolation::Shared,
+    });
+    for case in ignored {
+        let _ = events.send(Event::TestIgnored {
+            test: TestId {
+                binary: case.binary.id.clone(),
+                name: case.name,
+            },
+        });
+    }
+
     match plan.isolation {
         Isolation::Test => {
-            let mut cases = Vec::new();
-            let mut ignored = Vec::new();
-            let mut filtered_out = 0;
-            for binary in plan.binaries {
-                let binary = Arc::new(binary);
-                let (all, ignored_names) = exec::list(&binary).await?;
-                let selection = list::select(&binary, &all, &ignored_names, &plan.args);
-                cases.extend(selection.run);
-                ignored.extend(selection.ignored);
-                filtered_out += selection.filtered_out;
-            }
-            let _ = events.send(Event::RunStarted {
-                to_run: cases.len(),
-                filtered_out,
-                jobs: plan.jobs,
-            });
-            for case in ignored {
-                let _ = events.send(Event::TestIgnored {
-                    test: TestId {
-                        binary: case.binary.id.clone(),
-                        name: case.name,
-                    },
-                });
-            }
             let (batches, cases) = self_isolating_batches(cases);
             for (binary, names) in batches {
                 if cancel.signal().is_some() || !cluster.is_running() {
@@ -185,9 +194,13 @@ pub async fn run(
                 let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
                 clone_for(&binary.package, &database, &plan.templates, databases).await?;
                 let env = endpoint.env(&database, &plan.database_env);
-                let selection = shared::Selection::Exactly(&names);
-                shared::run_binary(&binary, selection, plan.jobs, &env, cancel.clone(), events)
-                    .await?;
+                let together = shared::Together {
+                    binary: &binary,
+                    cases: &names,
+                    threads: plan.jobs,
+                    limits: plan.limits,
+                };
+                together.run(&env, cancel.clone(), events).await?;
                 if cluster.is_running() {
                     let _ = databases.drop_database(&database).await;
                 }
@@ -203,15 +216,11 @@ pub async fn run(
             schedule::run(cases, &context, cluster, cancel, events).await;
         }
         Isolation::Shared => {
-            let _ = events.send(Event::RunStarted {
-                to_run: 0,
-                filtered_out: 0,
-                jobs: plan.jobs,
-            });
             let mut made = Vec::new();
-            for binary in &plan.binaries {
-                if cancel.signal().is_some() {
-                    break;
+            for (binary, names) in by_binary(cases) {
+                if cancel.signal().is_some() || !cluster.is_running() {
+                    not_run(&binary, &names, cancel, events);
+                    continue;
                 }
                 let database = shared_database(&binary.package);
                 if !made.contains(&database) {
@@ -219,12 +228,13 @@ pub async fn run(
                     made.push(database.clone());
                 }
                 let env = endpoint.env(&database, &plan.database_env);
-                let selection = shared::Selection::AsAsked(&plan.args);
-                shared::run_binary(binary, selection, plan.jobs, &env, cancel.clone(), events)
-                    .await?;
-                if !cluster.is_running() {
-                    break;
-                }
+                let together = shared::Together {
+                    binary: &binary,
+                    cases: &names,
+                    threads: plan.jobs,
+                    limits: plan.limits,
+                };
+                together.run(&env, cancel.clone(), events).await?;
             }
         }
     }

@@ -1,16 +1,18 @@
 //! Whole-binary runs against one shared database: `isolation = "shared"` (libtest's JSON event stream gives
 //! per-test results and times) and doc tests (`cargo test --doc`, read from its plain output).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::Duration;
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use super::events::{Event, EventSender, Outcome, TestId};
+use super::exec::Limits;
 use super::exec::{base_command, outcome_of};
-use super::list::TestArgs;
+use super::list::{TestArgs, TestCase};
 use super::{Cancel, RunnerError};
 use crate::cargo::TestBinary;
 
@@ -82,151 +84,194 @@ fn exec_time(value: &Value) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
-/// Which tests of a binary one process runs.
-#[derive(Debug, Clone, Copy)]
-pub enum Selection<'a> {
-    /// The user's filters and flags, as `cargo test` passes them: tests left out count as filtered out.
-    AsAsked(&'a TestArgs),
-    /// Exactly these tests, already chosen (the rest of the binary runs elsewhere, not filtered out).
-    Exactly(&'a [String]),
+/// Tests of one binary run together in one process, as `cargo test` runs them (`isolation = "shared"`, and
+/// the `#[sqlx::test]`s that isolate themselves), with per-test events from libtest's JSON stream. A test
+/// past `slow_after` is reported SLOW; one past the timeout stops the process: it is TIMEOUT, and the tests
+/// the process had not finished are NOT RUN.
+pub struct Together<'a> {
+    pub binary: &'a TestBinary,
+    pub cases: &'a [TestCase],
+    pub threads: usize,
+    pub limits: Limits,
 }
 
-impl Selection<'_> {
+/// Why the process was stopped before it was done.
+enum Stopped {
+    Signal(&'static str),
+    TimedOut(String),
+}
+
+impl Together<'_> {
     fn libtest_args(&self) -> Vec<String> {
-        match self {
-            Selection::AsAsked(args) => args.to_libtest_args(),
-            Selection::Exactly(names) => {
-                let mut args = names.to_vec();
-                args.push("--exact".to_owned());
-                args
-            }
+        let mut args: Vec<String> = self.cases.iter().map(|case| case.name.clone()).collect();
+        args.push("--exact".to_owned());
+        if self.cases.iter().any(|case| case.ignored) {
+            args.push("--include-ignored".to_owned());
         }
+        args
     }
-}
 
-/// Runs a test binary in one process as cargo test would, with per-test events from libtest's JSON stream.
-pub async fn run_binary(
-    binary: &TestBinary,
-    selection: Selection<'_>,
-    threads: usize,
-    database_env: &[(String, String)],
-    mut cancel: Cancel,
-    events: &EventSender,
-) -> Result<(), RunnerError> {
-    let mut command = base_command(binary);
-    command
-        .args(selection.libtest_args())
-        .args([
-            "--test-threads",
-            &threads.to_string(),
-            "-Z",
-            "unstable-options",
-            "--format",
-            "json",
-            "--report-time",
-        ])
-        .envs(database_env.iter().map(|(k, v)| (k, v)))
-        // Only the test binary sees this (never cargo: build scripts watch it and everything would rebuild).
-        .env("RUSTC_BOOTSTRAP", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| RunnerError::Spawn {
-        binary: binary.path.clone(),
-        source,
-    })?;
-    let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_reader = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
-    let mut running: BTreeSet<String> = BTreeSet::new();
-    let mut loose_output = String::new();
-    let id = |name: &str| TestId {
-        binary: binary.id.clone(),
-        name: name.to_owned(),
-    };
-    loop {
-        let line = tokio::select! {
-            line = lines.next_line() => line,
-            _ = cancel.cancelled() => {
-                if let Some(group) = group {
-                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-                }
-                break;
+    pub async fn run(
+        &self,
+        database_env: &[(String, String)],
+        mut cancel: Cancel,
+        events: &EventSender,
+    ) -> Result<(), RunnerError> {
+        let binary = self.binary;
+        let mut command = base_command(binary);
+        command
+            .args(self.libtest_args())
+            .args([
+                "--test-threads",
+                &self.threads.to_string(),
+                "-Z",
+                "unstable-options",
+                "--format",
+                "json",
+                "--report-time",
+            ])
+            .envs(database_env.iter().map(|(k, v)| (k, v)))
+            // Only the test binary sees this (never cargo: build scripts watch it and everything would rebuild).
+            .env("RUSTC_BOOTSTRAP", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| RunnerError::Spawn {
+            binary: binary.path.clone(),
+            source,
+        })?;
+        let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
+        let stop_group = || {
+            if let Some(group) = group {
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
             }
         };
-        let Ok(Some(line)) = line else { break };
-        match parse_libtest_line(&line) {
-            Some(LibtestEvent::Started { name }) => {
-                running.insert(name.clone());
-                let _ = events.send(Event::TestStarted {
-                    test: id(&name),
-                    database_wait: None,
-                });
-            }
-            Some(LibtestEvent::Finished {
-                name,
-                outcome,
-                duration,
-                output,
-            }) => {
-                running.remove(&name);
-                let _ = events.send(Event::TestFinished {
-                    test: id(&name),
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stderr_reader = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text).await;
+            text
+        });
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let mut running: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut slow_reported: BTreeSet<String> = BTreeSet::new();
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut loose_output = String::new();
+        let mut stopped: Option<Stopped> = None;
+        let mut clock = tokio::time::interval(Duration::from_millis(100));
+        let id = |name: &str| TestId {
+            binary: binary.id.clone(),
+            name: name.to_owned(),
+        };
+        loop {
+            let line = tokio::select! {
+                line = lines.next_line() => line,
+                signal = cancel.cancelled() => {
+                    stopped = Some(Stopped::Signal(signal));
+                    stop_group();
+                    break;
+                }
+                _ = clock.tick() => {
+                    for (name, started) in &running {
+                        let elapsed = started.elapsed();
+                        if self.limits.timeout.is_some_and(|limit| elapsed > limit) {
+                            stopped = Some(Stopped::TimedOut(name.clone()));
+                        } else if elapsed > self.limits.slow_after && slow_reported.insert(name.clone()) {
+                            let _ = events.send(Event::TestSlow { test: id(name), elapsed });
+                        }
+                    }
+                    if stopped.is_some() {
+                        stop_group();
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Ok(Some(line)) = line else { break };
+            match parse_libtest_line(&line) {
+                Some(LibtestEvent::Started { name }) => {
+                    running.insert(name.clone(), Instant::now());
+                    let _ = events.send(Event::TestStarted {
+                        test: id(&name),
+                        database_wait: None,
+                    });
+                }
+                Some(LibtestEvent::Finished {
+                    name,
                     outcome,
                     duration,
                     output,
-                });
-            }
-            Some(LibtestEvent::Ignored { name }) => {
-                running.remove(&name);
-                let _ = events.send(Event::TestIgnored { test: id(&name) });
-            }
-            Some(LibtestEvent::Suite { filtered_out }) => {
-                if let Selection::AsAsked(_) = selection {
-                    let _ = events.send(Event::FilteredOut {
-                        count: filtered_out,
+                }) => {
+                    running.remove(&name);
+                    done.insert(name.clone());
+                    let _ = events.send(Event::TestFinished {
+                        test: id(&name),
+                        outcome,
+                        duration,
+                        output,
                     });
                 }
-            }
-            None => {
-                loose_output.push_str(&line);
-                loose_output.push('\n');
+                Some(LibtestEvent::Ignored { name }) => {
+                    running.remove(&name);
+                    done.insert(name.clone());
+                    let _ = events.send(Event::TestIgnored { test: id(&name) });
+                }
+                // The selection was made before the process started: libtest's own counts add nothing.
+                Some(LibtestEvent::Suite { .. }) => {}
+                None => {
+                    loose_output.push_str(&line);
+                    loose_output.push('\n');
+                }
             }
         }
-    }
-    let status = child.wait().await.ok();
-    let stderr_text = tokio::time::timeout(Duration::from_secs(2), stderr_reader)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    // Tests still running when the binary ended died with it.
-    let ended = match cancel.signal() {
-        Some(signal) => Outcome::NotRun {
-            reason: format!("stopped by {signal}"),
-        },
-        None => match outcome_of(status) {
-            Outcome::Passed => Outcome::Failed { exit_code: Some(0) },
-            other => other,
-        },
-    };
-    for name in running {
+        let status = child.wait().await.ok();
+        let stderr_text = tokio::time::timeout(Duration::from_secs(2), stderr_reader)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         let output = format!("{loose_output}{stderr_text}");
-        let _ = events.send(Event::TestFinished {
-            test: id(&name),
-            outcome: ended.clone(),
-            duration: None,
-            output,
-        });
+        // Tests still running when the process ended died with it; the ones it never reached did not run.
+        let ended = |name: &str| match &stopped {
+            Some(Stopped::Signal(signal)) => Outcome::NotRun {
+                reason: format!("stopped by {signal}"),
+            },
+            Some(Stopped::TimedOut(late)) if late == name => Outcome::TimedOut,
+            Some(Stopped::TimedOut(late)) => Outcome::NotRun {
+                reason: format!("its process was stopped when {late} timed out"),
+            },
+            None => match outcome_of(status) {
+                Outcome::Passed => Outcome::Failed { exit_code: Some(0) },
+                other => other,
+            },
+        };
+        for (name, started) in &running {
+            let _ = events.send(Event::TestFinished {
+                test: id(name),
+                outcome: ended(name),
+                duration: Some(started.elapsed()),
+                output: output.clone(),
+            });
+        }
+        for case in self.cases {
+            if done.contains(&case.name) || running.contains_key(&case.name) {
+                continue;
+            }
+            let reason = match ended(&case.name) {
+                Outcome::NotRun { reason } => reason,
+                _ => "its process ended before it got to it".to_owned(),
+            };
+            let _ = events.send(Event::TestFinished {
+                test: id(&case.name),
+                outcome: Outcome::NotRun { reason },
+                duration: None,
+                output: String::new(),
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// One doc test's result, read from `cargo test --doc` output.
