@@ -307,7 +307,7 @@ async fn pipeline(
             "template1 gets the migrations too: #[sqlx::test] databases start migrated".into();
         let _ = events.send(Event::Info { message });
     }
-    let cache = (!cli.pgtest.no_cache)
+    let mut cache = (!cli.pgtest.no_cache)
         .then(|| CachePlan::look_up(&project.target_dir, &binaries, &config, sqlx_test))
         .flatten();
     if let Some(plan) = &cache {
@@ -319,18 +319,20 @@ async fn pipeline(
         let _ = events.send(Event::Info { message });
     }
     let cached = cache.as_ref().and_then(|plan| plan.hit.as_ref());
-    let mut cluster =
-        match unless_stopped(cancel, Cluster::boot(&spec, cached.map(|(pack, _)| pack))).await {
-            Err(error) if cached.is_some() && !matches!(error, Error::Interrupted(_)) => {
-                let _ = events.send(Event::Warning {
-                    message: format!(
-                        "the cached cluster could not be used ({error}); building it afresh"
-                    ),
-                });
-                unless_stopped(cancel, Cluster::boot(&spec, None)).await?
+    let booted = unless_stopped(cancel, Cluster::boot(&spec, cached.map(|(pack, _)| pack))).await;
+    let mut cluster = match booted {
+        Err(error) if cached.is_some() && !matches!(error, Error::Interrupted(_)) => {
+            let message =
+                format!("the cached cluster could not be used ({error}); building it afresh");
+            let _ = events.send(Event::Warning { message });
+            // A fresh cluster has no templates yet: prepare them, and store the result over the bad entry.
+            if let Some(plan) = cache.as_mut() {
+                plan.hit = None;
             }
-            booted => booted?,
-        };
+            unless_stopped(cancel, Cluster::boot(&spec, None)).await?
+        }
+        booted => booted?,
+    };
     let _ = events.send(Event::ClusterReady(ClusterFacts {
         version: cluster.info.version.to_string(),
         in_ram: cluster.info.storage == storage::StorageKind::Tmpfs,

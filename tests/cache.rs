@@ -141,3 +141,35 @@ fn two_runs_filling_an_empty_cache_at_once_both_pass() {
     assert_eq!(run(&probe, &[])["hit"], true);
     probe.assert_nothing_left();
 }
+
+#[test]
+fn a_cached_cluster_that_does_not_start_is_rebuilt_and_replaced() {
+    let Some(probe) = probe() else { return };
+    run(&probe, &[]);
+    let stored = entries(&probe);
+    assert_eq!(stored.len(), 1);
+    // Overwrite the entry with a well-formed pack of an empty directory, with the manifest it had.
+    let key = stored[0].trim_end_matches(".pack");
+    let cache = cargo_pgtest::cluster::cache::Cache::in_target_dir(&probe.dir.join("target"));
+    let manifest = cache.get(key).expect("the entry reads back").manifest;
+    let empty = tempfile::tempdir().unwrap();
+    let pack = cargo_pgtest::cluster::cache::Pack::read(empty.path()).unwrap();
+    cache.put(key, &manifest, &pack).unwrap();
+
+    let rebuilt = probe.run(&["--json", "-"]);
+    rebuilt.expect(
+        0,
+        &["the cached cluster could not be used", "building it afresh"],
+    );
+    let event = cache_event(rebuilt);
+    assert_eq!(
+        (event["hit"].as_bool(), event["stored"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(
+        run(&probe, &[])["hit"],
+        true,
+        "the bad entry was replaced by a good one"
+    );
+    probe.assert_nothing_left();
+}
