@@ -276,10 +276,18 @@ fn read_version(postgres: &Path) -> Result<Version, BinariesError> {
         program: postgres.to_owned(),
         detail,
     };
-    let output = Command::new(postgres)
-        .arg("--version")
-        .output()
-        .map_err(|e| unreadable(e.to_string()))?;
+    // ETXTBSY: the file was just written (an upgrade, a copied install) and a process forked meanwhile still
+    // holds it open for writing until it execs; that passes within moments.
+    let mut attempts = 0;
+    let output = loop {
+        match Command::new(postgres).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => break result.map_err(|e| unreadable(e.to_string()))?,
+        }
+    };
     let text = String::from_utf8_lossy(&output.stdout);
     parse_version(&text).ok_or_else(|| unreadable(format!("unexpected output {:?}", text.trim())))
 }
@@ -311,6 +319,16 @@ mod tests {
             let path = dir.join(program);
             std::fs::write(&path, &script).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // Another test thread forking at the moment the script was open for writing holds it open
+            // until its child execs: running the script fails with ETXTBSY until then.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while Command::new(&path)
+                .output()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ETXTBSY))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
     }
 
