@@ -8,6 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{poll, Project};
+
+/// A `[package.metadata.pgtest]` for the probe: tests running past a second are reported SLOW.
+const SLOW_AFTER_A_SECOND: &str = "\n[package.metadata.pgtest]\nslow_timeout = \"1s\"\n";
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -115,16 +118,10 @@ fn a_hanging_test_times_out_after_a_slow_warning_and_the_run_goes_on() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let mut command = project.command(&["--timeout", "2", "--", "--skip", "blocks"]);
-    command.env("PROBE_HANG", "1");
     // The slow-test warning comes first, after the `slow_timeout` key's second.
-    std::fs::write(
-        project.dir.join("Cargo.toml"),
-        std::fs::read_to_string(project.dir.join("Cargo.toml")).unwrap()
-            + "\n[package.metadata.pgtest]\nslow_timeout = \"1s\"\n",
-    )
-    .unwrap();
-    let run = common::Run::from(command.output().unwrap());
+    project.append_to_manifest(SLOW_AFTER_A_SECOND);
+    let args = ["--timeout", "2", "--", "--skip", "blocks"];
+    let run = project.run_with(&args, &[("PROBE_HANG", "1")]);
     run.expect(
         100,
         &[
@@ -144,14 +141,8 @@ fn tests_run_together_in_one_process_time_out_too() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let manifest = project.dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text + "\n[package.metadata.pgtest]\nslow_timeout = \"1s\"\n",
-    )
-    .unwrap();
-    let mut command = project.command(&[
+    project.append_to_manifest(SLOW_AFTER_A_SECOND);
+    let args = [
         "--isolation",
         "shared",
         // Two threads, so `passes` runs beside the hanging test whatever the machine's core count.
@@ -163,9 +154,8 @@ fn tests_run_together_in_one_process_time_out_too() {
         "--exact",
         "hangs_when_asked",
         "passes",
-    ]);
-    command.env("PROBE_HANG", "1");
-    let run = common::Run::from(command.output().unwrap());
+    ];
+    let run = project.run_with(&args, &[("PROBE_HANG", "1")]);
     run.expect(
         100,
         &[
@@ -185,9 +175,8 @@ fn a_crashing_test_is_reported_with_its_signal_and_the_run_goes_on() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let mut command = project.command(&["--", "--skip", "blocks"]);
-    command.env("PROBE_CRASH", "1");
-    common::Run::from(command.output().unwrap()).expect(
+    let args = ["--", "--skip", "blocks"];
+    project.run_with(&args, &[("PROBE_CRASH", "1")]).expect(
         100,
         &[
             "SIGSEGV",
@@ -239,9 +228,8 @@ fn a_server_that_dies_mid_run_leaves_the_rest_not_run_with_its_log() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let mut command = project.command(&["--jobs", "1", "--", "--skip", "blocks"]);
-    command.env("PROBE_KILL_SERVER", "1");
-    let run = common::Run::from(command.output().unwrap());
+    let args = ["--jobs", "1", "--", "--skip", "blocks"];
+    let run = project.run_with(&args, &[("PROBE_KILL_SERVER", "1")]);
     run.expect(
         100,
         &[
@@ -316,10 +304,8 @@ fn a_panic_inside_cargo_pgtest_still_stops_and_removes_the_cluster() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let mut command = project.command(&["passes"]);
     // Honoured by debug builds (the ones tests run) only.
-    command.env("CARGO_PGTEST_PANIC_FOR_TESTS", "1");
-    let run = common::Run::from(command.output().unwrap());
+    let run = project.run_with(&["passes"], &[("CARGO_PGTEST_PANIC_FOR_TESTS", "1")]);
     // The panic comes once the cluster is up (in the stage that needs it).
     run.expect(
         1,

@@ -194,13 +194,16 @@ pub async fn run(
                 let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
                 clone_for(&binary.package, &database, &plan.templates, databases).await?;
                 let env = endpoint.env(&database, &plan.database_env);
-                let together = shared::Together {
-                    binary: &binary,
-                    cases: &names,
-                    threads: plan.jobs,
-                    limits: plan.limits,
-                };
-                together.run(&env, cancel.clone(), events).await?;
+                run_together(
+                    &binary,
+                    &names,
+                    plan.jobs,
+                    plan.limits,
+                    &env,
+                    cancel,
+                    events,
+                )
+                .await?;
                 if cluster.is_running() {
                     let _ = databases.drop_database(&database).await;
                 }
@@ -228,13 +231,16 @@ pub async fn run(
                     made.push(database.clone());
                 }
                 let env = endpoint.env(&database, &plan.database_env);
-                let together = shared::Together {
-                    binary: &binary,
-                    cases: &names,
-                    threads: plan.jobs,
-                    limits: plan.limits,
-                };
-                together.run(&env, cancel.clone(), events).await?;
+                run_together(
+                    &binary,
+                    &names,
+                    plan.jobs,
+                    plan.limits,
+                    &env,
+                    cancel,
+                    events,
+                )
+                .await?;
             }
         }
     }
@@ -266,6 +272,25 @@ pub async fn run(
         .await?;
     }
     Ok(())
+}
+
+/// Runs `cases` of `binary` together in one process against the database in `env`.
+async fn run_together(
+    binary: &TestBinary,
+    cases: &[list::TestCase],
+    threads: usize,
+    limits: Limits,
+    env: &[(String, String)],
+    cancel: &Cancel,
+    events: &EventSender,
+) -> Result<(), RunnerError> {
+    let together = shared::Together {
+        binary,
+        cases,
+        threads,
+        limits,
+    };
+    together.run(env, cancel.clone(), events).await
 }
 
 /// Makes `database`, a copy of `package`'s template, for tests that share it.

@@ -81,7 +81,21 @@ impl Project {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().expect("cargo-pgtest runs"))
+        self.run_with(args, &[])
+    }
+
+    /// `run`, with variables added to the environment (the probe fixture's faults are asked for so).
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        Run::from(command.output().expect("cargo-pgtest runs"))
+    }
+
+    /// Appends `text` to the project's Cargo.toml.
+    pub fn append_to_manifest(&self, text: &str) {
+        let manifest = self.dir.join("Cargo.toml");
+        let contents = fs::read_to_string(&manifest).unwrap() + text;
+        fs::write(manifest, contents).unwrap();
     }
 
     /// Starts a run of `fixtures/fault-probe`'s blocking test and waits until that test is running.
