@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod exit_code;
+pub mod gateway;
 pub mod report;
 pub mod runner;
 pub mod template;

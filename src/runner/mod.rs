@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
+use crate::gateway::{Gateway, GatewayReport};
 use crate::template::Databases;
 use events::{Event, EventSender, Outcome, TestId};
 use exec::Limits;
@@ -185,6 +186,10 @@ pub async fn run(
     match plan.isolation {
         Isolation::Test => {
             let (batches, cases) = self_isolating_batches(cases);
+            let gateway = (!batches.is_empty())
+                .then(|| sqlx_gateway(cluster, plan.jobs, events))
+                .flatten();
+            let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
             for (binary, names) in batches {
                 if cancel.signal().is_some() || !cluster.is_running() {
                     not_run(&binary, &names, cancel, events);
@@ -193,7 +198,7 @@ pub async fn run(
                 // sqlx uses this database only to create each test's own.
                 let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
                 clone_for(&binary.package, &database, &plan.templates, databases).await?;
-                let env = endpoint.env(&database, &plan.database_env);
+                let env = sqlx_endpoint.env(&database, &plan.database_env);
                 run_together(
                     &binary,
                     &names,
@@ -207,6 +212,9 @@ pub async fn run(
                 if cluster.is_running() {
                     let _ = databases.drop_database(&database).await;
                 }
+            }
+            if let Some(gateway) = gateway {
+                report_gateway(gateway.stop(), events);
             }
             let context = schedule::Isolated {
                 databases: databases.clone(),
@@ -272,6 +280,38 @@ pub async fn run(
         .await?;
     }
     Ok(())
+}
+
+/// Starts the gateway through which `#[sqlx::test]`s get their databases; without it (it could not
+/// start, which the report says) they reach the server directly and make their databases as sqlx does.
+fn sqlx_gateway(cluster: &Cluster, jobs: usize, events: &EventSender) -> Option<Gateway> {
+    let started = Gateway::start(
+        cluster.endpoint(),
+        &cluster.info.run_dir,
+        cluster.info.version.major,
+        jobs,
+    );
+    match started {
+        Ok(gateway) => Some(gateway),
+        Err(error) => {
+            let message = format!("{error}; #[sqlx::test]s make their own databases instead");
+            let _ = events.send(Event::Warning { message });
+            None
+        }
+    }
+}
+
+fn report_gateway(report: GatewayReport, events: &EventSender) {
+    let counts = report.counts;
+    let message = format!(
+        "#[sqlx::test] databases: {} from copies made ahead, {} copied while the test waited, {} dropped after their test",
+        counts.ready, counts.inline, counts.deferred_drops
+    );
+    let _ = events.send(Event::Info { message });
+    if let Some(reason) = report.broken {
+        let message = format!("copies for #[sqlx::test] stopped being made ahead: {reason}");
+        let _ = events.send(Event::Warning { message });
+    }
 }
 
 /// Runs `cases` of `binary` together in one process against the database in `env`.

@@ -1,0 +1,374 @@
+//! The databases the gateway hands to `#[sqlx::test]`: copies of `template1` made ahead of the tests that
+//! will ask for them, and the used ones dropped off the critical path.
+//!
+//! sqlx makes each test's database with `create database "<name>"`, a copy of `template1` (which cargo-pgtest
+//! migrated when the package's migrations allow it). PostgreSQL 15 copies it with `WAL_LOG`, writing every
+//! page to the WAL: 25–60 ms here, the larger part of a small test. The gateway answers that statement with
+//! `ALTER DATABASE "<ready copy>" RENAME TO "<name>"` (well under a millisecond) when a copy is ready, and
+//! with a `FILE_COPY` copy of `template1` when none is; either way the test gets what it asked for, a fresh
+//! copy of template1 under its name.
+//!
+//! sqlx's `drop database if exists "<name>"` after a test, for a database handed out here, returns at once
+//! ([`NOTHING`]); the worker drops the database later, `WITH (FORCE)`, when no copy needs making. A test
+//! therefore never waits for the drop, nor for PostgreSQL's 100 ms pause when a session it just closed has
+//! not quite ended. Should the same name be asked for again before that drop (two test binaries with the
+//! same module path), the create waits for it.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use super::protocol::TestStatement;
+
+use crate::template::{quote_ident, Databases};
+
+/// The database every copy is made from: what sqlx's own `create database` copies.
+const SOURCE: &str = "template1";
+/// What sqlx's drop becomes: a statement that does nothing, quickly, and answers like any other.
+pub const NOTHING: &str = "DO $pgtest$BEGIN END$pgtest$";
+
+/// What the gateway did, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Test databases handed out from the copies made ahead.
+    pub ready: u64,
+    /// Test databases copied while their test waited (no copy was ready).
+    pub inline: u64,
+    /// Used databases dropped off the critical path.
+    pub deferred_drops: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Copies of template1 waiting for a test, oldest first.
+    ready: VecDeque<String>,
+    /// Copies being made now.
+    making: usize,
+    /// Used databases waiting to be dropped, under the names their tests gave them.
+    used: VecDeque<String>,
+    /// The used database the worker is dropping now.
+    dropping: Option<String>,
+    /// Names handed to tests and not yet dropped.
+    handed_out: HashSet<String>,
+    next_id: u64,
+    counts: PoolCounts,
+    /// Why making copies stopped (a failed copy); tests then get `FILE_COPY` copies made inline.
+    broken: Option<String>,
+    /// A create waits for the first used database: drop it before making copies.
+    priority_drop: bool,
+    stopping: bool,
+}
+
+impl State {
+    fn fresh_name(&mut self, kind: &str) -> String {
+        self.next_id += 1;
+        format!("pgtest_{kind}_{}", self.next_id)
+    }
+}
+
+/// The pool: its state is shared between the connections (which rewrite) and one worker (which makes and
+/// drops databases).
+#[derive(Debug)]
+pub struct Pool {
+    state: Mutex<State>,
+    /// Wakes the worker.
+    wake: Notify,
+    /// Wakes creates waiting for a drop.
+    dropped: Notify,
+    /// How many copies to keep ready: as many as tests run at once.
+    ahead: usize,
+    /// ` STRATEGY FILE_COPY` on PostgreSQL 15+.
+    clone_suffix: &'static str,
+}
+
+impl Pool {
+    pub fn new(ahead: usize, clone_suffix: &'static str) -> Pool {
+        Pool {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            dropped: Notify::new(),
+            ahead: ahead.max(1),
+            clone_suffix,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the state itself stays consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The statement to send instead of one of sqlx's test statements.
+    pub async fn rewrite(&self, statement: TestStatement) -> String {
+        match statement {
+            TestStatement::Create(name) => {
+                self.until_dropped(&name).await;
+                let mut state = self.state();
+                let sql = match state.ready.pop_front() {
+                    Some(ready) => {
+                        state.counts.ready += 1;
+                        format!(
+                            "ALTER DATABASE {} RENAME TO {}",
+                            quote_ident(&ready),
+                            quote_ident(&name)
+                        )
+                    }
+                    None => {
+                        state.counts.inline += 1;
+                        format!(
+                            "CREATE DATABASE {} TEMPLATE {SOURCE}{}",
+                            quote_ident(&name),
+                            self.clone_suffix
+                        )
+                    }
+                };
+                state.handed_out.insert(name);
+                drop(state);
+                self.wake.notify_one();
+                sql
+            }
+            TestStatement::DropIfExists(name) => {
+                let mut state = self.state();
+                if !state.handed_out.remove(&name) {
+                    // Not one of ours (a database an earlier failed test left, say): dropped as sqlx asked.
+                    return format!("drop database if exists {};", quote_ident(&name));
+                }
+                state.counts.deferred_drops += 1;
+                state.used.push_back(name);
+                drop(state);
+                self.wake.notify_one();
+                NOTHING.to_owned()
+            }
+        }
+    }
+
+    /// Returns once `name` is neither waiting to be dropped nor being dropped; one that waits is dropped
+    /// next.
+    async fn until_dropped(&self, name: &str) {
+        loop {
+            let dropped = self.dropped.notified();
+            tokio::pin!(dropped);
+            dropped.as_mut().enable();
+            {
+                let mut state = self.state();
+                let queued = state.used.iter().position(|used| used == name);
+                if queued.is_none() && state.dropping.as_deref() != Some(name) {
+                    return;
+                }
+                if let Some(at) = queued {
+                    let first = state.used.remove(at).unwrap_or_default();
+                    state.used.push_front(first);
+                    state.priority_drop = true;
+                }
+            }
+            self.wake.notify_one();
+            dropped.await;
+        }
+    }
+
+    pub fn counts(&self) -> PoolCounts {
+        self.state().counts
+    }
+
+    pub fn broken(&self) -> Option<String> {
+        self.state().broken.clone()
+    }
+
+    /// Stops making copies ahead: tests get theirs made inline.
+    pub fn break_with(&self, reason: String) {
+        self.state().broken = Some(reason);
+    }
+
+    /// Asks the worker to stop after the statement it is running.
+    pub fn stop(&self) {
+        self.state().stopping = true;
+        self.wake.notify_one();
+    }
+
+    /// The next thing the worker should do: keeping copies ready comes before dropping used databases,
+    /// unless a create waits for a drop.
+    fn next_job(&self) -> Job {
+        let mut state = self.state();
+        if state.stopping {
+            return Job::Stop;
+        }
+        let wants_copy = state.broken.is_none() && state.ready.len() + state.making < self.ahead;
+        if wants_copy && !std::mem::take(&mut state.priority_drop) {
+            state.making += 1;
+            return Job::Make(state.fresh_name("ready"));
+        }
+        match state.used.pop_front() {
+            Some(used) => {
+                state.dropping = Some(used.clone());
+                Job::Drop(used)
+            }
+            None if wants_copy => {
+                state.making += 1;
+                Job::Make(state.fresh_name("ready"))
+            }
+            None => Job::Wait,
+        }
+    }
+
+    fn made(&self, name: String, result: Result<(), String>) {
+        let mut state = self.state();
+        state.making -= 1;
+        match result {
+            Ok(()) => state.ready.push_back(name),
+            Err(reason) => state.broken = Some(reason),
+        }
+    }
+
+    /// Makes and drops databases until [`Pool::stop`].
+    pub async fn work(&self, databases: &Databases) {
+        loop {
+            match self.next_job() {
+                Job::Stop => return,
+                Job::Make(name) => {
+                    let result = databases
+                        .create_from(SOURCE, &name)
+                        .await
+                        .map_err(|e| crate::template::server_message(&e));
+                    self.made(name, result);
+                }
+                Job::Drop(name) => {
+                    let _ = databases.drop_database(&name).await;
+                    self.state().dropping = None;
+                    self.dropped.notify_waiters();
+                }
+                Job::Wait => self.wake.notified().await,
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Job {
+    Make(String),
+    Drop(String),
+    Wait,
+    Stop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create() -> TestStatement {
+        TestStatement::Create("_sqlx_test_a".into())
+    }
+
+    fn drop_it() -> TestStatement {
+        TestStatement::DropIfExists("_sqlx_test_a".into())
+    }
+
+    fn pool() -> Pool {
+        Pool::new(2, " STRATEGY FILE_COPY")
+    }
+
+    fn rewrite(pool: &Pool, statement: TestStatement) -> String {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(pool.rewrite(statement))
+    }
+
+    #[test]
+    fn a_test_gets_a_ready_copy_renamed_to_its_name() {
+        let pool = pool();
+        let Job::Make(first) = pool.next_job() else {
+            panic!("keeps copies ready first")
+        };
+        let Job::Make(second) = pool.next_job() else {
+            panic!("as many as tests run at once")
+        };
+        assert_eq!(pool.next_job(), Job::Wait);
+        pool.made(first.clone(), Ok(()));
+        pool.made(second, Ok(()));
+        assert_eq!(
+            rewrite(&pool, create()),
+            format!("ALTER DATABASE \"{first}\" RENAME TO \"_sqlx_test_a\"")
+        );
+        assert!(
+            matches!(pool.next_job(), Job::Make(_)),
+            "a copy is made to replace it"
+        );
+        assert_eq!(pool.counts().ready, 1);
+    }
+
+    #[test]
+    fn with_no_copy_ready_the_test_gets_one_made_inline() {
+        let pool = pool();
+        assert_eq!(
+            rewrite(&pool, create()),
+            "CREATE DATABASE \"_sqlx_test_a\" TEMPLATE template1 STRATEGY FILE_COPY"
+        );
+        assert_eq!(pool.counts().inline, 1);
+    }
+
+    #[test]
+    fn databases_handed_out_here_are_dropped_later_by_the_worker() {
+        let pool = pool();
+        let sqlx_drop = "drop database if exists \"_sqlx_test_a\";";
+        assert_eq!(rewrite(&pool, drop_it()), sqlx_drop, "sqlx's cleanup before it creates");
+        rewrite(&pool, create());
+        assert_eq!(rewrite(&pool, drop_it()), NOTHING);
+        assert_eq!(rewrite(&pool, drop_it()), sqlx_drop, "a second drop is sqlx's own again");
+        pool.state().ready.extend(["x".to_owned(), "y".to_owned()]);
+        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+        assert_eq!(pool.counts().deferred_drops, 1);
+    }
+
+    #[test]
+    fn a_name_asked_for_again_waits_for_its_drop() {
+        let pool = std::sync::Arc::new(pool());
+        pool.break_with("no copies ahead in this test".into());
+        rewrite(&pool, create());
+        rewrite(&pool, drop_it());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let again = tokio::spawn({
+                let pool = std::sync::Arc::clone(&pool);
+                async move { pool.rewrite(create()).await }
+            });
+            tokio::task::yield_now().await;
+            assert!(!again.is_finished(), "the old database still exists");
+            assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+            tokio::task::yield_now().await;
+            assert!(!again.is_finished(), "the old database is being dropped");
+            pool.state().dropping = None;
+            pool.dropped.notify_waiters();
+            let sql = again.await.unwrap();
+            assert!(sql.starts_with("CREATE DATABASE \"_sqlx_test_a\""), "{sql}");
+        });
+    }
+
+    #[test]
+    fn a_waiting_create_puts_its_drop_before_new_copies() {
+        let pool = pool();
+        rewrite(&pool, create());
+        rewrite(&pool, drop_it());
+        assert!(matches!(pool.next_job(), Job::Make(_)), "copies come first");
+        pool.state().priority_drop = true;
+        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+        assert!(matches!(pool.next_job(), Job::Make(_)));
+    }
+
+    #[test]
+    fn a_failed_copy_stops_the_making_not_the_tests() {
+        let pool = pool();
+        let Job::Make(name) = pool.next_job() else {
+            panic!()
+        };
+        pool.made(name, Err("no space left".into()));
+        assert_eq!(pool.broken().as_deref(), Some("no space left"));
+        pool.state().making = 0;
+        assert_eq!(pool.next_job(), Job::Wait);
+        assert!(rewrite(&pool, create()).starts_with("CREATE DATABASE"));
+        pool.stop();
+        assert_eq!(pool.next_job(), Job::Stop);
+    }
+}
