@@ -476,17 +476,25 @@ async fn with_cluster(
     let mut cargo_args = cli.cargo.package_args();
     cargo_args.extend(cli.cargo.build_args());
     cargo_args.extend(["--color".to_owned(), styles.cargo_color().to_owned()]);
-    let started = Instant::now();
-    let test_binaries = if cli.cargo.doc {
-        Vec::new()
-    } else {
-        let mut args = cargo_args.clone();
-        args.extend(cli.cargo.target_args());
-        unless_stopped(cancel, cargo::build_tests(&args, &build_env, project)).await?
+    let build = async {
+        let started = Instant::now();
+        let test_binaries = if cli.cargo.doc {
+            Vec::new()
+        } else {
+            let mut args = cargo_args.clone();
+            args.extend(cli.cargo.target_args());
+            cargo::build_tests(&args, &build_env, project).await?
+        };
+        Ok::<_, Error>((test_binaries, started.elapsed()))
     };
+    // The templates' relation caches are warmed while cargo builds: off the critical path, and done before
+    // the first clone.
+    let warm = async { Ok(template::warm_relation_caches(&endpoint, &templates).await?) };
+    let ((test_binaries, build_time), ()) =
+        unless_stopped(cancel, async { tokio::try_join!(build, warm) }).await?;
     let _ = events.send(Event::PhaseFinished {
         phase: Phase::Build,
-        duration: started.elapsed(),
+        duration: build_time,
     });
 
     let doc_tests =
