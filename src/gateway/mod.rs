@@ -1,7 +1,9 @@
 //! The sqlx gateway: a Unix socket of its own in the run directory, in front of the server, through which
 //! `#[sqlx::test]` batches reach the cluster. It relays PostgreSQL's wire protocol untouched except for the
 //! statements with which sqlx's test support makes and removes each test's database (see [`pool`]), so
-//! those tests get their databases from copies made ahead instead of waiting for a copy each.
+//! those tests get their databases from copies made ahead instead of waiting for a copy each; and it keeps
+//! the server sessions clients end, to hand them to the next client that opens the same one (see
+//! [`sessions`]).
 //!
 //! It runs on a thread of its own with its own single-threaded runtime, so relaying never waits behind the
 //! runner's work. Only the invoking user (or root) may connect, checked from the socket's peer credentials,
@@ -9,6 +11,7 @@
 
 pub mod pool;
 pub mod protocol;
+pub mod sessions;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,7 +24,8 @@ use crate::cluster::Endpoint;
 use crate::template::Databases;
 pub use pool::PoolCounts;
 use pool::Pool;
-use protocol::{simple_query, ClientStream, Piece};
+use protocol::{simple_query, ClientStream, Greeting, Piece, Startup, TestStatement};
+use sessions::{IdleSession, Sessions};
 
 const GATEWAY_DIR: &str = "sqlx-gateway";
 
@@ -46,6 +50,7 @@ pub struct GatewayReport {
 pub struct Gateway {
     endpoint: Endpoint,
     pool: Arc<Pool>,
+    sessions: Arc<Sessions>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -74,10 +79,13 @@ impl Gateway {
             ahead,
             crate::template::databases::clone_strategy(server_major),
         ));
+        // Each test may hold a few sessions at once, and `ahead` tests run at once.
+        let sessions = Arc::new(Sessions::new(ahead + 1));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let relay = Relay {
             upstream: upstream.socket_dir.join(format!(".s.PGSQL.{}", upstream.port)),
             pool: Arc::clone(&pool),
+            sessions: Arc::clone(&sessions),
             uid: nix::unistd::Uid::effective().as_raw(),
         };
         let maintenance = upstream.clone();
@@ -99,6 +107,7 @@ impl Gateway {
                 ..upstream.clone()
             },
             pool,
+            sessions,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -107,6 +116,11 @@ impl Gateway {
     /// Where tests connect: the server's endpoint, at the gateway's socket.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Closes the sessions kept open on `database`, before it is dropped.
+    pub fn forget(&self, database: &str) {
+        self.sessions.forget(database);
     }
 
     /// Stops accepting, lets the worker finish the statement it is running, and says what was done.
@@ -119,6 +133,7 @@ impl Gateway {
     }
 
     fn shut_down(&mut self) {
+        self.sessions.clear();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -149,6 +164,7 @@ struct Relay {
     /// The server's socket.
     upstream: PathBuf,
     pool: Arc<Pool>,
+    sessions: Arc<Sessions>,
     /// Connections from other users are refused.
     uid: u32,
 }
@@ -198,31 +214,131 @@ async fn serve(
     let _ = worker.await;
 }
 
+/// How a relayed session ended.
+enum Ending {
+    /// The client is done with it: the server session may serve another client.
+    Terminated(UnixStream),
+    /// Either side went away.
+    Closed,
+}
+
 impl Relay {
-    /// Relays one client connection until either side closes it.
-    async fn connection(self, client: UnixStream) {
+    /// Serves one client connection: its startup, a server session (kept or new), the relay, and the
+    /// session kept for the next client if it ended cleanly.
+    async fn connection(self, mut client: UnixStream) {
         let allowed = client
             .peer_cred()
             .is_ok_and(|cred| cred.uid() == self.uid || cred.uid() == 0);
         if !allowed {
             return;
         }
-        let Ok(server) = UnixStream::connect(&self.upstream).await else {
-            return;
+        let (startup, database) = loop {
+            let Some(packet) = read_startup_packet(&mut client).await else {
+                return;
+            };
+            match Startup::parse(&packet) {
+                // The cluster has no TLS: "N", and the client goes on in the clear.
+                Some(Startup::Encryption) => {
+                    if client.write_all(b"N").await.is_err() {
+                        return;
+                    }
+                }
+                Some(Startup::Cancel) => return self.pass_cancel(&packet).await,
+                Some(Startup::Session { database }) => break (packet, database),
+                None => return,
+            }
         };
+        let (server, greeting, epoch, keepable) = match self.sessions.take(&startup).await {
+            Some(idle) => (idle.stream, idle.greeting, idle.epoch, true),
+            None => {
+                let epoch = self.sessions.epoch(&database);
+                match self.open(&startup).await {
+                    Some((server, greeting, keepable)) => (server, greeting, epoch, keepable),
+                    None => return,
+                }
+            }
+        };
+        if client.write_all(&greeting).await.is_err() {
+            return;
+        }
+        if let Ending::Terminated(mut server) = self.relay(client, server, keepable).await {
+            self.sessions.resetting(&startup);
+            let kept = sessions::reset(&mut server).await.then(|| IdleSession {
+                stream: server,
+                greeting,
+                database,
+                epoch,
+            });
+            self.sessions.returned(&startup, kept);
+        }
+    }
+
+    /// Opens a server session: the startup message, and the server's greeting read up to its first
+    /// ReadyForQuery. A server that wants something of the client (a password) or refuses it hands the
+    /// rest to the client: such a session is relayed, never kept.
+    async fn open(&self, startup: &[u8]) -> Option<(UnixStream, Vec<u8>, bool)> {
+        let mut server = UnixStream::connect(&self.upstream).await.ok()?;
+        server.write_all(startup).await.ok()?;
+        let mut greeting = Vec::new();
+        loop {
+            let mut header = [0u8; 5];
+            server.read_exact(&mut header).await.ok()?;
+            let length = protocol::message_length(&header);
+            let start = greeting.len();
+            greeting.extend_from_slice(&header);
+            greeting.resize(start + length.max(5), 0);
+            server.read_exact(&mut greeting[start + 5..]).await.ok()?;
+            match protocol::greeting_message(header[0], &greeting[start + 5..]) {
+                Greeting::Opening => {}
+                Greeting::Ready => return Some((server, greeting, true)),
+                Greeting::ClientsBusiness => return Some((server, greeting, false)),
+            }
+        }
+    }
+
+    /// A cancel request goes to the server on a connection of its own, as PostgreSQL expects.
+    async fn pass_cancel(&self, packet: &[u8]) {
+        if let Ok(mut server) = UnixStream::connect(&self.upstream).await {
+            if server.write_all(packet).await.is_ok() {
+                let _ = server.read(&mut [0u8; 1]).await;
+            }
+        }
+    }
+
+    /// Relays a session both ways until either side closes it, or the client is done with a session that
+    /// may be kept (which is then handed back, a Terminate not passed on).
+    async fn relay(&self, client: UnixStream, server: UnixStream, keepable: bool) -> Ending {
         let (mut client_read, mut client_write) = client.into_split();
         let (mut server_read, mut server_write) = server.into_split();
+        let (terminated, mut stop_copying) = tokio::sync::oneshot::channel::<()>();
         let to_client = async {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                tokio::select! {
+                    read = server_read.read(&mut buffer) => match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => {
+                            if client_write.write_all(&buffer[..read]).await.is_err() {
+                                break;
+                            }
+                        }
+                    },
+                    _ = &mut stop_copying => break,
+                }
+            }
             let _ = client_write.shutdown().await;
         };
         let to_server = async {
             let mut stream = ClientStream::default();
             let mut input = vec![0u8; 16 * 1024];
             let mut pieces = Vec::new();
-            'relay: loop {
+            let ended_cleanly = 'relay: loop {
                 let read = match client_read.read(&mut input).await {
-                    Ok(0) | Err(_) => break,
+                    // A client that closes without Terminate between two messages (sqlx's last
+                    // connection of a test, closed as its runtime ends) leaves a session that a reset
+                    // can make clean; one that stops mid-message does not.
+                    Ok(0) => break keepable && stream.at_boundary(),
+                    Err(_) => break false,
                     Ok(read) => read,
                 };
                 stream.feed(&input[..read], &mut pieces);
@@ -230,16 +346,43 @@ impl Relay {
                     let bytes = match piece {
                         Piece::Bytes(bytes) => bytes,
                         Piece::Statement(statement) => {
+                            if let TestStatement::DropIfExists(name) = &statement {
+                                self.sessions.forget(name);
+                            }
                             simple_query(&self.pool.rewrite(statement).await)
                         }
+                        Piece::Terminate if keepable => break 'relay true,
+                        Piece::Terminate => protocol::terminate(),
                     };
                     if server_write.write_all(&bytes).await.is_err() {
-                        break 'relay;
+                        break 'relay false;
                     }
                 }
+            };
+            if !ended_cleanly {
+                let _ = server_write.shutdown().await;
             }
-            let _ = server_write.shutdown().await;
+            let _ = terminated.send(());
+            ended_cleanly
         };
-        tokio::join!(to_client, to_server);
+        let ((), ended_cleanly) = tokio::join!(to_client, to_server);
+        match server_read.reunite(server_write) {
+            Ok(server) if ended_cleanly => Ending::Terminated(server),
+            _ => Ending::Closed,
+        }
     }
+}
+
+/// Reads one untyped packet (length first) of at most PostgreSQL's size.
+async fn read_startup_packet(client: &mut UnixStream) -> Option<Vec<u8>> {
+    let mut length = [0u8; 4];
+    client.read_exact(&mut length).await.ok()?;
+    let length = u32::from_be_bytes(length) as usize;
+    if !(8..=protocol::MAX_STARTUP_PACKET).contains(&length) {
+        return None;
+    }
+    let mut packet = vec![0u8; length];
+    packet[..4].copy_from_slice(&(length as u32).to_be_bytes());
+    client.read_exact(&mut packet[4..]).await.ok()?;
+    Some(packet)
 }

@@ -14,7 +14,8 @@
 //! not quite ended. Should the same name be asked for again before that drop (two test binaries with the
 //! same module path), the create waits for it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -25,6 +26,10 @@ use crate::template::{quote_ident, Databases};
 
 /// The database every copy is made from: what sqlx's own `create database` copies.
 const SOURCE: &str = "template1";
+/// How often a drop is put back for sessions still ending on its database, and how long the worker pauses
+/// when that is all it has to do: about a second in all, then it drops `WITH (FORCE)`.
+const DROP_ATTEMPTS: u32 = 200;
+const DROP_RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// What sqlx's drop becomes: a statement that does nothing, quickly, and answers like any other.
 pub const NOTHING: &str = "DO $pgtest$BEGIN END$pgtest$";
 
@@ -57,6 +62,8 @@ struct State {
     broken: Option<String>,
     /// A create waits for the first used database: drop it before making copies.
     priority_drop: bool,
+    /// How often the drop of a used database was put back because sessions were still ending on it.
+    drop_attempts: HashMap<String, u32>,
     stopping: bool,
 }
 
@@ -210,6 +217,35 @@ impl Pool {
         }
     }
 
+    /// Puts the drop of `name` back when sessions its test closed are still ending (PostgreSQL would pause
+    /// the drop 100 ms for each check that finds one), unless a create waits for it or it waited long
+    /// enough; pauses briefly when there is nothing else to do.
+    async fn sessions_may_still_end(&self, databases: &Databases, name: &str) -> bool {
+        let open = databases.sessions_on(name).await.unwrap_or(0) > 0;
+        let Some(idle) = self.put_back(name, open) else {
+            return false;
+        };
+        self.dropped.notify_waiters();
+        if idle {
+            tokio::time::sleep(DROP_RETRY_PAUSE).await;
+        }
+        true
+    }
+
+    /// `Some(whether the worker has nothing else to do)` when the drop of `name` is put back.
+    fn put_back(&self, name: &str, sessions_open: bool) -> Option<bool> {
+        let mut state = self.state();
+        let attempts = state.drop_attempts.entry(name.to_owned()).or_default();
+        *attempts += 1;
+        if !sessions_open || *attempts > DROP_ATTEMPTS || state.priority_drop {
+            state.drop_attempts.remove(name);
+            return None;
+        }
+        state.used.push_back(name.to_owned());
+        state.dropping = None;
+        Some(state.used.len() == 1 && state.ready.len() + state.making >= self.ahead)
+    }
+
     fn made(&self, name: String, result: Result<(), String>) {
         let mut state = self.state();
         state.making -= 1;
@@ -232,6 +268,9 @@ impl Pool {
                     self.made(name, result);
                 }
                 Job::Drop(name) => {
+                    if self.sessions_may_still_end(databases, &name).await {
+                        continue;
+                    }
                     let _ = databases.drop_database(&name).await;
                     self.state().dropping = None;
                     self.dropped.notify_waiters();

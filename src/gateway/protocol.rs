@@ -1,13 +1,13 @@
-//! The little of PostgreSQL's wire protocol the gateway reads: how a client's byte stream divides into
-//! messages (untyped startup packets, then typed messages), and the two statements of sqlx's test support it
-//! may rewrite. Everything else passes through byte for byte; the server's side is never parsed.
+//! The little of PostgreSQL's wire protocol the gateway reads: a client's untyped startup packets, how the
+//! typed messages after them divide, the two statements of sqlx's test support it may rewrite, and the
+//! messages a server opens a session with. Everything else passes through byte for byte.
 
 /// Startup packet codes that are followed by another startup packet rather than by typed messages.
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 /// A startup packet longer than this is not PostgreSQL (libpq's own limit is 10,000 bytes).
-const MAX_STARTUP_PACKET: usize = 10_000;
+pub const MAX_STARTUP_PACKET: usize = 10_000;
 /// Simple queries longer than this are never one of sqlx's statements: they stream through unread.
 const MAX_INSPECTED_QUERY: usize = 4_096;
 /// sqlx names every test database with this prefix (`_sqlx_test_<n>` in 0.7, `_sqlx_test_<hash>` in 0.8).
@@ -64,18 +64,90 @@ pub fn simple_query(sql: &str) -> Vec<u8> {
     message
 }
 
-/// Where the client's stream is.
+/// What a client's untyped packet (length included) asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// An SSL or GSSAPI encryption request: the answer `N` (not here) lets the client go on in the clear.
+    Encryption,
+    /// A cancel request for another session: passed to the server as it is.
+    Cancel,
+    /// The startup message proper, naming the database the session is for.
+    Session { database: String },
+}
+
+impl Startup {
+    /// Reads a whole untyped packet; `None` when it is none PostgreSQL knows.
+    pub fn parse(packet: &[u8]) -> Option<Startup> {
+        let length = read_u32(packet, 0)? as usize;
+        if length != packet.len() || !(8..=MAX_STARTUP_PACKET).contains(&length) {
+            return None;
+        }
+        match read_u32(packet, 4)? {
+            SSL_REQUEST | GSSENC_REQUEST => Some(Startup::Encryption),
+            CANCEL_REQUEST => Some(Startup::Cancel),
+            version if version >> 16 == 3 => {
+                let mut fields = packet[8..].split(|b| *b == 0);
+                let mut database = None;
+                let mut user = None;
+                while let (Some(key), Some(value)) = (fields.next(), fields.next()) {
+                    let value = String::from_utf8_lossy(value).into_owned();
+                    match key {
+                        b"database" => database = Some(value),
+                        b"user" => user = Some(value),
+                        _ => {}
+                    }
+                }
+                // PostgreSQL's default database is the user's name.
+                let database = database.filter(|d| !d.is_empty()).or(user)?;
+                Some(Startup::Session { database })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How a server answers a startup message, one message at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeting {
+    /// Part of a session that opened (authentication done, parameters, key data, notices): go on.
+    Opening,
+    /// The session is ready for queries: the greeting is complete.
+    Ready,
+    /// The server wants a password or other exchange, or refused the session: the client must deal with
+    /// the server itself.
+    ClientsBusiness,
+}
+
+/// Classifies one message of a server's greeting from its type byte and body.
+pub fn greeting_message(kind: u8, body: &[u8]) -> Greeting {
+    match kind {
+        b'R' if read_u32(body, 0) == Some(0) => Greeting::Opening,
+        b'S' | b'K' | b'N' => Greeting::Opening,
+        b'Z' => Greeting::Ready,
+        _ => Greeting::ClientsBusiness,
+    }
+}
+
+/// The length, type byte included, of the typed message whose first five bytes are `header`.
+pub fn message_length(header: &[u8; 5]) -> usize {
+    1 + u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize
+}
+
+/// The Terminate message.
+pub fn terminate() -> Vec<u8> {
+    vec![b'X', 0, 0, 0, 4]
+}
+
+/// Where the client's stream of typed messages is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum State {
-    /// Before the startup message: untyped packets (SSL and GSS requests, cancel requests, startup).
+    /// At the start of a message.
     #[default]
-    Startup,
-    /// At the start of a typed message.
     Typed,
     /// Inside a message that passes through unread, with this many bytes of it still to come.
     Passing(usize),
-    /// Something this reader does not follow (a cancel request, an encrypted stream, a malformed packet):
-    /// the rest passes through untouched, and the server judges it.
+    /// Something this reader does not follow (a malformed message): the rest passes through untouched,
+    /// and the server judges it.
     Opaque,
 }
 
@@ -87,10 +159,12 @@ pub enum Piece {
     /// A simple query holding one of sqlx's test statements, to be answered by [`simple_query`] of what
     /// it becomes.
     Statement(TestStatement),
+    /// The client's Terminate message: it is done with the session.
+    Terminate,
 }
 
-/// Reads what a client sends, in whatever pieces it arrives, and cuts it into bytes to pass on and sqlx's
-/// test statements.
+/// Reads the typed messages a client sends after its startup message, in whatever pieces they arrive, and
+/// cuts them into bytes to pass on, sqlx's test statements and the end of the session.
 #[derive(Debug, Default)]
 pub struct ClientStream {
     state: State,
@@ -99,6 +173,11 @@ pub struct ClientStream {
 }
 
 impl ClientStream {
+    /// Whether everything fed so far was whole messages.
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::Typed && self.held.is_empty()
+    }
+
     /// Appends to `out` what `input` (the next bytes from the client) lets through now.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<Piece>) {
         self.held.extend_from_slice(input);
@@ -122,26 +201,6 @@ impl ClientStream {
                     }
                     self.state = State::Typed;
                 }
-                State::Startup => {
-                    let Some(length) = read_u32(rest, 0).map(|l| l as usize) else {
-                        break;
-                    };
-                    if !(8..=MAX_STARTUP_PACKET).contains(&length) {
-                        self.state = State::Opaque;
-                        continue;
-                    }
-                    if rest.len() < length {
-                        break;
-                    }
-                    let code = read_u32(rest, 4).unwrap_or_default();
-                    passed.extend_from_slice(&rest[..length]);
-                    at += length;
-                    self.state = match code {
-                        SSL_REQUEST | GSSENC_REQUEST => State::Startup,
-                        CANCEL_REQUEST => State::Opaque,
-                        _ => State::Typed,
-                    };
-                }
                 State::Typed => {
                     let Some(length) = read_u32(rest, 1).map(|l| l as usize) else {
                         break;
@@ -151,7 +210,13 @@ impl ClientStream {
                         continue;
                     }
                     let total = 1 + length;
-                    if rest[0] == b'Q' && total <= MAX_INSPECTED_QUERY + 6 {
+                    if rest[0] == b'X' && total == 5 {
+                        if !passed.is_empty() {
+                            out.push(Piece::Bytes(std::mem::take(&mut passed)));
+                        }
+                        out.push(Piece::Terminate);
+                        at += total;
+                    } else if rest[0] == b'Q' && total <= MAX_INSPECTED_QUERY + 6 {
                         if rest.len() < total {
                             break;
                         }
@@ -238,10 +303,59 @@ mod tests {
         packet
     }
 
-    fn ssl_request() -> Vec<u8> {
-        let mut packet = 8u32.to_be_bytes().to_vec();
-        packet.extend_from_slice(&SSL_REQUEST.to_be_bytes());
+    fn request(code: u32, extra: usize) -> Vec<u8> {
+        let mut packet = ((8 + extra) as u32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&code.to_be_bytes());
+        packet.extend(vec![0; extra]);
         packet
+    }
+
+    #[test]
+    fn startup_packets_are_told_apart() {
+        assert_eq!(
+            Startup::parse(&startup_message("app")),
+            Some(Startup::Session {
+                database: "app".into()
+            })
+        );
+        assert_eq!(
+            Startup::parse(&startup_message("")),
+            Some(Startup::Session {
+                database: "postgres".into()
+            }),
+            "no database: the user's name"
+        );
+        assert_eq!(
+            Startup::parse(&request(SSL_REQUEST, 0)),
+            Some(Startup::Encryption)
+        );
+        assert_eq!(
+            Startup::parse(&request(GSSENC_REQUEST, 0)),
+            Some(Startup::Encryption)
+        );
+        assert_eq!(
+            Startup::parse(&request(CANCEL_REQUEST, 8)),
+            Some(Startup::Cancel)
+        );
+        assert_eq!(Startup::parse(&request(1234, 0)), None);
+        let mut short = startup_message("app");
+        short.pop();
+        assert_eq!(Startup::parse(&short), None, "length and bytes disagree");
+    }
+
+    #[test]
+    fn a_greeting_ends_at_ready_unless_the_client_must_answer() {
+        assert_eq!(greeting_message(b'R', &[0, 0, 0, 0]), Greeting::Opening);
+        assert_eq!(greeting_message(b'S', b"TimeZone\0UTC\0"), Greeting::Opening);
+        assert_eq!(greeting_message(b'K', &[0; 8]), Greeting::Opening);
+        assert_eq!(greeting_message(b'Z', b"I"), Greeting::Ready);
+        assert_eq!(
+            greeting_message(b'R', &[0, 0, 0, 10]),
+            Greeting::ClientsBusiness,
+            "SASL"
+        );
+        assert_eq!(greeting_message(b'E', b"SFATAL\0"), Greeting::ClientsBusiness);
+        assert_eq!(message_length(&[b'Z', 0, 0, 0, 5]), 6);
     }
 
     fn message(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -252,8 +366,8 @@ mod tests {
     }
 
     /// What the server receives when `input` arrives in pieces of `chunk` bytes and every sqlx statement
-    /// is answered with `select 'rewritten'`; and the statements seen.
-    fn relayed(input: &[u8], chunk: usize) -> (Vec<u8>, Vec<TestStatement>) {
+    /// is answered with `select 'rewritten'`; the statements seen; whether the client terminated.
+    fn relayed(input: &[u8], chunk: usize) -> (Vec<u8>, Vec<TestStatement>, bool) {
         let mut stream = ClientStream::default();
         let mut pieces = Vec::new();
         for piece in input.chunks(chunk) {
@@ -261,6 +375,7 @@ mod tests {
         }
         let mut out = Vec::new();
         let mut seen = Vec::new();
+        let mut terminated = false;
         for piece in pieces {
             match piece {
                 Piece::Bytes(bytes) => out.extend(bytes),
@@ -268,31 +383,30 @@ mod tests {
                     out.extend(simple_query("select 'rewritten'"));
                     seen.push(statement);
                 }
+                Piece::Terminate => terminated = true,
             }
         }
-        (out, seen)
+        (out, seen, terminated)
     }
 
     #[test]
     fn only_sqlx_statements_change_however_the_stream_is_cut() {
         let parse = message(b'P', b"\0select $1\0\0\0");
-        let mut input = ssl_request();
-        input.extend(startup_message("postgres"));
-        input.extend(simple_query("select 1"));
+        let mut input = simple_query("select 1");
         input.extend(&parse);
         input.extend(simple_query(&format!("create database \"{NAME}\"")));
+        input.extend(message(b'S', b""));
         input.extend(message(b'X', b""));
 
-        let mut expected = ssl_request();
-        expected.extend(startup_message("postgres"));
-        expected.extend(simple_query("select 1"));
+        let mut expected = simple_query("select 1");
         expected.extend(&parse);
         expected.extend(simple_query("select 'rewritten'"));
-        expected.extend(message(b'X', b""));
+        expected.extend(message(b'S', b""));
         for chunk in [1, 2, 3, 7, 64, input.len()] {
-            let (out, seen) = relayed(&input, chunk);
+            let (out, seen, terminated) = relayed(&input, chunk);
             assert_eq!(out, expected, "pieces of {chunk} bytes");
             assert_eq!(seen, vec![TestStatement::Create(NAME.to_owned())]);
+            assert!(terminated, "the Terminate message is the gateway's, not the server's");
         }
     }
 
@@ -300,24 +414,37 @@ mod tests {
     fn long_queries_and_other_messages_stream_through_unread() {
         let long = format!("select '{}'", "x".repeat(MAX_INSPECTED_QUERY + 10));
         let copy_data = message(b'd', &vec![7u8; 100_000]);
-        let mut input = startup_message("db");
-        input.extend(simple_query(&long));
+        let mut input = simple_query(&long);
         input.extend(&copy_data);
-        let (out, seen) = relayed(&input, 1000);
+        let (out, seen, terminated) = relayed(&input, 1000);
         assert_eq!(out, input);
         assert!(seen.is_empty());
+        assert!(!terminated);
+    }
+
+    #[test]
+    fn the_stream_knows_when_it_stands_between_messages() {
+        let mut stream = ClientStream::default();
+        let mut pieces = Vec::new();
+        assert!(stream.at_boundary());
+        let query = simple_query("select 1");
+        stream.feed(&query[..3], &mut pieces);
+        assert!(!stream.at_boundary(), "half a simple query");
+        stream.feed(&query[3..], &mut pieces);
+        assert!(stream.at_boundary());
+        let copy_data = message(b'd', &[1; 64]);
+        stream.feed(&copy_data[..10], &mut pieces);
+        assert!(!stream.at_boundary(), "half of a message passing through");
+        stream.feed(&copy_data[10..], &mut pieces);
+        assert!(stream.at_boundary());
     }
 
     #[test]
     fn what_it_cannot_follow_passes_through_untouched() {
-        // A cancel request ends the protocol: the rest is the server's to judge.
-        let mut cancel = 16u32.to_be_bytes().to_vec();
-        cancel.extend_from_slice(&CANCEL_REQUEST.to_be_bytes());
-        cancel.extend_from_slice(&[0; 8]);
-        cancel.extend(simple_query("create database \"_sqlx_test_1\""));
-        assert_eq!(relayed(&cancel, 5).0, cancel);
-        // Bytes that are no startup packet (a TLS record, say).
-        let tls = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
-        assert_eq!(relayed(&tls, 2).0, tls);
+        let mut malformed = vec![b'Q', 0, 0, 0, 2];
+        malformed.extend(simple_query("create database \"_sqlx_test_1\""));
+        let (out, seen, _) = relayed(&malformed, 3);
+        assert_eq!(out, malformed);
+        assert!(seen.is_empty());
     }
 }

@@ -209,6 +209,9 @@ pub async fn run(
                     events,
                 )
                 .await?;
+                if let Some(gateway) = &gateway {
+                    gateway.forget(&database);
+                }
                 if cluster.is_running() {
                     let _ = databases.drop_database(&database).await;
                 }

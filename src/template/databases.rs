@@ -63,6 +63,14 @@ impl Databases {
         .map(drop)
     }
 
+    /// How many sessions are on `name`.
+    pub async fn sessions_on(&self, name: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+    }
+
     /// How many databases the cluster holds (for leak checks).
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM pg_database")
