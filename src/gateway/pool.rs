@@ -15,8 +15,8 @@
 //! same module path), the create waits for it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -26,6 +26,10 @@ use crate::template::{quote_ident, Databases};
 
 /// The database every copy is made from: what sqlx's own `create database` copies.
 const SOURCE: &str = "template1";
+/// Copies that may fail in a row (a session on template1 makes them fail) before making them stops, and
+/// the pause after each.
+const COPY_ATTEMPTS: u32 = 3;
+const COPY_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// How often a drop is put back for sessions still ending on its database, and how long the worker pauses
 /// when that is all it has to do: about a second in all, then it drops `WITH (FORCE)`.
 const DROP_ATTEMPTS: u32 = 200;
@@ -58,7 +62,9 @@ struct State {
     handed_out: HashSet<String>,
     next_id: u64,
     counts: PoolCounts,
-    /// Why making copies stopped (a failed copy); tests then get `FILE_COPY` copies made inline.
+    /// Copies that failed in a row.
+    failures: u32,
+    /// Why making copies stopped (copies kept failing); tests then get `FILE_COPY` copies made inline.
     broken: Option<String>,
     /// A create waits for the first used database: drop it before making copies.
     priority_drop: bool,
@@ -102,7 +108,9 @@ impl Pool {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means a panic elsewhere; the state itself stays consistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The statement to send instead of one of sqlx's test statements.
@@ -246,12 +254,24 @@ impl Pool {
         Some(state.used.len() == 1 && state.ready.len() + state.making >= self.ahead)
     }
 
-    fn made(&self, name: String, result: Result<(), String>) {
+    /// Records how making `name` went; returns whether to pause before the next try (a copy failed, but
+    /// not often enough in a row to give up: template1 may have had a session on it for a moment).
+    fn made(&self, name: String, result: Result<(), String>) -> bool {
         let mut state = self.state();
         state.making -= 1;
         match result {
-            Ok(()) => state.ready.push_back(name),
-            Err(reason) => state.broken = Some(reason),
+            Ok(()) => {
+                state.failures = 0;
+                state.ready.push_back(name);
+                false
+            }
+            Err(reason) => {
+                state.failures += 1;
+                if state.failures >= COPY_ATTEMPTS {
+                    state.broken = Some(reason);
+                }
+                state.broken.is_none()
+            }
         }
     }
 
@@ -265,7 +285,9 @@ impl Pool {
                         .create_from(SOURCE, &name)
                         .await
                         .map_err(|e| crate::template::server_message(&e));
-                    self.made(name, result);
+                    if self.made(name, result) {
+                        tokio::time::sleep(COPY_RETRY_PAUSE).await;
+                    }
                 }
                 Job::Drop(name) => {
                     if self.sessions_may_still_end(databases, &name).await {
@@ -349,10 +371,18 @@ mod tests {
     fn databases_handed_out_here_are_dropped_later_by_the_worker() {
         let pool = pool();
         let sqlx_drop = "drop database if exists \"_sqlx_test_a\";";
-        assert_eq!(rewrite(&pool, drop_it()), sqlx_drop, "sqlx's cleanup before it creates");
+        assert_eq!(
+            rewrite(&pool, drop_it()),
+            sqlx_drop,
+            "sqlx's cleanup before it creates"
+        );
         rewrite(&pool, create());
         assert_eq!(rewrite(&pool, drop_it()), NOTHING);
-        assert_eq!(rewrite(&pool, drop_it()), sqlx_drop, "a second drop is sqlx's own again");
+        assert_eq!(
+            rewrite(&pool, drop_it()),
+            sqlx_drop,
+            "a second drop is sqlx's own again"
+        );
         pool.state().ready.extend(["x".to_owned(), "y".to_owned()]);
         assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
         assert_eq!(pool.counts().deferred_drops, 1);
@@ -397,17 +427,41 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_copy_stops_the_making_not_the_tests() {
+    fn copies_that_keep_failing_stop_the_making_not_the_tests() {
         let pool = pool();
-        let Job::Make(name) = pool.next_job() else {
-            panic!()
-        };
-        pool.made(name, Err("no space left".into()));
+        for attempt in 1..=COPY_ATTEMPTS {
+            assert!(pool.broken().is_none(), "attempt {attempt}");
+            let Job::Make(name) = pool.next_job() else {
+                panic!("attempt {attempt} makes a copy")
+            };
+            let pause = pool.made(name, Err("no space left".into()));
+            assert_eq!(pause, attempt < COPY_ATTEMPTS, "attempt {attempt}");
+            pool.state().making = 0;
+        }
         assert_eq!(pool.broken().as_deref(), Some("no space left"));
-        pool.state().making = 0;
         assert_eq!(pool.next_job(), Job::Wait);
         assert!(rewrite(&pool, create()).starts_with("CREATE DATABASE"));
         pool.stop();
         assert_eq!(pool.next_job(), Job::Stop);
+    }
+
+    #[test]
+    fn a_copy_that_works_again_clears_the_failures() {
+        let pool = pool();
+        for _ in 1..COPY_ATTEMPTS {
+            let Job::Make(name) = pool.next_job() else {
+                panic!()
+            };
+            pool.made(name, Err("template1 is being accessed".into()));
+        }
+        let Job::Make(name) = pool.next_job() else {
+            panic!()
+        };
+        assert!(!pool.made(name, Ok(())));
+        let Job::Make(name) = pool.next_job() else {
+            panic!()
+        };
+        pool.made(name, Err("template1 is being accessed".into()));
+        assert!(pool.broken().is_none());
     }
 }

@@ -47,9 +47,7 @@ pub fn recognise(sql: &str) -> Option<TestStatement> {
 /// `"_sqlx_test_…"` (quoted, plain characters only) → the name inside the quotes.
 fn sqlx_test_name(word: &str) -> Option<String> {
     let name = word.strip_prefix('"')?.strip_suffix('"')?;
-    let plain = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     (plain && name.starts_with(SQLX_TEST_PREFIX) && name.len() <= 63).then(|| name.to_owned())
 }
 
@@ -346,7 +344,10 @@ mod tests {
     #[test]
     fn a_greeting_ends_at_ready_unless_the_client_must_answer() {
         assert_eq!(greeting_message(b'R', &[0, 0, 0, 0]), Greeting::Opening);
-        assert_eq!(greeting_message(b'S', b"TimeZone\0UTC\0"), Greeting::Opening);
+        assert_eq!(
+            greeting_message(b'S', b"TimeZone\0UTC\0"),
+            Greeting::Opening
+        );
         assert_eq!(greeting_message(b'K', &[0; 8]), Greeting::Opening);
         assert_eq!(greeting_message(b'Z', b"I"), Greeting::Ready);
         assert_eq!(
@@ -354,7 +355,10 @@ mod tests {
             Greeting::ClientsBusiness,
             "SASL"
         );
-        assert_eq!(greeting_message(b'E', b"SFATAL\0"), Greeting::ClientsBusiness);
+        assert_eq!(
+            greeting_message(b'E', b"SFATAL\0"),
+            Greeting::ClientsBusiness
+        );
         assert_eq!(message_length(&[b'Z', 0, 0, 0, 5]), 6);
     }
 
@@ -406,7 +410,10 @@ mod tests {
             let (out, seen, terminated) = relayed(&input, chunk);
             assert_eq!(out, expected, "pieces of {chunk} bytes");
             assert_eq!(seen, vec![TestStatement::Create(NAME.to_owned())]);
-            assert!(terminated, "the Terminate message is the gateway's, not the server's");
+            assert!(
+                terminated,
+                "the Terminate message is the gateway's, not the server's"
+            );
         }
     }
 

@@ -68,7 +68,9 @@ impl Sessions {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The epoch a session opened now on `database` belongs to.
@@ -136,7 +138,9 @@ impl Sessions {
         for kept in state.by_startup.values_mut() {
             kept.idle.retain(|session| session.database != database);
         }
-        state.by_startup.retain(|_, kept| !kept.idle.is_empty() || kept.resetting > 0);
+        state
+            .by_startup
+            .retain(|_, kept| !kept.idle.is_empty() || kept.resetting > 0);
     }
 
     /// Closes every idle session.
