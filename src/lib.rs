@@ -414,13 +414,22 @@ async fn with_cluster(
                 ),
             )
             .await?;
-            let stored = plan.is_some();
+            let mut stored = false;
             if let Some(plan) = plan {
                 let manifest = template::Manifest {
                     templates: templates.clone(),
                 }
                 .to_json();
-                unless_stopped(cancel, cluster.snapshot(&plan.cache, &plan.key, &manifest)).await?;
+                stored =
+                    unless_stopped(cancel, cluster.snapshot(&plan.cache, &plan.key, &manifest))
+                        .await?;
+                if !stored {
+                    let message =
+                        "the cluster was written to while its snapshot was read (autovacuum?): \
+                                   not cached this time"
+                            .to_owned();
+                    let _ = events.send(Event::Warning { message });
+                }
             }
             let _ = events.send(Event::TemplateCache { hit: false, stored });
             templates

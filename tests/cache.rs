@@ -153,7 +153,7 @@ fn a_cached_cluster_that_does_not_start_is_rebuilt_and_replaced() {
     let cache = cargo_pgtest::cluster::cache::Cache::in_target_dir(&probe.dir.join("target"));
     let manifest = cache.get(key).expect("the entry reads back").manifest;
     let empty = tempfile::tempdir().unwrap();
-    let pack = cargo_pgtest::cluster::cache::Pack::read(empty.path()).unwrap();
+    let pack = cargo_pgtest::cluster::cache::Pack::read(empty.path(), &|_| true).unwrap();
     cache.put(key, &manifest, &pack).unwrap();
 
     let rebuilt = probe.run(&["--json", "-"]);

@@ -129,26 +129,55 @@ struct Record<'a> {
 impl Pack {
     /// Reads the tree under `dir`. A data directory holds no symlinks unless tablespaces are used, which a
     /// throwaway cluster never does; anything but directories and files is left out.
-    pub fn read(dir: &Path) -> io::Result<Pack> {
-        let mut pack = Pack::default();
-        pack.read_into(dir, Path::new(""))?;
+    pub fn read(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> io::Result<Pack> {
+        // Taking a snapshot stops the cluster until this returns: the tree is listed first, so that its
+        // files are read straight into one buffer of the right size (about three times faster here than
+        // growing it file by file).
+        let mut entries = Vec::new();
+        list_tree(dir, Path::new(""), &mut entries)?;
+        entries.retain(|entry| entry.size.is_none() || keep(&entry.path));
+        let size: u64 = entries
+            .iter()
+            .map(|e| e.path.as_os_str().len() as u64 + 21 + e.size.unwrap_or(0))
+            .sum();
+        let mut pack = Pack {
+            bytes: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
+            records_start: 0,
+        };
+        advise_huge_pages(&mut pack.bytes);
+        for entry in entries {
+            match entry.size {
+                None => pack.push(&entry.path, entry.mode, None),
+                Some(size) => {
+                    pack.push_file(&dir.join(&entry.path), &entry.path, entry.mode, size)?
+                }
+            }
+        }
         Ok(pack)
     }
 
-    fn read_into(&mut self, root: &Path, relative: &Path) -> io::Result<()> {
-        let dir = root.join(relative);
-        self.push(relative, fs::metadata(&dir)?.mode(), None);
-        let mut entries: Vec<fs::DirEntry> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(fs::DirEntry::file_name);
-        for entry in entries {
-            let kind = entry.file_type()?;
-            let path = relative.join(entry.file_name());
-            if kind.is_dir() {
-                self.read_into(root, &path)?;
-            } else if kind.is_file() {
-                let contents = fs::read(entry.path())?;
-                self.push(&path, entry.metadata()?.mode(), Some(&contents));
+    /// A file's record, its contents read directly into the pack. `size` is what the listing saw; should
+    /// the file have changed since, the record says what was read.
+    fn push_file(&mut self, file: &Path, path: &Path, mode: u32, size: u64) -> io::Result<()> {
+        use io::Read;
+        let record_at = self.bytes.len();
+        put_bytes(&mut self.bytes, path.as_os_str().as_encoded_bytes());
+        self.bytes.extend_from_slice(&(mode & 0o7777).to_le_bytes());
+        self.bytes.push(1);
+        let length_at = self.bytes.len();
+        self.bytes.extend_from_slice(&size.to_le_bytes());
+        let mut opened = match fs::File::open(file) {
+            Ok(opened) => opened,
+            // Gone since the listing (a running server's own file): it is not part of the tree any more.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                self.bytes.truncate(record_at);
+                return Ok(());
             }
+            Err(error) => return Err(error),
+        };
+        let read = opened.read_to_end(&mut self.bytes)? as u64;
+        if read != size {
+            self.bytes[length_at..length_at + 8].copy_from_slice(&read.to_le_bytes());
         }
         Ok(())
     }
@@ -240,6 +269,61 @@ fn next_record<'a>(input: &mut &'a [u8]) -> Option<Record<'a>> {
         mode,
         contents,
     })
+}
+
+/// Asks for transparent huge pages under `buffer`'s capacity: filling tens of megabytes of fresh memory
+/// otherwise takes a page fault every 4 KiB, which costs more here than copying the bytes. A hint only:
+/// where the kernel says no, nothing changes.
+fn advise_huge_pages(buffer: &mut Vec<u8>) {
+    const PAGE: usize = 4096;
+    let start = buffer.as_mut_ptr() as usize;
+    let aligned = start.next_multiple_of(PAGE);
+    let end = (start + buffer.capacity()) / PAGE * PAGE;
+    if end > aligned {
+        // SAFETY: the range lies inside the buffer's own allocation; MADV_HUGEPAGE changes no contents.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                end - aligned,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+}
+
+/// A directory or file of a tree being packed.
+struct Listed {
+    path: PathBuf,
+    mode: u32,
+    /// `None` for a directory.
+    size: Option<u64>,
+}
+
+/// Lists the tree under `root/relative` in pack order: a directory before what it holds, names sorted.
+fn list_tree(root: &Path, relative: &Path, out: &mut Vec<Listed>) -> io::Result<()> {
+    let dir = root.join(relative);
+    out.push(Listed {
+        path: relative.to_owned(),
+        mode: fs::metadata(&dir)?.mode(),
+        size: None,
+    });
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        let kind = entry.file_type()?;
+        let path = relative.join(entry.file_name());
+        if kind.is_dir() {
+            list_tree(root, &path, out)?;
+        } else if kind.is_file() {
+            let metadata = entry.metadata()?;
+            out.push(Listed {
+                path,
+                mode: metadata.mode(),
+                size: Some(metadata.len()),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -343,7 +427,7 @@ mod tests {
         let data = sample_cluster(target.path());
         let cache = Cache::in_target_dir(target.path());
         assert!(cache.get("k").is_none());
-        let pack = Pack::read(&data).unwrap();
+        let pack = Pack::read(&data, &|_| true).unwrap();
         cache.put("k", "{\"templates\":[]}", &pack).unwrap();
         // A second run storing the same key at once replaces it with the same thing.
         cache.put("k", "{\"templates\":[]}", &pack).unwrap();
@@ -373,7 +457,9 @@ mod tests {
         let target = tempfile::tempdir().unwrap();
         let data = sample_cluster(target.path());
         let cache = Cache::in_target_dir(target.path());
-        cache.put("k", "{}", &Pack::read(&data).unwrap()).unwrap();
+        cache
+            .put("k", "{}", &Pack::read(&data, &|_| true).unwrap())
+            .unwrap();
         let path = cache.entry_path("k");
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
@@ -385,7 +471,7 @@ mod tests {
     #[test]
     fn only_the_newest_entries_are_kept() {
         let target = tempfile::tempdir().unwrap();
-        let pack = Pack::read(&sample_cluster(target.path())).unwrap();
+        let pack = Pack::read(&sample_cluster(target.path()), &|_| true).unwrap();
         let cache = Cache::in_target_dir(target.path());
         for index in 0..ENTRIES_KEPT + 2 {
             cache.put(&format!("k{index}"), "{}", &pack).unwrap();
