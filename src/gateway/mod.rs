@@ -120,12 +120,8 @@ impl Gateway {
         &self.endpoint
     }
 
-    /// Closes the sessions kept open on `database`, before it is dropped.
-    pub fn forget(&self, database: &str) {
-        self.sessions.forget(database);
-    }
-
-    /// Stops accepting, lets the worker finish the statement it is running, and says what was done.
+    /// Stops accepting, lets the worker finish the statement it is running, closes the sessions it kept,
+    /// and says what was done.
     pub fn stop(mut self) -> GatewayReport {
         self.shut_down();
         GatewayReport {
@@ -135,13 +131,14 @@ impl Gateway {
     }
 
     fn shut_down(&mut self) {
-        self.sessions.clear();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        // After the thread: no session can be handed back any more.
+        self.sessions.clear();
     }
 }
 

@@ -190,14 +190,18 @@ pub async fn run(
                 .then(|| sqlx_gateway(cluster, plan.jobs, events))
                 .flatten();
             let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
+            // sqlx uses these databases, one per package, only to create each test's own.
+            let mut made = Vec::new();
             for (binary, names) in batches {
                 if cancel.signal().is_some() || !cluster.is_running() {
                     not_run(&binary, &names, cancel, events);
                     continue;
                 }
-                // sqlx uses this database only to create each test's own.
                 let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
-                clone_for(&binary.package, &database, &plan.templates, databases).await?;
+                if !made.contains(&database) {
+                    clone_for(&binary.package, &database, &plan.templates, databases).await?;
+                    made.push(database.clone());
+                }
                 let env = sqlx_endpoint.env(&database, &plan.database_env);
                 run_together(
                     &binary,
@@ -209,15 +213,12 @@ pub async fn run(
                     events,
                 )
                 .await?;
-                if let Some(gateway) = &gateway {
-                    gateway.forget(&database);
-                }
-                if cluster.is_running() {
-                    let _ = databases.drop_database(&database).await;
-                }
             }
             if let Some(gateway) = gateway {
                 report_gateway(gateway.stop(), events);
+            }
+            for database in made.iter().filter(|_| cluster.is_running()) {
+                let _ = databases.drop_database(database).await;
             }
             let context = schedule::Isolated {
                 databases: databases.clone(),
