@@ -66,8 +66,9 @@ struct State {
     failures: u32,
     /// Why making copies stopped (copies kept failing); tests then get `FILE_COPY` copies made inline.
     broken: Option<String>,
-    /// A create waits for the first used database: drop it before making copies.
-    priority_drop: bool,
+    /// Used databases a create waits for (the same name asked for again): dropped before anything else,
+    /// without waiting for sessions to end.
+    awaited: HashSet<String>,
     /// How often the drop of a used database was put back because sessions were still ending on it.
     drop_attempts: HashMap<String, u32>,
     stopping: bool,
@@ -168,13 +169,14 @@ impl Pool {
                 let mut state = self.state();
                 let queued = state.used.iter().position(|used| used == name);
                 if queued.is_none() && state.dropping.as_deref() != Some(name) {
+                    state.awaited.remove(name);
                     return;
                 }
                 if let Some(at) = queued {
                     let first = state.used.remove(at).unwrap_or_default();
                     state.used.push_front(first);
-                    state.priority_drop = true;
                 }
+                state.awaited.insert(name.to_owned());
             }
             self.wake.notify_one();
             dropped.await;
@@ -201,14 +203,18 @@ impl Pool {
     }
 
     /// The next thing the worker should do: keeping copies ready comes before dropping used databases,
-    /// unless a create waits for a drop.
+    /// unless a create waits for the drop.
     fn next_job(&self) -> Job {
         let mut state = self.state();
         if state.stopping {
             return Job::Stop;
         }
         let wants_copy = state.broken.is_none() && state.ready.len() + state.making < self.ahead;
-        if wants_copy && !std::mem::take(&mut state.priority_drop) {
+        let drop_first = state
+            .used
+            .front()
+            .is_some_and(|used| state.awaited.contains(used));
+        if wants_copy && !drop_first {
             state.making += 1;
             return Job::Make(state.fresh_name("ready"));
         }
@@ -245,7 +251,7 @@ impl Pool {
         let mut state = self.state();
         let attempts = state.drop_attempts.entry(name.to_owned()).or_default();
         *attempts += 1;
-        if !sessions_open || *attempts > DROP_ATTEMPTS || state.priority_drop {
+        if !sessions_open || *attempts > DROP_ATTEMPTS || state.awaited.contains(name) {
             state.drop_attempts.remove(name);
             return None;
         }
@@ -421,9 +427,14 @@ mod tests {
         rewrite(&pool, create());
         rewrite(&pool, drop_it());
         assert!(matches!(pool.next_job(), Job::Make(_)), "copies come first");
-        pool.state().priority_drop = true;
+        pool.state().awaited.insert("_sqlx_test_a".into());
         assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
         assert!(matches!(pool.next_job(), Job::Make(_)));
+        assert_eq!(
+            pool.put_back("_sqlx_test_a", true),
+            None,
+            "an awaited drop does not wait for sessions to end"
+        );
     }
 
     #[test]
@@ -463,5 +474,34 @@ mod tests {
         };
         pool.made(name, Err("template1 is being accessed".into()));
         assert!(pool.broken().is_none());
+    }
+
+    #[test]
+    fn a_drop_waits_for_closing_sessions_but_not_for_ever() {
+        let pool = pool();
+        rewrite(&pool, create());
+        rewrite(&pool, drop_it());
+        pool.state().ready.extend(["x".to_owned(), "y".to_owned()]);
+        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+        assert_eq!(
+            pool.put_back("_sqlx_test_a", false),
+            None,
+            "no session: dropped now"
+        );
+        pool.state().used.push_back("_sqlx_test_a".into());
+        for attempt in 1..=DROP_ATTEMPTS {
+            assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+            assert_eq!(
+                pool.put_back("_sqlx_test_a", true),
+                Some(true),
+                "attempt {attempt}: put back, and nothing else to do"
+            );
+        }
+        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+        assert_eq!(
+            pool.put_back("_sqlx_test_a", true),
+            None,
+            "then dropped WITH (FORCE)"
+        );
     }
 }
