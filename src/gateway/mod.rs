@@ -478,7 +478,7 @@ mod tests {
     }
 
     struct Harness {
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
         gateway: Option<Gateway>,
         seen: Arc<Mutex<Seen>>,
         runtime: tokio::runtime::Runtime,
@@ -521,7 +521,7 @@ mod tests {
             };
             let gateway = Gateway::start(&upstream, dir.path(), 15, 2).unwrap();
             Harness {
-                _dir: dir,
+                dir,
                 gateway: Some(gateway),
                 seen,
                 runtime,
@@ -671,15 +671,22 @@ mod tests {
         }
         let harness = Harness::new();
         let socket = harness.socket();
-        let mut opened = socket.clone();
-        while opened.pop() && opened != std::path::Path::new("/tmp") && opened.parent().is_some() {
-            let _ = std::fs::set_permissions(&opened, std::fs::Permissions::from_mode(0o755));
-        }
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Opened up: the harness's own directories (the temporary directory above them must let others
+        // through, as /tmp does), the socket, and a copy of this test executable.
+        let everyone = |path: &std::path::Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        everyone(harness.dir.path(), 0o755);
+        everyone(socket.parent().unwrap(), 0o755);
+        everyone(&socket, 0o777);
+        let exe_dir = tempfile::tempdir().unwrap();
+        everyone(exe_dir.path(), 0o755);
+        let exe = exe_dir.path().join("gateway-tests");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
         let nobody = nix::unistd::User::from_name("nobody")
             .unwrap()
             .expect("a `nobody` account");
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
+        let output = std::process::Command::new(&exe)
             .args(["--exact", "gateway::tests::connect_as_another_user"])
             .args(["--ignored", "--nocapture", "--test-threads", "1"])
             .env("PGTEST_GATEWAY_SOCKET", &socket)
