@@ -199,7 +199,8 @@ async fn serve(
                 Ok((client, _)) => {
                     tokio::spawn(relay.clone().connection(client));
                 }
-                Err(_) => tokio::task::yield_now().await,
+                // Out of file descriptors, say: give the relays a moment to close some.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
             }
         }
     };
