@@ -9,10 +9,11 @@
 //! copy of template1 under its name.
 //!
 //! sqlx's `drop database if exists "<name>"` after a test, for a database handed out here, returns at once
-//! ([`NOTHING`]); the worker drops the database later, `WITH (FORCE)`, when no copy needs making. A test
-//! therefore never waits for the drop, nor for PostgreSQL's 100 ms pause when a session it just closed has
-//! not quite ended. Should the same name be asked for again before that drop (two test binaries with the
-//! same module path), the create waits for it.
+//! ([`NOTHING`]); the worker drops the database later, `WITH (FORCE)`, when no copy needs making and the
+//! sessions the test closed have ended (or after about a second). A test therefore never waits for the
+//! drop, and the worker never for PostgreSQL's 100 ms pause when a drop finds a session still ending.
+//! Should the same name be asked for again before that drop (two test binaries with the same module path),
+//! the create waits for it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
