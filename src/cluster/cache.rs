@@ -274,6 +274,7 @@ fn next_record<'a>(input: &mut &'a [u8]) -> Option<Record<'a>> {
 /// Asks for transparent huge pages under `buffer`'s capacity: filling tens of megabytes of fresh memory
 /// otherwise takes a page fault every 4 KiB, which costs more here than copying the bytes. A hint only:
 /// where the kernel says no, nothing changes.
+#[cfg(target_os = "linux")]
 fn advise_huge_pages(buffer: &mut Vec<u8>) {
     const PAGE: usize = 4096;
     let start = buffer.as_mut_ptr() as usize;
@@ -290,6 +291,9 @@ fn advise_huge_pages(buffer: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_buffer: &mut Vec<u8>) {}
 
 /// A directory or file of a tree being packed.
 struct Listed {
