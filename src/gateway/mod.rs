@@ -281,14 +281,9 @@ impl Relay {
         server.write_all(startup).await.ok()?;
         let mut greeting = Vec::new();
         loop {
-            let mut header = [0u8; 5];
-            server.read_exact(&mut header).await.ok()?;
-            let length = protocol::message_length(&header);
-            let start = greeting.len();
-            greeting.extend_from_slice(&header);
-            greeting.resize(start + length.max(5), 0);
-            server.read_exact(&mut greeting[start + 5..]).await.ok()?;
-            match protocol::greeting_message(header[0], &greeting[start + 5..]) {
+            let (kind, body) = read_message(&mut server).await?;
+            greeting.extend(protocol::message(kind, &body));
+            match protocol::greeting_message(kind, &body) {
                 Greeting::Opening => {}
                 Greeting::Ready => return Some((server, greeting, true)),
                 Greeting::ClientsBusiness => return Some((server, greeting, false)),
@@ -373,6 +368,15 @@ impl Relay {
     }
 }
 
+/// Reads one typed message: its type byte and its body.
+async fn read_message(stream: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header).await.ok()?;
+    let mut body = vec![0u8; protocol::message_length(&header).checked_sub(5)?];
+    stream.read_exact(&mut body).await.ok()?;
+    Some((header[0], body))
+}
+
 /// Reads one untyped packet (length first) of at most PostgreSQL's size.
 async fn read_startup_packet(client: &mut UnixStream) -> Option<Vec<u8>> {
     let mut length = [0u8; 4];
@@ -394,6 +398,7 @@ mod tests {
     //! no copies are made ahead and every create is made inline, which keeps the expectations exact).
 
     use super::*;
+    use protocol::message;
     use std::sync::Mutex;
 
     #[derive(Debug, Default)]
@@ -404,38 +409,12 @@ mod tests {
         queries: Vec<(usize, String)>,
     }
 
-    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut message = vec![kind];
-        message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        message.extend_from_slice(body);
-        message
-    }
-
     fn startup(database: &str, application: &str) -> Vec<u8> {
-        let mut body = 196_608u32.to_be_bytes().to_vec();
-        for part in [
-            "user",
-            "postgres",
-            "database",
-            database,
-            "application_name",
-            application,
-            "",
-        ] {
-            body.extend_from_slice(part.as_bytes());
-            body.push(0);
-        }
-        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
-        packet
-    }
-
-    async fn read_message(stream: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
-        let mut header = [0u8; 5];
-        stream.read_exact(&mut header).await.ok()?;
-        let mut body = vec![0u8; protocol::message_length(&header) - 5];
-        stream.read_exact(&mut body).await.ok()?;
-        Some((header[0], body))
+        protocol::startup_message(&[
+            ("user", "postgres"),
+            ("database", database),
+            ("application_name", application),
+        ])
     }
 
     /// Serves one session of the stand-in server.

@@ -51,15 +51,31 @@ fn sqlx_test_name(word: &str) -> Option<String> {
     (plain && name.starts_with(SQLX_TEST_PREFIX) && name.len() <= 63).then(|| name.to_owned())
 }
 
+/// A typed message: its type byte, its length, its body.
+pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(5 + body.len());
+    message.push(kind);
+    message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    message.extend_from_slice(body);
+    message
+}
+
 /// A simple-query message (`Q`) carrying `sql`.
 pub fn simple_query(sql: &str) -> Vec<u8> {
-    let length = 4 + sql.len() + 1;
-    let mut message = Vec::with_capacity(1 + length);
-    message.push(b'Q');
-    message.extend_from_slice(&(length as u32).to_be_bytes());
-    message.extend_from_slice(sql.as_bytes());
-    message.push(0);
-    message
+    message(b'Q', &[sql.as_bytes(), b"\0"].concat())
+}
+
+/// A startup message for protocol 3.0 with these parameters (name, value pairs).
+pub fn startup_message(parameters: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (name, value) in parameters {
+        for text in [name, value] {
+            body.extend_from_slice(text.as_bytes());
+            body.push(0);
+        }
+    }
+    body.push(0);
+    [((body.len() + 4) as u32).to_be_bytes().as_slice(), &body].concat()
 }
 
 /// What a client's untyped packet (length included) asks for.
@@ -133,7 +149,7 @@ pub fn message_length(header: &[u8; 5]) -> usize {
 
 /// The Terminate message.
 pub fn terminate() -> Vec<u8> {
-    vec![b'X', 0, 0, 0, 4]
+    message(b'X', b"")
 }
 
 /// Where the client's stream of typed messages is.
@@ -290,15 +306,8 @@ mod tests {
         }
     }
 
-    fn startup_message(database: &str) -> Vec<u8> {
-        let mut body = 196_608u32.to_be_bytes().to_vec();
-        for part in ["user", "postgres", "database", database, ""] {
-            body.extend_from_slice(part.as_bytes());
-            body.push(0);
-        }
-        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
-        packet
+    fn session(database: &str) -> Vec<u8> {
+        startup_message(&[("user", "postgres"), ("database", database)])
     }
 
     fn request(code: u32, extra: usize) -> Vec<u8> {
@@ -311,13 +320,13 @@ mod tests {
     #[test]
     fn startup_packets_are_told_apart() {
         assert_eq!(
-            Startup::parse(&startup_message("app")),
+            Startup::parse(&session("app")),
             Some(Startup::Session {
                 database: "app".into()
             })
         );
         assert_eq!(
-            Startup::parse(&startup_message("")),
+            Startup::parse(&session("")),
             Some(Startup::Session {
                 database: "postgres".into()
             }),
@@ -336,7 +345,7 @@ mod tests {
             Some(Startup::Cancel)
         );
         assert_eq!(Startup::parse(&request(1234, 0)), None);
-        let mut short = startup_message("app");
+        let mut short = session("app");
         short.pop();
         assert_eq!(Startup::parse(&short), None, "length and bytes disagree");
     }
@@ -360,13 +369,6 @@ mod tests {
             Greeting::ClientsBusiness
         );
         assert_eq!(message_length(&[b'Z', 0, 0, 0, 5]), 6);
-    }
-
-    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut message = vec![kind];
-        message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        message.extend_from_slice(body);
-        message
     }
 
     /// What the server receives when `input` arrives in pieces of `chunk` bytes and every sqlx statement

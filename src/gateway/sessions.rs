@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
-use super::protocol::{message_length, simple_query};
+use super::protocol::simple_query;
 
 /// How long a reset may take before the session is closed instead.
 const RESET_DEADLINE: Duration = Duration::from_secs(2);
@@ -165,11 +165,8 @@ pub async fn reset(stream: &mut UnixStream) -> bool {
         stream.write_all(&simple_query("DISCARD ALL")).await.ok()?;
         let mut discarded = false;
         loop {
-            let mut header = [0u8; 5];
-            stream.read_exact(&mut header).await.ok()?;
-            let mut body = vec![0u8; message_length(&header).checked_sub(5)?];
-            stream.read_exact(&mut body).await.ok()?;
-            match header[0] {
+            let (kind, body) = super::read_message(stream).await?;
+            match kind {
                 b'C' => discarded = body.starts_with(b"DISCARD ALL\0"),
                 b'E' => return Some(false),
                 b'Z' if discarded => return Some(body == b"I"),

@@ -198,10 +198,14 @@ pub async fn run(
                     continue;
                 }
                 let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
-                if !made.contains(&database) {
-                    clone_for(&binary.package, &database, &plan.templates, databases).await?;
-                    made.push(database.clone());
-                }
+                clone_once(
+                    &mut made,
+                    &binary.package,
+                    &database,
+                    &plan.templates,
+                    databases,
+                )
+                .await?;
                 let env = sqlx_endpoint.env(&database, &plan.database_env);
                 run_together(
                     &binary,
@@ -238,10 +242,14 @@ pub async fn run(
                     continue;
                 }
                 let database = shared_database(&binary.package);
-                if !made.contains(&database) {
-                    clone_for(&binary.package, &database, &plan.templates, databases).await?;
-                    made.push(database.clone());
-                }
+                clone_once(
+                    &mut made,
+                    &binary.package,
+                    &database,
+                    &plan.templates,
+                    databases,
+                )
+                .await?;
                 let env = endpoint.env(&database, &plan.database_env);
                 run_together(
                     &binary,
@@ -335,6 +343,21 @@ async fn run_together(
         limits,
     };
     together.run(env, cancel.clone(), events).await
+}
+
+/// Makes `database` for `package` unless `made` already holds it (binaries of one package share it).
+async fn clone_once(
+    made: &mut Vec<String>,
+    package: &str,
+    database: &str,
+    templates: &BTreeMap<String, String>,
+    databases: &Databases,
+) -> Result<(), RunnerError> {
+    if !made.iter().any(|m| m == database) {
+        clone_for(package, database, templates, databases).await?;
+        made.push(database.to_owned());
+    }
+    Ok(())
 }
 
 /// Makes `database`, a copy of `package`'s template, for tests that share it.
