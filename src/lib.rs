@@ -425,9 +425,10 @@ async fn with_cluster(
                         .await?;
                 if !stored {
                     let message =
-                        "the cluster was written to while its snapshot was read (autovacuum?): \
-                                   not cached this time"
-                            .to_owned();
+                        "the migrated cluster changed while it was being cached (is autovacuum on in \
+                         [package.metadata.pgtest.settings]?): not cached this time, the next run \
+                         migrates again"
+                        .to_owned();
                     let _ = events.send(Event::Warning { message });
                 }
             }
