@@ -555,6 +555,20 @@ mod tests {
             }
         }
 
+        /// Waits (with a deadline) until the gateway keeps `count` idle sessions, so that what a test
+        /// checks next does not depend on how fast a reset was.
+        fn until_idle_sessions(&self, count: usize) {
+            let gateway = self.gateway.as_ref().unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while gateway.sessions.idle_count() != count {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never {count} idle sessions"
+                );
+                std::thread::yield_now();
+            }
+        }
+
         fn sessions(&self) -> usize {
             self.seen.lock().unwrap().sessions
         }
@@ -567,6 +581,7 @@ mod tests {
         harness.query(&mut first, "select 1");
         harness.terminate(first);
         assert_eq!(harness.queries(2)[1], (1, "DISCARD ALL".to_owned()));
+        harness.until_idle_sessions(1);
 
         let (mut second, second_greeting) = harness.open("app");
         harness.query(&mut second, "select 2");

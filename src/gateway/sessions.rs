@@ -143,6 +143,11 @@ impl Sessions {
             .retain(|_, kept| !kept.idle.is_empty() || kept.resetting > 0);
     }
 
+    #[cfg(test)]
+    pub fn idle_count(&self) -> usize {
+        self.state().by_startup.values().map(|k| k.idle.len()).sum()
+    }
+
     /// Closes every idle session.
     pub fn clear(&self) {
         for kept in self.state().by_startup.values_mut() {
