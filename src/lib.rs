@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use cli::Cli;
 use cluster::binaries::{self, SearchPlaces};
-use cluster::{privileges, storage, Cluster, ClusterSpec};
+use cluster::{privileges, storage, Cluster, ClusterSpec, SnapshotOf};
 use config::{Config, Isolation, Overrides};
 use report::styles::Styles;
 use report::{human::Human, json::JsonLines, junit::Junit, Reporters};
@@ -420,9 +420,14 @@ async fn with_cluster(
                     templates: templates.clone(),
                 }
                 .to_json();
-                stored =
-                    unless_stopped(cancel, cluster.snapshot(&plan.cache, &plan.key, &manifest))
-                        .await?;
+                // template1 gets only migrations that one of the templates has too.
+                let of = if templates.iter().any(|t| t.unlogged_tables) {
+                    SnapshotOf::StoppedCluster
+                } else {
+                    SnapshotOf::RunningCluster
+                };
+                let snapshot = cluster.snapshot(&plan.cache, &plan.key, &manifest, of);
+                stored = unless_stopped(cancel, snapshot).await?;
                 if !stored {
                     let message =
                         "the migrated cluster changed while it was being cached (is autovacuum on in \

@@ -1,7 +1,8 @@
 //! The cache of migrated clusters under the target directory, driven through the real binary on
 //! `fixtures/cache-probe`: a second run with nothing changed uses the cached cluster and runs no
 //! migration; a changed migration or fixture file builds (and stores) it afresh; `--no-cache` neither
-//! reads nor writes it; two runs filling an empty cache at once both pass and leave one whole entry.
+//! reads nor writes it; two runs filling an empty cache at once both pass and leave one whole entry;
+//! unlogged tables keep their seeded rows through the cache.
 
 mod common;
 
@@ -23,7 +24,7 @@ fn probe() -> Option<Project> {
 
 /// Runs once, expects success, and returns the `template_cache` event.
 fn cache_event(run: Run) -> serde_json::Value {
-    run.expect(0, &["1 passed, 0 failed"]);
+    run.expect(0, &["2 passed, 0 failed"]);
     run.events()
         .into_iter()
         .find(|event| event["type"] == "template_cache")
@@ -111,6 +112,29 @@ fn an_unchanged_project_reuses_the_cluster_and_any_change_rebuilds_it() {
         (Some(false), Some(false))
     );
     assert_eq!(entries(&probe), before, "--no-cache writes nothing");
+    probe.assert_nothing_left();
+}
+
+/// A cluster whose migrations make unlogged tables is cached from a clean stop (a snapshot of the running
+/// cluster would come back through recovery, which empties them): their seeded rows are there when the
+/// cluster comes from the cache.
+#[test]
+fn unlogged_tables_keep_their_seed_in_the_cache() {
+    let Some(probe) = probe() else { return };
+    append(
+        &probe,
+        "migrations/20240101000000_create_probe.sql",
+        "CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);\n",
+    );
+    append(&probe, "seed/rows.sql", "INSERT INTO scratch VALUES (7);\n");
+    let asked = [("PROBE_UNLOGGED", "1")];
+    let first = cache_event(probe.run_with(&["--json", "-"], &asked));
+    assert_eq!(
+        (first["hit"].as_bool(), first["stored"].as_bool()),
+        (Some(false), Some(true))
+    );
+    let second = cache_event(probe.run_with(&["--json", "-"], &asked));
+    assert_eq!(second["hit"], true, "the second run starts from the cache");
     probe.assert_nothing_left();
 }
 

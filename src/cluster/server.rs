@@ -437,6 +437,12 @@ impl Server {
         self.child.as_ref().and_then(Child::id)
     }
 
+    /// Stops the server cleanly, leaving a data directory that starts again without recovery: fast shutdown
+    /// (SIGINT), then immediate (SIGQUIT), then SIGKILL, each given a grace period.
+    pub fn stop(&mut self) {
+        self.stop_with(&[Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL]);
+    }
+
     /// Stops a server whose data is about to be thrown away: immediate shutdown (SIGQUIT) skips the shutdown
     /// checkpoint, then SIGKILL. Synchronous so that it can run from `Drop` during a panic.
     pub fn stop_for_good(&mut self) {

@@ -25,6 +25,10 @@ pub struct Template {
     pub name: String,
     pub migrations: usize,
     pub fixtures: usize,
+    /// Whether the migrations made unlogged tables (which a recovering server empties: such a cluster is
+    /// cached from a clean stop).
+    #[serde(default)]
+    pub unlogged_tables: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +116,11 @@ pub async fn prepare(
         for file in &spec.fixtures {
             apply_fixture(&mut connection, file).await?;
         }
+        let unlogged_tables: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_class WHERE relpersistence = 'u')")
+                .fetch_one(&mut connection)
+                .await
+                .map_err(sql_error)?;
         // Nobody may stay connected to a template while it is cloned.
         connection.close().await.map_err(sql_error)?;
         sqlx::raw_sql(&format!(
@@ -129,6 +138,7 @@ pub async fn prepare(
             name,
             migrations: applied,
             fixtures: spec.fixtures.len(),
+            unlogged_tables,
         });
     }
     let _ = admin.close().await;
