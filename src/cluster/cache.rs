@@ -130,9 +130,9 @@ impl Pack {
     /// Reads the tree under `dir`. A data directory holds no symlinks unless tablespaces are used, which a
     /// throwaway cluster never does; anything but directories and files is left out.
     pub fn read(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> io::Result<Pack> {
-        // Taking a snapshot stops the cluster until this returns: the tree is listed first, so that its
-        // files are read straight into one buffer of the right size (about three times faster here than
-        // growing it file by file).
+        // The run waits for this while it takes a snapshot: the tree is listed first, so that its files are
+        // read straight into one buffer of the right size (about three times faster here than growing it
+        // file by file). `keep` picks the files; directories always stay.
         let mut entries = Vec::new();
         list_tree(dir, Path::new(""), &mut entries)?;
         entries.retain(|entry| entry.size.is_none() || keep(&entry.path));
@@ -314,12 +314,15 @@ fn list_tree(root: &Path, relative: &Path, out: &mut Vec<Listed>) -> io::Result<
     let mut entries: Vec<fs::DirEntry> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(fs::DirEntry::file_name);
     for entry in entries {
-        let kind = entry.file_type()?;
         let path = relative.join(entry.file_name());
-        if kind.is_dir() {
+        // A running server may remove a file of its own (a temporary one) between the listing and here.
+        let metadata = match entry.metadata() {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            metadata => metadata?,
+        };
+        if metadata.is_dir() {
             list_tree(root, &path, out)?;
-        } else if kind.is_file() {
-            let metadata = entry.metadata()?;
+        } else if metadata.is_file() {
             out.push(Listed {
                 path,
                 mode: metadata.mode(),
@@ -454,6 +457,18 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["k.pack"], "no staging file is left");
+    }
+
+    #[test]
+    fn a_pack_leaves_out_the_files_it_is_told_to() {
+        let target = tempfile::tempdir().unwrap();
+        let data = sample_cluster(target.path());
+        let pack = Pack::read(&data, &|path| path != Path::new("base/1")).unwrap();
+        let copy = target.path().join("copy");
+        pack.write(&copy, None).unwrap();
+        assert!(copy.join("base").is_dir(), "directories stay");
+        assert!(!copy.join("base/1").exists());
+        assert_eq!(fs::read(copy.join("PG_VERSION")).unwrap(), b"15\n");
     }
 
     #[test]
