@@ -154,7 +154,6 @@ pub async fn run(
     events: &EventSender,
 ) -> Result<(), RunnerError> {
     let endpoint = cluster.endpoint().clone();
-    let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
 
     // Both isolations choose their tests alike: every binary listed, the arguments applied here.
     let mut cases = Vec::new();
@@ -183,6 +182,18 @@ pub async fn run(
         });
     }
 
+    let batch_plan = BatchPlan {
+        jobs: plan.jobs,
+        limits: plan.limits,
+        database_env: plan.database_env.clone(),
+        templates: plan.templates.clone(),
+    };
+    let together = Together {
+        plan: &batch_plan,
+        databases,
+        cancel,
+        events,
+    };
     match plan.isolation {
         Isolation::Test => {
             let (batches, cases) = self_isolating_batches(cases);
@@ -191,33 +202,10 @@ pub async fn run(
                 .flatten();
             let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
             // sqlx uses these databases, one per package, only to create each test's own.
-            let mut made = Vec::new();
-            for (binary, names) in batches {
-                if cancel.signal().is_some() || !cluster.is_running() {
-                    not_run(&binary, &names, cancel, events);
-                    continue;
-                }
-                let database = format!("pgtest_sqlx_{}", sanitize(&binary.package));
-                clone_once(
-                    &mut made,
-                    &binary.package,
-                    &database,
-                    &plan.templates,
-                    databases,
-                )
+            let sqlx_database = |package: &str| format!("pgtest_sqlx_{}", sanitize(package));
+            let made = together
+                .run_batches(batches, sqlx_database, sqlx_endpoint, cluster)
                 .await?;
-                let env = sqlx_endpoint.env(&database, &plan.database_env);
-                run_together(
-                    &binary,
-                    &names,
-                    plan.jobs,
-                    plan.limits,
-                    &env,
-                    cancel,
-                    events,
-                )
-                .await?;
-            }
             if let Some(gateway) = gateway {
                 report_gateway(gateway.stop(), events);
             }
@@ -235,33 +223,10 @@ pub async fn run(
             schedule::run(cases, &context, cluster, cancel, events).await;
         }
         Isolation::Shared => {
-            let mut made = Vec::new();
-            for (binary, names) in by_binary(cases) {
-                if cancel.signal().is_some() || !cluster.is_running() {
-                    not_run(&binary, &names, cancel, events);
-                    continue;
-                }
-                let database = shared_database(&binary.package);
-                clone_once(
-                    &mut made,
-                    &binary.package,
-                    &database,
-                    &plan.templates,
-                    databases,
-                )
+            let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
+            together
+                .run_batches(by_binary(cases), shared_database, &endpoint, cluster)
                 .await?;
-                let env = endpoint.env(&database, &plan.database_env);
-                run_together(
-                    &binary,
-                    &names,
-                    plan.jobs,
-                    plan.limits,
-                    &env,
-                    cancel,
-                    events,
-                )
-                .await?;
-            }
         }
     }
 
@@ -343,6 +308,63 @@ async fn run_together(
         limits,
     };
     together.run(env, cancel.clone(), events).await
+}
+
+/// What running binaries together needs of the plan.
+struct BatchPlan {
+    jobs: usize,
+    limits: Limits,
+    database_env: String,
+    templates: BTreeMap<String, String>,
+}
+
+/// Runs whole binaries together, each in one process.
+struct Together<'a> {
+    plan: &'a BatchPlan,
+    databases: &'a Databases,
+    cancel: &'a Cancel,
+    events: &'a EventSender,
+}
+
+impl Together<'_> {
+    /// Runs each binary's cases together against its package's database (`database_for` names it; made once
+    /// per package), reached at `endpoint`; returns the databases made.
+    async fn run_batches(
+        &self,
+        batches: Vec<(Arc<TestBinary>, Vec<list::TestCase>)>,
+        database_for: impl Fn(&str) -> String,
+        endpoint: &crate::cluster::Endpoint,
+        cluster: &mut Cluster,
+    ) -> Result<Vec<String>, RunnerError> {
+        let mut made = Vec::new();
+        for (binary, names) in batches {
+            if self.cancel.signal().is_some() || !cluster.is_running() {
+                not_run(&binary, &names, self.cancel, self.events);
+                continue;
+            }
+            let database = database_for(&binary.package);
+            clone_once(
+                &mut made,
+                &binary.package,
+                &database,
+                &self.plan.templates,
+                self.databases,
+            )
+            .await?;
+            let env = endpoint.env(&database, &self.plan.database_env);
+            run_together(
+                &binary,
+                &names,
+                self.plan.jobs,
+                self.plan.limits,
+                &env,
+                self.cancel,
+                self.events,
+            )
+            .await?;
+        }
+        Ok(made)
+    }
 }
 
 /// Makes `database` for `package` unless `made` already holds it (binaries of one package share it).
