@@ -194,15 +194,23 @@ impl ClientStream {
 
     /// Appends to `out` what `input` (the next bytes from the client) lets through now.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<Piece>) {
-        self.held.extend_from_slice(input);
+        // Usually nothing is held and `input` is whole messages: read it where it is, keeping only an
+        // unfinished tail.
+        let mut joined = std::mem::take(&mut self.held);
+        let data: &[u8] = if joined.is_empty() {
+            input
+        } else {
+            joined.extend_from_slice(input);
+            &joined
+        };
         let mut passed = Vec::new();
         let mut at = 0;
         loop {
-            let rest = &self.held[at..];
+            let rest = &data[at..];
             match self.state {
                 State::Opaque => {
                     passed.extend_from_slice(rest);
-                    at = self.held.len();
+                    at = data.len();
                     break;
                 }
                 State::Passing(remaining) => {
@@ -254,7 +262,7 @@ impl ClientStream {
         if !passed.is_empty() {
             out.push(Piece::Bytes(passed));
         }
-        self.held.drain(..at);
+        self.held = data[at..].to_vec();
     }
 }
 
