@@ -6,7 +6,8 @@ use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
 
 /// The target's row from target 3's test-isolation runs at `--jobs 2`; `sqlx_suite` (target 4's
-/// cargo-pgtest runs, with how they were set) adds an informative row: each of its tests makes a database of its own.
+/// cargo-pgtest runs, with how they were set) adds an informative row: each of its tests makes a database
+/// of its own.
 pub fn rows(runs: &[Report], sqlx_suite: Option<(&[u64], String)>) -> Vec<Row> {
     let mib = |bytes: &mut dyn Iterator<Item = u64>| {
         Stats::of(

@@ -10,7 +10,7 @@ use std::time::Duration;
 ///
 /// One sample reads each process's `smaps_rollup`, which walks its page tables: about 0.3 ms of CPU per
 /// process, 3–4 ms for a cluster with two tests in flight. Hence a blocking thread, so the runner's
-/// event loop never waits for it, and an interval that keeps it near 3 % of one core.
+/// event loop never waits for it, and an interval that keeps it at 3–4 % of one core.
 pub async fn track_peak(postmaster: u32, peak: Arc<AtomicU64>) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
