@@ -52,7 +52,7 @@ fn main() {
         .then(|| Isolation::new(generated(generate::many(&ctx)), ctx.jobs));
     let mut sqlx_suite = ctx
         .wants(4)
-        .then(|| SqlxSuite::new(generated(realistic::project(&ctx)), ctx.jobs, ctx.cpus));
+        .then(|| SqlxSuite::new(generated(realistic::project(&ctx)), ctx.jobs));
 
     eprintln!("building and warming up (untimed; the first time compiles sqlx and tokio-postgres)");
     let building = Instant::now();
@@ -100,7 +100,7 @@ fn main() {
     if let Some(s) = isolation.as_ref().filter(|_| ctx.wants(5)) {
         let sqlx_memory = sqlx_suite
             .as_ref()
-            .map(|q| (q.peak_memory.as_slice(), q.jobs_label()));
+            .map(|q| (q.peak_memory.as_slice(), ctx.jobs));
         rows.extend(s5_memory::rows(s.memory_runs(), sqlx_memory));
     }
     let table = table::render(&rows);

@@ -36,9 +36,6 @@ pub struct Config {
     pub settings: Vec<Setting>,
     /// How many tests run at once.
     pub jobs: usize,
-    /// How many `#[sqlx::test]`s of one binary run at once: `jobs` when the user chose it, else twice the
-    /// CPUs, since such a test spends about half its time waiting for the server.
-    pub sqlx_test_jobs: usize,
     /// A test running longer than this is killed and reported as TIMEOUT.
     pub timeout: Option<Duration>,
     /// A test running longer than this is reported as slow (once) while it goes on.
@@ -308,7 +305,6 @@ pub fn resolve(
         .isolation
         .or(run.isolation)
         .unwrap_or(Isolation::Test);
-    let chosen_jobs = overrides.jobs.or(overrides.test_threads);
     Ok(Config {
         postgres: run.postgres.unwrap_or(PostgresChoice::Newest),
         tmpfs: !overrides.no_tmpfs && run.tmpfs.unwrap_or(true),
@@ -317,8 +313,11 @@ pub fn resolve(
             .database_env
             .unwrap_or_else(|| DEFAULT_DATABASE_ENV.to_owned()),
         settings: run.settings.into_values().collect(),
-        jobs: chosen_jobs.unwrap_or(cpus).max(1),
-        sqlx_test_jobs: chosen_jobs.unwrap_or(2 * cpus).max(1),
+        jobs: overrides
+            .jobs
+            .or(overrides.test_threads)
+            .unwrap_or(cpus)
+            .max(1),
         timeout: overrides.timeout.or(run.timeout),
         slow_timeout: run.slow_timeout.unwrap_or(DEFAULT_SLOW_TIMEOUT),
         databases,
@@ -818,7 +817,6 @@ mod tests {
         assert_eq!(config.isolation, Isolation::Test);
         assert_eq!(config.database_env, "DATABASE_URL");
         assert_eq!(config.jobs, 4);
-        assert_eq!(config.sqlx_test_jobs, 8);
         assert_eq!(config.databases.len(), 1);
         assert_eq!(config.package_database["app"], 0);
     }
@@ -964,18 +962,18 @@ mod tests {
         let config = resolve(&workspace, &overrides, 1).unwrap();
         assert!(!config.tmpfs);
         assert_eq!(config.jobs, 7);
-        assert_eq!(
-            config.sqlx_test_jobs, 7,
-            "a chosen --jobs holds for sqlx::tests too"
-        );
         assert_eq!(config.isolation, Isolation::Test);
         assert_eq!(config.timeout, Some(Duration::from_secs(3)));
         let threads_only = Overrides {
             test_threads: Some(2),
             ..Overrides::default()
         };
-        let config = resolve(&package("", Value::Null), &threads_only, 8).unwrap();
-        assert_eq!((config.jobs, config.sqlx_test_jobs), (2, 2));
+        assert_eq!(
+            resolve(&package("", Value::Null), &threads_only, 8)
+                .unwrap()
+                .jobs,
+            2
+        );
     }
 
     fn workspace_of_two(a: Value, b: Value) -> Workspace {

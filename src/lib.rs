@@ -528,7 +528,6 @@ async fn with_cluster(
         args: test_args,
         isolation: config.isolation,
         jobs: config.jobs,
-        sqlx_test_jobs: config.sqlx_test_jobs,
         limits: Limits {
             slow_after: config.slow_timeout,
             timeout: config.timeout,

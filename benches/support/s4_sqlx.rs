@@ -2,10 +2,8 @@
 //! (a) plain `cargo test` against a hand-tuned PostgreSQL (tmpfs, fsync, synchronous_commit and
 //! full_page_writes off), (b) `cargo pgtest`, unchanged, and (c) plain `cargo test` against a stock server
 //! on disk. For (a) and (c) the test executables, built beforehand, run one after another as cargo test
-//! runs them, timed from the first spawn to the last exit; for (b) the tests phase cargo-pgtest reports.
-//! When `BENCH_JOBS` is left at the number of CPUs, each side runs as a user gets it without flags: cargo
-//! test with one thread per CPU, cargo pgtest with its own default (two `#[sqlx::test]`s per CPU); when
-//! it is set to something else, both sides get it (`RUST_TEST_THREADS`, `--jobs`).
+//! runs them (each with its tests in `jobs` threads), timed from the first spawn to the last exit; for (b)
+//! the tests phase cargo-pgtest reports.
 
 use std::path::{Path, PathBuf};
 
@@ -22,8 +20,7 @@ use super::{secs, Problems};
 
 pub struct SqlxSuite {
     project: Project,
-    /// Tests at once on both sides; `None`: each side's default.
-    jobs: Option<usize>,
+    jobs: usize,
     executables: Vec<PathBuf>,
     tuned: Option<Server>,
     stock: Option<Server>,
@@ -39,11 +36,10 @@ pub struct SqlxSuite {
 }
 
 impl SqlxSuite {
-    /// `jobs` equal to `cpus` leaves both sides at their defaults.
-    pub fn new(project: Project, jobs: usize, cpus: usize) -> SqlxSuite {
+    pub fn new(project: Project, jobs: usize) -> SqlxSuite {
         SqlxSuite {
             project,
-            jobs: (jobs != cpus).then_some(jobs),
+            jobs,
             executables: Vec::new(),
             tuned: None,
             stock: None,
@@ -57,18 +53,7 @@ impl SqlxSuite {
     }
 
     fn pgtest_args(&self) -> Vec<String> {
-        match self.jobs {
-            Some(jobs) => vec!["--jobs".into(), jobs.to_string()],
-            None => Vec::new(),
-        }
-    }
-
-    /// How the runs were set, for the table: "--jobs N" or "defaults".
-    pub fn jobs_label(&self) -> String {
-        match self.jobs {
-            Some(jobs) => format!("--jobs {jobs}"),
-            None => "defaults".to_owned(),
-        }
+        vec!["--jobs".into(), self.jobs.to_string()]
     }
 
     /// Builds (one untimed cargo-pgtest run), finds the test executables, starts both servers and runs the
@@ -134,10 +119,9 @@ impl SqlxSuite {
                 .logs
                 .join(format!("{label}-4-{:?}-{name}", server.tuning).to_lowercase());
             let mut command = ctx.command(executable, &self.project.dir);
-            command.env("DATABASE_URL", &server.url);
-            if let Some(jobs) = self.jobs {
-                command.env("RUST_TEST_THREADS", jobs.to_string());
-            }
+            command
+                .env("DATABASE_URL", &server.url)
+                .env("RUST_TEST_THREADS", self.jobs.to_string());
             let finished =
                 context::run(&mut command, &log, RUN_LIMIT).map_err(|e| format!("{name}: {e}"))?;
             if !finished.success() {
@@ -216,15 +200,12 @@ impl SqlxSuite {
                 Goal::AtLeast(3.0),
             ),
             Row::info(
-                format!(
-                    "  (a) cargo test, hand-tuned server on tmpfs ({})",
-                    self.jobs_label()
-                ),
+                "  (a) cargo test, hand-tuned server on tmpfs",
                 Unit::Seconds,
                 Stats::of(&self.tuned_runs),
             ),
             Row::info(
-                format!("  (b) cargo pgtest, tests phase ({})", self.jobs_label()),
+                "  (b) cargo pgtest, tests phase",
                 Unit::Seconds,
                 Stats::of(&self.pgtest_runs),
             ),

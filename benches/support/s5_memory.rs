@@ -6,9 +6,9 @@ use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
 
 /// The target's row from target 3's test-isolation runs at `--jobs 2`; `sqlx_suite` (target 4's
-/// cargo-pgtest runs, with how they were set) adds an informative row: each of its tests makes a database
-/// of its own.
-pub fn rows(runs: &[Report], sqlx_suite: Option<(&[u64], String)>) -> Vec<Row> {
+/// cargo-pgtest runs, at `sqlx_jobs`) adds an informative row: each of its tests makes a database of
+/// its own.
+pub fn rows(runs: &[Report], sqlx_suite: Option<(&[u64], usize)>) -> Vec<Row> {
     let mib = |bytes: &mut dyn Iterator<Item = u64>| {
         Stats::of(
             &bytes
@@ -23,9 +23,9 @@ pub fn rows(runs: &[Report], sqlx_suite: Option<(&[u64], String)>) -> Vec<Row> {
         mib(&mut runs.iter().filter_map(|r| r.peak_memory)),
         Goal::AtMost(64.0),
     )];
-    if let Some((peaks, how)) = sqlx_suite {
+    if let Some((peaks, jobs)) = sqlx_suite {
         rows.push(Row::info(
-            format!("  the same, #[sqlx::test] suite of target 4, {how}"),
+            format!("  the same, #[sqlx::test] suite of target 4, --jobs {jobs}"),
             Unit::MiB,
             mib(&mut peaks.iter().copied()),
         ));

@@ -77,8 +77,6 @@ pub struct Plan {
     pub args: TestArgs,
     pub isolation: Isolation,
     pub jobs: usize,
-    /// How many `#[sqlx::test]`s of one binary run at once.
-    pub sqlx_test_jobs: usize,
     pub limits: Limits,
     pub database_env: String,
     /// Package name → its template database.
@@ -185,6 +183,7 @@ pub async fn run(
     }
 
     let batch_plan = BatchPlan {
+        jobs: plan.jobs,
         limits: plan.limits,
         database_env: plan.database_env.clone(),
         templates: plan.templates.clone(),
@@ -199,19 +198,13 @@ pub async fn run(
         Isolation::Test => {
             let (batches, cases) = self_isolating_batches(cases);
             let gateway = (!batches.is_empty())
-                .then(|| sqlx_gateway(cluster, plan.sqlx_test_jobs, events))
+                .then(|| sqlx_gateway(cluster, plan.jobs, events))
                 .flatten();
             let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
             // sqlx uses these databases, one per package, only to create each test's own.
             let sqlx_database = |package: &str| format!("pgtest_sqlx_{}", sanitize(package));
             let made = together
-                .run_batches(
-                    batches,
-                    plan.sqlx_test_jobs,
-                    sqlx_database,
-                    sqlx_endpoint,
-                    cluster,
-                )
+                .run_batches(batches, sqlx_database, sqlx_endpoint, cluster)
                 .await?;
             if let Some(gateway) = gateway {
                 report_gateway(gateway.stop(), events);
@@ -232,13 +225,7 @@ pub async fn run(
         Isolation::Shared => {
             let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
             together
-                .run_batches(
-                    by_binary(cases),
-                    plan.jobs,
-                    shared_database,
-                    &endpoint,
-                    cluster,
-                )
+                .run_batches(by_binary(cases), shared_database, &endpoint, cluster)
                 .await?;
         }
     }
@@ -325,6 +312,7 @@ async fn run_together(
 
 /// What running binaries together needs of the plan.
 struct BatchPlan {
+    jobs: usize,
     limits: Limits,
     database_env: String,
     templates: BTreeMap<String, String>,
@@ -339,12 +327,11 @@ struct Together<'a> {
 }
 
 impl Together<'_> {
-    /// Runs each binary's cases together, `threads` at once, against its package's database (`database_for`
-    /// names it; made once per package), reached at `endpoint`; returns the databases made.
+    /// Runs each binary's cases together against its package's database (`database_for` names it; made once
+    /// per package), reached at `endpoint`; returns the databases made.
     async fn run_batches(
         &self,
         batches: Vec<(Arc<TestBinary>, Vec<list::TestCase>)>,
-        threads: usize,
         database_for: impl Fn(&str) -> String,
         endpoint: &crate::cluster::Endpoint,
         cluster: &mut Cluster,
@@ -368,7 +355,7 @@ impl Together<'_> {
             run_together(
                 &binary,
                 &names,
-                threads,
+                self.plan.jobs,
                 self.plan.limits,
                 &env,
                 self.cancel,
