@@ -204,17 +204,20 @@ impl Pool {
     }
 
     /// The next thing the worker should do: keeping copies ready comes before dropping used databases,
-    /// unless a create waits for the drop.
+    /// unless a create waits for the drop or twice as many used databases wait as copies are kept ready.
+    /// That bound keeps the cluster's size in check (each is a whole database) and the drops inside the
+    /// tests phase when making copies keeps the worker busy; without it they were all left to teardown.
     fn next_job(&self) -> Job {
         let mut state = self.state();
         if state.stopping {
             return Job::Stop;
         }
         let wants_copy = state.broken.is_none() && state.ready.len() + state.making < self.ahead;
-        let drop_first = state
-            .used
-            .front()
-            .is_some_and(|used| state.awaited.contains(used));
+        let drop_first = state.used.len() >= 2 * self.ahead
+            || state
+                .used
+                .front()
+                .is_some_and(|used| state.awaited.contains(used));
         if wants_copy && !drop_first {
             state.making += 1;
             return Job::Make(state.fresh_name("ready"));
@@ -435,6 +438,27 @@ mod tests {
             pool.put_back("_sqlx_test_a", true),
             None,
             "an awaited drop does not wait for sessions to end"
+        );
+    }
+
+    #[test]
+    fn used_databases_twice_as_many_as_the_copies_kept_ready_are_dropped_first() {
+        let pool = pool();
+        let used = |n: usize| format!("_sqlx_test_{n}");
+        pool.state().used.extend((0..3).map(used));
+        assert!(
+            matches!(pool.next_job(), Job::Make(_)),
+            "below the bound, copies come first"
+        );
+        pool.state().used.push_back(used(3));
+        assert_eq!(
+            pool.next_job(),
+            Job::Drop(used(0)),
+            "a copy is wanted, but four used databases wait"
+        );
+        assert!(
+            matches!(pool.next_job(), Job::Make(_)),
+            "below the bound again"
         );
     }
 
