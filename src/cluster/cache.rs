@@ -138,7 +138,7 @@ impl Pack {
         entries.retain(|entry| entry.size.is_none() || keep(&entry.path));
         let size: u64 = entries
             .iter()
-            .map(|e| e.path.as_os_str().len() as u64 + 21 + e.size.unwrap_or(0))
+            .map(|e| e.path.as_os_str().len() as u64 + RECORD_FIXED_BYTES + e.size.unwrap_or(0))
             .sum();
         let mut pack = Pack {
             bytes: Vec::with_capacity(usize::try_from(size).unwrap_or(0)),
@@ -161,9 +161,7 @@ impl Pack {
     fn push_file(&mut self, file: &Path, path: &Path, mode: u32, size: u64) -> io::Result<()> {
         use io::Read;
         let record_at = self.bytes.len();
-        put_bytes(&mut self.bytes, path.as_os_str().as_encoded_bytes());
-        self.bytes.extend_from_slice(&(mode & 0o7777).to_le_bytes());
-        self.bytes.push(1);
+        self.push_header(path, mode, true);
         let length_at = self.bytes.len();
         self.bytes.extend_from_slice(&size.to_le_bytes());
         let mut opened = match fs::File::open(file) {
@@ -183,15 +181,17 @@ impl Pack {
     }
 
     fn push(&mut self, path: &Path, mode: u32, contents: Option<&[u8]>) {
+        self.push_header(path, mode, contents.is_some());
+        if let Some(contents) = contents {
+            put_bytes(&mut self.bytes, contents);
+        }
+    }
+
+    /// A record's start: its path, its mode, and whether contents follow (a file) or not (a directory).
+    fn push_header(&mut self, path: &Path, mode: u32, is_file: bool) {
         put_bytes(&mut self.bytes, path.as_os_str().as_encoded_bytes());
         self.bytes.extend_from_slice(&(mode & 0o7777).to_le_bytes());
-        match contents {
-            None => self.bytes.push(0),
-            Some(contents) => {
-                self.bytes.push(1);
-                put_bytes(&mut self.bytes, contents);
-            }
-        }
+        self.bytes.push(u8::from(is_file));
     }
 
     fn records(&self) -> impl Iterator<Item = Option<Record<'_>>> {
@@ -294,6 +294,10 @@ fn advise_huge_pages(buffer: &mut Vec<u8>) {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_huge_pages(_buffer: &mut Vec<u8>) {}
+
+/// A record's bytes besides its path and contents, at most: the path's length (8), the mode (4), the kind
+/// (1) and a file's length (8).
+const RECORD_FIXED_BYTES: u64 = 8 + 4 + 1 + 8;
 
 /// A directory or file of a tree being packed.
 struct Listed {

@@ -632,7 +632,7 @@ mod tests {
             queries,
             [
                 // The maintenance connection was refused: no copies ahead, so the copy is made inline.
-                "CREATE DATABASE \"_sqlx_test_t\" TEMPLATE template1 STRATEGY FILE_COPY",
+                "CREATE DATABASE \"_sqlx_test_t\" TEMPLATE \"template1\" STRATEGY FILE_COPY",
                 pool::NOTHING,
                 "drop database if exists \"_sqlx_test_u\";",
             ]

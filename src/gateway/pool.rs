@@ -9,8 +9,9 @@
 //! copy of template1 under its name.
 //!
 //! sqlx's `drop database if exists "<name>"` after a test, for a database handed out here, returns at once
-//! ([`NOTHING`]); the worker drops the database later, `WITH (FORCE)`, when no copy needs making and the
-//! sessions the test closed have ended (or after about a second). A test therefore never waits for the
+//! ([`NOTHING`]); the worker drops the database later, `WITH (FORCE)`, when no copy needs making (or
+//! twice as many used databases wait as copies are kept ready) and the sessions the test closed have ended
+//! (or after about a second). A test therefore never waits for the
 //! drop, and the worker never for PostgreSQL's 100 ms pause when a drop finds a session still ending.
 //! Should the same name be asked for again before that drop (two test binaries with the same module path),
 //! the create waits for it.
@@ -23,6 +24,7 @@ use tokio::sync::Notify;
 
 use super::protocol::TestStatement;
 
+use crate::template::databases::create_statement;
 use crate::template::{quote_ident, Databases};
 
 /// The database every copy is made from: what sqlx's own `create database` copies.
@@ -132,11 +134,7 @@ impl Pool {
                     }
                     None => {
                         state.counts.inline += 1;
-                        format!(
-                            "CREATE DATABASE {} TEMPLATE {SOURCE}{}",
-                            quote_ident(&name),
-                            self.clone_suffix
-                        )
+                        create_statement(SOURCE, &name, self.clone_suffix)
                     }
                 };
                 state.handed_out.insert(name);
@@ -373,7 +371,7 @@ mod tests {
         let pool = pool();
         assert_eq!(
             rewrite(&pool, create()),
-            "CREATE DATABASE \"_sqlx_test_a\" TEMPLATE template1 STRATEGY FILE_COPY"
+            "CREATE DATABASE \"_sqlx_test_a\" TEMPLATE \"template1\" STRATEGY FILE_COPY"
         );
         assert_eq!(pool.counts().inline, 1);
     }

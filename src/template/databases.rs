@@ -16,6 +16,15 @@ pub fn clone_strategy(server_major: u32) -> &'static str {
     }
 }
 
+/// `CREATE DATABASE name TEMPLATE template`, with `clone_suffix` (from [`clone_strategy`]).
+pub fn create_statement(template: &str, name: &str, clone_suffix: &str) -> String {
+    format!(
+        "CREATE DATABASE {} TEMPLATE {}{clone_suffix}",
+        quote_ident(name),
+        quote_ident(template)
+    )
+}
+
 /// Makes and drops the per-test databases over a small pool of connections to the maintenance database.
 #[derive(Debug, Clone)]
 pub struct Databases {
@@ -43,12 +52,7 @@ impl Databases {
 
     /// Creates `name` as a copy of `template`.
     pub async fn create_from(&self, template: &str, name: &str) -> Result<(), sqlx::Error> {
-        let sql = format!(
-            "CREATE DATABASE {} TEMPLATE {}{}",
-            quote_ident(name),
-            quote_ident(template),
-            self.clone_suffix
-        );
+        let sql = create_statement(template, name, self.clone_suffix);
         sqlx::raw_sql(&sql).execute(&self.pool).await.map(drop)
     }
 
