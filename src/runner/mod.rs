@@ -188,7 +188,7 @@ pub async fn run(
         database_env: plan.database_env.clone(),
         templates: plan.templates.clone(),
     };
-    let together = Together {
+    let whole_binaries = Batches {
         plan: &batch_plan,
         databases,
         cancel,
@@ -203,7 +203,7 @@ pub async fn run(
             let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
             // sqlx uses these databases, one per package, only to create each test's own.
             let sqlx_database = |package: &str| format!("pgtest_sqlx_{}", sanitize(package));
-            let made = together
+            let made = whole_binaries
                 .run_batches(batches, sqlx_database, sqlx_endpoint, cluster)
                 .await?;
             if let Some(gateway) = gateway {
@@ -224,7 +224,7 @@ pub async fn run(
         }
         Isolation::Shared => {
             let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
-            together
+            whole_binaries
                 .run_batches(by_binary(cases), shared_database, &endpoint, cluster)
                 .await?;
         }
@@ -291,25 +291,6 @@ fn report_gateway(report: GatewayReport, events: &EventSender) {
     }
 }
 
-/// Runs `cases` of `binary` together in one process against the database in `env`.
-async fn run_together(
-    binary: &TestBinary,
-    cases: &[list::TestCase],
-    threads: usize,
-    limits: Limits,
-    env: &[(String, String)],
-    cancel: &Cancel,
-    events: &EventSender,
-) -> Result<(), RunnerError> {
-    let together = shared::Together {
-        binary,
-        cases,
-        threads,
-        limits,
-    };
-    together.run(env, cancel.clone(), events).await
-}
-
 /// What running binaries together needs of the plan.
 struct BatchPlan {
     jobs: usize,
@@ -318,15 +299,16 @@ struct BatchPlan {
     templates: BTreeMap<String, String>,
 }
 
-/// Runs whole binaries together, each in one process.
-struct Together<'a> {
+/// Runs whole binaries one after another, each binary's tests together in one process
+/// ([`shared::Together`]).
+struct Batches<'a> {
     plan: &'a BatchPlan,
     databases: &'a Databases,
     cancel: &'a Cancel,
     events: &'a EventSender,
 }
 
-impl Together<'_> {
+impl Batches<'_> {
     /// Runs each binary's cases together against its package's database (`database_for` names it; made once
     /// per package), reached at `endpoint`; returns the databases made.
     async fn run_batches(
@@ -352,16 +334,13 @@ impl Together<'_> {
             )
             .await?;
             let env = endpoint.env(&database, &self.plan.database_env);
-            run_together(
-                &binary,
-                &names,
-                self.plan.jobs,
-                self.plan.limits,
-                &env,
-                self.cancel,
-                self.events,
-            )
-            .await?;
+            let together = shared::Together {
+                binary: &binary,
+                cases: &names,
+                threads: self.plan.jobs,
+                limits: self.plan.limits,
+            };
+            together.run(&env, self.cancel.clone(), self.events).await?;
         }
         Ok(made)
     }
