@@ -2,16 +2,19 @@
 //! runs it, each checked against the outcome the project declares in its `expect.toml`.
 //!
 //! One trial per fixture, plus two for the cargo subcommand protocol (`--help`, `--version`). Every
-//! `[[run]]` of a fixture gets a fresh copy of the project, a scrubbed environment and a parent
-//! directory of its own for the throwaway cluster (`PGTEST_TMPDIR`), which must be empty, with no
-//! process still using it, once the run is over. Without PostgreSQL the fixtures that need it are
-//! ignored, except in CI (`CI=true`), where they fail.
+//! `[[run]]` of a fixture gets a fresh copy of the project, a scrubbed environment, an empty `PROBE_DIR`
+//! its tests may write what they saw into, and a parent directory of its own for the throwaway cluster,
+//! which must be empty, with no process still using it, once the run is over. That directory is given
+//! as `PGTEST_TMPDIR` (on a tmpfs), except to runs with `--no-tmpfs`: `PGTEST_TMPDIR` would decide
+//! where the data goes instead of the flag, so those get it as `TMPDIR` (on disk), where the tool's
+//! own choice puts the cluster. Without PostgreSQL the fixtures that need it are ignored, except in CI
+//! (`CI=true` or `CI=1`), where they fail.
 //!
 //! Cargo.toml declares this target with `harness = false`; libtest-mimic provides the test runner.
 
 mod common;
 
-use common::{nothing_left_in, poll};
+use common::{in_ci, nothing_left_in, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -88,6 +91,9 @@ struct Run {
     not_contains: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Files the fixture's tests must have written in `$PROBE_DIR`, each with exactly this text (trimmed).
+    #[serde(default)]
+    probe: BTreeMap<String, String>,
 }
 
 struct Fixture {
@@ -173,6 +179,7 @@ fn protocol_trials() -> Vec<Trial> {
             contains: contains.iter().map(|c| c.to_string()).collect(),
             not_contains: Vec::new(),
             env: BTreeMap::new(),
+            probe: BTreeMap::new(),
         };
         Trial::test(name, move || invoke(&run, repo()).map_err(Failed::from))
     };
@@ -199,46 +206,77 @@ impl Postgres {
     }
 }
 
-fn in_ci() -> bool {
-    env::var("CI").is_ok_and(|ci| ci == "true")
-}
-
 /// Runs the tool once in `cwd` and checks the outcome and that nothing was left behind. The error
 /// is a report for a person: the command, the differences, the whole output.
 fn invoke(run: &Run, cwd: &Path) -> Result<(), String> {
-    let cluster_parent =
-        cluster_parent(run).map_err(|e| format!("cannot make PGTEST_TMPDIR: {e}"))?;
+    let on_disk = run.args.iter().any(|arg| arg == "--no-tmpfs");
+    let cluster_parent = cluster_parent(on_disk)
+        .map_err(|e| format!("cannot make the cluster's parent directory: {e}"))?;
+    let probe = tempfile::Builder::new()
+        .prefix("pgtest-probe-")
+        .tempdir()
+        .map_err(|e| format!("cannot make PROBE_DIR: {e}"))?;
     let mut command = tool_command(&run.args, cwd);
+    let parent_variable = if on_disk { "TMPDIR" } else { "PGTEST_TMPDIR" };
     command
-        .env("PGTEST_TMPDIR", cluster_parent.path())
+        .env(parent_variable, cluster_parent.path())
+        .env("PROBE_DIR", probe.path())
         .envs(&run.env);
     let outcome = run_to_end(&mut command).map_err(|e| format!("cannot run {BINARY}: {e}"))?;
 
     let mut problems = outcome.problems(run);
+    problems.extend(probe_problems(run, probe.path()));
     if let Err(leftovers) = poll(CLEANUP_TIMEOUT, || nothing_left_in(cluster_parent.path())) {
         problems.push(format!("left behind after the run: {leftovers}"));
     }
+    let cluster_parent_path = cluster_parent.path().to_owned();
     if let Err(e) = cluster_parent.close() {
-        problems.push(format!("cannot remove PGTEST_TMPDIR: {e}"));
+        problems.push(format!("cannot remove {parent_variable}: {e}"));
     }
     if problems.is_empty() {
         return Ok(());
     }
     Err(format!(
-        "command: {BINARY} pgtest {}\ncwd:     {}\nenv:     {:?}\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        "command: {BINARY} pgtest {}\ncwd:     {}\nenv:     {:?}, {parent_variable}={}\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
         run.args.join(" "),
         cwd.display(),
         run.env,
+        cluster_parent_path.display(),
         problems.join("\n"),
         outcome.stdout,
         outcome.stderr,
     ))
 }
 
-/// A fresh parent directory for the tool's cluster: in RAM like a normal run, on disk for `--no-tmpfs`.
-fn cluster_parent(run: &Run) -> io::Result<tempfile::TempDir> {
-    let root = if run.args.iter().any(|arg| arg == "--no-tmpfs") {
-        repo().join("target/e2e-tmp")
+/// Every file `run.probe` names that the fixture's tests did not write in `probe_dir` as expected.
+fn probe_problems(run: &Run, probe_dir: &Path) -> Vec<String> {
+    run.probe
+        .iter()
+        .filter_map(|(file, wanted)| {
+            let path = probe_dir.join(file);
+            match fs::read_to_string(&path) {
+                Ok(text) if text.trim() == wanted => None,
+                Ok(text) => Some(format!(
+                    "PROBE_DIR/{file}: expected {wanted:?}, the tests wrote {:?}",
+                    text.trim()
+                )),
+                Err(e) => Some(format!(
+                    "PROBE_DIR/{file} was not written by the fixture's tests: {e}"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// A fresh parent directory for the tool's cluster: in RAM like a normal run, or on disk (not a tmpfs,
+/// where the tool would not put a `--no-tmpfs` cluster).
+fn cluster_parent(on_disk: bool) -> io::Result<tempfile::TempDir> {
+    let root = if on_disk {
+        let candidates = [repo().join("target/e2e-tmp"), PathBuf::from("/var/tmp")];
+        candidates
+            .into_iter()
+            .find(|dir| fs::create_dir_all(dir).is_ok() && !is_tmpfs(dir))
+            .ok_or_else(|| io::Error::other("neither target/e2e-tmp nor /var/tmp is on disk"))?
     } else if Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
@@ -248,6 +286,11 @@ fn cluster_parent(run: &Run) -> io::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("pgtest-e2e-")
         .tempdir_in(root)
+}
+
+fn is_tmpfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
 /// `cargo-pgtest pgtest <args>`, its durations and paths redacted so expectations do not flake.

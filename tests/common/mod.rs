@@ -10,8 +10,26 @@ use std::time::{Duration, Instant};
 pub const BINARY: &str = env!("CARGO_BIN_EXE_cargo-pgtest");
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Whether PostgreSQL is there to test with. Without it a test returns early, except in CI (`CI=true`),
-/// where that is a failure: CI must not pass by running nothing.
+/// Whether this is a CI run: `CI` is `true` or `1` (in any case). There a test that cannot run here is
+/// a failure, not a skip: CI must not pass by running nothing.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| means_ci(&value))
+}
+
+/// `CI`'s values that mean CI; empty, `false`, `0` and anything else do not.
+pub fn means_ci(value: &str) -> bool {
+    value == "1" || value.eq_ignore_ascii_case("true")
+}
+
+/// A test that cannot run on this machine: outside CI it says why on stderr (the caller then returns);
+/// in CI it fails with the reason.
+pub fn skip(why: &str) {
+    assert!(!in_ci(), "CI must run every test, but {why}");
+    eprintln!("skipped: {why}");
+}
+
+/// Whether PostgreSQL is there to test with. Without it a test returns early, except in CI, where that is
+/// a failure.
 pub fn postgres_available() -> bool {
     let which = Command::new(BINARY)
         .args(["pgtest", "--which-postgres"])
@@ -21,11 +39,18 @@ pub fn postgres_available() -> bool {
         return true;
     }
     let why = String::from_utf8_lossy(&which.stderr);
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "PostgreSQL is missing, and CI must run these tests: {why}"
-    );
-    eprintln!("skipped: no PostgreSQL ({})", why.trim());
+    skip(&format!("PostgreSQL is missing: {}", why.trim()));
+    false
+}
+
+/// Whether this test runs as root, which `what` needs. Otherwise it is skipped with a note (see `skip`).
+pub fn root_for(what: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    skip(&format!(
+        "{what} needs root, and this suite runs as an ordinary user"
+    ));
     false
 }
 
