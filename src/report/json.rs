@@ -15,7 +15,7 @@ use super::{Error, Reporter, Summary};
 use crate::runner::events::{Event, Phase};
 
 /// The version of the line format, written on every line.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 pub struct JsonLines<W: Write> {
     out: W,

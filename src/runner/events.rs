@@ -84,7 +84,7 @@ impl Outcome {
     }
 
     /// The status word of the JSON and JUnit reports (the same as the serialized `status`).
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self {
             Outcome::Passed => "passed",
             Outcome::Failed { .. } => "failed",
