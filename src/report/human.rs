@@ -2,12 +2,13 @@
 //! summary with the counts, the failures again, the slowest tests and the time of each phase. Writes to stderr.
 
 use std::io::Write;
+use std::time::Duration;
 
 use owo_colors::OwoColorize;
 
 use super::styles::Styles;
-use super::{Reporter, Summary};
-use crate::runner::events::{Event, Outcome, Phase, TestId};
+use super::{Error, Reporter, Summary};
+use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
 
 const SLOWEST_SHOWN: usize = 5;
 
@@ -63,71 +64,99 @@ impl<W: Write> Human<W> {
     }
 }
 
+impl<W: Write> Human<W> {
+    fn cluster_ready(&mut self, facts: &ClusterFacts) {
+        let place = if facts.in_ram {
+            "in RAM (tmpfs)"
+        } else {
+            "on disk"
+        };
+        self.status("Cluster", &format!("{} ready, data {place}", facts.version));
+        if self.verbose {
+            let run_dir = self.styles.path(&facts.run_dir);
+            let log = self.styles.path(&facts.log);
+            self.status(
+                "Directory",
+                &format!("{run_dir} (server runs as `{}`)", facts.server_user),
+            );
+            self.status("Log", &log);
+        }
+    }
+
+    fn run_started(&mut self, to_run: usize, filtered_out: usize, jobs: usize, shared: bool) {
+        if to_run == 0 {
+            return;
+        }
+        let plural = if to_run == 1 { "" } else { "s" };
+        let databases = if shared {
+            "in one shared database"
+        } else {
+            "each in a fresh database"
+        };
+        let mut message = format!("{to_run} test{plural}, {jobs} at a time, {databases}");
+        if filtered_out > 0 {
+            message.push_str(&format!(" ({filtered_out} filtered out)"));
+        }
+        self.status("Running", &message);
+    }
+
+    fn template_cache(&mut self, hit: bool, stored: bool) {
+        let message = match (hit, stored) {
+            (true, _) => "migrated cluster copied from the cache: no initdb, no migrations",
+            (false, true) => "migrated cluster stored in the cache for the next run",
+            (false, false) => "cache not used",
+        };
+        self.status("Cache", message);
+    }
+
+    fn test_finished(
+        &mut self,
+        test: &TestId,
+        outcome: &Outcome,
+        duration: Option<Duration>,
+        output: &str,
+    ) {
+        let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
+        self.test_line(&outcome.label(), Some(outcome), &time, test);
+        if let Outcome::NotRun { reason } = outcome {
+            // Tests not run for one cause (the server stopped) share one reason: it is said once.
+            if self.last_not_run_reason.as_ref() != Some(reason) {
+                let _ = writeln!(self.out, "        {reason}");
+                self.last_not_run_reason = Some(reason.clone());
+            }
+        } else if !outcome.is_success() || self.show_output {
+            self.output_block(test, output);
+        }
+    }
+
+    fn warning(&mut self, message: &str) {
+        let _ = writeln!(
+            self.out,
+            "{} {message}",
+            "warning:".style(self.styles.warning)
+        );
+    }
+}
+
 impl<W: Write> Reporter for Human<W> {
     fn report(&mut self, event: &Event) {
         match event {
-            Event::Warning { message } => {
-                let _ = writeln!(
-                    self.out,
-                    "{} {message}",
-                    "warning:".style(self.styles.warning)
-                );
-            }
+            Event::Warning { message } => self.warning(message),
             Event::Info { message } if self.verbose => self.status("Info", message),
-            Event::Info { .. } => {}
-            Event::ClusterReady(facts) => {
-                let place = if facts.in_ram {
-                    "in RAM (tmpfs)"
-                } else {
-                    "on disk"
-                };
-                self.status("Cluster", &format!("{} ready, data {place}", facts.version));
-                if self.verbose {
-                    let run_dir = self.styles.path(&facts.run_dir);
-                    let log = self.styles.path(&facts.log);
-                    self.status(
-                        "Directory",
-                        &format!("{run_dir} (server runs as `{}`)", facts.server_user),
-                    );
-                    self.status("Log", &log);
-                }
-            }
+            Event::ClusterReady(facts) => self.cluster_ready(facts),
             Event::PhaseFinished { phase, duration } if self.verbose => {
                 let time = self.styles.seconds(*duration);
                 self.status("Finished", &format!("{} in {}", phase.label(), time.trim()));
             }
-            Event::PhaseFinished { .. } => {}
             Event::RunStarted {
                 to_run,
                 filtered_out,
                 jobs,
                 shared,
-            } => {
-                if *to_run > 0 {
-                    let plural = if *to_run == 1 { "" } else { "s" };
-                    let databases = if *shared {
-                        "in one shared database"
-                    } else {
-                        "each in a fresh database"
-                    };
-                    let mut message =
-                        format!("{to_run} test{plural}, {jobs} at a time, {databases}");
-                    if *filtered_out > 0 {
-                        message.push_str(&format!(" ({filtered_out} filtered out)"));
-                    }
-                    self.status("Running", &message);
-                }
-            }
-            Event::TestStarted { .. } | Event::DatabaseCloned { .. } => {}
+            } => self.run_started(*to_run, *filtered_out, *jobs, *shared),
             Event::TemplateCache { hit, stored } if self.verbose => {
-                let message = match (hit, stored) {
-                    (true, _) => "migrated cluster copied from the cache: no initdb, no migrations",
-                    (false, true) => "migrated cluster stored in the cache for the next run",
-                    (false, false) => "cache not used",
-                };
-                self.status("Cache", message);
+                self.template_cache(*hit, *stored)
             }
-            Event::TemplateCache { .. } => {}
             Event::TestSlow { test, elapsed } => {
                 let time = format!(">{}", self.styles.seconds(*elapsed).trim_start());
                 self.test_line("SLOW", None, &format!("{time:>9}"), test);
@@ -137,40 +166,38 @@ impl<W: Write> Reporter for Human<W> {
                 outcome,
                 duration,
                 output,
-            } => {
-                let time =
-                    duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
-                self.test_line(&outcome.label(), Some(outcome), &time, test);
-                if let Outcome::NotRun { reason } = outcome {
-                    if self.last_not_run_reason.as_ref() != Some(reason) {
-                        let _ = writeln!(self.out, "        {reason}");
-                        self.last_not_run_reason = Some(reason.clone());
-                    }
-                } else if !outcome.is_success() || self.show_output {
-                    self.output_block(test, output);
-                }
-            }
+            } => self.test_finished(test, outcome, *duration, output),
             Event::TestIgnored { test } => {
                 let time = format!("{:>9}", "");
                 self.test_line("IGNORED", None, &time, test);
             }
-            Event::FilteredOut { .. } | Event::ClusterMemory { .. } => {}
-            Event::Interrupted { signal } => {
-                let _ = writeln!(
-                    self.out,
-                    "{} stopped by {signal}: stopping the tests and the cluster",
-                    "warning:".style(self.styles.warning)
-                );
-            }
+            Event::Interrupted { signal } => self.warning(&format!(
+                "stopped by {signal}: stopping the tests and the cluster"
+            )),
+            Event::Info { .. }
+            | Event::PhaseFinished { .. }
+            | Event::TemplateCache { .. }
+            | Event::TestStarted { .. }
+            | Event::DatabaseCloned { .. }
+            | Event::FilteredOut { .. }
+            | Event::ClusterMemory { .. } => {}
         }
     }
 
-    fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
+        self.summary(summary)
+            .and_then(|()| self.out.flush())
+            .map_err(|source| Error::Human { source })
+    }
+}
+
+impl<W: Write> Human<W> {
+    fn summary(&mut self, summary: &Summary) -> std::io::Result<()> {
         if !summary.started && summary.interrupted.is_none() {
             // The run stopped before the tests (a build or setup error, already reported): no tally to show.
-            return self.out.flush();
+            return Ok(());
         }
-        let total: std::time::Duration = summary.phases.iter().map(|(_, d)| *d).sum();
+        let total: Duration = summary.phases.iter().map(|(_, d)| *d).sum();
         let _ = writeln!(self.out, "{}", "------------".style(self.styles.dim));
         let style = if summary.failures() == 0 && summary.interrupted.is_none() {
             self.styles.pass
@@ -185,12 +212,18 @@ impl<W: Write> Reporter for Human<W> {
             self.styles.seconds(total),
             summary.counts_line()
         )?;
-
         for (test, outcome, duration) in summary.finished.iter().filter(|(_, o, _)| !o.is_success())
         {
             let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
             self.test_line(&outcome.label(), Some(outcome), &time, test);
         }
+        self.slowest(summary);
+        self.phases(summary);
+        self.cluster_line(summary);
+        Ok(())
+    }
+
+    fn slowest(&mut self, summary: &Summary) {
         let slowest = summary.slowest(SLOWEST_SHOWN);
         if summary.ran() > 1 && !slowest.is_empty() {
             let mut word = "Slowest";
@@ -200,44 +233,51 @@ impl<W: Write> Reporter for Human<W> {
                 word = "";
             }
         }
-        if !summary.phases.is_empty() {
-            let mut phases = summary.phases.clone();
-            phases.sort_by_key(|(phase, _)| match phase {
-                Phase::Build => 0,
-                Phase::ClusterBoot => 1,
-                Phase::Template => 2,
-                Phase::Tests => 3,
-                Phase::Teardown => 4,
-            });
-            let text: Vec<String> = phases
-                .iter()
-                .map(|(phase, d)| format!("{} {}", phase.label(), self.styles.seconds(*d).trim()))
-                .collect();
-            self.status("Phases", &text.join(", "));
+    }
+
+    /// The phases in the order they run.
+    fn phases(&mut self, summary: &Summary) {
+        if summary.phases.is_empty() {
+            return;
         }
-        if let Some(cluster) = &summary.cluster {
-            let place = if cluster.in_ram {
-                "in RAM (tmpfs)"
-            } else {
-                "on disk"
-            };
-            let mut line = format!("{}, data {place}", cluster.version);
-            if let Some(peak) = summary.peak_memory_bytes {
-                line.push_str(&format!(
-                    ", peak memory {:.1} MiB",
-                    peak as f64 / (1024.0 * 1024.0)
-                ));
-            }
-            self.status("Cluster", &line);
+        let mut phases = summary.phases.clone();
+        phases.sort_by_key(|(phase, _)| match phase {
+            Phase::Build => 0,
+            Phase::ClusterBoot => 1,
+            Phase::Template => 2,
+            Phase::Tests => 3,
+            Phase::Teardown => 4,
+        });
+        let text: Vec<String> = phases
+            .iter()
+            .map(|(phase, d)| format!("{} {}", phase.label(), self.styles.seconds(*d).trim()))
+            .collect();
+        self.status("Phases", &text.join(", "));
+    }
+
+    fn cluster_line(&mut self, summary: &Summary) {
+        let Some(cluster) = &summary.cluster else {
+            return;
+        };
+        let place = if cluster.in_ram {
+            "in RAM (tmpfs)"
+        } else {
+            "on disk"
+        };
+        let mut line = format!("{}, data {place}", cluster.version);
+        if let Some(peak) = summary.peak_memory_bytes {
+            line.push_str(&format!(
+                ", peak memory {:.1} MiB",
+                peak as f64 / (1024.0 * 1024.0)
+            ));
         }
-        self.out.flush()
+        self.status("Cluster", &line);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn render(events: &[Event]) -> String {
         let mut buffer = Vec::new();

@@ -1,166 +1,207 @@
-//! Machine-readable events: one JSON object per line, written as they happen, and a closing summary object.
+//! Machine-readable events (`--json`): one JSON object per line, written as they happen, then a closing
+//! `summary` object.
+//!
+//! Each line is an [`Event`] as its derived `Serialize` writes it (`type`, then the event's fields; durations
+//! in seconds), plus `"format_version": 1` on every line, so that a script reading any single line, or only
+//! the lines of one type, can tell which format it has. The version goes up when a field is renamed or
+//! removed, or changes meaning; new fields and new event types do not change it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::{Reporter, Summary};
-use crate::runner::events::{Event, Outcome, TestId};
+use super::{Error, Reporter, Summary};
+use crate::runner::events::{Event, Phase};
+
+/// The version of the line format, written on every line.
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 pub struct JsonLines<W: Write> {
     out: W,
+    /// The first failed write: reporting goes on (a closed pipe must not stop the tests), and `finish` says.
+    error: Option<std::io::Error>,
+}
+
+/// One line: the object, then the format version beside its fields.
+#[derive(Serialize)]
+struct Line<T: Serialize> {
+    #[serde(flatten)]
+    object: T,
+    format_version: u32,
+}
+
+/// The closing line's object.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "summary")]
+struct SummaryObject<'a> {
+    passed: usize,
+    failed: usize,
+    crashed: usize,
+    timed_out: usize,
+    not_run: usize,
+    ignored: usize,
+    filtered_out: usize,
+    /// Seconds per phase, by the phase's name.
+    phases: BTreeMap<Phase, f64>,
+    interrupted: &'a Option<String>,
+    peak_memory_bytes: Option<u64>,
+}
+
+impl<'a> SummaryObject<'a> {
+    fn new(summary: &'a Summary) -> Self {
+        SummaryObject {
+            passed: summary.passed,
+            failed: summary.failed,
+            crashed: summary.crashed,
+            timed_out: summary.timed_out,
+            not_run: summary.not_run,
+            ignored: summary.ignored,
+            filtered_out: summary.filtered_out,
+            phases: summary
+                .phases
+                .iter()
+                .map(|(phase, duration)| (*phase, duration.as_secs_f64()))
+                .collect(),
+            interrupted: &summary.interrupted,
+            peak_memory_bytes: summary.peak_memory_bytes,
+        }
+    }
 }
 
 impl<W: Write> JsonLines<W> {
     pub fn new(out: W) -> Self {
-        JsonLines { out }
+        JsonLines { out, error: None }
     }
 
-    fn write(&mut self, value: Value) {
-        let _ = writeln!(self.out, "{value}");
-    }
-}
-
-fn seconds(duration: Duration) -> f64 {
-    duration.as_secs_f64()
-}
-
-fn test_fields(test: &TestId) -> Value {
-    json!({ "binary": test.binary, "name": test.name })
-}
-
-/// The status word of an outcome in the JSON and JUnit reports.
-pub fn status(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Passed => "passed",
-        Outcome::Failed { .. } => "failed",
-        Outcome::Crashed { .. } => "crashed",
-        Outcome::TimedOut => "timed_out",
-        Outcome::NotRun { .. } => "not_run",
-    }
-}
-
-pub fn to_json(event: &Event) -> Value {
-    match event {
-        Event::Warning { message } => json!({ "type": "warning", "message": message }),
-        Event::Info { message } => json!({ "type": "info", "message": message }),
-        Event::ClusterReady(facts) => json!({
-            "type": "cluster_ready", "version": facts.version, "in_ram": facts.in_ram,
-            "run_dir": facts.run_dir, "log": facts.log, "server_user": facts.server_user,
-        }),
-        Event::PhaseFinished { phase, duration } => {
-            json!({ "type": "phase_finished", "phase": phase.key(), "seconds": seconds(*duration) })
-        }
-        Event::RunStarted {
-            to_run,
-            filtered_out,
-            jobs,
-            shared,
-        } => json!({
-            "type": "run_started", "to_run": to_run, "filtered_out": filtered_out, "jobs": jobs,
-            "isolation": if *shared { "shared" } else { "test" },
-        }),
-        Event::TestStarted {
-            test,
-            database_wait,
-        } => json!({
-            "type": "test_started", "test": test_fields(test),
-            "database_wait_seconds": database_wait.map(seconds),
-        }),
-        Event::DatabaseCloned { duration } => {
-            json!({ "type": "database_cloned", "seconds": seconds(*duration) })
-        }
-        Event::TemplateCache { hit, stored } => {
-            json!({ "type": "template_cache", "hit": hit, "stored": stored })
-        }
-        Event::TestSlow { test, elapsed } => {
-            json!({ "type": "test_slow", "test": test_fields(test), "seconds": seconds(*elapsed) })
-        }
-        Event::TestFinished {
-            test,
-            outcome,
-            duration,
-            output,
-        } => {
-            let mut value = json!({
-                "type": "test_finished", "test": test_fields(test), "status": status(outcome),
-                "seconds": duration.map(seconds), "output": output,
-            });
-            match outcome {
-                Outcome::Failed { exit_code } => value["exit_code"] = json!(exit_code),
-                Outcome::Crashed { signal } => value["signal"] = json!(signal),
-                Outcome::NotRun { reason } => value["reason"] = json!(reason),
-                Outcome::Passed | Outcome::TimedOut => {}
-            }
-            value
-        }
-        Event::TestIgnored { test } => json!({ "type": "test_ignored", "test": test_fields(test) }),
-        Event::FilteredOut { count } => json!({ "type": "filtered_out", "count": count }),
-        Event::Interrupted { signal } => json!({ "type": "interrupted", "signal": signal }),
-        Event::ClusterMemory { peak_bytes } => {
-            json!({ "type": "cluster_memory", "peak_bytes": peak_bytes })
+    fn write(&mut self, object: impl Serialize) {
+        let line = Line {
+            object,
+            format_version: FORMAT_VERSION,
+        };
+        let written = serde_json::to_writer(&mut self.out, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if let Err(error) = written {
+            self.error.get_or_insert(error);
         }
     }
 }
 
 impl<W: Write> Reporter for JsonLines<W> {
     fn report(&mut self, event: &Event) {
-        self.write(to_json(event));
+        self.write(event);
     }
 
-    fn finish(&mut self, summary: &Summary) -> std::io::Result<()> {
-        let phases: serde_json::Map<String, Value> = summary
-            .phases
-            .iter()
-            .map(|(phase, d)| (phase.key().to_owned(), json!(seconds(*d))))
-            .collect();
-        self.write(json!({
-            "type": "summary",
-            "passed": summary.passed, "failed": summary.failed, "crashed": summary.crashed,
-            "timed_out": summary.timed_out, "not_run": summary.not_run, "ignored": summary.ignored,
-            "filtered_out": summary.filtered_out, "phases": phases,
-            "interrupted": summary.interrupted, "peak_memory_bytes": summary.peak_memory_bytes,
-        }));
-        self.out.flush()
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
+        self.write(SummaryObject::new(summary));
+        let flushed = self.out.flush();
+        match self.error.take() {
+            Some(source) => Err(Error::Json { source }),
+            None => flushed.map_err(|source| Error::Json { source }),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn events_become_one_object_per_line() {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::runner::events::{Outcome, TestId};
+
+    fn lines(events: &[Event], summary: &Summary) -> Vec<Value> {
         let mut buffer = Vec::new();
         let mut reporter = JsonLines::new(&mut buffer);
-        let test = TestId {
-            binary: "app::it".into(),
-            name: "alone".into(),
-        };
-        reporter.report(&Event::TestFinished {
-            test,
-            outcome: Outcome::Crashed {
-                signal: "SIGSEGV".into(),
-            },
-            duration: Some(Duration::from_millis(5)),
-            output: "x".into(),
-        });
-        reporter
-            .finish(&Summary {
-                crashed: 1,
-                ..Summary::default()
-            })
-            .unwrap();
+        for event in events {
+            reporter.report(event);
+        }
+        reporter.finish(summary).unwrap();
         let text = String::from_utf8(buffer).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines[0]["status"], "crashed");
-        assert_eq!(lines[0]["signal"], "SIGSEGV");
-        assert_eq!(lines[0]["test"]["binary"], "app::it");
-        assert_eq!(lines[1]["type"], "summary");
-        assert_eq!(lines[1]["crashed"], 1);
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn events_become_one_object_per_line_each_with_the_format_version() {
+        let events = [
+            Event::Warning {
+                message: "two\nlines".into(),
+            },
+            Event::TestFinished {
+                test: TestId {
+                    binary: "app::it".into(),
+                    name: "alone".into(),
+                },
+                outcome: Outcome::Crashed {
+                    signal: "SIGSEGV".into(),
+                },
+                duration: Some(Duration::from_millis(5)),
+                output: "x".into(),
+            },
+        ];
+        let summary = Summary {
+            crashed: 1,
+            ..Summary::default()
+        };
+        let lines = lines(&events, &summary);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["message"], "two\nlines");
+        assert_eq!(lines[1]["status"], "crashed");
+        assert_eq!(lines[1]["signal"], "SIGSEGV");
+        assert_eq!(lines[1]["test"]["binary"], "app::it");
+        for line in &lines {
+            assert_eq!(line["format_version"], FORMAT_VERSION, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_summary_line_keeps_its_field_names() {
+        let summary = Summary {
+            passed: 3,
+            failed: 1,
+            crashed: 1,
+            not_run: 2,
+            ignored: 4,
+            filtered_out: 5,
+            phases: vec![
+                (Phase::Build, Duration::from_millis(2500)),
+                (Phase::ClusterBoot, Duration::from_millis(500)),
+            ],
+            interrupted: Some("SIGINT".into()),
+            ..Summary::default()
+        };
+        assert_eq!(
+            lines(&[], &summary),
+            [json!({
+                "type": "summary", "passed": 3, "failed": 1, "crashed": 1, "timed_out": 0,
+                "not_run": 2, "ignored": 4, "filtered_out": 5,
+                "phases": { "build": 2.5, "cluster_boot": 0.5 },
+                "interrupted": "SIGINT", "peak_memory_bytes": null, "format_version": 1,
+            })]
+        );
+    }
+
+    /// A writer that refuses everything, like a pipe whose reader has gone.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_when_the_run_ends() {
+        let mut reporter = JsonLines::new(Closed);
+        reporter.report(&Event::FilteredOut { count: 1 });
+        let error = reporter.finish(&Summary::default()).unwrap_err();
+        assert!(error.to_string().contains("JSON"), "{error}");
     }
 }

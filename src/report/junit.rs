@@ -1,23 +1,24 @@
-//! A JUnit XML report (one `<testsuite>` per test binary), written when the run ends, for CI systems.
+//! A JUnit XML report (`--junit`) for CI systems, written with quick-junit when the run ends: one `<testsuite>`
+//! per test binary, one `<testcase>` per test.
+//!
+//! The counts match the summary line: FAIL, crashes and TIMEOUT are `<failure>`s (the summary's "failed"),
+//! NOT RUN is an `<error>` (it fails the run too, but no assertion of the test's failed), IGNORED is
+//! `<skipped>`. A test that did not pass carries its output as `<system-out>`, with terminal escapes and the
+//! characters XML cannot hold removed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Reporter, Summary};
-use crate::runner::events::{Event, Outcome};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-struct Case {
-    name: String,
-    outcome: Option<Outcome>,
-    duration: Option<Duration>,
-    output: String,
-}
+use super::{Error, Reporter, Summary};
+use crate::runner::events::{Event, Outcome, Phase, TestId};
 
 pub struct Junit {
     path: PathBuf,
-    suites: BTreeMap<String, Vec<Case>>,
+    /// By binary, in name order.
+    suites: BTreeMap<String, TestSuite>,
 }
 
 impl Junit {
@@ -28,161 +29,298 @@ impl Junit {
         }
     }
 
-    pub fn render(&self) -> String {
-        let mut xml = String::from(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"cargo-pgtest\">\n",
-        );
-        for (suite, cases) in &self.suites {
-            let failures = cases
-                .iter()
-                .filter(|c| c.outcome.as_ref().is_some_and(|o| !o.is_success()))
-                .count();
-            let skipped = cases.iter().filter(|c| c.outcome.is_none()).count();
-            let time: f64 = cases
-                .iter()
-                .filter_map(|c| c.duration)
-                .map(|d| d.as_secs_f64())
-                .sum();
-            xml.push_str(&format!(
-                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\">\n",
-                escape(suite),
-                cases.len()
-            ));
-            for case in cases {
-                let time = case.duration.map_or(0.0, |d| d.as_secs_f64());
-                xml.push_str(&format!(
-                    "    <testcase name=\"{}\" classname=\"{}\" time=\"{time:.3}\"",
-                    escape(&case.name),
-                    escape(suite)
-                ));
-                match &case.outcome {
-                    Some(Outcome::Passed) => xml.push_str("/>\n"),
-                    None => xml.push_str(">\n      <skipped/>\n    </testcase>\n"),
-                    Some(outcome) => {
-                        let message = match outcome {
-                            Outcome::Failed { exit_code } => format!(
-                                "test failed (exit code {})",
-                                exit_code.map_or("?".to_owned(), |c| c.to_string())
-                            ),
-                            Outcome::Crashed { signal } => format!("test crashed ({signal})"),
-                            Outcome::TimedOut => "test timed out".to_owned(),
-                            Outcome::NotRun { reason } => format!("test not run: {reason}"),
-                            Outcome::Passed => unreachable!("handled above"),
-                        };
-                        xml.push_str(&format!(
-                            ">\n      <failure message=\"{}\" type=\"{}\"/>\n      <system-out>{}</system-out>\n    </testcase>\n",
-                            escape(&message),
-                            super::json::status(outcome),
-                            escape(&case.output)
-                        ));
-                    }
-                }
-            }
-            xml.push_str("  </testsuite>\n");
+    fn add(&mut self, test: &TestId, case: TestCase) {
+        let suite = self.suites.entry(test.binary.clone()).or_insert_with(|| {
+            let mut suite = TestSuite::new(test.binary.as_str());
+            suite.set_time(Duration::ZERO);
+            suite
+        });
+        if let (Some(total), Some(time)) = (suite.time, case.time) {
+            suite.set_time(total + time);
         }
-        xml.push_str("</testsuites>\n");
-        xml
+        suite.add_test_case(case);
+    }
+
+    /// The report so far; its time is that of the tests phase, when the run got there.
+    fn xml_report(&self, summary: &Summary) -> Report {
+        let mut report = Report::new("cargo-pgtest");
+        if let Some((_, tests)) = summary.phases.iter().find(|(p, _)| *p == Phase::Tests) {
+            report.set_time(*tests);
+        }
+        report.add_test_suites(self.suites.values().cloned());
+        report
     }
 }
 
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            // Control characters other than tab and newlines are not allowed in XML 1.0.
-            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {
-                escaped.push_str(&format!("\\u{{{:x}}}", c as u32))
-            }
-            c => escaped.push(c),
+/// A test that ran, with what the report says about its outcome.
+fn finished_case(
+    test: &TestId,
+    outcome: &Outcome,
+    duration: Option<Duration>,
+    output: &str,
+) -> TestCase {
+    let (kind, message) = match outcome {
+        Outcome::Passed => return case(test, TestCaseStatus::success(), duration),
+        Outcome::Failed { exit_code } => (
+            NonSuccessKind::Failure,
+            format!(
+                "test failed (exit code {})",
+                exit_code.map_or("?".to_owned(), |c| c.to_string())
+            ),
+        ),
+        Outcome::Crashed { signal } => {
+            (NonSuccessKind::Failure, format!("test crashed ({signal})"))
         }
+        Outcome::TimedOut => (NonSuccessKind::Failure, "test timed out".to_owned()),
+        Outcome::NotRun { reason } => (NonSuccessKind::Error, format!("test not run: {reason}")),
+    };
+    let mut status = TestCaseStatus::non_success(kind);
+    status
+        .set_message(xml_text(&message))
+        .set_type(outcome.status());
+    let mut case = case(test, status, duration);
+    if !output.trim().is_empty() {
+        case.set_system_out(xml_text(output));
     }
-    escaped
+    case
+}
+
+fn case(test: &TestId, status: TestCaseStatus, duration: Option<Duration>) -> TestCase {
+    let mut case = TestCase::new(test.name.as_str(), status);
+    case.set_classname(test.binary.as_str());
+    if let Some(duration) = duration {
+        case.set_time(duration);
+    }
+    case
+}
+
+/// `text` without the two characters quick-junit keeps that XML 1.0 does not allow (it removes terminal
+/// escapes and the other control characters itself).
+fn xml_text(text: &str) -> String {
+    text.replace(['\u{fffe}', '\u{ffff}'], "\u{fffd}")
 }
 
 impl Reporter for Junit {
     fn report(&mut self, event: &Event) {
-        let (test, case) = match event {
+        match event {
             Event::TestFinished {
                 test,
                 outcome,
                 duration,
                 output,
-            } => (
-                test,
-                Case {
-                    name: test.name.clone(),
-                    outcome: Some(outcome.clone()),
-                    duration: *duration,
-                    output: output.clone(),
-                },
-            ),
-            Event::TestIgnored { test } => (
-                test,
-                Case {
-                    name: test.name.clone(),
-                    outcome: None,
-                    duration: None,
-                    output: String::new(),
-                },
-            ),
-            _ => return,
-        };
-        self.suites
-            .entry(test.binary.clone())
-            .or_default()
-            .push(case);
+            } => self.add(test, finished_case(test, outcome, *duration, output)),
+            Event::TestIgnored { test } => {
+                let mut status = TestCaseStatus::skipped();
+                status.set_message("ignored");
+                self.add(test, case(test, status, None));
+            }
+            _ => {}
+        }
     }
 
-    fn finish(&mut self, _summary: &Summary) -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&self.path)?;
-        file.write_all(self.render().as_bytes())
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
+        let path = self.path.clone();
+        let xml = self
+            .xml_report(summary)
+            .to_string()
+            .map_err(|source| Error::JunitXml {
+                path: path.clone(),
+                source,
+            })?;
+        std::fs::write(&self.path, xml).map_err(|source| Error::Junit { path, source })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use roxmltree::{Document, Node};
+
     use super::*;
-    use crate::runner::events::TestId;
+
+    fn id(binary: &str, name: &str) -> TestId {
+        TestId {
+            binary: binary.into(),
+            name: name.into(),
+        }
+    }
+
+    fn finished(name: &str, outcome: Outcome, output: &str) -> Event {
+        Event::TestFinished {
+            test: id("app::it", name),
+            outcome,
+            duration: Some(Duration::from_millis(250)),
+            output: output.into(),
+        }
+    }
+
+    /// Hostile output: a CDATA end, markup, terminal colours, control characters, and text that comes from a
+    /// lossy decoding of bytes that were not UTF-8.
+    const OUTPUT: &str = "a ]]> b <c> & 'd' \"e\"\n\u{1b}[31mred\u{1b}[0m \u{0}\u{7}\u{b}\u{fffe}\u{ffff} caf\u{e9} \u{fffd}\u{fffd} \u{1f418}";
+
+    /// The events of a run with every kind of result, in two binaries, and its summary.
+    fn run() -> (Junit, Summary) {
+        let events = [
+            finished("passes", Outcome::Passed, "noise"),
+            finished(
+                "fails",
+                Outcome::Failed {
+                    exit_code: Some(101),
+                },
+                OUTPUT,
+            ),
+            finished(
+                "aborts",
+                Outcome::Crashed {
+                    signal: "SIGABRT".into(),
+                },
+                "about to abort",
+            ),
+            finished("hangs", Outcome::TimedOut, ""),
+            finished(
+                "stranded",
+                Outcome::NotRun {
+                    reason: "the server stopped".into(),
+                },
+                "",
+            ),
+            Event::TestIgnored {
+                test: id("app::it", "later"),
+            },
+            Event::TestFinished {
+                test: id("app", "doc_test"),
+                outcome: Outcome::Passed,
+                duration: None,
+                output: String::new(),
+            },
+            Event::PhaseFinished {
+                phase: Phase::Tests,
+                duration: Duration::from_secs(2),
+            },
+        ];
+        let mut junit = Junit::new(PathBuf::from("unused.xml"));
+        let mut summary = Summary::default();
+        for event in &events {
+            summary.record(event);
+            junit.report(event);
+        }
+        (junit, summary)
+    }
+
+    fn attribute<'a>(node: Node<'a, '_>, name: &str) -> &'a str {
+        node.attribute(name)
+            .unwrap_or_else(|| panic!("no {name} on {node:?}"))
+    }
+
+    fn case<'a, 'input>(document: &'a Document<'input>, name: &str) -> Node<'a, 'input> {
+        document
+            .descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+            .unwrap_or_else(|| panic!("no testcase {name}"))
+    }
+
+    fn child<'a, 'input>(node: Node<'a, 'input>, tag: &str) -> Option<Node<'a, 'input>> {
+        node.children().find(|n| n.has_tag_name(tag))
+    }
 
     #[test]
-    fn failures_and_skips_are_marked_and_text_is_escaped() {
-        let mut junit = Junit::new(PathBuf::from("/dev/null"));
-        let id = |name: &str| TestId {
-            binary: "app::it".into(),
-            name: name.into(),
-        };
-        junit.report(&Event::TestFinished {
-            test: id("ok"),
-            outcome: Outcome::Passed,
-            duration: Some(Duration::from_millis(5)),
-            output: String::new(),
-        });
-        junit.report(&Event::TestFinished {
-            test: id("bad"),
-            outcome: Outcome::Failed {
-                exit_code: Some(101),
-            },
-            duration: None,
-            output: "a < b & \u{1b}[0m".into(),
-        });
-        junit.report(&Event::TestIgnored { test: id("later") });
-        let xml = junit.render();
-        assert!(
-            xml.contains(
-                "<testsuite name=\"app::it\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""
+    fn the_report_parses_and_counts_like_the_summary() {
+        let (junit, summary) = run();
+        let xml = junit.xml_report(&summary).to_string().unwrap();
+        let document = Document::parse(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+        let root = document.root_element();
+        assert_eq!(root.tag_name().name(), "testsuites");
+        let counts = ["tests", "failures", "errors", "skipped"].map(|a| attribute(root, a));
+        assert_eq!(counts, ["7", "3", "1", "1"], "{xml}");
+        let failed = summary.failed + summary.crashed + summary.timed_out;
+        assert_eq!(
+            (failed, summary.not_run),
+            (3, 1),
+            "the same counts as the summary line"
+        );
+        assert_eq!(attribute(root, "time"), "2.000");
+        let suites: Vec<(&str, &str)> = root
+            .children()
+            .filter(|n| n.has_tag_name("testsuite"))
+            .map(|n| (attribute(n, "name"), attribute(n, "tests")))
+            .collect();
+        assert_eq!(suites, [("app", "1"), ("app::it", "6")]);
+        let it = root
+            .children()
+            .find(|n| n.attribute("name") == Some("app::it"))
+            .unwrap();
+        assert_eq!(
+            attribute(it, "time"),
+            "1.250",
+            "the sum of its tests' times"
+        );
+    }
+
+    #[test]
+    fn each_result_has_its_element_message_and_time() {
+        let (junit, summary) = run();
+        let xml = junit.xml_report(&summary).to_string().unwrap();
+        let document = Document::parse(&xml).unwrap();
+        let passes = case(&document, "passes");
+        assert_eq!(attribute(passes, "classname"), "app::it");
+        assert_eq!(attribute(passes, "time"), "0.250");
+        assert_eq!(
+            passes.children().filter(|n| n.is_element()).count(),
+            0,
+            "{xml}"
+        );
+        let expected = [
+            ("fails", "failure", "failed", "test failed (exit code 101)"),
+            ("aborts", "failure", "crashed", "test crashed (SIGABRT)"),
+            ("hangs", "failure", "timed_out", "test timed out"),
+            (
+                "stranded",
+                "error",
+                "not_run",
+                "test not run: the server stopped",
             ),
+        ];
+        for (name, tag, kind, message) in expected {
+            let node = child(case(&document, name), tag).unwrap_or_else(|| panic!("{name}: {xml}"));
+            assert_eq!(
+                (attribute(node, "type"), attribute(node, "message")),
+                (kind, message)
+            );
+        }
+        let later = child(case(&document, "later"), "skipped").unwrap();
+        assert_eq!(attribute(later, "message"), "ignored");
+        let out = |name| child(case(&document, name), "system-out").and_then(|n| n.text());
+        assert_eq!(out("aborts"), Some("about to abort"));
+        assert_eq!(out("passes"), None, "a passing test's output is left out");
+        assert_eq!(
+            case(&document, "doc_test").attribute("time"),
+            None,
+            "no time known"
+        );
+    }
+
+    #[test]
+    fn hostile_output_stays_valid_xml_and_keeps_its_text() {
+        let (junit, summary) = run();
+        let xml = junit.xml_report(&summary).to_string().unwrap();
+        let document = Document::parse(&xml).unwrap();
+        let out = child(case(&document, "fails"), "system-out").and_then(|n| n.text());
+        assert_eq!(
+            out,
+            Some("a ]]> b <c> & 'd' \"e\"\nred \u{fffd}\u{fffd} caf\u{e9} \u{fffd}\u{fffd} \u{1f418}"),
             "{xml}"
         );
-        assert!(
-            xml.contains("<failure message=\"test failed (exit code 101)\" type=\"failed\"/>"),
-            "{xml}"
-        );
-        assert!(xml.contains("a &lt; b &amp; \\u{1b}[0m"), "{xml}");
-        assert!(xml.contains("<skipped/>"), "{xml}");
+    }
+
+    #[test]
+    fn finish_writes_the_file_or_names_it_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut junit, summary) = run();
+        junit.path = dir.path().join("report.xml");
+        junit.finish(&summary).unwrap();
+        let written = std::fs::read_to_string(&junit.path).unwrap();
+        assert!(Document::parse(&written).is_ok(), "{written}");
+        junit.path = dir.path().join("missing").join("report.xml");
+        let error = junit.finish(&summary).unwrap_err().to_string();
+        assert!(error.contains(&junit.path.display().to_string()), "{error}");
     }
 }

@@ -6,15 +6,35 @@ pub mod json;
 pub mod junit;
 pub mod styles;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
+
+/// A report that could not be written; shown after "could not write a report:".
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the summary on stderr: {source}")]
+    Human { source: std::io::Error },
+    #[error("the JSON lines (--json): {source}")]
+    Json { source: std::io::Error },
+    #[error("the JUnit XML to {}: {source}; check that its directory exists and is writable", path.display())]
+    Junit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the JUnit XML to {}: {source} (a bug; please report it)", path.display())]
+    JunitXml {
+        path: PathBuf,
+        source: quick_junit::SerializeError,
+    },
+}
 
 /// A consumer of events.
 pub trait Reporter {
     fn report(&mut self, event: &Event);
     /// Called once after the last event (and after teardown), with the tally.
-    fn finish(&mut self, summary: &Summary) -> std::io::Result<()>;
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error>;
 }
 
 /// What a run came to.
@@ -143,7 +163,7 @@ impl Reporters {
     }
 
     /// Finishes every reporter; returns the first error writing a report, if any.
-    pub fn finish(&mut self) -> std::io::Result<()> {
+    pub fn finish(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
         for reporter in &mut self.reporters {
             if let Err(error) = reporter.finish(&self.summary) {

@@ -1,8 +1,13 @@
-//! Colour and redaction, decided once per run: `--color`, NO_COLOR, and whether stderr is a terminal.
+//! Colour and redaction, decided once per run, and the decision handed to cargo so that its output and ours
+//! agree. Colour comes from, first to last: `--color always|never`; `CARGO_TERM_COLOR` (cargo's own setting,
+//! often set in CI; a value other than auto, always or never is ignored, as `--color` then overrides it for
+//! cargo too); `NO_COLOR` set and not empty; and otherwise whether stderr, where the report goes, is a terminal.
 
+use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use owo_colors::Style;
 
 use crate::cli::ColorChoice;
@@ -15,24 +20,25 @@ pub struct Styles {
     pub pass: Style,
     pub fail: Style,
     pub skip: Style,
-    pub slow: Style,
     pub heading: Style,
     pub dim: Style,
     pub warning: Style,
 }
 
 impl Styles {
+    /// The styles for this run, from `--color` and the environment.
     pub fn decide(choice: ColorChoice) -> Styles {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let colored = match choice {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => !no_color && std::io::stderr().is_terminal(),
-        };
+        let colored = wants_color(
+            choice,
+            std::env::var_os("CARGO_TERM_COLOR").as_deref(),
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::io::stderr().is_terminal(),
+        );
         let redact = std::env::var("CARGO_PGTEST_REDACT").is_ok_and(|v| v == "1");
         Styles::new(colored, redact)
     }
 
+    /// `colored` as decided; `redact` for fixed placeholders in place of durations and paths.
     pub fn new(colored: bool, redact: bool) -> Styles {
         if !colored {
             return Styles {
@@ -46,7 +52,6 @@ impl Styles {
             pass: Style::new().green().bold(),
             fail: Style::new().red().bold(),
             skip: Style::new().yellow().bold(),
-            slow: Style::new().yellow().bold(),
             heading: Style::new().green().bold(),
             dim: Style::new().dimmed(),
             warning: Style::new().yellow().bold(),
@@ -78,5 +83,79 @@ impl Styles {
         } else {
             path.to_owned()
         }
+    }
+}
+
+/// Whether to colour, from `--color`, the values of `CARGO_TERM_COLOR` and `NO_COLOR`, and whether stderr is a
+/// terminal (see the module doc for the order).
+pub(crate) fn wants_color(
+    flag: ColorChoice,
+    cargo_term_color: Option<&OsStr>,
+    no_color: Option<&OsStr>,
+    stderr_is_terminal: bool,
+) -> bool {
+    let from_cargo = || {
+        cargo_term_color
+            .and_then(OsStr::to_str)
+            .and_then(|value| ColorChoice::from_str(value.trim(), true).ok())
+    };
+    let choice = match flag {
+        ColorChoice::Auto => from_cargo().unwrap_or(ColorChoice::Auto),
+        chosen => chosen,
+    };
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => no_color.is_none_or(OsStr::is_empty) && stderr_is_terminal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ColorChoice::{Always, Auto, Never};
+
+    fn decide(flag: ColorChoice, cargo: Option<&str>, no_color: Option<&str>, tty: bool) -> bool {
+        wants_color(flag, cargo.map(OsStr::new), no_color.map(OsStr::new), tty)
+    }
+
+    #[test]
+    fn the_flag_wins_over_everything() {
+        for (cargo, no_color, tty) in [(Some("never"), Some("1"), false), (None, None, true)] {
+            assert!(decide(Always, cargo, no_color, tty));
+            assert!(!decide(Never, Some("always"), no_color, tty));
+        }
+    }
+
+    #[test]
+    fn cargo_term_color_decides_when_the_flag_is_auto() {
+        assert!(decide(Auto, Some("always"), Some("1"), false));
+        assert!(decide(Auto, Some("ALWAYS"), None, false));
+        assert!(!decide(Auto, Some("never"), None, true));
+        assert!(decide(Auto, Some("auto"), None, true));
+        assert!(!decide(Auto, Some("auto"), None, false));
+        assert!(
+            decide(Auto, Some("sometimes"), None, true),
+            "an unknown value counts as auto"
+        );
+        assert!(!decide(Auto, Some("sometimes"), None, false));
+    }
+
+    #[test]
+    fn otherwise_no_color_and_then_the_terminal_decide() {
+        assert!(decide(Auto, None, None, true));
+        assert!(!decide(Auto, None, None, false));
+        assert!(!decide(Auto, None, Some("1"), true));
+        assert!(
+            decide(Auto, None, Some(""), true),
+            "an empty NO_COLOR is not set"
+        );
+        assert!(!decide(Auto, Some("auto"), Some("yes"), true));
+    }
+
+    #[test]
+    fn cargo_is_told_the_decision() {
+        assert_eq!(Styles::new(true, false).cargo_color(), "always");
+        assert_eq!(Styles::new(false, false).cargo_color(), "never");
     }
 }

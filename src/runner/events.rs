@@ -1,12 +1,17 @@
 //! The events a run produces, in order. They are the only thing reporters see: the runner never prints.
+//!
+//! Each type derives `Serialize` in the shape of the `--json` report (see `report::json`): an event is an
+//! object whose `type` is its snake_case name, durations are seconds as floating-point numbers, and a
+//! finished test's outcome is a `status` word beside the fields of that outcome.
 
 use std::fmt;
 use std::time::Duration;
 
+use serde::{Serialize, Serializer};
 use tokio::sync::mpsc;
 
 /// One test: the binary it lives in (nextest-style id) and its name inside it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct TestId {
     pub binary: String,
     pub name: String,
@@ -19,7 +24,8 @@ impl fmt::Display for TestId {
 }
 
 /// The stages of a run whose time the summary shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     ClusterBoot,
     Template,
@@ -38,20 +44,11 @@ impl Phase {
             Phase::Teardown => "teardown",
         }
     }
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Phase::ClusterBoot => "cluster_boot",
-            Phase::Template => "template",
-            Phase::Build => "build",
-            Phase::Tests => "tests",
-            Phase::Teardown => "teardown",
-        }
-    }
 }
 
 /// How a test that ran ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     Passed,
     /// The test failed (libtest exits 101) or exited with another code.
@@ -85,10 +82,21 @@ impl Outcome {
             Outcome::NotRun { .. } => "NOT RUN".to_owned(),
         }
     }
+
+    /// The status word of the JSON and JUnit reports (the same as the serialized `status`).
+    pub(crate) fn status(&self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Crashed { .. } => "crashed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::NotRun { .. } => "not_run",
+        }
+    }
 }
 
 /// Facts about the cluster, for the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClusterFacts {
     /// For example "PostgreSQL 15.18".
     pub version: String,
@@ -98,7 +106,10 @@ pub struct ClusterFacts {
     pub server_user: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Field names are those of the `--json` report where they differ (`seconds`, `isolation`…), so that the
+/// derived `Serialize` writes the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// Something the user should know that is not an error (for example: no tmpfs, data on disk).
     Warning {
@@ -111,6 +122,7 @@ pub enum Event {
     ClusterReady(ClusterFacts),
     PhaseFinished {
         phase: Phase,
+        #[serde(rename = "seconds", serialize_with = "seconds")]
         duration: Duration,
     },
     /// The tests are known; `to_run` of them will run, each in a fresh database unless `shared`.
@@ -118,15 +130,18 @@ pub enum Event {
         to_run: usize,
         filtered_out: usize,
         jobs: usize,
+        #[serde(rename = "isolation", serialize_with = "isolation")]
         shared: bool,
     },
     /// A test starts; `database_wait` is how long it waited for its database (None in shared isolation).
     TestStarted {
         test: TestId,
+        #[serde(rename = "database_wait_seconds", serialize_with = "optional_seconds")]
         database_wait: Option<Duration>,
     },
     /// A test database was cloned from its template, taking `duration`.
     DatabaseCloned {
+        #[serde(rename = "seconds", serialize_with = "seconds")]
         duration: Duration,
     },
     /// Whether the migrated cluster came from the cache under the target directory (`hit`), or was built
@@ -138,12 +153,15 @@ pub enum Event {
     /// A test has been running longer than the slow threshold (sent once per test).
     TestSlow {
         test: TestId,
+        #[serde(rename = "seconds", serialize_with = "seconds")]
         elapsed: Duration,
     },
     /// `duration` is None where the harness does not report one (doc tests).
     TestFinished {
         test: TestId,
+        #[serde(flatten)]
         outcome: Outcome,
+        #[serde(rename = "seconds", serialize_with = "optional_seconds")]
         duration: Option<Duration>,
         output: String,
     },
@@ -165,10 +183,238 @@ pub enum Event {
     },
 }
 
+/// A duration as seconds (`0.348`), the unit of every time in the JSON report.
+fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
+
+fn optional_seconds<S: Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => seconds(duration, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// `shared` as the report names it: the isolation unit, `"shared"` or `"test"`.
+fn isolation<S: Serializer>(shared: &bool, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(if *shared { "shared" } else { "test" })
+}
+
 /// Where the runner sends its events.
 pub type EventSender = mpsc::UnboundedSender<Event>;
 pub type EventReceiver = mpsc::UnboundedReceiver<Event>;
 
 pub fn channel() -> (EventSender, EventReceiver) {
     mpsc::unbounded_channel()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn value(event: Event) -> Value {
+        serde_json::to_value(event).unwrap()
+    }
+
+    fn test_id() -> TestId {
+        TestId {
+            binary: "app::it".into(),
+            name: "alone".into(),
+        }
+    }
+
+    fn finished(outcome: Outcome, duration: Option<Duration>) -> Event {
+        Event::TestFinished {
+            test: test_id(),
+            outcome,
+            duration,
+            output: "out".into(),
+        }
+    }
+
+    #[test]
+    fn messages_and_cluster_facts_keep_their_field_names() {
+        assert_eq!(
+            value(Event::Warning {
+                message: "no tmpfs".into()
+            }),
+            json!({ "type": "warning", "message": "no tmpfs" })
+        );
+        assert_eq!(
+            value(Event::Info {
+                message: "hi".into()
+            }),
+            json!({ "type": "info", "message": "hi" })
+        );
+        let facts = ClusterFacts {
+            version: "PostgreSQL 15.18".into(),
+            in_ram: true,
+            run_dir: "/dev/shm/x".into(),
+            log: "/dev/shm/x/log".into(),
+            server_user: "postgres".into(),
+        };
+        assert_eq!(
+            value(Event::ClusterReady(facts)),
+            json!({
+                "type": "cluster_ready", "version": "PostgreSQL 15.18", "in_ram": true,
+                "run_dir": "/dev/shm/x", "log": "/dev/shm/x/log", "server_user": "postgres",
+            })
+        );
+    }
+
+    #[test]
+    fn durations_are_seconds_and_phases_snake_case() {
+        let phases = [
+            (Phase::ClusterBoot, "cluster_boot"),
+            (Phase::Template, "template"),
+            (Phase::Build, "build"),
+            (Phase::Tests, "tests"),
+            (Phase::Teardown, "teardown"),
+        ];
+        for (phase, key) in phases {
+            assert_eq!(
+                value(Event::PhaseFinished {
+                    phase,
+                    duration: Duration::from_millis(1500),
+                }),
+                json!({ "type": "phase_finished", "phase": key, "seconds": 1.5 })
+            );
+        }
+        assert_eq!(
+            value(Event::DatabaseCloned {
+                duration: Duration::from_millis(250)
+            }),
+            json!({ "type": "database_cloned", "seconds": 0.25 })
+        );
+        assert_eq!(
+            value(Event::TestSlow {
+                test: test_id(),
+                elapsed: Duration::from_secs(60)
+            }),
+            json!({ "type": "test_slow", "test": { "binary": "app::it", "name": "alone" }, "seconds": 60.0 })
+        );
+    }
+
+    #[test]
+    fn run_and_test_start_keep_their_field_names() {
+        for (shared, isolation) in [(false, "test"), (true, "shared")] {
+            assert_eq!(
+                value(Event::RunStarted {
+                    to_run: 3,
+                    filtered_out: 1,
+                    jobs: 2,
+                    shared,
+                }),
+                json!({
+                    "type": "run_started", "to_run": 3, "filtered_out": 1, "jobs": 2,
+                    "isolation": isolation,
+                })
+            );
+        }
+        let started = |database_wait| {
+            value(Event::TestStarted {
+                test: test_id(),
+                database_wait,
+            })
+        };
+        assert_eq!(
+            started(Some(Duration::from_millis(125))),
+            json!({
+                "type": "test_started", "test": { "binary": "app::it", "name": "alone" },
+                "database_wait_seconds": 0.125,
+            })
+        );
+        assert_eq!(started(None)["database_wait_seconds"], Value::Null);
+    }
+
+    #[test]
+    fn a_finished_test_has_its_status_and_the_fields_of_its_outcome() {
+        let base = |status: &str, seconds: Value| {
+            json!({
+                "type": "test_finished", "test": { "binary": "app::it", "name": "alone" },
+                "status": status, "seconds": seconds, "output": "out",
+            })
+        };
+        let half = Some(Duration::from_millis(500));
+        assert_eq!(
+            value(finished(Outcome::Passed, half)),
+            base("passed", json!(0.5))
+        );
+        assert_eq!(
+            value(finished(Outcome::TimedOut, None)),
+            base("timed_out", Value::Null)
+        );
+        let mut failed = base("failed", json!(0.5));
+        failed["exit_code"] = json!(101);
+        let outcome = Outcome::Failed {
+            exit_code: Some(101),
+        };
+        assert_eq!(value(finished(outcome, half)), failed);
+        let mut crashed = base("crashed", json!(0.5));
+        crashed["signal"] = json!("SIGSEGV");
+        let outcome = Outcome::Crashed {
+            signal: "SIGSEGV".into(),
+        };
+        assert_eq!(value(finished(outcome, half)), crashed);
+        let mut not_run = base("not_run", Value::Null);
+        not_run["reason"] = json!("the server stopped");
+        let outcome = Outcome::NotRun {
+            reason: "the server stopped".into(),
+        };
+        assert_eq!(value(finished(outcome, None)), not_run);
+    }
+
+    #[test]
+    fn the_serialized_status_is_the_status_word() {
+        let outcomes = [
+            Outcome::Passed,
+            Outcome::Failed { exit_code: None },
+            Outcome::Crashed {
+                signal: "SIGABRT".into(),
+            },
+            Outcome::TimedOut,
+            Outcome::NotRun { reason: "x".into() },
+        ];
+        for outcome in outcomes {
+            assert_eq!(
+                serde_json::to_value(&outcome).unwrap()["status"],
+                outcome.status()
+            );
+        }
+    }
+
+    #[test]
+    fn the_remaining_events_keep_their_field_names() {
+        assert_eq!(
+            value(Event::TemplateCache {
+                hit: false,
+                stored: true
+            }),
+            json!({ "type": "template_cache", "hit": false, "stored": true })
+        );
+        assert_eq!(
+            value(Event::TestIgnored { test: test_id() }),
+            json!({ "type": "test_ignored", "test": { "binary": "app::it", "name": "alone" } })
+        );
+        assert_eq!(
+            value(Event::FilteredOut { count: 4 }),
+            json!({ "type": "filtered_out", "count": 4 })
+        );
+        assert_eq!(
+            value(Event::Interrupted {
+                signal: "SIGINT".into()
+            }),
+            json!({ "type": "interrupted", "signal": "SIGINT" })
+        );
+        assert_eq!(
+            value(Event::ClusterMemory {
+                peak_bytes: 1 << 30
+            }),
+            json!({ "type": "cluster_memory", "peak_bytes": 1u64 << 30 })
+        );
+    }
 }
