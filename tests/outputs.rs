@@ -123,7 +123,8 @@ fn a_terminal_gets_colour_unless_never_or_no_color_says_otherwise() {
         return;
     }
     let project = Project::copy_of("failing");
-    let cases: [(&[&str], Option<&str>, bool, &str); 3] = [
+    // (arguments, variable set, coloured, what the case is)
+    let cases: [(&[&str], Option<(&str, &str)>, bool, &str); 4] = [
         (&[], None, true, "a terminal"),
         (
             &["--color", "never"],
@@ -131,13 +132,26 @@ fn a_terminal_gets_colour_unless_never_or_no_color_says_otherwise() {
             false,
             "--color never in a terminal",
         ),
-        (&[], Some("1"), false, "NO_COLOR=1 in a terminal"),
+        (
+            &[],
+            Some(("NO_COLOR", "1")),
+            false,
+            "NO_COLOR=1 in a terminal",
+        ),
+        (
+            &[],
+            Some(("CARGO_TERM_COLOR", "never")),
+            false,
+            "CARGO_TERM_COLOR=never in a terminal",
+        ),
     ];
-    for (args, no_color, coloured, how) in cases {
+    for (args, variable, coloured, how) in cases {
         let mut command = project.command(args);
-        command.env_remove("NO_COLOR");
-        if let Some(value) = no_color {
-            command.env("NO_COLOR", value);
+        command
+            .env_remove("NO_COLOR")
+            .env_remove("CARGO_TERM_COLOR");
+        if let Some((name, value)) = variable {
+            command.env(name, value);
         }
         let (code, output) = run_in_terminal(command);
         assert_eq!(code, Some(100), "{how}: exit code\n{output}");
