@@ -21,27 +21,6 @@ use nix::unistd::{Uid, User};
 /// The claim-probe test that reports the server, as a TESTNAME filter.
 const REPORT: &str = "reports_the_server";
 
-/// `CI=true` or `CI=1`: every check must run, a skip is a failure.
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
-}
-
-/// Whether PostgreSQL is there; without it a check is skipped with a note, except in CI.
-fn postgres_here() -> bool {
-    let available = common::postgres_available();
-    assert!(
-        available || !in_ci(),
-        "PostgreSQL is missing, and CI must run these tests"
-    );
-    available
-}
-
-/// Notes why a check does not run here; in CI that is a failure instead.
-fn skipped(reason: &str) {
-    assert!(!in_ci(), "this check must run in CI, but {reason}");
-    eprintln!("skipped: {reason}");
-}
-
 fn output_of(command: &mut Command) -> Run {
     Run::from(command.output().expect("the command runs"))
 }
@@ -121,7 +100,7 @@ fn count(run: &Run, needle: &str) -> usize {
 
 #[test]
 fn a_build_failure_exits_101_and_leaves_no_cluster() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-build-failure");
@@ -137,7 +116,7 @@ fn a_build_failure_exits_101_and_leaves_no_cluster() {
 
 #[test]
 fn a_failing_seed_file_exits_2_naming_its_file_and_line() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-bad-seed");
@@ -221,7 +200,7 @@ fn check_postgres_key(key: &str, version: &str, fake: &Path) {
 
 #[test]
 fn the_postgres_key_picks_a_major_version_or_a_bin_directory() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let (version, bin_dir) = which_postgres(&Project::copy_of("claim-probe"), &[]);
@@ -235,7 +214,7 @@ fn the_postgres_key_picks_a_major_version_or_a_bin_directory() {
 #[test]
 #[ignore = "claim fails today: PGTEST_PG_BIN wins over a major-version `postgres` key (reported to the lead)"]
 fn the_postgres_key_wins_over_pgtest_pg_bin() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-probe");
@@ -252,11 +231,11 @@ fn the_postgres_key_wins_over_pgtest_pg_bin() {
 
 #[test]
 fn tmpfs_false_puts_the_data_directory_on_disk() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let Some(disk) = disk_dir() else {
-        skipped("no directory on disk to put the data in was found");
+        common::skip("no directory on disk to put the data in was found");
         return;
     };
     let project = Project::copy_of("claim-probe");
@@ -284,7 +263,7 @@ fn tmpfs_false_puts_the_data_directory_on_disk() {
 
 #[test]
 fn database_env_carries_the_url_to_the_test_and_to_the_build() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-database-env");
@@ -308,7 +287,7 @@ fn database_env_carries_the_url_to_the_test_and_to_the_build() {
 
 #[test]
 fn the_timeout_key_kills_a_test_that_runs_past_it() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-probe");
@@ -354,14 +333,14 @@ fn account_other_than_the_default() -> Option<User> {
 #[test]
 fn pgtest_server_user_is_the_account_the_server_runs_as() {
     if !Uid::effective().is_root() {
-        skipped("PGTEST_SERVER_USER is for runs as root, and this is not root");
+        common::skip("PGTEST_SERVER_USER is for runs as root, and this is not root");
         return;
     }
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let Some(account) = account_other_than_the_default() else {
-        skipped("no unprivileged account besides the default one (nobody, daemon, bin)");
+        common::skip("no unprivileged account besides the default one (nobody, daemon, bin)");
         return;
     };
     let project = Project::copy_of("claim-probe");
@@ -381,12 +360,12 @@ fn pgtest_server_user_is_the_account_the_server_runs_as() {
 
 #[test]
 fn without_pgtest_tmpdir_the_run_directory_lands_on_a_tmpfs() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let shm = Path::new("/dev/shm");
     if !is_tmpfs(shm) {
-        skipped("/dev/shm is not a tmpfs here");
+        common::skip("/dev/shm is not a tmpfs here");
         return;
     }
     let xdg = tempfile::Builder::new()
@@ -430,11 +409,11 @@ fn check_disk_fallback(project: &Project, run: &Run, warning: &str, disk: &Path)
 
 #[test]
 fn a_pgtest_tmpdir_on_disk_warns_once_and_the_run_passes_on_disk() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let Some(disk) = disk_dir() else {
-        skipped("no directory on disk to put the data in was found");
+        common::skip("no directory on disk to put the data in was found");
         return;
     };
     let project = Project::copy_of("claim-probe");
@@ -474,11 +453,11 @@ fn without_dev_shm(inner: &Command, stand_in: &Path) -> Command {
 
 #[test]
 fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let (Some(disk), Some(stand_in)) = (disk_dir(), disk_dir()) else {
-        skipped("no directory on disk to put the data in was found");
+        common::skip("no directory on disk to put the data in was found");
         return;
     };
     let namespaces = Command::new("unshare")
@@ -486,7 +465,9 @@ fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
         .stdin(Stdio::null())
         .output();
     if !namespaces.is_ok_and(|output| output.status.success()) {
-        skipped("a private mount namespace (`unshare --mount`, root) is needed to hide /dev/shm");
+        common::skip(
+            "a private mount namespace (`unshare --mount`, root) is needed to hide /dev/shm",
+        );
         return;
     }
     let project = Project::copy_of("claim-probe");
@@ -503,7 +484,7 @@ fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
 
 #[test]
 fn the_fast_settings_are_in_effect_and_a_users_setting_overrides_one() {
-    if !postgres_here() {
+    if !common::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-probe");
