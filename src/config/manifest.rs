@@ -2,6 +2,7 @@
 //! closest), deserializes it into [`TableText`] and turns that into a [`Table`] whose every value knows the
 //! manifest and line that set it, with paths made absolute against the manifest's directory.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub(crate) struct Table {
     pub fixtures: Option<Sourced<Vec<PathBuf>>>,
     pub extensions: Option<Sourced<Vec<String>>>,
 }
+
+/// A key of a parsed table and its value, spans included.
+type Entry<'t, 'i> = (&'t Spanned<Cow<'i, str>>, &'t Spanned<DeValue<'i>>);
 
 /// Which table of which manifest to read.
 pub(crate) struct Source<'a> {
@@ -114,13 +118,7 @@ pub(crate) fn read_table(source: &Source<'_>) -> Result<Table, ConfigError> {
 }
 
 /// `<section>.metadata.pgtest`, key and value, when the manifest has it.
-fn find_table<'t, 'i>(
-    document: &'t DeTable<'i>,
-    section: &str,
-) -> Option<(
-    &'t Spanned<std::borrow::Cow<'i, str>>,
-    &'t Spanned<DeValue<'i>>,
-)> {
+fn find_table<'t, 'i>(document: &'t DeTable<'i>, section: &str) -> Option<Entry<'t, 'i>> {
     let DeValue::Table(section) = document.get(section)?.get_ref() else {
         return None;
     };
@@ -183,7 +181,7 @@ fn anchor(text: TableText, source: &Source<'_>) -> Result<Table, ConfigError> {
             PostgresChoice::BinDir(dir) => PostgresChoice::BinDir(base.join(dir)),
             other => other,
         }),
-        tmpfs: source.sourced(text.tmpfs, |flag| flag),
+        tmpfs: source.sourced(text.tmpfs, |flag| flag.0),
         isolation: source.sourced(text.isolation, |isolation| isolation.0),
         database_env: source.sourced(text.database_env, |name| name.0),
         settings: settings(text.settings.unwrap_or_default(), source)?,

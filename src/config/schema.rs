@@ -32,7 +32,7 @@ pub(crate) const KEYS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub(crate) struct TableText {
     pub postgres: Option<Spanned<PostgresText>>,
-    pub tmpfs: Option<Spanned<bool>>,
+    pub tmpfs: Option<Spanned<Flag>>,
     pub isolation: Option<Spanned<IsolationText>>,
     pub database_env: Option<Spanned<EnvName>>,
     pub settings: Option<BTreeMap<Spanned<String>, Spanned<SettingText>>>,
@@ -96,6 +96,30 @@ impl Visitor<'_> for PostgresVisitor {
             return Err(Self::not_major(text));
         }
         Ok(PostgresChoice::BinDir(PathBuf::from(text)))
+    }
+}
+
+/// `tmpfs`: a TOML boolean, named the way a person writes it in errors.
+#[derive(Debug)]
+pub(crate) struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_bool(FlagVisitor).map(Flag)
+    }
+}
+
+struct FlagVisitor;
+
+impl Visitor<'_> for FlagVisitor {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("true or false")
+    }
+
+    fn visit_bool<E: de::Error>(self, flag: bool) -> Result<bool, E> {
+        Ok(flag)
     }
 }
 

@@ -142,7 +142,7 @@ fn a_key_far_from_every_valid_one_lists_them_all() {
 fn a_wrong_type_says_what_was_expected_found_and_where() {
     assert_eq!(
         error_of("[package.metadata.pgtest]\ntmpfs = \"yes\"\n"),
-        "`tmpfs` in [package.metadata.pgtest] in /p/Cargo.toml:6 must be a boolean, \
+        "`tmpfs` in [package.metadata.pgtest] in /p/Cargo.toml:6 must be true or false, \
          but it is string \"yes\""
     );
     // In a list written over several lines, the line is the bad item's.
@@ -196,8 +196,9 @@ fn dotted_and_inline_forms_are_read_with_their_lines() {
     assert_eq!(config.settings[0].origin.line, Some(7));
     let message = error_of("[package.metadata]\npgtest = { isolation = \"shared\", tmpfs = 1 }\n");
     assert!(
-        message
-            .contains("`tmpfs` in [package.metadata.pgtest] in /p/Cargo.toml:6 must be a boolean"),
+        message.contains(
+            "`tmpfs` in [package.metadata.pgtest] in /p/Cargo.toml:6 must be true or false"
+        ),
         "{message}"
     );
     let message = error_of("[package.metadata]\npgtest = \"on\"\n");
