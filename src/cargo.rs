@@ -120,9 +120,8 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
 
     let root_manifest = root.join("Cargo.toml");
     let workspace = Workspace {
-        root_manifest_text: read(&root_manifest).unwrap_or_default(),
+        root_manifest_text: read(&root_manifest)?,
         root,
-        metadata: metadata.workspace_metadata.clone(),
         members: members
             .iter()
             .map(|package| {
@@ -131,7 +130,6 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
                     name: package.name.to_string(),
                     manifest_text: read(&manifest_path)?,
                     manifest_path,
-                    metadata: package.metadata.clone(),
                 })
             })
             .collect::<Result<_, CargoError>>()?,

@@ -1,20 +1,19 @@
 //! The parsers that read what users write, fed arbitrary input: they may refuse it, never panic.
-//! `[package.metadata.pgtest]` arrives as JSON from `cargo metadata`; migration file names as strings.
+//! `[package.metadata.pgtest]` is read from the manifest's own TOML text; migration file names are strings.
 
 use std::path::PathBuf;
 
 use cargo_pgtest::config::{self, Member, Overrides, Workspace};
 use cargo_pgtest::template::parse_migration_name;
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use toml::Value;
 
-/// Any JSON value, nested a few levels deep, with keys close to the real ones as often as not.
-fn json_value() -> impl Strategy<Value = Value> {
+/// Any TOML value, nested a few levels deep, with keys close to the real ones as often as not.
+fn toml_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
-        Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| json!(f)),
+        any::<f64>().prop_map(Value::from),
         "\\PC{0,12}".prop_map(Value::from),
         prop_oneof![
             Just("15"),
@@ -23,7 +22,8 @@ fn json_value() -> impl Strategy<Value = Value> {
             Just("-1m"),
             Just("test"),
             Just("shared"),
-            Just("1e400ms")
+            Just("1e400ms"),
+            Just("1h 30m"),
         ]
         .prop_map(Value::from),
     ];
@@ -41,37 +41,60 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(key, inner, 0..5)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
+                .prop_map(|map| Value::Table(map.into_iter().collect())),
         ]
     })
 }
 
-fn workspace(package: Value, workspace: Value, manifest_text: String) -> Workspace {
+/// `{ <section> = { metadata = { pgtest = <pgtest> } } }` as the text of a Cargo.toml.
+fn manifest(section: &str, pgtest: Value) -> String {
+    let mut metadata = toml::Table::new();
+    metadata.insert("pgtest".into(), pgtest);
+    let mut body = toml::Table::new();
+    body.insert("metadata".into(), Value::Table(metadata));
+    let mut document = toml::Table::new();
+    document.insert(section.into(), Value::Table(body));
+    toml::to_string(&document).unwrap_or_default()
+}
+
+fn workspace(package_text: String, root_text: String) -> Workspace {
     Workspace {
-        root: PathBuf::from("/p"),
-        metadata: json!({ "pgtest": workspace }),
-        root_manifest_text: manifest_text.clone(),
+        root: PathBuf::from("/w"),
+        root_manifest_text: root_text,
         members: vec![Member {
             name: "app".into(),
-            manifest_path: PathBuf::from("/p/Cargo.toml"),
-            metadata: json!({ "pgtest": package }),
-            manifest_text,
+            manifest_path: PathBuf::from("/w/app/Cargo.toml"),
+            manifest_text: package_text,
         }],
         selected: vec!["app".into()],
     }
+}
+
+fn refuses_in_words(workspace: &Workspace, jobs: Option<usize>) -> Result<(), TestCaseError> {
+    let overrides = Overrides {
+        jobs,
+        ..Overrides::default()
+    };
+    if let Err(error) = config::resolve(workspace, &overrides, 2) {
+        // Every refusal is a sentence for a person.
+        prop_assert!(!error.to_string().is_empty());
+    }
+    Ok(())
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn config_never_panics(package in json_value(), shared in json_value(), text in "\\PC{0,80}", jobs in proptest::option::of(0usize..9)) {
-        let workspace = workspace(package, shared, text);
-        let overrides = Overrides { jobs, ..Overrides::default() };
-        if let Err(error) = config::resolve(&workspace, &overrides, 2) {
-            // Every refusal is a sentence for a person.
-            prop_assert!(!error.to_string().is_empty());
-        }
+    fn config_never_panics(package in toml_value(), shared in toml_value(), jobs in proptest::option::of(0usize..9)) {
+        let workspace = workspace(manifest("package", package), manifest("workspace", shared));
+        refuses_in_words(&workspace, jobs)?;
+    }
+
+    #[test]
+    fn config_never_panics_on_any_text(table in "\\PC{0,80}", text in "\\PC{0,80}") {
+        let package = format!("[package]\nname = \"app\"\n[package.metadata.pgtest]\n{table}");
+        refuses_in_words(&workspace(package, text), None)?;
     }
 
     #[test]

@@ -99,6 +99,7 @@ mod tests {
             migrations: Some(dir.join(path)),
             fixtures: Vec::new(),
             extensions: Vec::new(),
+            ..DatabaseSpec::default()
         };
         let packages = BTreeMap::from([("app".to_owned(), 0)]);
         let dirs = [dir.to_owned()];
