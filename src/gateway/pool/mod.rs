@@ -14,8 +14,8 @@
 //! (or after about a second). A test therefore never waits for the
 //! drop, and the worker never for PostgreSQL's 100 ms pause when a drop finds a session still ending.
 //! Should the same name be asked for again before that drop (two test binaries with the same module path),
-//! the create waits for it. Only a worker that is there takes drops: before it connected, or when it
-//! could not, sqlx's drop goes to the server as sqlx wrote it, and nothing waits.
+//! the create waits for it. Only a worker that is there takes drops: when it could not connect (or has
+//! not within a second), sqlx's drop goes to the server as sqlx wrote it, and nothing waits for a worker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -40,6 +40,9 @@ const DROP_ATTEMPTS: u32 = 200;
 const DROP_RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// What sqlx's drop becomes: a statement that does nothing, quickly, and answers like any other.
 pub const NOTHING: &str = "DO $pgtest$BEGIN END$pgtest$";
+/// How long a drop waits for the worker to connect (it takes milliseconds) before it goes to the server
+/// as sqlx wrote it.
+const WORKER_WAIT: Duration = Duration::from_secs(1);
 
 /// What the gateway did, for the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,6 +109,8 @@ pub struct Pool {
     wake: Notify,
     /// Wakes creates waiting for a drop.
     dropped: Notify,
+    /// Wakes drops waiting for the worker to connect.
+    worker_known: Notify,
     /// How many copies to keep ready: as many as tests run at once.
     ahead: usize,
     /// ` STRATEGY FILE_COPY` on PostgreSQL 15+.
@@ -118,6 +123,7 @@ impl Pool {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             dropped: Notify::new(),
+            worker_known: Notify::new(),
             ahead: ahead.max(1),
             clone_suffix,
         }
@@ -156,6 +162,7 @@ impl Pool {
                 sql
             }
             TestStatement::DropIfExists(name) => {
+                self.until_worker_known().await;
                 let mut state = self.state();
                 // Not one of ours (a database an earlier failed test left, say), or no worker to drop
                 // it later: dropped as sqlx asked.
@@ -167,6 +174,22 @@ impl Pool {
                 drop(state);
                 self.wake.notify_one();
                 NOTHING.to_owned()
+            }
+        }
+    }
+
+    /// Returns once the worker connected or could not, or after [`WORKER_WAIT`].
+    async fn until_worker_known(&self) {
+        let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+        loop {
+            let known = self.worker_known.notified();
+            tokio::pin!(known);
+            known.as_mut().enable();
+            if self.state().worker != Worker::Connecting {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, known).await.is_err() {
+                return;
             }
         }
     }
@@ -208,11 +231,13 @@ impl Pool {
     /// The worker connected: from now on it takes the drops.
     pub fn worker_ready(&self) {
         self.state().worker = Worker::Working;
+        self.worker_known.notify_waiters();
     }
 
     /// The worker could not connect, or stopped: nothing may wait for it.
     pub fn worker_gone(&self) {
         self.state().worker = Worker::Gone;
+        self.worker_known.notify_waiters();
         self.dropped.notify_waiters();
     }
 

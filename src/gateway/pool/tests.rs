@@ -18,6 +18,7 @@ fn pool() -> Pool {
 
 fn rewrite(pool: &Pool, statement: TestStatement) -> String {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap()
         .block_on(pool.rewrite(statement))
@@ -255,4 +256,24 @@ fn a_drop_waits_for_closing_sessions_but_not_for_ever() {
         None,
         "then dropped WITH (FORCE)"
     );
+}
+
+#[test]
+fn a_drop_waits_a_moment_for_a_worker_still_connecting() {
+    let pool = std::sync::Arc::new(Pool::new(2, " STRATEGY FILE_COPY"));
+    rewrite(&pool, create());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dropping = tokio::spawn({
+            let pool = std::sync::Arc::clone(&pool);
+            async move { pool.rewrite(drop_it()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!dropping.is_finished(), "the worker may connect any moment");
+        pool.worker_ready();
+        assert_eq!(dropping.await.unwrap(), NOTHING);
+    });
 }
