@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::pool::Pool;
+use super::pool::{self, Pool};
 use super::protocol::{
     self, simple_query, ClientStream, Framing, Greeting, Piece, Startup, MAX_READ_MESSAGE,
     MAX_STARTUP_PACKET,
@@ -225,13 +225,24 @@ impl Relay {
         (server_write, ended_cleanly)
     }
 
-    /// What the server gets instead of one of sqlx's statements, sent on a session on `database`.
+    /// What the server gets instead of one of sqlx's statements, sent on a session on `database`. A
+    /// drop that goes to the server waits for the sessions kept on its database to end; one the pool
+    /// defers does not (its worker waits for them).
     async fn answer(&self, statement: TestStatement, database: &str) -> String {
-        match &statement {
-            TestStatement::Create(_) => self.sessions.source(database),
-            TestStatement::DropIfExists(name) => drop(self.sessions.forget(name)),
+        let dropped = match &statement {
+            TestStatement::Create(_) => {
+                self.sessions.source(database);
+                None
+            }
+            TestStatement::DropIfExists(name) => Some(name.clone()),
+        };
+        let sql = self.pool.rewrite(statement).await;
+        match dropped {
+            Some(name) if sql != pool::NOTHING => self.sessions.close(&[name]).await,
+            Some(name) => drop(self.sessions.forget(&name)),
+            None => {}
         }
-        self.pool.rewrite(statement).await
+        sql
     }
 }
 

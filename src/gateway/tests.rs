@@ -464,3 +464,26 @@ fn silent_peers_are_given_up_on() {
     harness.send(&mut waiting, &startup("silent", "test"));
     assert!(harness.closes(&mut waiting), "still waiting for a greeting");
 }
+
+/// A length out of the middle of a stream (up to 4 GiB) is refused before anything is allocated for it.
+#[test]
+fn a_message_longer_than_the_bound_is_refused_unread() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs
+            .write_all(&[b'D', 0xff, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        assert_eq!(read_message(&mut ours, 1 << 20).await, None);
+        let answer = message(b'Z', b"I");
+        theirs.write_all(&answer).await.unwrap();
+        assert_eq!(
+            read_message(&mut ours, 6).await,
+            Some((b'Z', b"I".to_vec()))
+        );
+    });
+}
