@@ -13,7 +13,7 @@ pub mod pool;
 pub mod protocol;
 mod relay;
 pub mod sessions;
-pub mod statements;
+pub(crate) mod statements;
 #[cfg(test)]
 mod tests;
 

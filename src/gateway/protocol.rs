@@ -16,7 +16,7 @@ pub const MAX_STARTUP_PACKET: usize = 10_000;
 const MAX_INSPECTED_MESSAGE: usize = 8_192;
 /// The longest message the gateway reads whole (a server's greeting, its answer to a reset): theirs are
 /// a few hundred bytes; anything longer ends the session rather than the gateway's memory.
-pub const MAX_READ_MESSAGE: usize = 1 << 20;
+pub(crate) const MAX_READ_MESSAGE: usize = 1 << 20;
 /// A typed message: its type byte, its length, its body.
 pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(5 + body.len());
@@ -281,7 +281,7 @@ fn inspect(message: &[u8]) -> Inspected {
 /// Follows where the messages of a stream (the server's, relayed to the client) begin and end, without
 /// holding them: a session may be reset only when the relay stopped between two.
 #[derive(Debug, Clone, Default)]
-pub struct Framing {
+pub(crate) struct Framing {
     /// Bytes of the next message's header seen so far.
     header: Vec<u8>,
     /// Bytes of the current message's body still to come.
@@ -291,7 +291,7 @@ pub struct Framing {
 }
 
 impl Framing {
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && !self.lost {
             if self.remaining > 0 {
                 let take = self.remaining.min(bytes.len());
@@ -313,7 +313,7 @@ impl Framing {
     }
 
     /// Whether everything fed so far was whole messages.
-    pub fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         !self.lost && self.remaining == 0 && self.header.is_empty()
     }
 }

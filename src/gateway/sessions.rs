@@ -30,7 +30,7 @@ const RESET_DEADLINE: Duration = Duration::from_secs(2);
 const RESET_WAIT: Duration = Duration::from_millis(20);
 /// How long a session may stay kept unused: sessions are handed on within a test, or from one test
 /// binary to the next of the same package, within moments.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a statement that needs a database free waits for the sessions kept on it to end.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -45,7 +45,7 @@ pub struct IdleSession {
     /// never kept.
     pub epoch: u64,
     /// When it was last handed back.
-    pub since: Instant,
+    pub(crate) since: Instant,
 }
 
 impl IdleSession {
@@ -136,7 +136,7 @@ impl Sessions {
     }
 
     /// `database` is one sqlx's test support makes test databases from.
-    pub fn source(&self, database: &str) {
+    pub(crate) fn source(&self, database: &str) {
         let mut state = self.state();
         if !state.sources.contains(database) {
             state.sources.insert(database.to_owned());
@@ -145,7 +145,7 @@ impl Sessions {
 
     /// Whether a session on `database` may be kept: one of sqlx's test databases, or a database they
     /// are made from.
-    pub fn may_keep(&self, database: &str) -> bool {
+    pub(crate) fn may_keep(&self, database: &str) -> bool {
         database.starts_with(SQLX_TEST_PREFIX) || self.state().sources.contains(database)
     }
 
@@ -237,7 +237,7 @@ impl Sessions {
 
     /// Ends the sessions kept on `databases` before a statement that needs them free passes on: each is
     /// terminated and the server's end of it waited for, as are the sessions on them being reset now.
-    pub async fn close(&self, databases: &[String]) {
+    pub(crate) async fn close(&self, databases: &[String]) {
         let deadline = tokio::time::Instant::now() + CLOSE_DEADLINE;
         let ending: Vec<UnixStream> = databases
             .iter()
@@ -270,7 +270,7 @@ impl Sessions {
     }
 
     /// Ends the sessions kept unused for longer than [`IDLE_TIMEOUT`] by `now`.
-    pub fn expire(&self, now: Instant) {
+    pub(crate) fn expire(&self, now: Instant) {
         let mut state = self.state();
         for kept in state.by_startup.values_mut() {
             let (expired, fresh): (Vec<_>, _) = std::mem::take(&mut kept.idle)
@@ -284,7 +284,8 @@ impl Sessions {
         state.drop_empty();
     }
 
-    pub fn idle_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn idle_count(&self) -> usize {
         self.state().idle_count()
     }
 

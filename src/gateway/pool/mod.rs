@@ -229,13 +229,13 @@ impl Pool {
     }
 
     /// The worker connected: from now on it takes the drops.
-    pub fn worker_ready(&self) {
+    pub(crate) fn worker_ready(&self) {
         self.state().worker = Worker::Working;
         self.worker_known.notify_waiters();
     }
 
     /// The worker could not connect, or stopped: nothing may wait for it.
-    pub fn worker_gone(&self) {
+    pub(crate) fn worker_gone(&self) {
         self.state().worker = Worker::Gone;
         self.worker_known.notify_waiters();
         self.dropped.notify_waiters();
