@@ -17,6 +17,7 @@ const MAX_INSPECTED_MESSAGE: usize = 8_192;
 /// The longest message the gateway reads whole (a server's greeting, its answer to a reset): theirs are
 /// a few hundred bytes; anything longer ends the session rather than the gateway's memory.
 pub(crate) const MAX_READ_MESSAGE: usize = 1 << 20;
+
 /// A typed message: its type byte, its length, its body.
 pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(5 + body.len());
