@@ -3,7 +3,7 @@
 //! statements with which sqlx's test support makes and removes each test's database (see [`pool`]), so
 //! those tests get their databases from copies made ahead instead of waiting for a copy each; and it keeps
 //! the server sessions clients end on sqlx's databases, to hand them to the next client that opens the
-//! same one (see [`sessions`]). [`relay`] serves one client connection; [`statements`] reads the SQL the
+//! same one (see [`sessions`]). `relay` serves one client connection; `statements` reads the SQL the
 //! gateway acts on.
 //!
 //! It runs on a thread of its own with its own single-threaded runtime, so relaying never waits behind the
