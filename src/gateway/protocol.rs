@@ -1,5 +1,5 @@
 //! The little of PostgreSQL's wire protocol the gateway reads: a client's untyped startup packets, how the
-//! typed messages after them divide (both ways), the statements it reads in them (see [`super::statements`])
+//! typed messages after them divide (both ways), the statements it reads in them (see `statements`)
 //! and the messages a server opens a session with. Everything else passes through byte for byte. Written
 //! by hand: no maintained crate splits a relayed stream without owning the connection.
 
