@@ -1,6 +1,9 @@
 //! The little of PostgreSQL's wire protocol the gateway reads: a client's untyped startup packets, how the
-//! typed messages after them divide, the two statements of sqlx's test support it may rewrite, and the
-//! messages a server opens a session with. Everything else passes through byte for byte.
+//! typed messages after them divide (both ways), the statements it reads in them (see `statements`)
+//! and the messages a server opens a session with. Everything else passes through byte for byte. Written
+//! by hand: no maintained crate splits a relayed stream without owning the connection.
+
+use super::statements::{databases_named, recognise, TestStatement};
 
 /// Startup packet codes that are followed by another startup packet rather than by typed messages.
 const SSL_REQUEST: u32 = 80_877_103;
@@ -8,48 +11,12 @@ const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 /// A startup packet longer than this is not PostgreSQL (libpq's own limit is 10,000 bytes).
 pub const MAX_STARTUP_PACKET: usize = 10_000;
-/// Simple queries longer than this are never one of sqlx's statements: they stream through unread.
-const MAX_INSPECTED_QUERY: usize = 4_096;
-/// sqlx names every test database with this prefix (`_sqlx_test_<n>` in 0.7, `_sqlx_test_<hash>` in 0.8).
-const SQLX_TEST_PREFIX: &str = "_sqlx_test";
-
-/// A statement with which sqlx's `#[sqlx::test]` support makes or removes a test's database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TestStatement {
-    /// `create database "_sqlx_test_…"`
-    Create(String),
-    /// `drop database if exists "_sqlx_test_…";`
-    DropIfExists(String),
-}
-
-/// Recognises sqlx's own statements (keywords in any case, any spacing, an optional `;`) for databases
-/// named as sqlx names them; anything else, `None`.
-pub fn recognise(sql: &str) -> Option<TestStatement> {
-    let sql = sql.trim().strip_suffix(';').unwrap_or(sql.trim());
-    let words: Vec<&str> = sql.split_whitespace().collect();
-    let keywords = |expected: &[&str]| {
-        words.len() == expected.len() + 1
-            && words
-                .iter()
-                .zip(expected)
-                .all(|(word, keyword)| word.eq_ignore_ascii_case(keyword))
-    };
-    let name = sqlx_test_name(words.last()?)?;
-    if keywords(&["create", "database"]) {
-        Some(TestStatement::Create(name))
-    } else if keywords(&["drop", "database", "if", "exists"]) {
-        Some(TestStatement::DropIfExists(name))
-    } else {
-        None
-    }
-}
-
-/// `"_sqlx_test_…"` (quoted, plain characters only) → the name inside the quotes.
-fn sqlx_test_name(word: &str) -> Option<String> {
-    let name = word.strip_prefix('"')?.strip_suffix('"')?;
-    let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    (plain && name.starts_with(SQLX_TEST_PREFIX) && name.len() <= 63).then(|| name.to_owned())
-}
+/// Simple queries and Parse messages longer than this (type byte and length included) stream through
+/// unread: sqlx's statements, and any statement that drops, renames or copies a database, are far shorter.
+const MAX_INSPECTED_MESSAGE: usize = 8_192;
+/// The longest message the gateway reads whole (a server's greeting, its answer to a reset): theirs are
+/// a few hundred bytes; anything longer ends the session rather than the gateway's memory.
+pub(crate) const MAX_READ_MESSAGE: usize = 1 << 20;
 
 /// A typed message: its type byte, its length, its body.
 pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -175,6 +142,9 @@ pub enum Piece {
     Statement(TestStatement),
     /// The client's Terminate message: it is done with the session.
     Terminate,
+    /// The next message drops, renames or copies these databases: the sessions kept idle on them must
+    /// end first.
+    Closing(Vec<String>),
 }
 
 /// Reads the typed messages a client sends after its startup message, in whatever pieces they arrive, and
@@ -233,24 +203,25 @@ impl ClientStream {
                     }
                     let total = 1 + length;
                     if rest[0] == b'X' && total == 5 {
-                        if !passed.is_empty() {
-                            out.push(Piece::Bytes(std::mem::take(&mut passed)));
-                        }
+                        flush(&mut passed, out);
                         out.push(Piece::Terminate);
                         at += total;
-                    } else if rest[0] == b'Q' && total <= MAX_INSPECTED_QUERY + 6 {
+                    } else if matches!(rest[0], b'Q' | b'P') && total <= MAX_INSPECTED_MESSAGE {
                         if rest.len() < total {
                             break;
                         }
-                        let sql = std::str::from_utf8(&rest[5..total - 1]).ok();
-                        match sql.and_then(recognise) {
-                            Some(statement) => {
-                                if !passed.is_empty() {
-                                    out.push(Piece::Bytes(std::mem::take(&mut passed)));
-                                }
+                        let message = &rest[..total];
+                        match inspect(message) {
+                            Inspected::Statement(statement) => {
+                                flush(&mut passed, out);
                                 out.push(Piece::Statement(statement));
                             }
-                            None => passed.extend_from_slice(&rest[..total]),
+                            Inspected::Closing(names) => {
+                                flush(&mut passed, out);
+                                out.push(Piece::Closing(names));
+                                passed.extend_from_slice(message);
+                            }
+                            Inspected::Nothing => passed.extend_from_slice(message),
                         }
                         at += total;
                     } else {
@@ -266,6 +237,88 @@ impl ClientStream {
     }
 }
 
+/// Ends the run of bytes to pass on before a piece of another kind.
+fn flush(passed: &mut Vec<u8>, out: &mut Vec<Piece>) {
+    if !passed.is_empty() {
+        out.push(Piece::Bytes(std::mem::take(passed)));
+    }
+}
+
+/// What a whole simple query or Parse message holds.
+enum Inspected {
+    Statement(TestStatement),
+    Closing(Vec<String>),
+    Nothing,
+}
+
+/// Reads the SQL of a whole `Q` or `P` message (type byte and length included). A message too short
+/// to hold it, or not NUL-terminated where it should be, is left to the server to refuse.
+fn inspect(message: &[u8]) -> Inspected {
+    let body = message.get(5..).unwrap_or_default();
+    let sql = match message[0] {
+        b'Q' => body.strip_suffix(&[0]),
+        // Parse: the statement's name, then its SQL, each NUL-terminated.
+        _ => body
+            .iter()
+            .position(|b| *b == 0)
+            .and_then(|name_end| body[name_end + 1..].split(|b| *b == 0).next()),
+    };
+    let Some(sql) = sql.and_then(|sql| std::str::from_utf8(sql).ok()) else {
+        return Inspected::Nothing;
+    };
+    if message[0] == b'Q' {
+        if let Some(statement) = recognise(sql) {
+            return Inspected::Statement(statement);
+        }
+    }
+    let names = databases_named(sql);
+    if names.is_empty() {
+        Inspected::Nothing
+    } else {
+        Inspected::Closing(names)
+    }
+}
+
+/// Follows where the messages of a stream (the server's, relayed to the client) begin and end, without
+/// holding them: a session may be reset only when the relay stopped between two.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Framing {
+    /// Bytes of the next message's header seen so far.
+    header: Vec<u8>,
+    /// Bytes of the current message's body still to come.
+    remaining: usize,
+    /// A length no message can have was seen: the stream is not followed any more.
+    lost: bool,
+}
+
+impl Framing {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.lost {
+            if self.remaining > 0 {
+                let take = self.remaining.min(bytes.len());
+                self.remaining -= take;
+                bytes = &bytes[take..];
+                continue;
+            }
+            let take = (5 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if let Ok(header) = <[u8; 5]>::try_from(self.header.as_slice()) {
+                self.header.clear();
+                match message_length(&header).checked_sub(5) {
+                    Some(body) => self.remaining = body,
+                    None => self.lost = true,
+                }
+            }
+        }
+    }
+
+    /// Whether everything fed so far was whole messages.
+    pub(crate) fn at_boundary(&self) -> bool {
+        !self.lost && self.remaining == 0 && self.header.is_empty()
+    }
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let slice = bytes.get(at..at + 4)?;
     Some(u32::from_be_bytes(slice.try_into().ok()?))
@@ -276,43 +329,6 @@ mod tests {
     use super::*;
 
     const NAME: &str = "_sqlx_test_KIlKaB2BPWgoSLJReyOJGxe79Y5CxSX4it7xhweKc2z23joUiHtq";
-
-    #[test]
-    fn sqlx_statements_are_recognised_as_sqlx_writes_them() {
-        assert_eq!(
-            recognise(&format!("create database \"{NAME}\"")),
-            Some(TestStatement::Create(NAME.to_owned()))
-        );
-        assert_eq!(
-            recognise(&format!("drop database if exists \"{NAME}\";")),
-            Some(TestStatement::DropIfExists(NAME.to_owned()))
-        );
-        // sqlx 0.7's names, its cleanup's trailing newline, other spellings of the same statement.
-        assert_eq!(
-            recognise("drop database if exists \"_sqlx_test_17\";\n"),
-            Some(TestStatement::DropIfExists("_sqlx_test_17".to_owned()))
-        );
-        assert_eq!(
-            recognise("CREATE  DATABASE\n\"_sqlx_test_3\";"),
-            Some(TestStatement::Create("_sqlx_test_3".to_owned()))
-        );
-    }
-
-    #[test]
-    fn other_statements_are_left_alone() {
-        for sql in [
-            "create database \"app\"",
-            "create database _sqlx_test_1",
-            "create database \"_sqlx_test_1\" template template0",
-            "drop database \"_sqlx_test_1\"",
-            "drop database if exists \"_sqlx_test_1\" with (force)",
-            "create database \"_sqlx_test_1\"\"; drop table users; --\"",
-            "select 'create database \"_sqlx_test_1\"'",
-            "",
-        ] {
-            assert_eq!(recognise(sql), None, "{sql}");
-        }
-    }
 
     fn session(database: &str) -> Vec<u8> {
         startup_message(&[("user", "postgres"), ("database", database)])
@@ -380,27 +396,36 @@ mod tests {
     }
 
     /// What the server receives when `input` arrives in pieces of `chunk` bytes and every sqlx statement
-    /// is answered with `select 'rewritten'`; the statements seen; whether the client terminated.
-    fn relayed(input: &[u8], chunk: usize) -> (Vec<u8>, Vec<TestStatement>, bool) {
+    /// is answered with `select 'rewritten'`.
+    #[derive(Debug, Default)]
+    struct Relayed {
+        out: Vec<u8>,
+        /// The sqlx statements seen.
+        seen: Vec<TestStatement>,
+        terminated: bool,
+        /// The databases whose sessions were to end, and how many bytes had passed by then.
+        closing: Vec<(Vec<String>, usize)>,
+    }
+
+    fn relayed(input: &[u8], chunk: usize) -> Relayed {
         let mut stream = ClientStream::default();
         let mut pieces = Vec::new();
         for piece in input.chunks(chunk) {
             stream.feed(piece, &mut pieces);
         }
-        let mut out = Vec::new();
-        let mut seen = Vec::new();
-        let mut terminated = false;
+        let mut relayed = Relayed::default();
         for piece in pieces {
             match piece {
-                Piece::Bytes(bytes) => out.extend(bytes),
+                Piece::Bytes(bytes) => relayed.out.extend(bytes),
                 Piece::Statement(statement) => {
-                    out.extend(simple_query("select 'rewritten'"));
-                    seen.push(statement);
+                    relayed.out.extend(simple_query("select 'rewritten'"));
+                    relayed.seen.push(statement);
                 }
-                Piece::Terminate => terminated = true,
+                Piece::Terminate => relayed.terminated = true,
+                Piece::Closing(names) => relayed.closing.push((names, relayed.out.len())),
             }
         }
-        (out, seen, terminated)
+        relayed
     }
 
     #[test]
@@ -417,11 +442,11 @@ mod tests {
         expected.extend(simple_query("select 'rewritten'"));
         expected.extend(message(b'S', b""));
         for chunk in [1, 2, 3, 7, 64, input.len()] {
-            let (out, seen, terminated) = relayed(&input, chunk);
-            assert_eq!(out, expected, "pieces of {chunk} bytes");
-            assert_eq!(seen, vec![TestStatement::Create(NAME.to_owned())]);
+            let relayed = relayed(&input, chunk);
+            assert_eq!(relayed.out, expected, "pieces of {chunk} bytes");
+            assert_eq!(relayed.seen, vec![TestStatement::Create(NAME.to_owned())]);
             assert!(
-                terminated,
+                relayed.terminated,
                 "the Terminate message is the gateway's, not the server's"
             );
         }
@@ -429,14 +454,14 @@ mod tests {
 
     #[test]
     fn long_queries_and_other_messages_stream_through_unread() {
-        let long = format!("select '{}'", "x".repeat(MAX_INSPECTED_QUERY + 10));
+        let long = format!("select '{}'", "x".repeat(MAX_INSPECTED_MESSAGE));
         let copy_data = message(b'd', &vec![7u8; 100_000]);
         let mut input = simple_query(&long);
         input.extend(&copy_data);
-        let (out, seen, terminated) = relayed(&input, 1000);
-        assert_eq!(out, input);
-        assert!(seen.is_empty());
-        assert!(!terminated);
+        let relayed = relayed(&input, 1000);
+        assert_eq!(relayed.out, input);
+        assert!(relayed.seen.is_empty());
+        assert!(!relayed.terminated);
     }
 
     #[test]
@@ -460,8 +485,68 @@ mod tests {
     fn what_it_cannot_follow_passes_through_untouched() {
         let mut malformed = vec![b'Q', 0, 0, 0, 2];
         malformed.extend(simple_query("create database \"_sqlx_test_1\""));
-        let (out, seen, _) = relayed(&malformed, 3);
-        assert_eq!(out, malformed);
-        assert!(seen.is_empty());
+        let relayed = relayed(&malformed, 3);
+        assert_eq!(relayed.out, malformed);
+        assert!(relayed.seen.is_empty());
+    }
+
+    /// A `Q` or `P` message too short to hold its SQL (a length field of 4 once panicked the relay) is
+    /// passed on for the server to refuse, and what follows it is still read as messages.
+    #[test]
+    fn messages_too_short_for_their_sql_pass_on_unread() {
+        let parse_without_sql = message(b'P', b"name\0");
+        let query_without_nul = message(b'Q', b"select 1");
+        for short in [vec![b'Q', 0, 0, 0, 4], parse_without_sql, query_without_nul] {
+            let mut input = short.clone();
+            input.extend(simple_query("drop database if exists \"_sqlx_test_1\";"));
+            for chunk in [1, 5, input.len()] {
+                let relayed = relayed(&input, chunk);
+                assert_eq!(&relayed.out[..short.len()], short.as_slice(), "{short:?}");
+                assert_eq!(relayed.seen.len(), 1, "{short:?} in pieces of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn statements_that_drop_rename_or_copy_a_database_end_its_sessions_first() {
+        let drop = simple_query("select 1; DROP DATABASE app");
+        let parse = message(b'P', b"s1\0alter database \"app\" rename to old\0\0\0");
+        let mut input = simple_query("select 1");
+        input.extend(&drop);
+        input.extend(&parse);
+        let relayed = relayed(&input, 3);
+        assert_eq!(relayed.out, input, "the statements themselves pass on");
+        let first = simple_query("select 1").len();
+        assert_eq!(
+            relayed.closing,
+            [
+                (vec!["app".to_owned()], first),
+                (vec!["app".to_owned()], first + drop.len())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_server_side_is_between_messages_only_after_whole_ones() {
+        let mut answer = message(b'C', b"SELECT 1\0");
+        answer.extend(message(b'D', &[0; 300]));
+        answer.extend(message(b'Z', b"I"));
+        for chunk in [1, 4, 5, 6, 100] {
+            let mut framing = Framing::default();
+            let mut fed = 0;
+            for piece in answer.chunks(chunk) {
+                framing.feed(piece);
+                fed += piece.len();
+                let whole = [0, 14, 14 + 305, answer.len()].contains(&fed);
+                assert_eq!(framing.at_boundary(), whole, "after {fed} bytes");
+            }
+        }
+        let mut garbage = Framing::default();
+        garbage.feed(&[b'Z', 0, 0, 0, 1]);
+        garbage.feed(&message(b'Z', b"I"));
+        assert!(
+            !garbage.at_boundary(),
+            "a length below 4 is never followed again"
+        );
     }
 }

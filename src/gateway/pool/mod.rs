@@ -14,7 +14,8 @@
 //! (or after about a second). A test therefore never waits for the
 //! drop, and the worker never for PostgreSQL's 100 ms pause when a drop finds a session still ending.
 //! Should the same name be asked for again before that drop (two test binaries with the same module path),
-//! the create waits for it.
+//! the create waits for it. Only a worker that is there takes drops: when it could not connect (or has
+//! not within a second), sqlx's drop goes to the server as sqlx wrote it, and nothing waits for a worker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::protocol::TestStatement;
+use super::statements::TestStatement;
 
 use crate::template::databases::create_statement;
 use crate::template::{quote_ident, Databases};
@@ -39,6 +40,9 @@ const DROP_ATTEMPTS: u32 = 200;
 const DROP_RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// What sqlx's drop becomes: a statement that does nothing, quickly, and answers like any other.
 pub const NOTHING: &str = "DO $pgtest$BEGIN END$pgtest$";
+/// How long a drop waits for the worker to connect (it takes milliseconds) before it goes to the server
+/// as sqlx wrote it.
+const WORKER_WAIT: Duration = Duration::from_secs(1);
 
 /// What the gateway did, for the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,8 +55,20 @@ pub struct PoolCounts {
     pub deferred_drops: u64,
 }
 
+/// Whether the worker that drops used databases is there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Worker {
+    /// Still connecting: it may never come.
+    #[default]
+    Connecting,
+    Working,
+    /// It could not connect, or stopped.
+    Gone,
+}
+
 #[derive(Debug, Default)]
 struct State {
+    worker: Worker,
     /// Copies of template1 waiting for a test, oldest first.
     ready: VecDeque<String>,
     /// Copies being made now.
@@ -93,6 +109,8 @@ pub struct Pool {
     wake: Notify,
     /// Wakes creates waiting for a drop.
     dropped: Notify,
+    /// Wakes drops waiting for the worker to connect.
+    worker_known: Notify,
     /// How many copies to keep ready: as many as tests run at once.
     ahead: usize,
     /// ` STRATEGY FILE_COPY` on PostgreSQL 15+.
@@ -105,6 +123,7 @@ impl Pool {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             dropped: Notify::new(),
+            worker_known: Notify::new(),
             ahead: ahead.max(1),
             clone_suffix,
         }
@@ -143,9 +162,11 @@ impl Pool {
                 sql
             }
             TestStatement::DropIfExists(name) => {
+                self.until_worker_known().await;
                 let mut state = self.state();
-                if !state.handed_out.remove(&name) {
-                    // Not one of ours (a database an earlier failed test left, say): dropped as sqlx asked.
+                // Not one of ours (a database an earlier failed test left, say), or no worker to drop
+                // it later: dropped as sqlx asked.
+                if !state.handed_out.remove(&name) || state.worker != Worker::Working {
                     return format!("drop database if exists {};", quote_ident(&name));
                 }
                 state.counts.deferred_drops += 1;
@@ -153,6 +174,22 @@ impl Pool {
                 drop(state);
                 self.wake.notify_one();
                 NOTHING.to_owned()
+            }
+        }
+    }
+
+    /// Returns once the worker connected or could not, or after [`WORKER_WAIT`].
+    async fn until_worker_known(&self) {
+        let deadline = tokio::time::Instant::now() + WORKER_WAIT;
+        loop {
+            let known = self.worker_known.notified();
+            tokio::pin!(known);
+            known.as_mut().enable();
+            if self.state().worker != Worker::Connecting {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, known).await.is_err() {
+                return;
             }
         }
     }
@@ -167,7 +204,8 @@ impl Pool {
             {
                 let mut state = self.state();
                 let queued = state.used.iter().position(|used| used == name);
-                if queued.is_none() && state.dropping.as_deref() != Some(name) {
+                let pending = queued.is_some() || state.dropping.as_deref() == Some(name);
+                if !pending || state.worker != Worker::Working {
                     state.awaited.remove(name);
                     return;
                 }
@@ -188,6 +226,19 @@ impl Pool {
 
     pub fn broken(&self) -> Option<String> {
         self.state().broken.clone()
+    }
+
+    /// The worker connected: from now on it takes the drops.
+    pub(crate) fn worker_ready(&self) {
+        self.state().worker = Worker::Working;
+        self.worker_known.notify_waiters();
+    }
+
+    /// The worker could not connect, or stopped: nothing may wait for it.
+    pub(crate) fn worker_gone(&self) {
+        self.state().worker = Worker::Gone;
+        self.worker_known.notify_waiters();
+        self.dropped.notify_waiters();
     }
 
     /// Stops making copies ahead: tests get theirs made inline.
@@ -321,211 +372,4 @@ enum Job {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn create() -> TestStatement {
-        TestStatement::Create("_sqlx_test_a".into())
-    }
-
-    fn drop_it() -> TestStatement {
-        TestStatement::DropIfExists("_sqlx_test_a".into())
-    }
-
-    fn pool() -> Pool {
-        Pool::new(2, " STRATEGY FILE_COPY")
-    }
-
-    fn rewrite(pool: &Pool, statement: TestStatement) -> String {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(pool.rewrite(statement))
-    }
-
-    #[test]
-    fn a_test_gets_a_ready_copy_renamed_to_its_name() {
-        let pool = pool();
-        let Job::Make(first) = pool.next_job() else {
-            panic!("keeps copies ready first")
-        };
-        let Job::Make(second) = pool.next_job() else {
-            panic!("as many as tests run at once")
-        };
-        assert_eq!(pool.next_job(), Job::Wait);
-        pool.made(first.clone(), Ok(()));
-        pool.made(second, Ok(()));
-        assert_eq!(
-            rewrite(&pool, create()),
-            format!("ALTER DATABASE \"{first}\" RENAME TO \"_sqlx_test_a\"")
-        );
-        assert!(
-            matches!(pool.next_job(), Job::Make(_)),
-            "a copy is made to replace it"
-        );
-        assert_eq!(pool.counts().ready, 1);
-    }
-
-    #[test]
-    fn with_no_copy_ready_the_test_gets_one_made_inline() {
-        let pool = pool();
-        assert_eq!(
-            rewrite(&pool, create()),
-            "CREATE DATABASE \"_sqlx_test_a\" TEMPLATE \"template1\" STRATEGY FILE_COPY"
-        );
-        assert_eq!(pool.counts().inline, 1);
-    }
-
-    #[test]
-    fn databases_handed_out_here_are_dropped_later_by_the_worker() {
-        let pool = pool();
-        let sqlx_drop = "drop database if exists \"_sqlx_test_a\";";
-        assert_eq!(
-            rewrite(&pool, drop_it()),
-            sqlx_drop,
-            "sqlx's cleanup before it creates"
-        );
-        rewrite(&pool, create());
-        assert_eq!(rewrite(&pool, drop_it()), NOTHING);
-        assert_eq!(
-            rewrite(&pool, drop_it()),
-            sqlx_drop,
-            "a second drop is sqlx's own again"
-        );
-        pool.state().ready.extend(["x".to_owned(), "y".to_owned()]);
-        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
-        assert_eq!(pool.counts().deferred_drops, 1);
-    }
-
-    #[test]
-    fn a_name_asked_for_again_waits_for_its_drop() {
-        let pool = std::sync::Arc::new(pool());
-        pool.break_with("no copies ahead in this test".into());
-        rewrite(&pool, create());
-        rewrite(&pool, drop_it());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let again = tokio::spawn({
-                let pool = std::sync::Arc::clone(&pool);
-                async move { pool.rewrite(create()).await }
-            });
-            tokio::task::yield_now().await;
-            assert!(!again.is_finished(), "the old database still exists");
-            assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
-            tokio::task::yield_now().await;
-            assert!(!again.is_finished(), "the old database is being dropped");
-            pool.state().dropping = None;
-            pool.dropped.notify_waiters();
-            let sql = again.await.unwrap();
-            assert!(sql.starts_with("CREATE DATABASE \"_sqlx_test_a\""), "{sql}");
-        });
-    }
-
-    #[test]
-    fn a_waiting_create_puts_its_drop_before_new_copies() {
-        let pool = pool();
-        rewrite(&pool, create());
-        rewrite(&pool, drop_it());
-        assert!(matches!(pool.next_job(), Job::Make(_)), "copies come first");
-        pool.state().awaited.insert("_sqlx_test_a".into());
-        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
-        assert!(matches!(pool.next_job(), Job::Make(_)));
-        assert_eq!(
-            pool.put_back("_sqlx_test_a", true),
-            None,
-            "an awaited drop does not wait for sessions to end"
-        );
-    }
-
-    #[test]
-    fn used_databases_twice_as_many_as_the_copies_kept_ready_are_dropped_first() {
-        let pool = pool();
-        let used = |n: usize| format!("_sqlx_test_{n}");
-        pool.state().used.extend((0..3).map(used));
-        assert!(
-            matches!(pool.next_job(), Job::Make(_)),
-            "below the bound, copies come first"
-        );
-        pool.state().used.push_back(used(3));
-        assert_eq!(
-            pool.next_job(),
-            Job::Drop(used(0)),
-            "a copy is wanted, but four used databases wait"
-        );
-        assert!(
-            matches!(pool.next_job(), Job::Make(_)),
-            "below the bound again"
-        );
-    }
-
-    #[test]
-    fn copies_that_keep_failing_stop_the_making_not_the_tests() {
-        let pool = pool();
-        for attempt in 1..=COPY_ATTEMPTS {
-            assert!(pool.broken().is_none(), "attempt {attempt}");
-            let Job::Make(name) = pool.next_job() else {
-                panic!("attempt {attempt} makes a copy")
-            };
-            let pause = pool.made(name, Err("no space left".into()));
-            assert_eq!(pause, attempt < COPY_ATTEMPTS, "attempt {attempt}");
-            pool.state().making = 0;
-        }
-        assert_eq!(pool.broken().as_deref(), Some("no space left"));
-        assert_eq!(pool.next_job(), Job::Wait);
-        assert!(rewrite(&pool, create()).starts_with("CREATE DATABASE"));
-        pool.stop();
-        assert_eq!(pool.next_job(), Job::Stop);
-    }
-
-    #[test]
-    fn a_copy_that_works_again_clears_the_failures() {
-        let pool = pool();
-        for _ in 1..COPY_ATTEMPTS {
-            let Job::Make(name) = pool.next_job() else {
-                panic!()
-            };
-            pool.made(name, Err("template1 is being accessed".into()));
-        }
-        let Job::Make(name) = pool.next_job() else {
-            panic!()
-        };
-        assert!(!pool.made(name, Ok(())));
-        let Job::Make(name) = pool.next_job() else {
-            panic!()
-        };
-        pool.made(name, Err("template1 is being accessed".into()));
-        assert!(pool.broken().is_none());
-    }
-
-    #[test]
-    fn a_drop_waits_for_closing_sessions_but_not_for_ever() {
-        let pool = pool();
-        rewrite(&pool, create());
-        rewrite(&pool, drop_it());
-        pool.state().ready.extend(["x".to_owned(), "y".to_owned()]);
-        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
-        assert_eq!(
-            pool.put_back("_sqlx_test_a", false),
-            None,
-            "no session: dropped now"
-        );
-        pool.state().used.push_back("_sqlx_test_a".into());
-        for attempt in 1..=DROP_ATTEMPTS {
-            assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
-            assert_eq!(
-                pool.put_back("_sqlx_test_a", true),
-                Some(true),
-                "attempt {attempt}: put back, and nothing else to do"
-            );
-        }
-        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
-        assert_eq!(
-            pool.put_back("_sqlx_test_a", true),
-            None,
-            "then dropped WITH (FORCE)"
-        );
-    }
-}
+mod tests;

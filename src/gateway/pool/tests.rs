@@ -1,0 +1,279 @@
+//! The pool's bookkeeping, driven by hand: which job the worker gets, what a statement becomes.
+
+use super::*;
+
+fn create() -> TestStatement {
+    TestStatement::Create("_sqlx_test_a".into())
+}
+
+fn drop_it() -> TestStatement {
+    TestStatement::DropIfExists("_sqlx_test_a".into())
+}
+
+fn pool() -> Pool {
+    let pool = Pool::new(2, " STRATEGY FILE_COPY");
+    pool.worker_ready();
+    pool
+}
+
+fn rewrite(pool: &Pool, statement: TestStatement) -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(pool.rewrite(statement))
+}
+
+#[test]
+fn a_test_gets_a_ready_copy_renamed_to_its_name() {
+    let pool = pool();
+    let Job::Make(first) = pool.next_job() else {
+        panic!("keeps copies ready first")
+    };
+    let Job::Make(second) = pool.next_job() else {
+        panic!("as many as tests run at once")
+    };
+    assert_eq!(pool.next_job(), Job::Wait);
+    pool.made(first.clone(), Ok(()));
+    pool.made(second, Ok(()));
+    assert_eq!(
+        rewrite(&pool, create()),
+        format!("ALTER DATABASE \"{first}\" RENAME TO \"_sqlx_test_a\"")
+    );
+    assert!(
+        matches!(pool.next_job(), Job::Make(_)),
+        "a copy is made to replace it"
+    );
+    assert_eq!(pool.counts().ready, 1);
+}
+
+#[test]
+fn with_no_copy_ready_the_test_gets_one_made_inline() {
+    let pool = pool();
+    assert_eq!(
+        rewrite(&pool, create()),
+        "CREATE DATABASE \"_sqlx_test_a\" TEMPLATE \"template1\" STRATEGY FILE_COPY"
+    );
+    assert_eq!(pool.counts().inline, 1);
+}
+
+#[test]
+fn databases_handed_out_here_are_dropped_later_by_the_worker() {
+    let pool = pool();
+    let sqlx_drop = "drop database if exists \"_sqlx_test_a\";";
+    assert_eq!(
+        rewrite(&pool, drop_it()),
+        sqlx_drop,
+        "sqlx's cleanup before it creates"
+    );
+    rewrite(&pool, create());
+    assert_eq!(rewrite(&pool, drop_it()), NOTHING);
+    assert_eq!(
+        rewrite(&pool, drop_it()),
+        sqlx_drop,
+        "a second drop is sqlx's own again"
+    );
+    pool.state().ready.extend(["x".to_owned(), "y".to_owned()]);
+    assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+    assert_eq!(pool.counts().deferred_drops, 1);
+}
+
+#[test]
+fn a_name_asked_for_again_waits_for_its_drop() {
+    let pool = std::sync::Arc::new(pool());
+    pool.break_with("no copies ahead in this test".into());
+    rewrite(&pool, create());
+    rewrite(&pool, drop_it());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let again = tokio::spawn({
+            let pool = std::sync::Arc::clone(&pool);
+            async move { pool.rewrite(create()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!again.is_finished(), "the old database still exists");
+        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+        tokio::task::yield_now().await;
+        assert!(!again.is_finished(), "the old database is being dropped");
+        pool.state().dropping = None;
+        pool.dropped.notify_waiters();
+        let sql = again.await.unwrap();
+        assert!(sql.starts_with("CREATE DATABASE \"_sqlx_test_a\""), "{sql}");
+    });
+}
+
+#[test]
+fn a_waiting_create_puts_its_drop_before_new_copies() {
+    let pool = pool();
+    rewrite(&pool, create());
+    rewrite(&pool, drop_it());
+    assert!(matches!(pool.next_job(), Job::Make(_)), "copies come first");
+    pool.state().awaited.insert("_sqlx_test_a".into());
+    assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+    assert!(matches!(pool.next_job(), Job::Make(_)));
+    assert_eq!(
+        pool.put_back("_sqlx_test_a", true),
+        None,
+        "an awaited drop does not wait for sessions to end"
+    );
+}
+
+#[test]
+fn used_databases_twice_as_many_as_the_copies_kept_ready_are_dropped_first() {
+    let pool = pool();
+    let used = |n: usize| format!("_sqlx_test_{n}");
+    pool.state().used.extend((0..3).map(used));
+    assert!(
+        matches!(pool.next_job(), Job::Make(_)),
+        "below the bound, copies come first"
+    );
+    pool.state().used.push_back(used(3));
+    assert_eq!(
+        pool.next_job(),
+        Job::Drop(used(0)),
+        "a copy is wanted, but four used databases wait"
+    );
+    assert!(
+        matches!(pool.next_job(), Job::Make(_)),
+        "below the bound again"
+    );
+}
+
+#[test]
+fn copies_that_keep_failing_stop_the_making_not_the_tests() {
+    let pool = pool();
+    for attempt in 1..=COPY_ATTEMPTS {
+        assert!(pool.broken().is_none(), "attempt {attempt}");
+        let Job::Make(name) = pool.next_job() else {
+            panic!("attempt {attempt} makes a copy")
+        };
+        let pause = pool.made(name, Err("no space left".into()));
+        assert_eq!(pause, attempt < COPY_ATTEMPTS, "attempt {attempt}");
+        pool.state().making = 0;
+    }
+    assert_eq!(pool.broken().as_deref(), Some("no space left"));
+    assert_eq!(pool.next_job(), Job::Wait);
+    assert!(rewrite(&pool, create()).starts_with("CREATE DATABASE"));
+    pool.stop();
+    assert_eq!(pool.next_job(), Job::Stop);
+}
+
+#[test]
+fn a_copy_that_works_again_clears_the_failures() {
+    let pool = pool();
+    for _ in 1..COPY_ATTEMPTS {
+        let Job::Make(name) = pool.next_job() else {
+            panic!()
+        };
+        pool.made(name, Err("template1 is being accessed".into()));
+    }
+    let Job::Make(name) = pool.next_job() else {
+        panic!()
+    };
+    assert!(!pool.made(name, Ok(())));
+    let Job::Make(name) = pool.next_job() else {
+        panic!()
+    };
+    pool.made(name, Err("template1 is being accessed".into()));
+    assert!(pool.broken().is_none());
+}
+
+#[test]
+fn without_a_worker_drops_go_to_the_server_and_nothing_waits() {
+    let sqlx_drop = "drop database if exists \"_sqlx_test_a\";";
+    for worker_never_came in [false, true] {
+        let pool = Pool::new(2, " STRATEGY FILE_COPY");
+        if worker_never_came {
+            pool.break_with("could not connect".into());
+            pool.worker_gone();
+        }
+        rewrite(&pool, create());
+        assert_eq!(rewrite(&pool, drop_it()), sqlx_drop, "{worker_never_came}");
+        let again = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), pool.rewrite(create())).await
+            });
+        assert!(
+            again.is_ok(),
+            "a create of the same name waited ({worker_never_came})"
+        );
+        assert_eq!(pool.counts().deferred_drops, 0);
+    }
+}
+
+#[test]
+fn a_worker_that_goes_releases_the_creates_waiting_for_it() {
+    let pool = std::sync::Arc::new(pool());
+    rewrite(&pool, create());
+    assert_eq!(rewrite(&pool, drop_it()), NOTHING);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let again = tokio::spawn({
+            let pool = std::sync::Arc::clone(&pool);
+            async move { pool.rewrite(create()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!again.is_finished(), "the worker would drop it first");
+        pool.worker_gone();
+        let again = tokio::time::timeout(Duration::from_secs(10), again).await;
+        assert!(again.is_ok(), "still waiting for a worker that is gone");
+    });
+}
+
+#[test]
+fn a_drop_waits_for_closing_sessions_but_not_for_ever() {
+    let pool = pool();
+    rewrite(&pool, create());
+    rewrite(&pool, drop_it());
+    pool.state().ready.extend(["x".to_owned(), "y".to_owned()]);
+    assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+    assert_eq!(
+        pool.put_back("_sqlx_test_a", false),
+        None,
+        "no session: dropped now"
+    );
+    pool.state().used.push_back("_sqlx_test_a".into());
+    for attempt in 1..=DROP_ATTEMPTS {
+        assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+        assert_eq!(
+            pool.put_back("_sqlx_test_a", true),
+            Some(true),
+            "attempt {attempt}: put back, and nothing else to do"
+        );
+    }
+    assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+    assert_eq!(
+        pool.put_back("_sqlx_test_a", true),
+        None,
+        "then dropped WITH (FORCE)"
+    );
+}
+
+#[test]
+fn a_drop_waits_a_moment_for_a_worker_still_connecting() {
+    let pool = std::sync::Arc::new(Pool::new(2, " STRATEGY FILE_COPY"));
+    rewrite(&pool, create());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dropping = tokio::spawn({
+            let pool = std::sync::Arc::clone(&pool);
+            async move { pool.rewrite(drop_it()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!dropping.is_finished(), "the worker may connect any moment");
+        pool.worker_ready();
+        assert_eq!(dropping.await.unwrap(), NOTHING);
+    });
+}
