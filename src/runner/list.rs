@@ -56,6 +56,12 @@ impl TestArgs {
                         parsed.test_threads = Some(parse_threads(value)?);
                     } else if let Some(value) = other.strip_prefix("--skip=") {
                         parsed.skip.push(value.to_owned());
+                    } else if takes_a_value(other) {
+                        // The value belongs to the flag (`--color never`): it is not a test name.
+                        let value = args
+                            .next()
+                            .ok_or_else(|| format!("`{other}` needs a value"))?;
+                        parsed.other.extend([other.to_owned(), value.clone()]);
                     } else if other.starts_with('-') {
                         parsed.other.push(other.to_owned());
                     } else {
@@ -100,6 +106,15 @@ impl TestArgs {
         args.extend(self.other.iter().cloned());
         args
     }
+}
+
+/// libtest's options that take a value as the next argument (`--color never`); `--color=never` and
+/// `-Zunstable-options` carry theirs inside.
+fn takes_a_value(arg: &str) -> bool {
+    matches!(
+        arg,
+        "--color" | "--format" | "--logfile" | "--shuffle-seed" | "-Z"
+    )
 }
 
 fn parse_threads(value: &str) -> Result<usize, String> {
@@ -205,14 +220,51 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(args.filters, ["users", "never", "more"]);
+        assert_eq!(args.filters, ["users", "more"]);
         assert!(args.exact && args.show_output);
         assert_eq!(args.skip, ["slow"]);
         assert_eq!(args.ignored, IgnoredMode::Include);
         assert_eq!(args.test_threads, Some(3));
-        assert_eq!(args.other, ["--color"]);
+        assert_eq!(args.other, ["--color", "never"]);
         assert!(TestArgs::parse(None, &strings(&["--test-threads", "0"])).is_err());
         assert!(TestArgs::parse(None, &strings(&["--skip"])).is_err());
+        assert!(TestArgs::parse(None, &strings(&["--color"])).is_err());
+    }
+
+    #[test]
+    fn values_of_libtest_options_are_not_test_names() {
+        let args = TestArgs::parse(
+            None,
+            &strings(&[
+                "--format",
+                "pretty",
+                "--logfile",
+                "out.txt",
+                "-Z",
+                "unstable-options",
+                "--shuffle-seed",
+                "7",
+                "--color=always",
+                "db",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(args.filters, ["db"]);
+        assert!(args.selects("db::a") && !args.selects("pretty"));
+        assert_eq!(
+            args.other,
+            [
+                "--format",
+                "pretty",
+                "--logfile",
+                "out.txt",
+                "-Z",
+                "unstable-options",
+                "--shuffle-seed",
+                "7",
+                "--color=always"
+            ]
+        );
     }
 
     #[test]
