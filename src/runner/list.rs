@@ -117,6 +117,26 @@ fn takes_a_value(arg: &str) -> bool {
     )
 }
 
+impl TestArgs {
+    /// [`TestArgs::to_libtest_args`] without the options that change how libtest prints (`--format`,
+    /// `--quiet`, `--color`): the runner reads libtest's plain output.
+    pub fn to_plain_libtest_args(&self) -> Vec<String> {
+        let mut plain = Vec::new();
+        let mut args = self.to_libtest_args().into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--format" | "--color" => {
+                    args.next();
+                }
+                "-q" | "--quiet" => {}
+                _ if arg.starts_with("--format=") || arg.starts_with("--color=") => {}
+                _ => plain.push(arg),
+            }
+        }
+        plain
+    }
+}
+
 fn parse_threads(value: &str) -> Result<usize, String> {
     value
         .parse::<usize>()
@@ -140,6 +160,15 @@ pub struct TestCase {
     pub binary: Arc<TestBinary>,
     pub name: String,
     pub ignored: bool,
+}
+
+impl TestCase {
+    pub fn id(&self) -> crate::runner::events::TestId {
+        crate::runner::events::TestId {
+            binary: self.binary.id.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 /// What one binary contributes to the run.
@@ -305,6 +334,27 @@ mod tests {
         let selection = select(&binary(), &all, &ignored, &include);
         assert_eq!(names(&selection.run), ["a", "b_ignored"]);
         assert_eq!(selection.filtered_out, 1);
+    }
+
+    #[test]
+    fn output_options_are_left_out_where_the_output_is_read() {
+        let args = TestArgs::parse(
+            Some("db"),
+            &strings(&[
+                "--color",
+                "always",
+                "-q",
+                "--format=terse",
+                "--skip",
+                "x",
+                "--ensure-time",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            args.to_plain_libtest_args(),
+            ["db", "--skip", "x", "--ensure-time"]
+        );
     }
 
     #[test]
