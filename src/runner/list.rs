@@ -120,7 +120,7 @@ fn takes_a_value(arg: &str) -> bool {
 impl TestArgs {
     /// [`TestArgs::to_libtest_args`] without the options that change how libtest prints (`--format`,
     /// `--quiet`, `--color`): the runner reads libtest's plain output.
-    pub fn to_plain_libtest_args(&self) -> Vec<String> {
+    pub(crate) fn to_plain_libtest_args(&self) -> Vec<String> {
         let mut plain = Vec::new();
         let mut args = self.to_libtest_args().into_iter();
         while let Some(arg) = args.next() {
@@ -163,7 +163,7 @@ pub struct TestCase {
 }
 
 impl TestCase {
-    pub fn id(&self) -> crate::runner::events::TestId {
+    pub(crate) fn id(&self) -> crate::runner::events::TestId {
         crate::runner::events::TestId {
             binary: self.binary.id.clone(),
             name: self.name.clone(),

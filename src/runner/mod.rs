@@ -124,6 +124,8 @@ fn by_binary(cases: Vec<list::TestCase>) -> Vec<Batch> {
 /// `cargo test --doc` for the packages that have a library.
 #[derive(Debug)]
 pub struct DocTests {
+    /// cargo's arguments choosing packages, features and profile; a `--color` among them (with its value)
+    /// is replaced by the runner's own.
     pub cargo_args: Vec<String>,
     pub packages: Vec<String>,
 }

@@ -227,6 +227,15 @@ mod tests {
     }
 
     async fn run_sh(script: &str, limits: Option<Limits>) -> (Ended, Vec<String>, Vec<String>) {
+        let (_stop, cancel) = Cancel::new();
+        run_sh_until(script, limits, cancel).await
+    }
+
+    async fn run_sh_until(
+        script: &str,
+        limits: Option<Limits>,
+        cancel: Cancel,
+    ) -> (Ended, Vec<String>, Vec<String>) {
         let (sender, mut receiver) = super::super::events::channel();
         let dispatch = Dispatcher::new(sender);
         let mut probe = Probe {
@@ -235,7 +244,6 @@ mod tests {
         };
         let mut command = Command::new("sh");
         command.args(["-c", script]);
-        let (_stop, cancel) = Cancel::new();
         let ended = supervise(command, limits, cancel, &dispatch, &mut probe)
             .await
             .unwrap();
@@ -269,5 +277,47 @@ mod tests {
         assert!(ended.ran < Duration::from_secs(10), "{ended:?}");
         assert_eq!(events.len(), 1, "{events:?}");
         assert!(events[0].starts_with("TestSlow"), "{events:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_kills_the_whole_group_at_once() {
+        let (stop, cancel) = Cancel::new();
+        let (sender, _receiver) = super::super::events::channel();
+        let dispatch = Dispatcher::new(sender);
+        // Asks for the stop once the child has told the pid of the process it left in the background.
+        struct StopOnFirstLine(
+            Option<tokio::sync::watch::Sender<Option<&'static str>>>,
+            Vec<String>,
+        );
+        impl Watch for StopOnFirstLine {
+            fn line(&mut self, line: &str, _: &Dispatcher) {
+                self.1.push(line.to_owned());
+                if let Some(stop) = self.0.take() {
+                    let _ = stop.send(Some("SIGINT"));
+                }
+            }
+            fn running(&self) -> Vec<(TestId, Instant)> {
+                Vec::new()
+            }
+        }
+        let mut watch = StopOnFirstLine(Some(stop), Vec::new());
+        let mut command = Command::new("sh");
+        command.args(["-c", "sleep 30 & echo $!; wait"]);
+        let ended = supervise(command, None, cancel, &dispatch, &mut watch)
+            .await
+            .unwrap();
+        assert_eq!(ended.stopped, Some(Stop::Signal("SIGINT")));
+        let background = &watch.1[0];
+        let stat = format!("/proc/{background}/stat");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie waiting for a reaper: either way no longer running.
+        let alive = || std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z "));
+        while alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !alive(),
+            "the background process {background} outlived its group"
+        );
     }
 }
