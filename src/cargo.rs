@@ -135,23 +135,7 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
             .collect::<Result<_, CargoError>>()?,
         selected: selected.clone(),
     };
-    let packages_with_lib = members
-        .iter()
-        .filter(|p| selected.contains(&p.name.to_string()))
-        .filter(|p| {
-            // `doctest = false` in [lib] turns a library's doc tests off, as for cargo test.
-            p.targets.iter().any(|t| {
-                t.doctest
-                    && t.kind.iter().any(|k| {
-                        matches!(
-                            k,
-                            TargetKind::Lib | TargetKind::RLib | TargetKind::ProcMacro
-                        )
-                    })
-            })
-        })
-        .map(|p| p.name.to_string())
-        .collect();
+    let packages_with_lib = packages_with_doc_tests(&members, &selected);
     Ok(Project {
         workspace,
         target_dir: args
@@ -164,6 +148,30 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
             .map(|p| (p.name.to_string(), p.version.to_string()))
             .collect(),
     })
+}
+
+/// The selected packages whose library has doc tests: `doctest = false` in `[lib]` turns them off, as for
+/// cargo test.
+fn packages_with_doc_tests(
+    members: &[&cargo_metadata::Package],
+    selected: &[String],
+) -> Vec<String> {
+    members
+        .iter()
+        .filter(|p| selected.contains(&p.name.to_string()))
+        .filter(|p| {
+            p.targets.iter().any(|t| {
+                t.doctest
+                    && t.kind.iter().any(|k| {
+                        matches!(
+                            k,
+                            TargetKind::Lib | TargetKind::RLib | TargetKind::ProcMacro
+                        )
+                    })
+            })
+        })
+        .map(|p| p.name.to_string())
+        .collect()
 }
 
 /// The packages `cargo test` tests with these flags: `-p` specs, else `--workspace` minus `--exclude`, else
@@ -279,128 +287,162 @@ pub async fn build_tests(
 
 /// Reads the test executables out of cargo's messages, with the environment cargo would give each.
 pub fn test_binaries(messages: &[Message], project: &Project) -> Vec<TestBinary> {
-    let package_of = |manifest: &Path| {
-        project
-            .workspace
-            .members
-            .iter()
-            .find(|m| m.manifest_path == manifest)
-            .map(|m| m.name.clone())
-    };
-    let mut library_paths: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    let mut bin_exes: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
-    let mut found = Vec::new();
-    for message in messages {
-        match message {
-            Message::BuildScriptExecuted(script) => {
-                let paths = script.linked_paths.iter().map(|p| {
-                    let text = p.as_str();
-                    // `native=/path`, `dependency=/path`, …: only the path matters for the loader.
-                    PathBuf::from(text.split_once('=').map_or(text, |(_, path)| path))
-                });
-                library_paths
-                    .entry(script.package_id.repr.clone())
-                    .or_default()
-                    .extend(paths);
-            }
-            Message::CompilerArtifact(artifact) => {
-                let manifest = artifact.manifest_path.clone().into_std_path_buf();
-                let Some(package) = package_of(&manifest) else {
-                    continue;
-                };
-                let Some(executable) = &artifact.executable else {
-                    continue;
-                };
-                let kind = artifact
-                    .target
-                    .kind
-                    .first()
-                    .cloned()
-                    .unwrap_or(TargetKind::Lib);
-                if !artifact.profile.test {
-                    if kind == TargetKind::Bin {
-                        bin_exes.entry(package).or_default().push((
-                            artifact.target.name.clone(),
-                            executable.clone().into_std_path_buf(),
-                        ));
-                    }
-                    continue;
-                }
-                let name = &artifact.target.name;
-                let id = match kind {
-                    TargetKind::Test => format!("{package}::{name}"),
-                    TargetKind::Bin => format!("{package}::bin/{name}"),
-                    TargetKind::Example => format!("{package}::example/{name}"),
-                    TargetKind::Bench => format!("{package}::bench/{name}"),
-                    _ => package.clone(),
-                };
-                found.push((
-                    artifact,
-                    id,
-                    package,
-                    kind,
-                    executable.clone().into_std_path_buf(),
-                    manifest,
-                ));
-            }
-            _ => {}
-        }
-    }
-    let cargo = cargo_program().to_string_lossy().into_owned();
-    let all_library_paths: Vec<PathBuf> = library_paths.into_values().flatten().collect();
-    found
-        .into_iter()
-        .map(|(artifact, id, package, kind, path, manifest)| {
-            let cwd = manifest.parent().unwrap_or(Path::new(".")).to_owned();
-            let mut env = vec![
-                ("CARGO".to_owned(), cargo.clone()),
-                ("CARGO_MANIFEST_DIR".to_owned(), cwd.display().to_string()),
-                (
-                    "CARGO_MANIFEST_PATH".to_owned(),
-                    manifest.display().to_string(),
-                ),
-                ("CARGO_PKG_NAME".to_owned(), package.clone()),
-                (
-                    "CARGO_CRATE_NAME".to_owned(),
-                    artifact.target.name.replace('-', "_"),
-                ),
-            ];
-            if let Some(version) = project.package_versions.get(&package) {
-                env.push(("CARGO_PKG_VERSION".to_owned(), version.clone()));
-            }
-            if kind == TargetKind::Test || kind == TargetKind::Bench {
-                env.push((
-                    "CARGO_TARGET_TMPDIR".to_owned(),
-                    project.target_dir.join("tmp").display().to_string(),
-                ));
-            }
-            for (bin, exe) in bin_exes.get(&package).into_iter().flatten() {
-                env.push((format!("CARGO_BIN_EXE_{bin}"), exe.display().to_string()));
-            }
-            // Like cargo: the deps directory and build scripts' native paths come first for the loader.
-            let mut loader_paths: Vec<PathBuf> =
-                path.parent().into_iter().map(Path::to_owned).collect();
-            loader_paths.extend(all_library_paths.iter().cloned());
-            loader_paths.extend(
-                std::env::var_os(loader_variable())
-                    .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-            );
-            if let Ok(joined) = std::env::join_paths(&loader_paths) {
-                env.push((
-                    loader_variable().to_owned(),
-                    joined.to_string_lossy().into_owned(),
-                ));
-            }
+    let built = Built::read(messages, project);
+    let all_library_paths: Vec<PathBuf> = built.library_paths.values().flatten().cloned().collect();
+    built
+        .tests
+        .iter()
+        .map(|test| {
+            let cwd = test.manifest.parent().unwrap_or(Path::new(".")).to_owned();
+            let env = test_env(test, &cwd, project, &built, &all_library_paths);
             TestBinary {
-                id,
-                package,
-                path,
+                id: test.id.clone(),
+                package: test.package.clone(),
+                path: test.path.clone(),
                 cwd,
                 env,
             }
         })
         .collect()
+}
+
+/// One test executable cargo built.
+struct BuiltTest {
+    id: String,
+    package: String,
+    kind: TargetKind,
+    /// The target's name, as the crate name cargo gives it.
+    target: String,
+    path: PathBuf,
+    manifest: PathBuf,
+}
+
+/// What cargo's messages say was built.
+#[derive(Default)]
+struct Built {
+    tests: Vec<BuiltTest>,
+    /// Build scripts' native library paths, by package id.
+    library_paths: BTreeMap<String, Vec<PathBuf>>,
+    /// Each package's binaries (not their tests), for `CARGO_BIN_EXE_<name>`.
+    bin_exes: BTreeMap<String, Vec<(String, PathBuf)>>,
+}
+
+impl Built {
+    fn read(messages: &[Message], project: &Project) -> Built {
+        let mut built = Built::default();
+        for message in messages {
+            match message {
+                Message::BuildScriptExecuted(script) => {
+                    let paths = script.linked_paths.iter().map(|p| {
+                        let text = p.as_str();
+                        // `native=/path`, `dependency=/path`, …: only the path matters for the loader.
+                        PathBuf::from(text.split_once('=').map_or(text, |(_, path)| path))
+                    });
+                    built
+                        .library_paths
+                        .entry(script.package_id.repr.clone())
+                        .or_default()
+                        .extend(paths);
+                }
+                Message::CompilerArtifact(artifact) => built.artifact(artifact, project),
+                _ => {}
+            }
+        }
+        built
+    }
+
+    fn artifact(&mut self, artifact: &cargo_metadata::Artifact, project: &Project) {
+        let manifest = artifact.manifest_path.clone().into_std_path_buf();
+        let package = project
+            .workspace
+            .members
+            .iter()
+            .find(|m| m.manifest_path == manifest)
+            .map(|m| m.name.clone());
+        let (Some(package), Some(executable)) = (package, &artifact.executable) else {
+            return;
+        };
+        let path = executable.clone().into_std_path_buf();
+        let kind = artifact
+            .target
+            .kind
+            .first()
+            .cloned()
+            .unwrap_or(TargetKind::Lib);
+        let name = artifact.target.name.clone();
+        if !artifact.profile.test {
+            if kind == TargetKind::Bin {
+                self.bin_exes.entry(package).or_default().push((name, path));
+            }
+            return;
+        }
+        let id = match kind {
+            TargetKind::Test => format!("{package}::{name}"),
+            TargetKind::Bin => format!("{package}::bin/{name}"),
+            TargetKind::Example => format!("{package}::example/{name}"),
+            TargetKind::Bench => format!("{package}::bench/{name}"),
+            _ => package.clone(),
+        };
+        self.tests.push(BuiltTest {
+            id,
+            package,
+            kind,
+            target: name,
+            path,
+            manifest,
+        });
+    }
+}
+
+/// The variables cargo sets for a test process.
+fn test_env(
+    test: &BuiltTest,
+    cwd: &Path,
+    project: &Project,
+    built: &Built,
+    library_paths: &[PathBuf],
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "CARGO".to_owned(),
+            cargo_program().to_string_lossy().into_owned(),
+        ),
+        ("CARGO_MANIFEST_DIR".to_owned(), cwd.display().to_string()),
+        (
+            "CARGO_MANIFEST_PATH".to_owned(),
+            test.manifest.display().to_string(),
+        ),
+        ("CARGO_PKG_NAME".to_owned(), test.package.clone()),
+        ("CARGO_CRATE_NAME".to_owned(), test.target.replace('-', "_")),
+    ];
+    if let Some(version) = project.package_versions.get(&test.package) {
+        env.push(("CARGO_PKG_VERSION".to_owned(), version.clone()));
+    }
+    if test.kind == TargetKind::Test || test.kind == TargetKind::Bench {
+        env.push((
+            "CARGO_TARGET_TMPDIR".to_owned(),
+            project.target_dir.join("tmp").display().to_string(),
+        ));
+    }
+    for (bin, exe) in built.bin_exes.get(&test.package).into_iter().flatten() {
+        env.push((format!("CARGO_BIN_EXE_{bin}"), exe.display().to_string()));
+    }
+    // Like cargo: the deps directory and build scripts' native paths come first for the loader.
+    let mut loader_paths: Vec<PathBuf> =
+        test.path.parent().into_iter().map(Path::to_owned).collect();
+    loader_paths.extend(library_paths.iter().cloned());
+    loader_paths.extend(
+        std::env::var_os(loader_variable())
+            .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    );
+    if let Ok(joined) = std::env::join_paths(&loader_paths) {
+        env.push((
+            loader_variable().to_owned(),
+            joined.to_string_lossy().into_owned(),
+        ));
+    }
+    env
 }
 
 fn loader_variable() -> &'static str {

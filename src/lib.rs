@@ -515,11 +515,8 @@ async fn with_cluster(
     let doc_tests =
         (cli.cargo.runs_doc_tests() && !project.packages_with_lib.is_empty()).then(|| {
             runner::DocTests {
-                cargo_args: cargo_args
-                    .iter()
-                    .filter(|a| *a != "--color" && *a != styles.cargo_color())
-                    .cloned()
-                    .collect(),
+                // The runner sets the doc tests' own `--color`.
+                cargo_args: cargo_args.clone(),
                 packages: project.packages_with_lib.clone(),
             }
         });

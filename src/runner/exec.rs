@@ -1,196 +1,142 @@
-//! Running test processes: listing a binary's tests, and running one test alone in its own process group
-//! with its output captured, a slow-test notice, a timeout and Ctrl-C handling.
+//! The test processes the runner starts, each run by the [`supervisor`](super::supervisor): a binary's
+//! `--list`, and one test alone in a process of its own; and how such a process's end reads as an outcome.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Instant;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
+use nix::sys::signal::Signal;
 use tokio::process::Command;
 
-use super::events::{Event, EventSender, Outcome, TestId};
+use super::dispatch::{Dispatcher, TestResult};
+use super::events::{Outcome, TestId};
 use super::list::TestCase;
+use super::supervisor::{self, Stop, Watch};
 use super::{Cancel, RunnerError};
 use crate::cargo::TestBinary;
 
-/// How long a test may take.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub slow_after: Duration,
-    pub timeout: Option<Duration>,
+pub use super::supervisor::Limits;
+
+/// Lists a binary's tests: all of them, and the ignored ones; None if the run was stopped first.
+pub(crate) async fn list(
+    binary: &TestBinary,
+    cancel: &Cancel,
+    dispatch: &Dispatcher,
+) -> Result<Option<(Vec<String>, Vec<String>)>, RunnerError> {
+    let Some(all) = list_with(binary, &[], cancel, dispatch).await? else {
+        return Ok(None);
+    };
+    let ignored = list_with(binary, &["--ignored"], cancel, dispatch).await?;
+    Ok(ignored.map(|ignored| (all, ignored)))
 }
 
-/// Lists a binary's tests: all of them, and the ignored ones.
-pub async fn list(binary: &TestBinary) -> Result<(Vec<String>, Vec<String>), RunnerError> {
-    let all = list_with(binary, &[]).await?;
-    let ignored = list_with(binary, &["--ignored"]).await?;
-    Ok((all, ignored))
-}
-
-async fn list_with(binary: &TestBinary, extra: &[&str]) -> Result<Vec<String>, RunnerError> {
-    let output = base_command(binary)
-        .args(["--list", "--format", "terse"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
+async fn list_with(
+    binary: &TestBinary,
+    extra: &[&str],
+    cancel: &Cancel,
+    dispatch: &Dispatcher,
+) -> Result<Option<Vec<String>>, RunnerError> {
+    let mut command = base_command(binary);
+    command.args(["--list", "--format", "terse"]).args(extra);
+    let mut output = Output::default();
+    let ended = supervisor::supervise(command, None, cancel.clone(), dispatch, &mut output)
         .await
         .map_err(|source| RunnerError::Spawn {
             binary: binary.path.clone(),
             source,
         })?;
-    if !output.status.success() {
+    if ended.stopped.is_some() {
+        return Ok(None);
+    }
+    if !ended.status.is_some_and(|status| status.success()) {
         return Err(RunnerError::List {
             binary: binary.id.clone(),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            status: ended
+                .status
+                .map_or_else(|| "exit status unknown".to_owned(), |s| s.to_string()),
+            stderr: crate::cluster::server::last_lines(&output.text, 20),
         });
     }
-    Ok(super::list::parse_terse_list(&String::from_utf8_lossy(
-        &output.stdout,
-    )))
+    Ok(Some(super::list::parse_terse_list(&output.text)))
 }
 
 /// A test binary's command, with the environment and directory cargo would give it.
-pub fn base_command(binary: &TestBinary) -> Command {
+pub(crate) fn base_command(binary: &TestBinary) -> Command {
     let mut command = Command::new(&binary.path);
     command
         .current_dir(&binary.cwd)
         .envs(binary.env.iter().map(|(k, v)| (k, v)));
-    // SAFETY: the hook only makes async-signal-safe system calls.
-    unsafe { command.pre_exec(crate::cluster::server::die_with_parent(libc::SIGKILL)) };
     command
 }
 
-/// What running one test gave.
-#[derive(Debug)]
-pub struct Finished {
-    pub outcome: Outcome,
-    pub duration: Duration,
-    pub output: String,
+/// A child's whole output; with `test`, the one test it runs, since its start.
+#[derive(Default)]
+struct Output {
+    text: String,
+    test: Option<(TestId, Instant)>,
 }
 
-/// Runs one test (`<binary> NAME --exact --nocapture`) with `database_env` added to its environment.
-pub async fn run_test(
+impl Watch for Output {
+    fn line(&mut self, line: &str, _: &Dispatcher) {
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    fn running(&self) -> Vec<(TestId, Instant)> {
+        self.test.iter().cloned().collect()
+    }
+}
+
+/// Runs one test alone (`<binary> NAME --exact --nocapture`) with `database_env` added to its environment.
+pub(crate) async fn run_alone(
     case: &TestCase,
     database_env: &[(String, String)],
     limits: Limits,
-    mut cancel: Cancel,
-    events: &EventSender,
-) -> Finished {
-    let id = TestId {
-        binary: case.binary.id.clone(),
-        name: case.name.clone(),
-    };
+    cancel: Cancel,
+    dispatch: &Dispatcher,
+) -> TestResult {
     let mut command = base_command(&case.binary);
     command
         .arg(&case.name)
-        .args(["--exact", "--nocapture", "--test-threads", "1"]);
+        .args(["--exact", "--nocapture", "--test-threads", "1"])
+        .envs(database_env.iter().map(|(k, v)| (k, v)));
     if case.ignored {
         command.arg("--ignored");
     }
+    let test = TestId {
+        binary: case.binary.id.clone(),
+        name: case.name.clone(),
+    };
     let started = Instant::now();
-    let not_run = |reason: String| Finished {
-        outcome: Outcome::NotRun { reason },
-        duration: started.elapsed(),
-        output: String::new(),
+    let mut output = Output {
+        text: String::new(),
+        test: Some((test, started)),
     };
-
-    // One pipe for stdout and stderr keeps the test's output in the order it was written.
-    let (sender, mut receiver) = match tokio::net::unix::pipe::pipe() {
-        Ok(pipe) => pipe,
-        Err(error) => return not_run(format!("could not make a pipe: {error}")),
-    };
-    let write_end = match sender
-        .into_blocking_fd()
-        .and_then(|fd| Ok((fd.try_clone()?, fd)))
-    {
-        Ok(fds) => fds,
-        Err(error) => return not_run(format!("could not make a pipe: {error}")),
-    };
-    command
-        .envs(database_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(write_end.0))
-        .stderr(Stdio::from(write_end.1))
-        // Its own process group, so a timeout or Ctrl-C can stop the test and anything it started.
-        .process_group(0)
-        .kill_on_drop(true);
-    let spawned = command.spawn();
-    // The Command holds the pipe's write ends; drop it so the reader sees the end when the test exits.
-    drop(command);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(error) => {
-            return not_run(format!(
-                "could not start {}: {error}",
-                case.binary.path.display()
-            ))
-        }
-    };
-    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    let reader = tokio::spawn(async move {
-        let mut output = Vec::new();
-        let _ = receiver.read_to_end(&mut output).await;
-        output
-    });
-
-    let slow_at = tokio::time::Instant::from_std(started + limits.slow_after);
-    let timeout_at = limits
-        .timeout
-        .map(|t| tokio::time::Instant::from_std(started + t));
-    let mut slow_reported = false;
-    let mut stopped_because = None;
-    let status: Option<ExitStatus> = loop {
-        tokio::select! {
-            status = child.wait() => break status.ok(),
-            _ = tokio::time::sleep_until(slow_at), if !slow_reported => {
-                slow_reported = true;
-                let _ = events.send(Event::TestSlow { test: id.clone(), elapsed: started.elapsed() });
-            }
-            _ = sleep_until_option(timeout_at), if stopped_because.is_none() => {
-                stopped_because = Some(Outcome::TimedOut);
-                kill_group(group);
-            }
-            signal = cancel.cancelled(), if stopped_because.is_none() => {
-                stopped_because = Some(Outcome::NotRun { reason: format!("stopped by {signal}") });
-                kill_group(group);
-            }
-        }
-    };
-    let duration = started.elapsed();
-    // Whatever the test started in its group dies with it, so the pipe closes; the deadline guards against a
-    // child that escaped the group and keeps the pipe open.
-    kill_group(group);
-    let output = match tokio::time::timeout(Duration::from_secs(2), reader).await {
-        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        _ => String::new(),
-    };
-    let outcome = stopped_because.unwrap_or_else(|| outcome_of(status));
-    Finished {
-        outcome,
-        duration,
-        output: strip_libtest_framing(&output, &case.name),
-    }
-}
-
-async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn kill_group(group: Option<Pid>) {
-    if let Some(group) = group {
-        let _ = killpg(group, Signal::SIGKILL);
+    match supervisor::supervise(command, Some(limits), cancel, dispatch, &mut output).await {
+        Ok(ended) => TestResult {
+            outcome: match ended.stopped {
+                Some(Stop::TimedOut(_)) => Outcome::TimedOut,
+                Some(Stop::Signal(signal)) => Outcome::NotRun {
+                    reason: format!("stopped by {signal}"),
+                },
+                None => outcome_of(ended.status),
+            },
+            duration: Some(ended.ran),
+            output: strip_libtest_framing(&output.text, &case.name),
+        },
+        Err(error) => TestResult {
+            outcome: Outcome::NotRun {
+                reason: format!("could not start {}: {error}", case.binary.path.display()),
+            },
+            duration: Some(started.elapsed()),
+            output: String::new(),
+        },
     }
 }
 
 /// Reads a test process's exit status: 0 passed, 101 (libtest's failure code) or another code failed, a
 /// signal crashed.
-pub fn outcome_of(status: Option<ExitStatus>) -> Outcome {
+pub(crate) fn outcome_of(status: Option<ExitStatus>) -> Outcome {
     let Some(status) = status else {
         return Outcome::NotRun {
             reason: "its exit status could not be read".to_owned(),
@@ -211,7 +157,7 @@ pub fn outcome_of(status: Option<ExitStatus>) -> Outcome {
 }
 
 /// Drops the lines libtest itself prints around a single test, leaving what the test wrote.
-pub fn strip_libtest_framing(output: &str, name: &str) -> String {
+pub(crate) fn strip_libtest_framing(output: &str, name: &str) -> String {
     let verdict = format!("test {name} ... ");
     let listed = format!("    {name}");
     let kept: Vec<&str> = output

@@ -56,6 +56,12 @@ impl TestArgs {
                         parsed.test_threads = Some(parse_threads(value)?);
                     } else if let Some(value) = other.strip_prefix("--skip=") {
                         parsed.skip.push(value.to_owned());
+                    } else if takes_a_value(other) {
+                        // The value belongs to the flag (`--color never`): it is not a test name.
+                        let value = args
+                            .next()
+                            .ok_or_else(|| format!("`{other}` needs a value"))?;
+                        parsed.other.extend([other.to_owned(), value.clone()]);
                     } else if other.starts_with('-') {
                         parsed.other.push(other.to_owned());
                     } else {
@@ -102,6 +108,35 @@ impl TestArgs {
     }
 }
 
+/// libtest's options that take a value as the next argument (`--color never`); `--color=never` and
+/// `-Zunstable-options` carry theirs inside.
+fn takes_a_value(arg: &str) -> bool {
+    matches!(
+        arg,
+        "--color" | "--format" | "--logfile" | "--shuffle-seed" | "-Z"
+    )
+}
+
+impl TestArgs {
+    /// [`TestArgs::to_libtest_args`] without the options that change how libtest prints (`--format`,
+    /// `--quiet`, `--color`): the runner reads libtest's plain output.
+    pub(crate) fn to_plain_libtest_args(&self) -> Vec<String> {
+        let mut plain = Vec::new();
+        let mut args = self.to_libtest_args().into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--format" | "--color" => {
+                    args.next();
+                }
+                "-q" | "--quiet" => {}
+                _ if arg.starts_with("--format=") || arg.starts_with("--color=") => {}
+                _ => plain.push(arg),
+            }
+        }
+        plain
+    }
+}
+
 fn parse_threads(value: &str) -> Result<usize, String> {
     value
         .parse::<usize>()
@@ -125,6 +160,15 @@ pub struct TestCase {
     pub binary: Arc<TestBinary>,
     pub name: String,
     pub ignored: bool,
+}
+
+impl TestCase {
+    pub(crate) fn id(&self) -> crate::runner::events::TestId {
+        crate::runner::events::TestId {
+            binary: self.binary.id.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 /// What one binary contributes to the run.
@@ -205,14 +249,51 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(args.filters, ["users", "never", "more"]);
+        assert_eq!(args.filters, ["users", "more"]);
         assert!(args.exact && args.show_output);
         assert_eq!(args.skip, ["slow"]);
         assert_eq!(args.ignored, IgnoredMode::Include);
         assert_eq!(args.test_threads, Some(3));
-        assert_eq!(args.other, ["--color"]);
+        assert_eq!(args.other, ["--color", "never"]);
         assert!(TestArgs::parse(None, &strings(&["--test-threads", "0"])).is_err());
         assert!(TestArgs::parse(None, &strings(&["--skip"])).is_err());
+        assert!(TestArgs::parse(None, &strings(&["--color"])).is_err());
+    }
+
+    #[test]
+    fn values_of_libtest_options_are_not_test_names() {
+        let args = TestArgs::parse(
+            None,
+            &strings(&[
+                "--format",
+                "pretty",
+                "--logfile",
+                "out.txt",
+                "-Z",
+                "unstable-options",
+                "--shuffle-seed",
+                "7",
+                "--color=always",
+                "db",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(args.filters, ["db"]);
+        assert!(args.selects("db::a") && !args.selects("pretty"));
+        assert_eq!(
+            args.other,
+            [
+                "--format",
+                "pretty",
+                "--logfile",
+                "out.txt",
+                "-Z",
+                "unstable-options",
+                "--shuffle-seed",
+                "7",
+                "--color=always"
+            ]
+        );
     }
 
     #[test]
@@ -253,6 +334,27 @@ mod tests {
         let selection = select(&binary(), &all, &ignored, &include);
         assert_eq!(names(&selection.run), ["a", "b_ignored"]);
         assert_eq!(selection.filtered_out, 1);
+    }
+
+    #[test]
+    fn output_options_are_left_out_where_the_output_is_read() {
+        let args = TestArgs::parse(
+            Some("db"),
+            &strings(&[
+                "--color",
+                "always",
+                "-q",
+                "--format=terse",
+                "--skip",
+                "x",
+                "--ensure-time",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            args.to_plain_libtest_args(),
+            ["db", "--skip", "x", "--ensure-time"]
+        );
     }
 
     #[test]

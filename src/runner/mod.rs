@@ -1,12 +1,19 @@
 //! Running the tests: list every binary's tests, choose the ones asked for, run them (one process and one
 //! fresh database per test, or whole binaries against a shared database), doc tests last. Emits events only.
+//!
+//! Every child process is started and watched by [`supervisor::supervise`]; every test result becomes an
+//! event in [`dispatch::Dispatcher`] only.
 
+mod dispatch;
+mod doc;
 pub mod events;
 pub mod exec;
+mod libtest;
 pub mod list;
 pub mod schedule;
 pub mod self_isolating;
 pub mod shared;
+mod supervisor;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +26,8 @@ use crate::cluster::Cluster;
 use crate::config::Isolation;
 use crate::gateway::{Gateway, GatewayReport};
 use crate::template::Databases;
-use events::{Event, EventSender, Outcome, TestId};
+use dispatch::Dispatcher;
+use events::EventSender;
 use exec::Limits;
 use list::TestArgs;
 
@@ -36,8 +44,6 @@ pub enum RunnerError {
         status: String,
         stderr: String,
     },
-    #[error("could not make a pipe for a test's output: {0}")]
-    Pipe(#[source] std::io::Error),
     #[error("could not create the shared database: {0}")]
     SharedDatabase(String),
 }
@@ -84,14 +90,12 @@ pub struct Plan {
     pub doc_tests: Option<DocTests>,
 }
 
+/// A binary and the cases run together in one process of it.
+type Batch = (Arc<TestBinary>, Vec<list::TestCase>);
+
 /// Takes the `#[sqlx::test]`s (see [`self_isolating`]) out of `cases`, grouped by binary in the order the
 /// binaries come; ignored tests asked for stay with the rest.
-fn self_isolating_batches(
-    cases: Vec<list::TestCase>,
-) -> (
-    Vec<(Arc<TestBinary>, Vec<list::TestCase>)>,
-    Vec<list::TestCase>,
-) {
+fn self_isolating_batches(cases: Vec<list::TestCase>) -> (Vec<Batch>, Vec<list::TestCase>) {
     let mut functions: BTreeMap<PathBuf, std::collections::BTreeSet<String>> = BTreeMap::new();
     let (batched, rest): (Vec<_>, Vec<_>) = cases.into_iter().partition(|case| {
         let known = functions
@@ -103,8 +107,8 @@ fn self_isolating_batches(
 }
 
 /// Groups cases by their binary, binaries in the order they first come.
-fn by_binary(cases: Vec<list::TestCase>) -> Vec<(Arc<TestBinary>, Vec<list::TestCase>)> {
-    let mut groups: Vec<(Arc<TestBinary>, Vec<list::TestCase>)> = Vec::new();
+fn by_binary(cases: Vec<list::TestCase>) -> Vec<Batch> {
+    let mut groups: Vec<Batch> = Vec::new();
     for case in cases {
         match groups
             .iter_mut()
@@ -117,35 +121,17 @@ fn by_binary(cases: Vec<list::TestCase>) -> Vec<(Arc<TestBinary>, Vec<list::Test
     groups
 }
 
-/// Reports tests that will not run because the run stopped (or the server died) first.
-fn not_run(binary: &TestBinary, cases: &[list::TestCase], cancel: &Cancel, events: &EventSender) {
-    let reason = match cancel.signal() {
-        Some(signal) => format!("the run was stopped by {signal}"),
-        None => "the PostgreSQL server died during the run".to_owned(),
-    };
-    for case in cases {
-        let _ = events.send(Event::TestFinished {
-            test: TestId {
-                binary: binary.id.clone(),
-                name: case.name.clone(),
-            },
-            outcome: Outcome::NotRun {
-                reason: reason.clone(),
-            },
-            duration: None,
-            output: String::new(),
-        });
-    }
-}
-
 /// `cargo test --doc` for the packages that have a library.
 #[derive(Debug)]
 pub struct DocTests {
+    /// cargo's arguments choosing packages, features and profile; a `--color` among them (with its value)
+    /// is replaced by the runner's own.
     pub cargo_args: Vec<String>,
     pub packages: Vec<String>,
 }
 
-/// Runs the plan against the cluster, sending events; returns once every test has ended.
+/// Runs the plan against the cluster, sending events; returns once every test has ended. Every test
+/// chosen ends in one result: the ones never reached are NOT RUN, with the reason the run stopped.
 pub async fn run(
     plan: Plan,
     cluster: &mut Cluster,
@@ -153,115 +139,105 @@ pub async fn run(
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<(), RunnerError> {
-    let endpoint = cluster.endpoint().clone();
-
-    // Both isolations choose their tests alike: every binary listed, the arguments applied here.
-    let mut cases = Vec::new();
-    let mut ignored = Vec::new();
-    let mut filtered_out = 0;
-    for binary in plan.binaries {
-        let binary = Arc::new(binary);
-        let (all, ignored_names) = exec::list(&binary).await?;
-        let selection = list::select(&binary, &all, &ignored_names, &plan.args);
-        cases.extend(selection.run);
-        ignored.extend(selection.ignored);
-        filtered_out += selection.filtered_out;
-    }
-    let _ = events.send(Event::RunStarted {
-        to_run: cases.len(),
-        filtered_out,
-        jobs: plan.jobs,
-        shared: plan.isolation == Isolation::Shared,
+    let dispatch = Dispatcher::new(events.clone());
+    let result = run_plan(plan, cluster, databases, cancel, &dispatch).await;
+    dispatch.close(|| match &result {
+        Err(error) => error.to_string(),
+        Ok(()) => stop_reason(cancel, cluster),
     });
-    for case in ignored {
-        let _ = events.send(Event::TestIgnored {
-            test: TestId {
-                binary: case.binary.id.clone(),
-                name: case.name,
-            },
-        });
-    }
+    result
+}
 
-    let batch_plan = BatchPlan {
+/// Why a run stopped before its end.
+fn stop_reason(cancel: &Cancel, cluster: &mut Cluster) -> String {
+    match cancel.signal() {
+        Some(signal) => format!("the run was stopped by {signal}"),
+        None if !cluster.is_running() => format!(
+            "the PostgreSQL server died during the run; the end of its log:\n{}",
+            cluster.log_tail(15)
+        ),
+        None => "the run ended before it got to it".to_owned(),
+    }
+}
+
+/// Whether the run must stop starting tests.
+fn must_stop(cancel: &Cancel, cluster: &mut Cluster) -> bool {
+    cancel.signal().is_some() || !cluster.is_running()
+}
+
+async fn run_plan(
+    plan: Plan,
+    cluster: &mut Cluster,
+    databases: &Databases,
+    cancel: &Cancel,
+    dispatch: &Dispatcher,
+) -> Result<(), RunnerError> {
+    let Some(cases) = choose(plan.binaries, &plan.args, cancel, dispatch).await? else {
+        // Stopped while listing: nothing was chosen, nothing is left to report.
+        return Ok(());
+    };
+    dispatch.run_started(
+        cases.run.iter().map(list::TestCase::id),
+        cases.filtered_out,
+        plan.jobs,
+        plan.isolation == Isolation::Shared,
+    );
+    for case in cases.ignored {
+        dispatch.ignored(case.id());
+    }
+    let settings = Settings {
         jobs: plan.jobs,
         limits: plan.limits,
-        database_env: plan.database_env.clone(),
-        templates: plan.templates.clone(),
+        database_env: plan.database_env,
+        templates: plan.templates,
     };
-    let whole_binaries = Batches {
-        plan: &batch_plan,
+    let context = Context {
+        settings: &settings,
         databases,
         cancel,
-        events,
+        dispatch,
     };
     match plan.isolation {
-        Isolation::Test => {
-            let (batches, cases) = self_isolating_batches(cases);
-            let gateway = (!batches.is_empty())
-                .then(|| sqlx_gateway(cluster, plan.jobs, events))
-                .flatten();
-            let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
-            // sqlx uses these databases, one per package, only to create each test's own.
-            let sqlx_database = |package: &str| format!("pgtest_sqlx_{}", sanitize(package));
-            let made = whole_binaries
-                .run_batches(batches, sqlx_database, sqlx_endpoint, cluster)
-                .await?;
-            if let Some(gateway) = gateway {
-                report_gateway(gateway.stop(), events);
-            }
-            for database in made.iter().filter(|_| cluster.is_running()) {
-                let _ = databases.drop_database(database).await;
-            }
-            let context = schedule::Isolated {
-                databases: databases.clone(),
-                endpoint: endpoint.clone(),
-                templates: Arc::new(plan.templates.clone()),
-                database_env: plan.database_env.clone(),
-                jobs: plan.jobs,
-                limits: plan.limits,
-            };
-            schedule::run(cases, &context, cluster, cancel, events).await;
-        }
+        Isolation::Test => context.run_isolated(cases.run, cluster).await?,
         Isolation::Shared => {
             let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
-            whole_binaries
-                .run_batches(by_binary(cases), shared_database, &endpoint, cluster)
+            let endpoint = cluster.endpoint().clone();
+            context
+                .run_together(by_binary(cases.run), shared_database, &endpoint, cluster)
                 .await?;
         }
     }
-
-    if let Some(doc) = plan
-        .doc_tests
-        .filter(|_| cancel.signal().is_none() && cluster.is_running())
-    {
-        let package = doc.packages.first().cloned().unwrap_or_default();
-        let database = format!("pgtest_doc_{}", sanitize(&package));
-        clone_for(&package, &database, &plan.templates, databases).await?;
-        let env = endpoint.env(&database, &plan.database_env);
-        let package_of_crate = |crate_name: &str| {
-            doc.packages
-                .iter()
-                .find(|p| p.replace('-', "_") == crate_name)
-                .cloned()
-                .unwrap_or_else(|| crate_name.to_owned())
-        };
-        shared::run_doc_tests(
-            &doc.cargo_args,
-            &plan.args,
-            plan.jobs,
-            &env,
-            package_of_crate,
-            cancel.clone(),
-            events,
-        )
-        .await?;
+    if let Some(doc) = plan.doc_tests.filter(|_| !must_stop(cancel, cluster)) {
+        context.run_doc_tests(doc, &plan.args, cluster).await?;
     }
     Ok(())
 }
 
+/// Lists every binary and applies the arguments, the same way in every isolation; None if the run was
+/// stopped first.
+async fn choose(
+    binaries: Vec<TestBinary>,
+    args: &TestArgs,
+    cancel: &Cancel,
+    dispatch: &Dispatcher,
+) -> Result<Option<list::Selection>, RunnerError> {
+    let mut chosen = list::Selection::default();
+    for binary in binaries {
+        let binary = Arc::new(binary);
+        let Some((all, ignored)) = exec::list(&binary, cancel, dispatch).await? else {
+            return Ok(None);
+        };
+        let selection = list::select(&binary, &all, &ignored, args);
+        chosen.run.extend(selection.run);
+        chosen.ignored.extend(selection.ignored);
+        chosen.filtered_out += selection.filtered_out;
+    }
+    Ok(Some(chosen))
+}
+
 /// Starts the gateway through which `#[sqlx::test]`s get their databases; without it (it could not
 /// start, which the report says) they reach the server directly and make their databases as sqlx does.
-fn sqlx_gateway(cluster: &Cluster, jobs: usize, events: &EventSender) -> Option<Gateway> {
+fn sqlx_gateway(cluster: &Cluster, jobs: usize, dispatch: &Dispatcher) -> Option<Gateway> {
     let started = Gateway::start(
         cluster.endpoint(),
         &cluster.info.run_dir,
@@ -271,78 +247,158 @@ fn sqlx_gateway(cluster: &Cluster, jobs: usize, events: &EventSender) -> Option<
     match started {
         Ok(gateway) => Some(gateway),
         Err(error) => {
-            let message = format!("{error}; #[sqlx::test]s make their own databases instead");
-            let _ = events.send(Event::Warning { message });
+            dispatch.warning(format!(
+                "{error}; #[sqlx::test]s make their own databases instead"
+            ));
             None
         }
     }
 }
 
-fn report_gateway(report: GatewayReport, events: &EventSender) {
+fn report_gateway(report: GatewayReport, dispatch: &Dispatcher) {
     let counts = report.counts;
     let message = format!(
         "#[sqlx::test] databases: {} from copies made ahead, {} copied while the test waited, {} dropped after their test",
         counts.ready, counts.inline, counts.deferred_drops
     );
-    let _ = events.send(Event::Info { message });
+    dispatch.info(message);
     if let Some(reason) = report.broken {
-        let message = format!("copies for #[sqlx::test] stopped being made ahead: {reason}");
-        let _ = events.send(Event::Warning { message });
+        dispatch.warning(format!(
+            "copies for #[sqlx::test] stopped being made ahead: {reason}"
+        ));
     }
 }
 
-/// What running binaries together needs of the plan.
-struct BatchPlan {
+/// What the stages of a run need of the plan.
+struct Settings {
     jobs: usize,
     limits: Limits,
     database_env: String,
     templates: BTreeMap<String, String>,
 }
 
-/// Runs whole binaries one after another, each binary's tests together in one process
-/// ([`shared::Together`]).
-struct Batches<'a> {
-    plan: &'a BatchPlan,
+/// What every stage of a run shares.
+struct Context<'a> {
+    settings: &'a Settings,
     databases: &'a Databases,
     cancel: &'a Cancel,
-    events: &'a EventSender,
+    dispatch: &'a Dispatcher,
 }
 
-impl Batches<'_> {
-    /// Runs each binary's cases together against its package's database (`database_for` names it; made once
-    /// per package), reached at `endpoint`; returns the databases made.
-    async fn run_batches(
+impl Context<'_> {
+    /// One process and one fresh database per test, except `#[sqlx::test]`s, which run together per
+    /// binary (through the gateway when it starts) and make their own databases.
+    async fn run_isolated(
         &self,
-        batches: Vec<(Arc<TestBinary>, Vec<list::TestCase>)>,
+        cases: Vec<list::TestCase>,
+        cluster: &mut Cluster,
+    ) -> Result<(), RunnerError> {
+        let endpoint = cluster.endpoint().clone();
+        let jobs = self.settings.jobs;
+        let (batches, cases) = self_isolating_batches(cases);
+        let gateway = (!batches.is_empty())
+            .then(|| sqlx_gateway(cluster, jobs, self.dispatch))
+            .flatten();
+        let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
+        // sqlx uses these databases, one per package, only to create each test's own.
+        let sqlx_database = |package: &str| format!("pgtest_sqlx_{}", sanitize(package));
+        let made = self
+            .run_together(batches, sqlx_database, sqlx_endpoint, cluster)
+            .await?;
+        if let Some(gateway) = gateway {
+            report_gateway(gateway.stop(), self.dispatch);
+        }
+        for database in made.iter().filter(|_| cluster.is_running()) {
+            let _ = self.databases.drop_database(database).await;
+        }
+        let context = schedule::Isolated {
+            databases: self.databases.clone(),
+            endpoint,
+            templates: Arc::new(self.settings.templates.clone()),
+            database_env: self.settings.database_env.clone(),
+            jobs,
+            limits: self.settings.limits,
+        };
+        schedule::run(cases, &context, cluster, self.cancel, self.dispatch).await;
+        Ok(())
+    }
+
+    /// Runs each binary's cases together ([`shared::Together`]) against its package's database
+    /// (`database_for` names it; made once per package), reached at `endpoint`; returns the databases made.
+    async fn run_together(
+        &self,
+        batches: Vec<Batch>,
         database_for: impl Fn(&str) -> String,
         endpoint: &crate::cluster::Endpoint,
         cluster: &mut Cluster,
     ) -> Result<Vec<String>, RunnerError> {
         let mut made = Vec::new();
-        for (binary, names) in batches {
-            if self.cancel.signal().is_some() || !cluster.is_running() {
-                not_run(&binary, &names, self.cancel, self.events);
-                continue;
+        for (binary, cases) in batches {
+            if must_stop(self.cancel, cluster) {
+                break;
             }
             let database = database_for(&binary.package);
+            let templates = &self.settings.templates;
             clone_once(
                 &mut made,
                 &binary.package,
                 &database,
-                &self.plan.templates,
+                templates,
                 self.databases,
             )
             .await?;
-            let env = endpoint.env(&database, &self.plan.database_env);
+            let env = endpoint.env(&database, &self.settings.database_env);
             let together = shared::Together {
                 binary: &binary,
-                cases: &names,
-                threads: self.plan.jobs,
-                limits: self.plan.limits,
+                cases: &cases,
+                threads: self.settings.jobs,
+                limits: self.settings.limits,
             };
-            together.run(&env, self.cancel.clone(), self.events).await?;
+            together
+                .run(&env, self.cancel.clone(), self.dispatch)
+                .await?;
         }
         Ok(made)
+    }
+
+    /// `cargo test --doc` against a database of its own, copied from the first package's template.
+    async fn run_doc_tests(
+        &self,
+        doc: DocTests,
+        args: &TestArgs,
+        cluster: &Cluster,
+    ) -> Result<(), RunnerError> {
+        let package = doc.packages.first().cloned().unwrap_or_default();
+        let database = format!("pgtest_doc_{}", sanitize(&package));
+        clone_for(
+            &package,
+            &database,
+            &self.settings.templates,
+            self.databases,
+        )
+        .await?;
+        let env = cluster
+            .endpoint()
+            .env(&database, &self.settings.database_env);
+        let cargo_args = doc::cargo_args(&doc, args, self.settings.jobs);
+        let package_of_crate = |crate_name: &str| {
+            doc.packages
+                .iter()
+                .find(|p| p.replace('-', "_") == crate_name)
+                .cloned()
+                .unwrap_or_else(|| crate_name.to_owned())
+        };
+        let limits = self.settings.limits;
+        let cancel = self.cancel.clone();
+        doc::run(
+            cargo_args,
+            &env,
+            limits,
+            package_of_crate,
+            cancel,
+            self.dispatch,
+        )
+        .await
     }
 }
 
@@ -386,9 +442,4 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Whether an outcome counts against the run.
-pub fn is_failure(outcome: &Outcome) -> bool {
-    !outcome.is_success()
 }

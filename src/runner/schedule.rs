@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::events::{Event, EventSender, Outcome, TestId};
+use super::dispatch::{Dispatcher, TestResult};
+use super::events::Outcome;
 use super::exec::{self, Limits};
 use super::list::TestCase;
 use super::Cancel;
@@ -31,25 +32,26 @@ pub struct Isolated {
 /// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
 type CloneReady = oneshot::Receiver<(Result<(), String>, OwnedSemaphorePermit)>;
 
-/// Runs the cases; every case ends in exactly one `TestFinished` event.
-pub async fn run(
+/// Runs the cases, each of them unless the run is stopped (or the server dies) first: the ones not started
+/// then are left to the dispatcher's NOT RUN.
+pub(crate) async fn run(
     cases: Vec<TestCase>,
     context: &Isolated,
     cluster: &mut Cluster,
     cancel: &Cancel,
-    events: &EventSender,
+    dispatch: &Dispatcher,
 ) {
     let databases_before = context.databases.count().await.ok();
     let names: Vec<String> = (0..cases.len()).map(|n| format!("pgtest_{n}")).collect();
-    let (mut clones, mut makers) = make_clones_ahead(&cases, &names, context, events);
+    let (mut clones, mut makers) = make_clones_ahead(&cases, &names, context, dispatch);
     let mut pending = cases.into_iter().zip(names.iter().cloned());
     let mut running: JoinSet<String> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
-    let mut stop_reason: Option<String> = None;
+    let mut stopping = false;
     loop {
-        while running.len() < context.jobs && stop_reason.is_none() {
-            if let Some(signal) = cancel.signal() {
-                stop_reason = Some(format!("the run was stopped by {signal}"));
+        while running.len() < context.jobs && !stopping {
+            if cancel.signal().is_some() {
+                stopping = true;
                 break;
             }
             let Some((case, database)) = pending.next() else {
@@ -57,22 +59,17 @@ pub async fn run(
             };
             let Some(ready) = clones.next() else { break };
             let context = context.clone();
-            let (cancel, events) = (cancel.clone(), events.clone());
+            let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
             running.spawn(async move {
-                run_one(case, database, ready, &context, cancel, &events).await
+                run_one(case, database, ready, &context, cancel, &dispatch).await
             });
         }
         let Some(joined) = running.join_next().await else {
             break;
         };
         let Ok(database) = joined else { continue };
-        if stop_reason.is_none() && !cluster.is_running() {
-            stop_reason = Some(format!(
-                "the PostgreSQL server died during the run; the end of its log:\n{}",
-                cluster.log_tail(15)
-            ));
-        }
         if !cluster.is_running() {
+            stopping = true;
             continue;
         }
         let databases = context.databases.clone();
@@ -92,29 +89,12 @@ pub async fn run(
             }
         }
     }
-    if let Some(reason) = stop_reason {
-        for (case, _) in remaining {
-            let test = TestId {
-                binary: case.binary.id.clone(),
-                name: case.name.clone(),
-            };
-            let outcome = Outcome::NotRun {
-                reason: reason.clone(),
-            };
-            let _ = events.send(Event::TestFinished {
-                test,
-                outcome,
-                duration: None,
-                output: String::new(),
-            });
-        }
-    }
     while drops.join_next().await.is_some() {}
     // What a leak check reads: every clone made for a test is gone again.
     if let (Some(before), true) = (databases_before, cluster.is_running()) {
         if let Ok(after) = context.databases.count().await {
             let message = format!("cluster databases before the tests: {before}, after: {after}");
-            let _ = events.send(Event::Info { message });
+            dispatch.info(message);
         }
     }
 }
@@ -125,7 +105,7 @@ fn make_clones_ahead(
     cases: &[TestCase],
     names: &[String],
     context: &Isolated,
-    events: &EventSender,
+    dispatch: &Dispatcher,
 ) -> (std::vec::IntoIter<CloneReady>, JoinSet<()>) {
     let slots = Arc::new(Semaphore::new(context.jobs.max(1)));
     let mut receivers = Vec::with_capacity(cases.len());
@@ -141,7 +121,7 @@ fn make_clones_ahead(
         orders.push((template, name.clone(), sender));
     }
     let mut makers = JoinSet::new();
-    let (databases, events) = (context.databases.clone(), events.clone());
+    let (databases, dispatch) = (context.databases.clone(), dispatch.clone());
     makers.spawn(async move {
         let mut in_flight = JoinSet::new();
         for (template, name, sender) in orders {
@@ -149,14 +129,12 @@ fn make_clones_ahead(
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (databases, events) = (databases.clone(), events.clone());
+            let (databases, dispatch) = (databases.clone(), dispatch.clone());
             in_flight.spawn(async move {
                 let started = Instant::now();
                 let made = databases.create_from(&template, &name).await;
                 if made.is_ok() {
-                    let _ = events.send(Event::DatabaseCloned {
-                        duration: started.elapsed(),
-                    });
+                    dispatch.database_cloned(started.elapsed());
                 }
                 let made = made.map_err(|error| template::server_message(&error));
                 let _ = sender.send((made, slot));
@@ -176,41 +154,28 @@ async fn run_one(
     ready: CloneReady,
     context: &Isolated,
     cancel: Cancel,
-    events: &EventSender,
+    dispatch: &Dispatcher,
 ) -> String {
-    let test = TestId {
-        binary: case.binary.id.clone(),
-        name: case.name.clone(),
-    };
     let waiting = Instant::now();
     let made = match ready.await {
         // The slot is given back as the test takes its database, so the next clone can start.
         Ok((made, _slot)) => made,
         Err(_) => Err("the cloning task stopped".to_owned()),
     };
-    let database_wait = waiting.elapsed();
-    let _ = events.send(Event::TestStarted {
-        test: test.clone(),
-        database_wait: Some(database_wait),
-    });
-    let finished = match made {
+    dispatch.started(case.id(), Some(waiting.elapsed()));
+    let result = match made {
         Ok(()) => {
             let env = context.endpoint.env(&database, &context.database_env);
-            exec::run_test(&case, &env, context.limits, cancel, events).await
+            exec::run_alone(&case, &env, context.limits, cancel, dispatch).await
         }
-        Err(message) => exec::Finished {
+        Err(message) => TestResult {
             outcome: Outcome::NotRun {
                 reason: format!("its database could not be created: {message}"),
             },
-            duration: Duration::ZERO,
+            duration: Some(Duration::ZERO),
             output: String::new(),
         },
     };
-    let _ = events.send(Event::TestFinished {
-        test,
-        outcome: finished.outcome,
-        duration: Some(finished.duration),
-        output: finished.output,
-    });
+    dispatch.finished(case.id(), result);
     database
 }

@@ -1,0 +1,222 @@
+//! The dispatcher: the one place where what the runner learns about tests becomes [`Event`]s. Executors
+//! (the supervisor and what reads a child's output) and the scheduler report here; nothing else in the
+//! runner builds a test's event. It also keeps the run's ledger, so every test announced in `RunStarted`
+//! ends in exactly one `TestFinished`: [`Dispatcher::close`] gives the ones never reached NOT RUN.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::events::{Event, EventSender, Outcome, TestId};
+
+/// Cheap to clone; every clone reports into the same run.
+#[derive(Debug, Clone)]
+pub(crate) struct Dispatcher {
+    events: EventSender,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Announced and not finished yet.
+    pending: BTreeSet<TestId>,
+    /// Finished: a second result for one of these is dropped.
+    finished: BTreeSet<TestId>,
+    /// Reported SLOW (once per test).
+    slow: BTreeSet<TestId>,
+}
+
+/// How a test that ran ended, as an executor saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TestResult {
+    pub outcome: Outcome,
+    /// None where the harness does not tell (doc tests).
+    pub duration: Option<Duration>,
+    pub output: String,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(events: EventSender) -> Dispatcher {
+        Dispatcher {
+            events,
+            ledger: Arc::default(),
+        }
+    }
+
+    fn send(&self, event: Event) {
+        // The receiver goes away only when the whole run is over: nothing left to tell it.
+        let _ = self.events.send(event);
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // Never held across an await or a call that could panic, so it cannot be poisoned in use.
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The tests are chosen: `tests` will run (and each will end in one `TestFinished`).
+    pub(crate) fn run_started(
+        &self,
+        tests: impl IntoIterator<Item = TestId>,
+        filtered_out: usize,
+        jobs: usize,
+        shared: bool,
+    ) {
+        let mut ledger = self.ledger();
+        ledger.pending.extend(tests);
+        let to_run = ledger.pending.len();
+        drop(ledger);
+        self.send(Event::RunStarted {
+            to_run,
+            filtered_out,
+            jobs,
+            shared,
+        });
+    }
+
+    /// An ignored test: not asked for, or (in a process running several) skipped by libtest.
+    pub(crate) fn ignored(&self, test: TestId) {
+        let mut ledger = self.ledger();
+        if !ledger.finished.insert(test.clone()) {
+            return;
+        }
+        ledger.pending.remove(&test);
+        drop(ledger);
+        self.send(Event::TestIgnored { test });
+    }
+
+    pub(crate) fn filtered_out(&self, count: usize) {
+        if count > 0 {
+            self.send(Event::FilteredOut { count });
+        }
+    }
+
+    pub(crate) fn started(&self, test: TestId, database_wait: Option<Duration>) {
+        self.send(Event::TestStarted {
+            test,
+            database_wait,
+        });
+    }
+
+    /// A test has run past the slow threshold; told once per test.
+    pub(crate) fn slow(&self, test: &TestId, elapsed: Duration) {
+        if self.ledger().slow.insert(test.clone()) {
+            self.send(Event::TestSlow {
+                test: test.clone(),
+                elapsed,
+            });
+        }
+    }
+
+    /// Whether `test` was reported SLOW.
+    pub(crate) fn was_slow(&self, test: &TestId) -> bool {
+        self.ledger().slow.contains(test)
+    }
+
+    /// A test ended. A second result for the same test is dropped.
+    pub(crate) fn finished(&self, test: TestId, result: TestResult) {
+        let mut ledger = self.ledger();
+        if !ledger.finished.insert(test.clone()) {
+            return;
+        }
+        ledger.pending.remove(&test);
+        drop(ledger);
+        self.send(Event::TestFinished {
+            test,
+            outcome: result.outcome,
+            duration: result.duration,
+            output: result.output,
+        });
+    }
+
+    /// Tests that will not run, and why. The only place NOT RUN is given.
+    pub(crate) fn not_run(&self, tests: impl IntoIterator<Item = TestId>, reason: &str) {
+        for test in tests {
+            let result = TestResult {
+                outcome: Outcome::NotRun {
+                    reason: reason.to_owned(),
+                },
+                duration: None,
+                output: String::new(),
+            };
+            self.finished(test, result);
+        }
+    }
+
+    /// Ends the run's ledger: every announced test that has no result yet did not run, for `reason`
+    /// (asked only if there is one).
+    pub(crate) fn close(&self, reason: impl FnOnce() -> String) {
+        let left: Vec<TestId> = std::mem::take(&mut self.ledger().pending)
+            .into_iter()
+            .collect();
+        if !left.is_empty() {
+            self.not_run(left, &reason());
+        }
+    }
+
+    pub(crate) fn database_cloned(&self, duration: Duration) {
+        self.send(Event::DatabaseCloned { duration });
+    }
+
+    pub(crate) fn info(&self, message: String) {
+        self.send(Event::Info { message });
+    }
+
+    pub(crate) fn warning(&self, message: String) {
+        self.send(Event::Warning { message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> TestId {
+        TestId {
+            binary: "app".into(),
+            name: name.into(),
+        }
+    }
+
+    fn passed() -> TestResult {
+        TestResult {
+            outcome: Outcome::Passed,
+            duration: Some(Duration::from_millis(1)),
+            output: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_announced_test_ends_once() {
+        let (sender, mut receiver) = super::super::events::channel();
+        let dispatch = Dispatcher::new(sender);
+        dispatch.run_started([id("a"), id("b"), id("c")], 0, 2, false);
+        dispatch.slow(&id("a"), Duration::from_secs(2));
+        dispatch.slow(&id("a"), Duration::from_secs(3));
+        dispatch.finished(id("a"), passed());
+        dispatch.finished(id("a"), passed());
+        dispatch.not_run([id("b")], "its database could not be created");
+        dispatch.close(|| "the run was stopped by SIGINT".to_owned());
+        dispatch.close(|| unreachable!("nothing is left to close"));
+        let mut finished = Vec::new();
+        let mut slow = 0;
+        while let Ok(event) = receiver.try_recv() {
+            match event {
+                Event::TestFinished { test, outcome, .. } => finished.push((test.name, outcome)),
+                Event::TestSlow { .. } => slow += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(slow, 1);
+        let not_run = |reason: &str| Outcome::NotRun {
+            reason: reason.into(),
+        };
+        assert_eq!(
+            finished,
+            [
+                ("a".to_owned(), Outcome::Passed),
+                ("b".to_owned(), not_run("its database could not be created")),
+                ("c".to_owned(), not_run("the run was stopped by SIGINT")),
+            ]
+        );
+    }
+}
