@@ -254,7 +254,10 @@ fn check_keys(sources: &[Source]) -> Result<(), Failed> {
             .and_then(|()| run_in(&project.dir, &["--which-postgres"], &path, None))
             .and_then(|which| expect_which(&which, version, bin));
         if let Err(problem) = outcome {
-            problems.push(format!("postgres = {key:?}: {problem}"));
+            let key = key.map_or("no `postgres` key".to_owned(), |k| {
+                format!("postgres = {k:?}")
+            });
+            problems.push(format!("{key}: {problem}"));
         }
     };
     for (source, bin) in sources.iter().zip(&bins) {
