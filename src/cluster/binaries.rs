@@ -239,7 +239,7 @@ fn packager_dirs(root: &Path) -> Vec<PathBuf> {
                 Some((major, parent.join(&name).join(suffix)))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
         dirs.extend(found.into_iter().map(|(_, dir)| dir));
     };
     versioned(under("/usr/lib/postgresql"), "", "bin");
