@@ -15,3 +15,23 @@ pub const BUILD_FAILED: u8 = 101;
 pub const INTERRUPTED: u8 = 130;
 /// Terminated by SIGTERM; the results so far were printed.
 pub const TERMINATED: u8 = 143;
+
+/// The exit code of a run stopped by `signal` ("SIGINT" or "SIGTERM").
+pub(crate) fn for_signal(signal: &str) -> u8 {
+    if signal == "SIGTERM" {
+        TERMINATED
+    } else {
+        INTERRUPTED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_signal_has_its_shell_exit_code() {
+        assert_eq!(for_signal("SIGTERM"), 143);
+        assert_eq!(for_signal("SIGINT"), 130);
+    }
+}

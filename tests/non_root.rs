@@ -116,7 +116,7 @@ fn boot_query_and_shut_down(parent: PathBuf) {
             .unwrap();
         assert_eq!(owner, "postgres");
         connection.close().await.unwrap();
-        let (_, problems) = cluster.shutdown();
+        let (_, problems) = cluster.shutdown().await;
         assert!(problems.is_empty(), "{problems:?}");
     });
     let left: Vec<_> = std::fs::read_dir(&parent).unwrap().collect();

@@ -95,7 +95,8 @@ pub enum BinariesError {
 
 /// Finds the binaries to use: an explicit directory (the `postgres` key, then `PGTEST_PG_BIN`) wins;
 /// otherwise every candidate (pg_config, PATH, the places packagers use) is considered and the newest
-/// major version, or the pinned one, is chosen.
+/// major version, or the pinned one, is chosen. Blocking (it runs `pg_config` and `postgres --version`, and
+/// waits out a binary still being written): the run calls it on a blocking thread.
 pub fn discover(choice: &PostgresChoice, places: &SearchPlaces) -> Result<Binaries, BinariesError> {
     if let PostgresChoice::BinDir(dir) = choice {
         return check_bin_dir(dir, "the `postgres` key");
@@ -239,7 +240,7 @@ fn packager_dirs(root: &Path) -> Vec<PathBuf> {
                 Some((major, parent.join(&name).join(suffix)))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
         dirs.extend(found.into_iter().map(|(_, dir)| dir));
     };
     versioned(under("/usr/lib/postgresql"), "", "bin");

@@ -2,6 +2,7 @@
 //! connect options. The URL names the socket directory as a percent-encoded host, a form that sqlx,
 //! tokio-postgres and libpq (so diesel and psql) all accept.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sqlx::postgres::PgConnectOptions;
 
 pub use super::server::Endpoint;
@@ -55,17 +56,15 @@ impl Endpoint {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
+/// Everything but RFC 3986's unreserved characters gets encoded.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -88,6 +87,12 @@ mod tests {
             endpoint().url("pgtest_7"),
             "postgres://postgres:p%40ss@%2Fdev%2Fshm%2Fcargo-pgtest-x1%2Fsocket:5432/pgtest_7"
         );
+    }
+
+    #[test]
+    fn only_unreserved_characters_stay_as_they_are() {
+        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
+        assert_eq!(percent_encode("a b/c:d@é%"), "a%20b%2Fc%3Ad%40%C3%A9%25");
     }
 
     #[test]

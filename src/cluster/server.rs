@@ -1,5 +1,5 @@
-//! One PostgreSQL server: `initdb`, the files that lock it down, `postgres` started directly (ready when
-//! postmaster.pid says so), and a stop by signal that also runs when the [`Server`] is dropped.
+//! One PostgreSQL server: `postgres` started directly on a prepared data directory (see `data_dir`), ready
+//! when postmaster.pid says so, and a stop by signal that also runs when the [`Server`] is dropped.
 
 use std::fs;
 use std::io;
@@ -16,7 +16,7 @@ use super::privileges::{self, ServerUser};
 use crate::config::Setting;
 
 pub const DATA_DIR: &str = "data";
-const SOCKET_DIR: &str = "socket";
+pub(crate) const SOCKET_DIR: &str = "socket";
 const LOG_FILE: &str = "server.log";
 /// The database superuser the tests connect as.
 pub const SUPERUSER: &str = "postgres";
@@ -115,156 +115,6 @@ pub struct ServerSpec<'a> {
     pub shared_buffers_kib: u32,
 }
 
-/// The socket directory, and the run directory handed to the server account.
-fn prepare_run_dir(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
-    let socket_dir = spec.run_dir.join(SOCKET_DIR);
-    // Private to the run, like the run directory around it: only the server account and root get in.
-    std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
-        .create(&socket_dir)
-        .map_err(|source| ServerError::Write {
-            path: socket_dir.clone(),
-            source,
-        })?;
-    for dir in [spec.run_dir, &socket_dir] {
-        privileges::give_to(dir, spec.server_user)?;
-    }
-    Ok(())
-}
-
-/// Makes the cluster's files those of a cached, stopped cluster (see `cache`), in place of `init`.
-pub fn adopt(spec: &ServerSpec<'_>, cached: &super::cache::Pack) -> Result<(), ServerError> {
-    prepare_run_dir(spec)?;
-    let data_dir = spec.run_dir.join(DATA_DIR);
-    cached
-        .write(&data_dir, Some(spec.server_user))
-        .map_err(|source| {
-            if source.raw_os_error() == Some(libc::ENOSPC) {
-                ServerError::NoSpace {
-                    dir: spec.run_dir.to_owned(),
-                    detail: source.to_string(),
-                }
-            } else {
-                ServerError::Write {
-                    path: data_dir.clone(),
-                    source,
-                }
-            }
-        })?;
-    // The cache may have been made by another login: the access rules are always this run's own.
-    write_access_rules(&data_dir, spec.server_user)
-}
-
-/// Creates the cluster's files with `initdb` and locks them down.
-pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
-    prepare_run_dir(spec)?;
-    let data_dir = spec.run_dir.join(DATA_DIR);
-    let initdb = spec.binaries.initdb();
-    let mut command = server_command(&initdb, spec);
-    command
-        .arg("--pgdata")
-        .arg(&data_dir)
-        .args([
-            "--username",
-            SUPERUSER,
-            "--encoding",
-            "UTF8",
-            "--locale",
-            "C",
-            "--no-sync",
-            // 1 MB WAL segments instead of 16: a smaller cluster to copy into and out of the cache.
-            "--wal-segsize",
-            "1",
-            "--auth",
-            "trust",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the closure only makes async-signal-safe system calls.
-    unsafe { command.pre_exec(die_with_parent(libc::SIGKILL)) };
-    let segments_before = dsm_segments(spec.server_user);
-    let output = command
-        .output()
-        .await
-        .map_err(|source| ServerError::Spawn {
-            program: initdb.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        remove_new_dsm_segments(&segments_before, spec.server_user);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if text.contains("No space left on device") {
-            return Err(ServerError::NoSpace {
-                dir: spec.run_dir.to_owned(),
-                detail: last_lines(&text, 1),
-            });
-        }
-        return Err(ServerError::Initdb {
-            status: output.status.to_string(),
-            output: last_lines(&text, 20),
-        });
-    }
-    write_access_rules(&data_dir, spec.server_user)
-}
-
-/// initdb's own server processes keep shared memory in /dev/shm (`PostgreSQL.<n>`), which one that dies
-/// abruptly (a PANIC when the disk is full) leaves there; these are the server account's segments now.
-fn dsm_segments(server_user: &ServerUser) -> Vec<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = fs::read_dir("/dev/shm") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("PostgreSQL.")
-        })
-        .filter(|entry| entry.metadata().is_ok_and(|m| m.uid() == server_user.uid))
-        .map(|entry| entry.path())
-        .collect()
-}
-
-/// After a failed initdb: removes the server account's segments that appeared while it ran. (The running
-/// cluster itself keeps its segments in its data directory: `dynamic_shared_memory_type = mmap`.)
-fn remove_new_dsm_segments(before: &[PathBuf], server_user: &ServerUser) {
-    for segment in dsm_segments(server_user) {
-        if !before.contains(&segment) {
-            let _ = fs::remove_file(segment);
-        }
-    }
-}
-
-/// Replaces initdb's access rules: only the invoking OS user may connect (peer authentication over the
-/// private socket, mapped to the superuser); no TCP listener exists at all.
-fn write_access_rules(data_dir: &Path, server_user: &ServerUser) -> Result<(), ServerError> {
-    let (hba, ident) = match privileges::invoking_user_name() {
-        Some(name) => (
-            "# Written by cargo-pgtest: only the user who ran it connects, over the run's private socket.\n\
-             local all all peer map=pgtest\n"
-                .to_owned(),
-            format!("pgtest {name} {SUPERUSER}\n"),
-        ),
-        // No login name to map (an anonymous container uid): the 0700 socket directory keeps others out.
-        None => ("local all all trust\n".to_owned(), String::new()),
-    };
-    for (file, text) in [("pg_hba.conf", hba), ("pg_ident.conf", ident)] {
-        let path = data_dir.join(file);
-        fs::write(&path, text).map_err(|source| ServerError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        privileges::give_to(&path, server_user)?;
-    }
-    Ok(())
-}
-
 /// Starts `postgres` on an initialised data directory and waits until it accepts connections.
 pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
     let data_dir = spec.run_dir.join(DATA_DIR);
@@ -330,7 +180,7 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
     Ok(server)
 }
 
-fn server_command(program: &Path, spec: &ServerSpec<'_>) -> Command {
+pub(crate) fn server_command(program: &Path, spec: &ServerSpec<'_>) -> Command {
     let mut command = Command::new(program);
     command.env_clear().current_dir(spec.run_dir);
     if let Some(path) = std::env::var_os("PATH") {
@@ -344,21 +194,30 @@ fn server_command(program: &Path, spec: &ServerSpec<'_>) -> Command {
 
 /// A pre-exec hook: the child gets `signal` when cargo-pgtest dies, even by SIGKILL, so no server (or test)
 /// outlives its run. It runs after the switch to the server account, which would otherwise clear the setting.
+/// Linux only (`PR_SET_PDEATHSIG`); elsewhere the hook does nothing, and children are stopped only by the
+/// teardown of a run that ends normally (or by a signal cargo-pgtest itself receives).
 pub(crate) fn die_with_parent(
     signal: libc::c_int,
 ) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
-    let parent = std::process::id() as libc::pid_t;
-    move || {
-        // SAFETY: prctl, getppid and raise are async-signal-safe.
-        unsafe {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
+    #[cfg(target_os = "linux")]
+    {
+        let parent = nix::unistd::getpid();
+        let signal = Signal::try_from(signal);
+        move || {
+            let signal = signal.map_err(io::Error::from)?;
+            // prctl, getppid and kill are single system calls, safe between fork and exec.
+            nix::sys::prctl::set_pdeathsig(signal).map_err(io::Error::from)?;
+            // The parent may have died before the setting took effect: then nothing would send the signal.
+            if nix::unistd::getppid() != parent {
+                nix::sys::signal::raise(signal).map_err(io::Error::from)?;
             }
-            if libc::getppid() != parent {
-                libc::raise(signal);
-            }
+            Ok(())
         }
-        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = signal;
+        || Ok(())
     }
 }
 
@@ -439,22 +298,47 @@ impl Server {
 
     /// Stops the server cleanly, leaving a data directory that starts again without recovery: fast shutdown
     /// (SIGINT), then immediate (SIGQUIT), then SIGKILL, each given a grace period.
-    pub fn stop(&mut self) {
-        self.stop_with(&[Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL]);
+    pub async fn stop(&mut self) {
+        self.stop_with(
+            &[Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL],
+            STOP_GRACE,
+        )
+        .await;
     }
 
     /// Stops a server whose data is about to be thrown away: immediate shutdown (SIGQUIT) skips the shutdown
-    /// checkpoint, then SIGKILL. Synchronous so that it can run from `Drop` during a panic.
-    pub fn stop_for_good(&mut self) {
-        self.stop_with(&[Signal::SIGQUIT, Signal::SIGKILL]);
+    /// checkpoint, then SIGKILL.
+    pub async fn stop_for_good(&mut self) {
+        self.stop_with(&[Signal::SIGQUIT, Signal::SIGKILL], STOP_GRACE)
+            .await;
     }
 
-    fn stop_with(&mut self, signals: &[Signal]) {
+    /// Sends each signal in turn until the server has exited, waiting up to `grace` after each; the
+    /// runtime goes on meanwhile (reports are printed, signals handled).
+    async fn stop_with(&mut self, signals: &[Signal], grace: Duration) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         let Some(pid) = child.id() else { return };
         for &signal in signals {
+            if kill(Pid::from_raw(pid as i32), signal).is_err() {
+                break;
+            }
+            if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        let _ = child.try_wait();
+    }
+
+    /// [`Self::stop_for_good`] for `Drop`, which cannot wait asynchronously (during a panic, say): polls
+    /// the child every millisecond up to the grace period per signal.
+    fn stop_blocking(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let Some(pid) = child.id() else { return };
+        for signal in [Signal::SIGQUIT, Signal::SIGKILL] {
             if kill(Pid::from_raw(pid as i32), signal).is_err() {
                 break;
             }
@@ -472,7 +356,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop_for_good();
+        self.stop_blocking();
     }
 }
 
@@ -545,6 +429,57 @@ mod tests {
             .to_string()
             .contains("work_mem"));
         assert!(rejected_setting("FATAL:  something else", &settings).is_none());
+    }
+
+    /// A server that stays up through its grace period, on the run's one thread: other tasks (reporting,
+    /// signal handling) must go on meanwhile.
+    #[test]
+    fn stopping_a_server_waits_without_blocking_the_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let child = Command::new("sleep").arg("30").spawn().unwrap();
+            let mut server = Server {
+                child: Some(child),
+                endpoint: Endpoint {
+                    socket_dir: PathBuf::new(),
+                    port: PORT,
+                    user: SUPERUSER.to_owned(),
+                    password: String::new(),
+                },
+                data_dir: PathBuf::new(),
+                log_path: PathBuf::new(),
+            };
+            let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let ticker = tokio::spawn({
+                let ticks = ticks.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+            // SIGCONT leaves `sleep` running, so the whole grace period passes before SIGKILL.
+            let grace = Duration::from_millis(300);
+            let started = Instant::now();
+            server
+                .stop_with(&[Signal::SIGCONT, Signal::SIGKILL], grace)
+                .await;
+            ticker.abort();
+            assert!(
+                started.elapsed() >= grace,
+                "the grace period was waited out"
+            );
+            assert!(!server.is_running());
+            let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                ticks >= 5,
+                "other tasks ran {ticks} times while the server stopped"
+            );
+        });
     }
 
     #[test]

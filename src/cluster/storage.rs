@@ -304,7 +304,10 @@ mod tests {
         File::create(dead.join(LOCK_FILE)).unwrap();
         let unrelated = parent.path().join("something-else");
         fs::create_dir(&unrelated).unwrap();
-        assert_eq!(remove_stale_runs(parent.path()), [dead.clone()]);
+        assert_eq!(
+            remove_stale_runs(parent.path()),
+            std::slice::from_ref(&dead)
+        );
         assert!(!dead.exists());
         assert!(unrelated.exists());
     }

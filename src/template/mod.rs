@@ -1,7 +1,6 @@
 //! The template databases: extensions, migrations (sqlx's layout, recorded in `_sqlx_migrations` exactly as
 //! sqlx records them) and fixture files applied once; then cheap clones of a template for tests, and drops.
 
-pub mod cache;
 pub mod databases;
 pub mod migrations;
 pub mod sqlx_test;
@@ -13,7 +12,6 @@ use sqlx::{Connection, PgConnection};
 
 use crate::cluster::Endpoint;
 use crate::config::DatabaseSpec;
-pub use cache::{CachePlan, Manifest};
 pub use databases::Databases;
 use migrations::{apply_migrations, read_migrations};
 pub use migrations::{parse_migration_name, MigrationName};
@@ -90,56 +88,7 @@ pub async fn prepare(
         } else {
             format!("pgtest_template_{index}")
         };
-        let sql_error = |source| TemplateError::Sql {
-            name: name.clone(),
-            source,
-        };
-        let migrations = match &spec.migrations {
-            Some(dir) => read_migrations(dir)?,
-            None => Vec::new(),
-        };
-        // From template0: template1 may be given migrations below, and must not pass them on to our templates.
-        sqlx::raw_sql(&format!(
-            "CREATE DATABASE {} TEMPLATE template0{}",
-            quote_ident(&name),
-            databases::clone_strategy(server_major)
-        ))
-        .execute(&mut admin)
-        .await
-        .map_err(sql_error)?;
-
-        let mut connection = PgConnection::connect_with(&endpoint.connect_options(&name))
-            .await
-            .map_err(TemplateError::Connect)?;
-        create_extensions(&mut connection, &spec.extensions).await?;
-        apply_migrations(&mut connection, &migrations).await?;
-        for file in &spec.fixtures {
-            apply_fixture(&mut connection, file).await?;
-        }
-        let unlogged_tables: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_class WHERE relpersistence = 'u')")
-                .fetch_one(&mut connection)
-                .await
-                .map_err(sql_error)?;
-        // Nobody may stay connected to a template while it is cloned.
-        connection.close().await.map_err(sql_error)?;
-        sqlx::raw_sql(&format!(
-            "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
-            quote_ident(&name)
-        ))
-        .execute(&mut admin)
-        .await
-        .map_err(sql_error)?;
-        let applied = migrations
-            .iter()
-            .filter(|(m, _)| !m.migration_type.is_down_migration())
-            .count();
-        templates.push(Template {
-            name,
-            migrations: applied,
-            fixtures: spec.fixtures.len(),
-            unlogged_tables,
-        });
+        templates.push(prepare_one(endpoint, &mut admin, spec, name, server_major).await?);
     }
     let _ = admin.close().await;
     if let Some(spec) = sqlx_test.and_then(|index| specs.get(index)) {
@@ -155,6 +104,67 @@ pub async fn prepare(
         let _ = template1.close().await;
     }
     Ok(templates)
+}
+
+/// Creates the template `name` from `spec`: a fresh database, its extensions, migrations and fixtures,
+/// then marked a template nobody may connect to.
+async fn prepare_one(
+    endpoint: &Endpoint,
+    admin: &mut PgConnection,
+    spec: &DatabaseSpec,
+    name: String,
+    server_major: u32,
+) -> Result<Template, TemplateError> {
+    let sql_error = |source| TemplateError::Sql {
+        name: name.clone(),
+        source,
+    };
+    let migrations = match &spec.migrations {
+        Some(dir) => read_migrations(dir)?,
+        None => Vec::new(),
+    };
+    // From template0: template1 may be given migrations below, and must not pass them on to our templates.
+    sqlx::raw_sql(&format!(
+        "CREATE DATABASE {} TEMPLATE template0{}",
+        quote_ident(&name),
+        databases::clone_strategy(server_major)
+    ))
+    .execute(&mut *admin)
+    .await
+    .map_err(sql_error)?;
+
+    let mut connection = PgConnection::connect_with(&endpoint.connect_options(&name))
+        .await
+        .map_err(TemplateError::Connect)?;
+    create_extensions(&mut connection, &spec.extensions).await?;
+    apply_migrations(&mut connection, &migrations).await?;
+    for file in &spec.fixtures {
+        apply_fixture(&mut connection, file).await?;
+    }
+    let unlogged_tables: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_class WHERE relpersistence = 'u')")
+            .fetch_one(&mut connection)
+            .await
+            .map_err(sql_error)?;
+    // Nobody may stay connected to a template while it is cloned.
+    connection.close().await.map_err(sql_error)?;
+    sqlx::raw_sql(&format!(
+        "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+        quote_ident(&name)
+    ))
+    .execute(&mut *admin)
+    .await
+    .map_err(sql_error)?;
+    let applied = migrations
+        .iter()
+        .filter(|(m, _)| !m.migration_type.is_down_migration())
+        .count();
+    Ok(Template {
+        name,
+        migrations: applied,
+        fixtures: spec.fixtures.len(),
+        unlogged_tables,
+    })
 }
 
 /// Has PostgreSQL write the relation-cache init file (`pg_internal.init`) of each template and of

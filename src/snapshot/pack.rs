@@ -1,120 +1,24 @@
-//! Migrated clusters kept under cargo's target directory (`<target>/pgtest/cache/<key>.pack`), so that a run
-//! whose inputs did not change unpacks a ready cluster instead of running initdb, the migrations and the
-//! fixtures (and `cargo clean` clears them).
-//!
-//! An entry is one file: a manifest, then a stopped cluster's data directory packed as (path, mode,
-//! contents) records. One file rather than a copied tree because creating a thousand small files on a
-//! busy disk costs far more than writing one; and a pack is read into memory in one go, so taking a
-//! snapshot costs the running cluster only the time to read its files. Entries are written under a
-//! private name and renamed into place, so runs filling the cache at the same time never see half of one.
+//! The pack format of a stored cluster: one file holding a manifest, then a data directory packed as
+//! (path, mode, contents) records. One file rather than a copied tree because creating a thousand small
+//! files on a busy disk costs far more than writing one; and a pack is read into memory in one go, so
+//! taking a snapshot costs the running cluster only the time to read its files.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
-use super::privileges::ServerUser;
+use crate::cluster::privileges::ServerUser;
 
-/// Entries kept per project: the newest few, so switching branches back and forth stays warm.
-const ENTRIES_KEPT: usize = 4;
-/// A half-written entry older than this belongs to a run that died while writing it.
-const STALE_STAGING: Duration = Duration::from_secs(600);
-const EXTENSION: &str = "pack";
 const MAGIC: &[u8] = b"cargo-pgtest pack 1\n";
-
-#[derive(Debug, Clone)]
-pub struct Cache {
-    root: PathBuf,
-}
-
-/// A cached cluster: what the run that made it recorded, and its packed data directory.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub manifest: String,
-    pub pack: Pack,
-}
-
-impl Cache {
-    pub fn in_target_dir(target_dir: &Path) -> Cache {
-        Cache {
-            root: target_dir.join("pgtest").join("cache"),
-        }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn entry_path(&self, key: &str) -> PathBuf {
-        self.root.join(format!("{key}.{EXTENSION}"))
-    }
-
-    /// The entry for `key`, if a run has stored it (and it reads back whole).
-    pub fn get(&self, key: &str) -> Option<Entry> {
-        let path = self.entry_path(key);
-        let bytes = fs::read(&path).ok()?;
-        let (manifest, pack) = Pack::split_manifest(bytes)?;
-        // Touched so that pruning keeps the entries in use.
-        let _ = fs::File::options()
-            .append(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(SystemTime::now()));
-        Some(Entry { manifest, pack })
-    }
-
-    /// Stores `pack` with `manifest` under `key`. Another run storing the same key at the same time is
-    /// fine: both write whole files under private names, and a rename replaces atomically.
-    pub fn put(&self, key: &str, manifest: &str, pack: &Pack) -> io::Result<()> {
-        fs::create_dir_all(&self.root)?;
-        self.prune();
-        let staging = self.root.join(format!(
-            ".staging-{}-{}",
-            std::process::id(),
-            super::random_hex(4)
-        ));
-        let written = fs::File::create(&staging)
-            .and_then(|mut file| pack.write_with_manifest(&mut file, manifest))
-            .and_then(|()| fs::rename(&staging, self.entry_path(key)));
-        if written.is_err() {
-            let _ = fs::remove_file(&staging);
-        }
-        written
-    }
-
-    /// Removes all but the newest entries, and staging files of runs that died while writing.
-    fn prune(&self) {
-        let Ok(read) = fs::read_dir(&self.root) else {
-            return;
-        };
-        let now = SystemTime::now();
-        let mut entries: Vec<(SystemTime, PathBuf)> = Vec::new();
-        for entry in read.filter_map(Result::ok) {
-            let path = entry.path();
-            let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(now);
-            if entry.file_name().to_string_lossy().starts_with(".staging-") {
-                if now.duration_since(modified).unwrap_or_default() > STALE_STAGING {
-                    let _ = fs::remove_file(&path);
-                }
-            } else {
-                entries.push((modified, path));
-            }
-        }
-        entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-        // One slot is kept free for the entry about to be stored.
-        for (_, path) in entries.into_iter().skip(ENTRIES_KEPT - 1) {
-            let _ = fs::remove_file(path);
-        }
-    }
-}
 
 /// A directory tree in memory, in its on-disk form: one record per directory and file, in creation order
 /// (a directory before what it holds), each with its permission bits and, for a file, its contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pack {
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
     /// Where the records start in `bytes` (after the magic and manifest of a pack read from the cache).
-    records_start: usize,
+    pub(super) records_start: usize,
 }
 
 /// One record of a pack, borrowed from its bytes.
@@ -147,7 +51,7 @@ impl Pack {
         advise_huge_pages(&mut pack.bytes);
         for entry in entries {
             match entry.size {
-                None => pack.push(&entry.path, entry.mode, None),
+                None => pack.push_header(&entry.path, entry.mode, false),
                 Some(size) => {
                     pack.push_file(&dir.join(&entry.path), &entry.path, entry.mode, size)?
                 }
@@ -178,13 +82,6 @@ impl Pack {
             self.bytes[length_at..length_at + 8].copy_from_slice(&read.to_le_bytes());
         }
         Ok(())
-    }
-
-    fn push(&mut self, path: &Path, mode: u32, contents: Option<&[u8]>) {
-        self.push_header(path, mode, contents.is_some());
-        if let Some(contents) = contents {
-            put_bytes(&mut self.bytes, contents);
-        }
     }
 
     /// A record's start: its path, its mode, and whether contents follow (a file) or not (a directory).
@@ -232,7 +129,11 @@ impl Pack {
     }
 
     /// Writes the on-disk form: magic, manifest, then the records.
-    fn write_with_manifest(&self, file: &mut fs::File, manifest: &str) -> io::Result<()> {
+    pub(super) fn write_with_manifest(
+        &self,
+        file: &mut fs::File,
+        manifest: &str,
+    ) -> io::Result<()> {
         let mut head = MAGIC.to_vec();
         put_bytes(&mut head, manifest.as_bytes());
         io::Write::write_all(file, &head)?;
@@ -240,7 +141,7 @@ impl Pack {
     }
 
     /// Reads the on-disk form back; `None` for anything damaged or of another format.
-    fn split_manifest(bytes: Vec<u8>) -> Option<(String, Pack)> {
+    pub(super) fn split_manifest(bytes: Vec<u8>) -> Option<(String, Pack)> {
         let mut input = bytes.strip_prefix(MAGIC)?;
         let manifest = String::from_utf8(take_bytes(&mut input)?.to_vec()).ok()?;
         let records_start = bytes.len() - input.len();
@@ -356,72 +257,12 @@ fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     take(input, usize::try_from(length).ok()?)
 }
 
-/// A stable 128-bit hash (two FNV-1a lanes) of everything that shapes a cached cluster; the same inputs
-/// give the same key with any build of cargo-pgtest, so caches survive a toolchain update.
-#[derive(Debug, Clone)]
-pub struct KeyHasher {
-    lanes: [u64; 2],
-}
-
-impl Default for KeyHasher {
-    fn default() -> Self {
-        KeyHasher {
-            lanes: [0xcbf2_9ce4_8422_2325, 0x6c62_272e_07bb_0142],
-        }
-    }
-}
-
-impl KeyHasher {
-    /// Adds a labelled value; lengths are hashed too, so `("ab","c")` and `("a","bc")` differ.
-    pub fn add(&mut self, label: &str, bytes: &[u8]) -> &mut Self {
-        for part in [label.as_bytes(), &(bytes.len() as u64).to_le_bytes(), bytes] {
-            for &byte in part {
-                self.lanes[0] =
-                    (self.lanes[0] ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-                self.lanes[1] = (self.lanes[1] ^ u64::from(byte.rotate_left(3)))
-                    .wrapping_mul(0x0000_0100_0000_01b3)
-                    .rotate_left(5);
-            }
-        }
-        self
-    }
-
-    /// Adds a file's name and contents.
-    pub fn add_file(&mut self, path: &Path) -> io::Result<&mut Self> {
-        let contents = fs::read(path)?;
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        Ok(self.add(&name, &contents))
-    }
-
-    pub fn finish(&self) -> String {
-        format!("{:016x}{:016x}", self.lanes[0], self.lanes[1])
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn keys_are_stable_and_tell_inputs_apart() {
-        let key = |parts: &[(&str, &str)]| {
-            let mut hasher = KeyHasher::default();
-            for (label, value) in parts {
-                hasher.add(label, value.as_bytes());
-            }
-            hasher.finish()
-        };
-        assert_eq!(key(&[("a", "1")]), key(&[("a", "1")]));
-        assert_ne!(key(&[("a", "1")]), key(&[("a", "2")]));
-        assert_ne!(
-            key(&[("m", "ab"), ("n", "c")]),
-            key(&[("m", "a"), ("n", "bc")])
-        );
-        assert_eq!(key(&[]).len(), 32);
-    }
-
-    fn sample_cluster(parent: &Path) -> PathBuf {
+    pub(crate) fn sample_cluster(parent: &Path) -> PathBuf {
         let data = parent.join("cluster");
         fs::create_dir(&data).unwrap();
         fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
@@ -430,37 +271,6 @@ mod tests {
         fs::write(data.join("PG_VERSION"), b"15\n").unwrap();
         fs::set_permissions(data.join("PG_VERSION"), fs::Permissions::from_mode(0o600)).unwrap();
         data
-    }
-
-    #[test]
-    fn an_entry_is_stored_whole_and_unpacks_as_it_was() {
-        let target = tempfile::tempdir().unwrap();
-        let data = sample_cluster(target.path());
-        let cache = Cache::in_target_dir(target.path());
-        assert!(cache.get("k").is_none());
-        let pack = Pack::read(&data, &|_| true).unwrap();
-        cache.put("k", "{\"templates\":[]}", &pack).unwrap();
-        // A second run storing the same key at once replaces it with the same thing.
-        cache.put("k", "{\"templates\":[]}", &pack).unwrap();
-
-        let entry = cache.get("k").expect("stored");
-        assert_eq!(entry.manifest, "{\"templates\":[]}");
-        assert_eq!(entry.pack.bytes[entry.pack.records_start..], pack.bytes[..]);
-        let copy = target.path().join("copy");
-        entry.pack.write(&copy, None).unwrap();
-        assert_eq!(fs::read(copy.join("base/1")).unwrap(), b"pages");
-        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
-        assert_eq!(
-            mode(&copy),
-            0o700,
-            "PostgreSQL refuses a data directory others can read"
-        );
-        assert_eq!(mode(&copy.join("PG_VERSION")), 0o600);
-        let names: Vec<_> = fs::read_dir(cache.root())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["k.pack"], "no staging file is left");
     }
 
     #[test]
@@ -473,43 +283,5 @@ mod tests {
         assert!(copy.join("base").is_dir(), "directories stay");
         assert!(!copy.join("base/1").exists());
         assert_eq!(fs::read(copy.join("PG_VERSION")).unwrap(), b"15\n");
-    }
-
-    #[test]
-    fn a_damaged_entry_is_not_used() {
-        let target = tempfile::tempdir().unwrap();
-        let data = sample_cluster(target.path());
-        let cache = Cache::in_target_dir(target.path());
-        cache
-            .put("k", "{}", &Pack::read(&data, &|_| true).unwrap())
-            .unwrap();
-        let path = cache.entry_path("k");
-        let bytes = fs::read(&path).unwrap();
-        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(cache.get("k").is_none(), "a truncated pack is a miss");
-        fs::write(&path, b"something else").unwrap();
-        assert!(cache.get("k").is_none());
-    }
-
-    #[test]
-    fn only_the_newest_entries_are_kept() {
-        let target = tempfile::tempdir().unwrap();
-        let pack = Pack::read(&sample_cluster(target.path()), &|_| true).unwrap();
-        let cache = Cache::in_target_dir(target.path());
-        for index in 0..ENTRIES_KEPT + 2 {
-            cache.put(&format!("k{index}"), "{}", &pack).unwrap();
-            let age = SystemTime::now() - Duration::from_secs(100 - index as u64);
-            let file = fs::File::options()
-                .append(true)
-                .open(cache.entry_path(&format!("k{index}")))
-                .unwrap();
-            file.set_modified(age).unwrap();
-        }
-        assert_eq!(fs::read_dir(cache.root()).unwrap().count(), ENTRIES_KEPT);
-        assert!(
-            cache.get(&format!("k{}", ENTRIES_KEPT + 1)).is_some(),
-            "the newest stays"
-        );
-        assert!(cache.get("k0").is_none(), "the oldest goes");
     }
 }

@@ -1,0 +1,160 @@
+//! Stage 6, build: `cargo test --no-run` with a migrated database of its own (for sqlx's compile-time
+//! checked queries), while the templates' relation caches are warmed beside it.
+
+use std::time::Instant;
+
+use super::context::{Run, Setup};
+use super::error::Error;
+use super::template::Ready;
+use crate::cargo::{self, TestBinary};
+use crate::cli::Cli;
+use crate::cluster::Endpoint;
+use crate::report::styles::Styles;
+use crate::runner::events::Phase;
+use crate::template::{self, TemplateError};
+
+/// The database the build connects to.
+const BUILD_DATABASE: &str = "pgtest_build";
+
+/// The arguments cargo gets, kept apart from the colour so that nothing has to be stripped again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CargoArgs {
+    /// Packages, features and the build's shape: shared by the build and `cargo test --doc`.
+    selection: Vec<String>,
+    /// Which targets get built.
+    targets: Vec<String>,
+    /// `--color`'s value, decided once for the run.
+    color: &'static str,
+}
+
+impl CargoArgs {
+    pub(crate) fn new(cli: &Cli, styles: &Styles) -> CargoArgs {
+        let mut selection = cli.cargo.package_args();
+        selection.extend(cli.cargo.build_args());
+        CargoArgs {
+            selection,
+            targets: cli.cargo.target_args(),
+            color: styles.cargo_color(),
+        }
+    }
+
+    /// `cargo test --no-run`'s arguments: the selection, the targets, then `--color` last.
+    pub(crate) fn for_build(&self) -> Vec<String> {
+        let mut args = self.selection.clone();
+        args.extend(self.targets.iter().cloned());
+        args.extend(["--color".to_owned(), self.color.to_owned()]);
+        args
+    }
+
+    /// `cargo test --doc`'s arguments: the selection alone (the doc-test runner sets the colour itself).
+    pub(crate) fn for_doc_tests(&self) -> Vec<String> {
+        self.selection.clone()
+    }
+}
+
+/// The build's outcome.
+pub(crate) struct Built {
+    /// Empty under `--doc`, which builds no test binaries.
+    pub(crate) binaries: Vec<TestBinary>,
+    pub(crate) cargo_args: CargoArgs,
+    /// Whether `cargo test --doc` runs too, following cargo's rules for the targets asked for.
+    pub(crate) runs_doc_tests: bool,
+}
+
+pub(crate) async fn build(
+    run: &Run<'_>,
+    setup: &Setup,
+    endpoint: &Endpoint,
+    ready: &Ready,
+) -> Result<Built, Error> {
+    let build_env = build_database(run, setup, endpoint, ready).await?;
+    let cargo_args = CargoArgs::new(run.cli, run.styles);
+    let build = async {
+        let started = Instant::now();
+        let binaries = if run.cli.cargo.doc {
+            Vec::new()
+        } else {
+            cargo::build_tests(&cargo_args.for_build(), &build_env, &setup.project).await?
+        };
+        Ok::<_, Error>((binaries, started.elapsed()))
+    };
+    // Off the critical path, and done before the first clone.
+    let warm = async { Ok(template::warm_relation_caches(endpoint, &ready.templates).await?) };
+    let ((binaries, build_time), ()) = run
+        .unless_stopped(async { tokio::try_join!(build, warm) })
+        .await?;
+    run.phase_finished(Phase::Build, build_time);
+    Ok(Built {
+        binaries,
+        cargo_args,
+        runs_doc_tests: run.cli.cargo.runs_doc_tests(),
+    })
+}
+
+/// Creates the build's database from the first template; returns the variables that name it.
+async fn build_database(
+    run: &Run<'_>,
+    setup: &Setup,
+    endpoint: &Endpoint,
+    ready: &Ready,
+) -> Result<Vec<(String, String)>, Error> {
+    let first_template = ready
+        .templates
+        .first()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    run.unless_stopped(async {
+        ready
+            .databases
+            .create_from(&first_template, BUILD_DATABASE)
+            .await
+            .map_err(|source| TemplateError::Sql {
+                name: BUILD_DATABASE.to_owned(),
+                source,
+            })
+    })
+    .await?;
+    let url = endpoint.url(BUILD_DATABASE);
+    let mut env = vec![("DATABASE_URL".to_owned(), url.clone())];
+    if setup.config.database_env != "DATABASE_URL" {
+        env.push((setup.config.database_env.clone(), url));
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(argv: &[&str], color: &'static str) -> CargoArgs {
+        let cli = crate::cli::parse_from(["cargo", "pgtest"].iter().chain(argv).copied()).unwrap();
+        CargoArgs::new(&cli, &Styles::new(color == "always", false))
+    }
+
+    #[test]
+    fn the_colour_comes_once_and_last_and_never_eats_a_feature_named_like_it() {
+        let cargo = args(
+            &["--features", "never", "--features", "always", "--lib"],
+            "never",
+        );
+        assert_eq!(
+            cargo.for_doc_tests(),
+            ["--features", "never", "--features", "always"],
+            "a feature named like a colour is kept for the doc tests"
+        );
+        let build = cargo.for_build();
+        assert_eq!(
+            build,
+            [
+                "--features",
+                "never",
+                "--features",
+                "always",
+                "--lib",
+                "--color",
+                "never"
+            ]
+        );
+        assert_eq!(build.iter().filter(|a| *a == "--color").count(), 1);
+    }
+}

@@ -1,0 +1,36 @@
+//! Stage 2, config: the project's `[package.metadata.pgtest]` tables and the command line's flags resolved
+//! into one [`Config`], with its paths and migrations checked before anything is started.
+
+use super::context::Run;
+use super::error::Error;
+use crate::cargo::Project;
+use crate::cli::{Cli, IsolationArg};
+use crate::config::{self, Config, Isolation, Overrides};
+use crate::template;
+
+/// Resolves and checks the configuration; `test_threads` is libtest's `--test-threads`, if given.
+pub(crate) fn resolve(
+    run: &Run<'_>,
+    project: &Project,
+    test_threads: Option<usize>,
+) -> Result<Config, Error> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let config = config::resolve(&project.workspace, &overrides(run.cli, test_threads), cpus)?;
+    config.check_paths(&project.workspace)?;
+    template::check_migrations(&config.databases)?;
+    Ok(config)
+}
+
+/// The flags that override the metadata.
+fn overrides(cli: &Cli, test_threads: Option<usize>) -> Overrides {
+    Overrides {
+        no_tmpfs: cli.pgtest.no_tmpfs,
+        jobs: cli.pgtest.jobs,
+        isolation: cli.pgtest.isolation.map(|i| match i {
+            IsolationArg::Test => Isolation::Test,
+            IsolationArg::Shared => Isolation::Shared,
+        }),
+        timeout: cli.pgtest.timeout,
+        test_threads,
+    }
+}

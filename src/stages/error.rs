@@ -1,0 +1,48 @@
+//! Everything that can stop a run before its tests are done, and the exit code each one means.
+
+use std::path::PathBuf;
+
+use crate::{cargo, cluster, config, exit_code, runner, snapshot, template};
+
+/// Everything that can stop a run before its tests are done, with the exit code each one means.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    TestArgs(String),
+    #[error(transparent)]
+    Cargo(#[from] cargo::CargoError),
+    /// Boxed: a configuration error carries where each value came from, and is rare.
+    #[error(transparent)]
+    Config(Box<config::ConfigError>),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error(transparent)]
+    Template(#[from] template::TemplateError),
+    #[error(transparent)]
+    Runner(#[from] runner::RunnerError),
+    #[error("could not create the report file {}: {source}", path.display())]
+    ReportFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("stopped by {0}")]
+    Interrupted(&'static str),
+}
+
+impl From<config::ConfigError> for Error {
+    fn from(error: config::ConfigError) -> Error {
+        Error::Config(Box::new(error))
+    }
+}
+
+impl Error {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Error::Cargo(cargo::CargoError::BuildFailed { .. }) => exit_code::BUILD_FAILED,
+            Error::Interrupted(signal) => exit_code::for_signal(signal),
+            _ => exit_code::SETUP_FAILED,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Stage 8, report: the reporters the command line asks for (human, JSON lines, JUnit), fed every event,
+//! and the exit code the run ends with.
+
+use super::error::Error;
+use crate::cli::Cli;
+use crate::exit_code;
+use crate::report::styles::Styles;
+use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters};
+use crate::runner::events::EventReceiver;
+use crate::runner::list::TestArgs;
+
+/// Opens the reporters; an error when a report file cannot be created.
+pub(crate) fn reporters(
+    cli: &Cli,
+    styles: &Styles,
+    test_args: &TestArgs,
+) -> Result<Reporters, Error> {
+    let mut reporters = Reporters::default();
+    reporters.add(Box::new(Human::new(
+        std::io::stderr(),
+        styles.clone(),
+        cli.pgtest.verbose,
+        test_args.show_output,
+    )));
+    let create = |path: &std::path::PathBuf| {
+        std::fs::File::create(path).map_err(|source| Error::ReportFile {
+            path: path.clone(),
+            source,
+        })
+    };
+    if let Some(path) = &cli.pgtest.json {
+        let out: Box<dyn std::io::Write> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(create(path)?)
+        };
+        reporters.add(Box::new(JsonLines::new(out)));
+    }
+    if let Some(path) = &cli.pgtest.junit {
+        create(path)?;
+        reporters.add(Box::new(Junit::new(path.clone())));
+    }
+    Ok(reporters)
+}
+
+/// Feeds every event to the reporters until the channel closes.
+pub(crate) async fn consume(reporters: &mut Reporters, mut events: EventReceiver) {
+    while let Some(event) = events.recv().await {
+        reporters.report(&event);
+    }
+}
+
+/// Closes the reports and turns the run's outcome into its exit code, printing an error that stopped it.
+pub(crate) fn finish(reporters: &mut Reporters, styles: &Styles, result: Result<(), Error>) -> u8 {
+    if let Err(error) = reporters.finish() {
+        eprintln!("error: could not write a report: {error}");
+    }
+    let summary = &reporters.summary;
+    match result {
+        Err(Error::Interrupted(signal)) => exit_code::for_signal(signal),
+        Err(error) => fail(styles, &error),
+        Ok(()) => match &summary.interrupted {
+            Some(signal) => exit_code::for_signal(signal),
+            None if summary.failures() > 0 => exit_code::TEST_FAILED,
+            None => exit_code::SUCCESS,
+        },
+    }
+}
+
+/// Prints `error` and returns its exit code.
+pub(crate) fn fail(styles: &Styles, error: &Error) -> u8 {
+    use owo_colors::OwoColorize;
+    eprintln!("{} {error}", "error:".style(styles.fail));
+    error.exit_code()
+}

@@ -1,0 +1,69 @@
+//! Stage 5, template: the template databases, taken from the cached cluster or prepared (migrations,
+//! extensions, fixtures) and then stored; and the connection pool that clones and drops test databases.
+
+use std::time::Instant;
+
+use super::context::{Run, Setup};
+use super::error::Error;
+use crate::cluster::Cluster;
+use crate::runner::events::{Event, Phase};
+use crate::snapshot::{Plan, Templates};
+use crate::template::{self, Databases, Template};
+
+/// The templates, ready to be cloned.
+pub(crate) struct Ready {
+    pub(crate) templates: Vec<Template>,
+    pub(crate) databases: Databases,
+}
+
+pub(crate) async fn prepare(
+    run: &Run<'_>,
+    setup: &Setup,
+    cluster: &mut Cluster,
+    cache: Option<Plan>,
+) -> Result<Ready, Error> {
+    let started = Instant::now();
+    let templates = match Plan::templates(cache) {
+        Templates::Cached(templates) => {
+            run.send(Event::TemplateCache {
+                hit: true,
+                stored: false,
+            });
+            templates
+        }
+        Templates::Prepare(plan) => {
+            let templates = run
+                .unless_stopped(template::prepare(
+                    cluster.endpoint(),
+                    &setup.config.databases,
+                    setup.sqlx_test,
+                    cluster.info.version.major,
+                ))
+                .await?;
+            let stored = match &plan {
+                Some(plan) => super::snapshot::store(run, plan, cluster, &templates).await?,
+                None => false,
+            };
+            run.send(Event::TemplateCache { hit: false, stored });
+            templates
+        }
+    };
+    for template in &templates {
+        run.info(format!(
+            "template {}: {} migrations, {} fixture files",
+            template.name, template.migrations, template.fixtures
+        ));
+    }
+    let databases = run
+        .unless_stopped(Databases::connect(
+            cluster.endpoint(),
+            cluster.info.version.major,
+            setup.config.jobs as u32 + 2,
+        ))
+        .await?;
+    run.phase_finished(Phase::Template, started.elapsed());
+    Ok(Ready {
+        templates,
+        databases,
+    })
+}
