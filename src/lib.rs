@@ -7,10 +7,10 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod exit_code;
-pub mod gateway;
 pub mod report;
 pub mod runner;
 pub mod snapshot;
+pub mod sqlx;
 mod stages;
 pub mod template;
 

@@ -11,7 +11,6 @@ pub mod exec;
 mod libtest;
 pub mod list;
 pub mod schedule;
-pub mod self_isolating;
 pub mod shared;
 mod supervisor;
 
@@ -24,7 +23,7 @@ use tokio::sync::watch;
 use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
-use crate::gateway::{Gateway, GatewayReport};
+use crate::sqlx::gateway::{Gateway, GatewayReport};
 use crate::template::Databases;
 use dispatch::Dispatcher;
 use events::EventSender;
@@ -93,15 +92,15 @@ pub struct Plan {
 /// A binary and the cases run together in one process of it.
 type Batch = (Arc<TestBinary>, Vec<list::TestCase>);
 
-/// Takes the `#[sqlx::test]`s (see [`self_isolating`]) out of `cases`, grouped by binary in the order the
+/// Takes the `#[sqlx::test]`s (see [`crate::sqlx::scan`]) out of `cases`, grouped by binary in the order the
 /// binaries come; ignored tests asked for stay with the rest.
 fn self_isolating_batches(cases: Vec<list::TestCase>) -> (Vec<Batch>, Vec<list::TestCase>) {
     let mut functions: BTreeMap<PathBuf, std::collections::BTreeSet<String>> = BTreeMap::new();
     let (batched, rest): (Vec<_>, Vec<_>) = cases.into_iter().partition(|case| {
         let known = functions
             .entry(case.binary.cwd.clone())
-            .or_insert_with(|| self_isolating::sqlx_test_functions(&case.binary.cwd));
-        !case.ignored && self_isolating::is_self_isolating(&case.name, known)
+            .or_insert_with(|| crate::sqlx::scan::scan(&case.binary.cwd).tests);
+        !case.ignored && crate::sqlx::scan::is_self_isolating(&case.name, known)
     });
     (by_binary(batched), rest)
 }

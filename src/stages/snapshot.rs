@@ -11,7 +11,7 @@ use crate::cluster::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::snapshot::{self, Plan};
-use crate::template::{self, Template};
+use crate::template::Template;
 
 /// Whether `#[sqlx::test]`s get a migrated template1 (which of the database specs), and this run's cache
 /// plan: `None` under `--no-cache`.
@@ -29,7 +29,7 @@ pub(crate) fn look_up(
         .filter_map(|member| member.manifest_path.parent().map(PathBuf::from))
         .collect();
     let sqlx_test =
-        template::sqlx_test_spec(&config.databases, &config.package_database, &package_dirs);
+        crate::sqlx::sqlx_test_spec(&config.databases, &config.package_database, &package_dirs);
     if sqlx_test.is_some() {
         run.info(
             "template1 gets the migrations too: #[sqlx::test] databases start migrated".into(),

@@ -3,7 +3,6 @@
 
 pub mod databases;
 pub mod migrations;
-pub mod sqlx_test;
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +14,6 @@ use crate::config::DatabaseSpec;
 pub use databases::Databases;
 use migrations::{apply_migrations, read_migrations};
 pub use migrations::{parse_migration_name, MigrationName};
-pub use sqlx_test::sqlx_test_spec;
 
 /// A template database, ready to be cloned.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,7 +69,7 @@ pub fn check_migrations(specs: &[DatabaseSpec]) -> Result<(), TemplateError> {
 ///
 /// With `sqlx_test`, that spec's extensions and migrations also go into `template1`, which is what the
 /// databases `#[sqlx::test]` creates are copies of: its migrator then finds every migration applied (same
-/// versions, same checksums) and runs none (see [`sqlx_test_spec`]).
+/// versions, same checksums) and runs none (see [`crate::sqlx::sqlx_test_spec`]).
 pub async fn prepare(
     endpoint: &Endpoint,
     specs: &[DatabaseSpec],

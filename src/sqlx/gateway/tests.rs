@@ -379,8 +379,10 @@ fn another_user_is_turned_away_even_with_the_directory_open() {
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .expect("a `nobody` account");
+    // libtest names a test by its module path without the crate's name.
+    let module = module_path!().split_once("::").map_or("", |(_, path)| path);
     let output = std::process::Command::new(&exe)
-        .args(["--exact", "gateway::tests::connect_as_another_user"])
+        .args(["--exact", &format!("{module}::connect_as_another_user")])
         .args(["--ignored", "--nocapture", "--test-threads", "1"])
         .env("PGTEST_GATEWAY_SOCKET", &socket)
         .uid(nobody.uid.as_raw())

@@ -1,8 +1,8 @@
-//! `#[sqlx::test]` support: whether `template1` may hold the migrations, so the databases sqlx creates for its
-//! tests (copies of template1) start migrated and its migrator has nothing to do.
+//! Whether `template1` may hold the migrations, so the databases `#[sqlx::test]` creates for its tests
+//! (copies of template1) start migrated and sqlx's migrator has nothing to do.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::DatabaseSpec;
 
@@ -11,7 +11,7 @@ use crate::config::DatabaseSpec;
 /// and `#[sqlx::test]` embed), and no `#[sqlx::test(...)]` in the package's sources picks other migrations
 /// or none (`migrations = false`, `migrations = "..."`, `migrator = ...`), since those tests expect a
 /// database without them.
-pub fn sqlx_test_spec(
+pub(crate) fn sqlx_test_spec(
     specs: &[DatabaseSpec],
     package_database: &BTreeMap<String, usize>,
     package_dirs: &[PathBuf],
@@ -26,66 +26,16 @@ pub fn sqlx_test_spec(
         if dir.join("migrations").canonicalize().ok()? != migrations {
             return None;
         }
-        for source in ["src", "tests", "benches", "examples"] {
-            if picks_own_migrations(&dir.join(source)) {
-                return None;
-            }
+        if super::scan::scan(dir).picks_own_migrations {
+            return None;
         }
     }
     Some(index)
 }
 
-/// Whether a `.rs` file under `dir` has a `#[sqlx::test(...)]` that names its migrations or migrator.
-fn picks_own_migrations(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.filter_map(Result::ok).any(|entry| {
-        let path = entry.path();
-        if path.is_dir() {
-            picks_own_migrations(&path)
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            std::fs::read_to_string(&path).is_ok_and(|text| sqlx_test_names_migrations(&text))
-        } else {
-            false
-        }
-    })
-}
-
-fn sqlx_test_names_migrations(source: &str) -> bool {
-    source.match_indices("sqlx::test").any(|(at, found)| {
-        let rest = source[at + found.len()..].trim_start();
-        let Some(arguments) = rest.strip_prefix('(') else {
-            return false;
-        };
-        let arguments = &arguments[..arguments.find(")]").unwrap_or(arguments.len())];
-        arguments.contains("migrations") || arguments.contains("migrator")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sqlx_test_attributes_that_pick_their_migrations_are_noticed() {
-        assert!(!sqlx_test_names_migrations(
-            "#[sqlx::test]\nasync fn a(pool: PgPool) {}"
-        ));
-        assert!(!sqlx_test_names_migrations(
-            "#[sqlx::test(fixtures(\"users\"))]\nasync fn a() {}"
-        ));
-        assert!(sqlx_test_names_migrations(
-            "#[sqlx::test(migrations = false)]\nasync fn a() {}"
-        ));
-        assert!(sqlx_test_names_migrations(
-            "#[sqlx::test(migrations = \"other\")]"
-        ));
-        assert!(sqlx_test_names_migrations(
-            "#[sqlx::test(migrator = \"crate::MIGRATOR\")]"
-        ));
-        assert!(!sqlx_test_names_migrations("fn f() { sqlx::test }"));
-    }
 
     #[test]
     fn template1_is_migrated_only_for_the_packages_own_migrations() {

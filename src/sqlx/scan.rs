@@ -1,26 +1,54 @@
-//! Tests that isolate themselves: `#[sqlx::test]` creates, migrates and drops a database of its own for
-//! every test, so such tests need no clone from cargo-pgtest and no process each. They run together, one
-//! process per test binary as `cargo test` runs them, against one database per package that sqlx uses only
-//! to create theirs; a test process and a clone apiece stay for every other test.
+//! Reading a package's sources for `#[sqlx::test]`, once, for everything cargo-pgtest needs to know of it:
+//! which tests isolate themselves (functions under a `#[sqlx::test]` attribute, minus any name that also
+//! stands under another test attribute, since two tests of the same name in different modules could
+//! otherwise be mistaken for each other), and whether any of them picks its own migrations
+//! (`#[sqlx::test(migrations = …)]`, `migrator = …`), which rules out migrating `template1` for them.
 //!
-//! Which tests those are is read from the package's sources: functions under a `#[sqlx::test]` attribute,
-//! minus any name that also stands under another test attribute (two tests of the same name in different
-//! modules could otherwise be mistaken for each other).
+//! `#[sqlx::test]` creates, migrates and drops a database of its own for every test, so such tests need no
+//! clone from cargo-pgtest and no process each: they run together, one process per test binary as
+//! `cargo test` runs them. A text scan, not a Rust parser: the attribute's spelling is all it needs, and a
+//! miss only costs speed (the test then gets a clone of its own like any other).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Names of the functions in the package at `package_dir` that are `#[sqlx::test]`s and nothing else.
-pub fn sqlx_test_functions(package_dir: &Path) -> BTreeSet<String> {
+/// What a package's sources say about `#[sqlx::test]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SqlxSources {
+    /// Names of the functions that are `#[sqlx::test]`s and nothing else.
+    pub(crate) tests: BTreeSet<String>,
+    /// Whether a `#[sqlx::test(...)]` names its own migrations or migrator.
+    pub(crate) picks_own_migrations: bool,
+}
+
+/// Reads every `.rs` file under the package's `src`, `tests`, `benches` and `examples` once.
+pub(crate) fn scan(package_dir: &Path) -> SqlxSources {
     let mut sqlx = BTreeSet::new();
     let mut other = BTreeSet::new();
+    let mut picks_own_migrations = false;
     for dir in ["src", "tests", "benches", "examples"] {
         visit_sources(&package_dir.join(dir), &mut |source| {
-            collect_test_functions(source, &mut sqlx, &mut other)
+            collect_test_functions(source, &mut sqlx, &mut other);
+            picks_own_migrations |= names_migrations(source);
         });
     }
     sqlx.retain(|name| !other.contains(name));
-    sqlx
+    SqlxSources {
+        tests: sqlx,
+        picks_own_migrations,
+    }
+}
+
+/// Whether `source` has a `#[sqlx::test(...)]` that names its migrations or migrator.
+fn names_migrations(source: &str) -> bool {
+    source.match_indices("sqlx::test").any(|(at, found)| {
+        let rest = source[at + found.len()..].trim_start();
+        let Some(arguments) = rest.strip_prefix('(') else {
+            return false;
+        };
+        let arguments = &arguments[..arguments.find(")]").unwrap_or(arguments.len())];
+        arguments.contains("migrations") || arguments.contains("migrator")
+    })
 }
 
 fn visit_sources(dir: &Path, visit: &mut dyn FnMut(&str)) {
@@ -86,7 +114,7 @@ fn function_name(line: &str) -> Option<&str> {
 }
 
 /// Whether the test called `test_name` (libtest's `module::function` path) is one of `functions`.
-pub fn is_self_isolating(test_name: &str, functions: &BTreeSet<String>) -> bool {
+pub(crate) fn is_self_isolating(test_name: &str, functions: &BTreeSet<String>) -> bool {
     let function = test_name.rsplit("::").next().unwrap_or(test_name);
     functions.contains(function)
 }
@@ -145,10 +173,28 @@ mod tests {
             "mod m {\n    #[test]\n    fn same() {}\n}\n",
         )
         .unwrap();
-        let functions = sqlx_test_functions(dir.path());
+        let functions = scan(dir.path()).tests;
         assert_eq!(functions.iter().collect::<Vec<_>>(), ["only_sqlx"]);
         assert!(is_self_isolating("only_sqlx", &functions));
         assert!(is_self_isolating("accounts::only_sqlx", &functions));
         assert!(!is_self_isolating("m::same", &functions));
+    }
+
+    #[test]
+    fn sqlx_test_attributes_that_pick_their_migrations_are_noticed() {
+        assert!(!names_migrations(
+            "#[sqlx::test]\nasync fn a(pool: PgPool) {}"
+        ));
+        assert!(!names_migrations(
+            "#[sqlx::test(fixtures(\"users\"))]\nasync fn a() {}"
+        ));
+        assert!(names_migrations(
+            "#[sqlx::test(migrations = false)]\nasync fn a() {}"
+        ));
+        assert!(names_migrations("#[sqlx::test(migrations = \"other\")]"));
+        assert!(names_migrations(
+            "#[sqlx::test(migrator = \"crate::MIGRATOR\")]"
+        ));
+        assert!(!names_migrations("fn f() { sqlx::test }"));
     }
 }
