@@ -212,7 +212,6 @@ fn the_postgres_key_picks_a_major_version_or_a_bin_directory() {
 
 /// The README lists the `postgres` key before `PGTEST_PG_BIN` in the order binaries are found.
 #[test]
-#[ignore = "claim fails today: PGTEST_PG_BIN wins over a major-version `postgres` key (reported to the lead)"]
 fn the_postgres_key_wins_over_pgtest_pg_bin() {
     if !common::postgres_available() {
         return;

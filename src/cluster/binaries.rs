@@ -101,11 +101,19 @@ pub fn discover(choice: &PostgresChoice, places: &SearchPlaces) -> Result<Binari
     if let PostgresChoice::BinDir(dir) = choice {
         return check_bin_dir(dir, "the `postgres` key");
     }
-    if let Some(dir) = &places.env_bin_dir {
-        return check_bin_dir(dir, "PGTEST_PG_BIN");
+    // The key comes first: with a major version asked for, PGTEST_PG_BIN is only the first place looked in.
+    let mut candidates = Vec::new();
+    match (&places.env_bin_dir, choice) {
+        (Some(dir), PostgresChoice::Major(_)) => {
+            check_bin_dir(dir, "PGTEST_PG_BIN")?;
+            candidates.push(dir.clone());
+        }
+        (Some(dir), _) => return check_bin_dir(dir, "PGTEST_PG_BIN"),
+        (None, _) => {}
     }
+    candidates.extend(candidate_dirs(places));
     let mut found: Vec<Binaries> = Vec::new();
-    for dir in candidate_dirs(places) {
+    for dir in candidates {
         if !is_server_bin_dir(&dir) {
             continue;
         }
