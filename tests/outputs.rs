@@ -124,7 +124,8 @@ fn a_terminal_gets_colour_unless_never_or_no_color_says_otherwise() {
     }
     let project = Project::copy_of("failing");
     // (arguments, variable set, coloured, what the case is)
-    let cases: [(&[&str], Option<(&str, &str)>, bool, &str); 4] = [
+    type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, bool, &'a str);
+    let cases: [Case; 4] = [
         (&[], None, true, "a terminal"),
         (
             &["--color", "never"],
