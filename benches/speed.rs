@@ -83,27 +83,52 @@ fn main() {
         s.stop_servers();
     }
 
-    // Targets in order: 2 and 5 come from the runs of 3; 5 also shows the sqlx::test suite's memory.
+    let rows = rows(
+        &ctx,
+        fixed.as_ref(),
+        isolation.as_ref(),
+        sqlx_suite.as_ref(),
+    );
+    report(&ctx, &machine, &rows, &problems, started);
+}
+
+/// The table's rows, targets in order: 2 and 5 come from the runs of 3; 5 also shows the sqlx::test
+/// suite's memory.
+fn rows(
+    ctx: &Context,
+    fixed: Option<&FixedOverhead>,
+    isolation: Option<&Isolation>,
+    sqlx_suite: Option<&SqlxSuite>,
+) -> Vec<table::Row> {
     let mut rows = Vec::new();
-    if let Some(s) = &fixed {
+    if let Some(s) = fixed {
         rows.extend(s.rows());
     }
-    if let Some(s) = isolation.as_ref().filter(|_| ctx.wants(2)) {
+    if let Some(s) = isolation.filter(|_| ctx.wants(2)) {
         rows.extend(s2_clone::rows(&s.per_test));
     }
-    if let Some(s) = isolation.as_ref().filter(|_| ctx.wants(3)) {
+    if let Some(s) = isolation.filter(|_| ctx.wants(3)) {
         rows.extend(s.rows());
     }
-    if let Some(s) = &sqlx_suite {
+    if let Some(s) = sqlx_suite {
         rows.extend(s.rows());
     }
-    if let Some(s) = isolation.as_ref().filter(|_| ctx.wants(5)) {
-        let sqlx_memory = sqlx_suite
-            .as_ref()
-            .map(|q| (q.peak_memory.as_slice(), ctx.jobs));
+    if let Some(s) = isolation.filter(|_| ctx.wants(5)) {
+        let sqlx_memory = sqlx_suite.map(|q| (q.peak_memory.as_slice(), ctx.jobs));
         rows.extend(s5_memory::rows(s.memory_runs(), sqlx_memory));
     }
-    let table = table::render(&rows);
+    rows
+}
+
+/// Prints the table, writes it to `target/bench-report.md`, and exits 1 when a run did not count.
+fn report(
+    ctx: &Context,
+    machine: &Machine,
+    rows: &[table::Row],
+    problems: &Problems,
+    started: Instant,
+) {
+    let table = table::render(rows);
     let verdicts: Vec<Option<bool>> = rows
         .iter()
         .filter(|r| r.goal.is_some())

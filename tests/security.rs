@@ -74,70 +74,8 @@ fn only_the_invoking_user_can_reach_the_cluster() {
     let run = project.start_blocked();
     let checks = std::panic::catch_unwind(|| {
         let dir = run_dir(&project);
-        for private in [dir.clone(), dir.join("socket"), dir.join("data")] {
-            assert_eq!(
-                mode(&private),
-                0o700,
-                "{} must be private to the run",
-                private.display()
-            );
-        }
-
-        let postmaster = fs::read_to_string(dir.join("data/postmaster.pid")).unwrap();
-        let pid = postmaster.lines().next().unwrap().to_owned();
-        let listeners = tcp_listeners(&socket_inodes(&pid));
-        assert!(
-            listeners.is_empty(),
-            "the server listens on TCP: {listeners:?}"
-        );
-        assert!(
-            postmaster
-                .lines()
-                .nth(5)
-                .is_some_and(|host| host.trim().is_empty()),
-            "listen address in postmaster.pid: {postmaster}"
-        );
-
-        let url = fs::read_to_string(project.probe_dir.join("database_url")).unwrap();
-        let other = nix::unistd::User::from_name("nobody")
-            .unwrap()
-            .expect("a `nobody` account");
-        let as_nobody = |mut command: Command| {
-            command
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap())
-                .current_dir("/")
-                .uid(other.uid.as_raw())
-                .gid(other.gid.as_raw());
-            command.output().unwrap()
-        };
-        let mut with_url = Command::new("psql");
-        with_url.args([url.as_str(), "-XAtc", "SELECT 1"]);
-        let refused = as_nobody(with_url);
-        assert!(
-            !refused.status.success(),
-            "another user connected with the test's own URL"
-        );
-        let mut by_socket = Command::new("psql");
-        by_socket
-            .args(["-h"])
-            .arg(dir.join("socket"))
-            .args(["-U", "postgres", "-d", "postgres", "-XAtc", "SELECT 1"]);
-        assert!(
-            !as_nobody(by_socket).status.success(),
-            "another user connected over the socket"
-        );
-
-        // The test's own user gets in, with the same URL: the refusals above are about the user.
-        let mine = Command::new("psql")
-            .args([url.as_str(), "-XAtc", "SELECT 1"])
-            .output()
-            .unwrap();
-        assert!(
-            mine.status.success(),
-            "{}",
-            String::from_utf8_lossy(&mine.stderr)
-        );
+        directories_are_private_and_nothing_listens_on_tcp(&dir);
+        only_the_invoking_user_gets_in(&project, &dir);
     });
     project.release_probe();
     let finished = common::Run::from(run.wait_with_output().unwrap());
@@ -158,6 +96,77 @@ fn only_the_invoking_user_can_reach_the_cluster() {
             entry.display()
         );
     }
+}
+
+/// The run directory and its socket and data directories are 0700, and the server has no TCP listener.
+fn directories_are_private_and_nothing_listens_on_tcp(dir: &Path) {
+    for private in [dir.to_path_buf(), dir.join("socket"), dir.join("data")] {
+        assert_eq!(
+            mode(&private),
+            0o700,
+            "{} must be private to the run",
+            private.display()
+        );
+    }
+
+    let postmaster = fs::read_to_string(dir.join("data/postmaster.pid")).unwrap();
+    let pid = postmaster.lines().next().unwrap().to_owned();
+    let listeners = tcp_listeners(&socket_inodes(&pid));
+    assert!(
+        listeners.is_empty(),
+        "the server listens on TCP: {listeners:?}"
+    );
+    assert!(
+        postmaster
+            .lines()
+            .nth(5)
+            .is_some_and(|host| host.trim().is_empty()),
+        "listen address in postmaster.pid: {postmaster}"
+    );
+}
+
+/// Another user (`nobody`) is refused, with the test's own URL and over the socket; the test's user is not.
+fn only_the_invoking_user_gets_in(project: &Project, dir: &Path) {
+    let url = fs::read_to_string(project.probe_dir.join("database_url")).unwrap();
+    let other = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a `nobody` account");
+    let as_nobody = |mut command: Command| {
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .current_dir("/")
+            .uid(other.uid.as_raw())
+            .gid(other.gid.as_raw());
+        command.output().unwrap()
+    };
+    let mut with_url = Command::new("psql");
+    with_url.args([url.as_str(), "-XAtc", "SELECT 1"]);
+    let refused = as_nobody(with_url);
+    assert!(
+        !refused.status.success(),
+        "another user connected with the test's own URL"
+    );
+    let mut by_socket = Command::new("psql");
+    by_socket
+        .args(["-h"])
+        .arg(dir.join("socket"))
+        .args(["-U", "postgres", "-d", "postgres", "-XAtc", "SELECT 1"]);
+    assert!(
+        !as_nobody(by_socket).status.success(),
+        "another user connected over the socket"
+    );
+
+    // The test's own user gets in, with the same URL: the refusals above are about the user.
+    let mine = Command::new("psql")
+        .args([url.as_str(), "-XAtc", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(
+        mine.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mine.stderr)
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

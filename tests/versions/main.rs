@@ -180,7 +180,7 @@ fn check_major(source: &Source) -> Result<(), Failed> {
     expect_which(&Run::from(which), &version, &bin).map_err(context)?;
 
     let project = project_for(source.major()).map_err(context)?;
-    let path = path_with(&[bin.clone()]).map_err(context)?;
+    let path = path_with(std::slice::from_ref(&bin)).map_err(context)?;
     let which = run_in(&project, &["--which-postgres"], &path, None).map_err(context)?;
     expect_which(&which, &version, &bin).map_err(context)?;
 
