@@ -6,8 +6,14 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::FetchError;
+
+/// The prefix of a fetch's temporary directory inside the cache.
+pub(super) const WORK_PREFIX: &str = ".fetch-";
+/// A temporary directory older than this belongs to a fetch that died (a download takes minutes).
+const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The cache directory for fetched builds, from `XDG_CACHE_HOME`, `HOME` and whether we are root. A
 /// relative `XDG_CACHE_HOME` is ignored, as the XDG specification asks.
@@ -31,14 +37,16 @@ pub(super) fn root(
     Ok(base.join("cargo-pgtest").join("postgres"))
 }
 
-/// Creates the cache directory. For another server account, the two directories cargo-pgtest owns
-/// (`cargo-pgtest/` and `postgres/`) are opened to all, and every directory above must be searchable.
+/// Creates the cache directory and removes what fetches that died left there. For another server
+/// account, the two directories cargo-pgtest owns (`cargo-pgtest/` and `postgres/`) are opened to all,
+/// and every directory above must be searchable.
 pub(super) fn prepare(cache: &Path, for_other_account: bool) -> Result<(), FetchError> {
     fs::create_dir_all(cache).map_err(|source| FetchError::Cache {
         action: "create",
         path: cache.to_owned(),
         source,
     })?;
+    remove_abandoned(cache, SystemTime::now());
     if !for_other_account {
         return Ok(());
     }
@@ -52,6 +60,26 @@ pub(super) fn prepare(cache: &Path, for_other_account: bool) -> Result<(), Fetch
         })?;
     }
     check_reachable(cache, true)
+}
+
+/// Removes temporary directories of fetches that died long ago; a live fetch's is young and is kept.
+/// Best effort: what cannot be removed now is tried again by the next fetch.
+fn remove_abandoned(cache: &Path, now: SystemTime) {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let abandoned = entry.file_name().to_string_lossy().starts_with(WORK_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| {
+                    now.duration_since(modified).unwrap_or_default() > ABANDONED_AFTER
+                });
+        if abandoned {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Refuses a build the server account could not reach: every directory above it must be searchable by
@@ -105,6 +133,19 @@ mod tests {
             root(None, None, false),
             Err(FetchError::NoCacheDir)
         ));
+    }
+
+    #[test]
+    fn only_long_abandoned_fetches_are_removed() {
+        let cache = tempfile::tempdir().unwrap();
+        for name in [".fetch-old", "17-linux-x64"] {
+            fs::create_dir(cache.path().join(name)).unwrap();
+        }
+        remove_abandoned(cache.path(), SystemTime::now());
+        assert!(cache.path().join(".fetch-old").exists());
+        remove_abandoned(cache.path(), SystemTime::now() + ABANDONED_AFTER * 2);
+        assert!(!cache.path().join(".fetch-old").exists());
+        assert!(cache.path().join("17-linux-x64").exists());
     }
 
     #[test]

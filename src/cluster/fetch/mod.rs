@@ -160,7 +160,7 @@ pub(crate) fn ensure(major: u32, source: &Source) -> Result<(PathBuf, Option<Str
     }
     cache::prepare(&source.cache, source.for_other_account)?;
     let work = tempfile::Builder::new()
-        .prefix(".fetch-")
+        .prefix(cache::WORK_PREFIX)
         .tempdir_in(&source.cache)
         .map_err(|source_error| FetchError::Cache {
             action: "make a temporary directory in",
