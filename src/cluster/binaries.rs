@@ -135,22 +135,22 @@ pub fn discover(choice: &PostgresChoice, places: &SearchPlaces) -> Result<Binari
         }
     }
     let chosen = match choice {
-        PostgresChoice::Major(major) => found
+        PostgresChoice::Major(major) | PostgresChoice::Fetch(major) => found
             .iter()
             .find(|b| b.version.major == *major)
             .cloned()
             .ok_or_else(|| BinariesError::MajorNotFound {
-            major: *major,
-            found: if found.is_empty() {
-                "no version".to_owned()
-            } else {
-                found
-                    .iter()
-                    .map(|b| format!("{} ({})", b.version, b.bin_dir.display()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        })?,
+                major: *major,
+                found: if found.is_empty() {
+                    "no version".to_owned()
+                } else {
+                    found
+                        .iter()
+                        .map(|b| format!("{} ({})", b.version, b.bin_dir.display()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })?,
         _ => {
             // Newest major first; among equals, the earlier place in the search order.
             let newest = found.iter().map(|b| b.version.major).max();
@@ -168,7 +168,12 @@ pub fn discover(choice: &PostgresChoice, places: &SearchPlaces) -> Result<Binari
     ensure_supported(chosen)
 }
 
-fn check_bin_dir(dir: &Path, source_name: &'static str) -> Result<Binaries, BinariesError> {
+/// The binaries in `dir`, checked (both programs there, a supported version); `source_name` says who
+/// named the directory.
+pub(crate) fn check_bin_dir(
+    dir: &Path,
+    source_name: &'static str,
+) -> Result<Binaries, BinariesError> {
     for program in ["initdb", "postgres"] {
         if !dir.join(program).is_file() {
             return Err(BinariesError::NotABinDir {

@@ -4,6 +4,7 @@
 pub mod binaries;
 mod data_dir;
 pub mod endpoint;
+pub(crate) mod fetch;
 pub mod memory;
 pub mod privileges;
 pub mod server;
@@ -26,6 +27,8 @@ use crate::config::Setting;
 pub enum ClusterError {
     #[error(transparent)]
     Binaries(#[from] binaries::BinariesError),
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
     #[error(transparent)]
     Privileges(#[from] privileges::PrivilegesError),
     #[error(transparent)]

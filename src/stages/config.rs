@@ -5,7 +5,7 @@ use super::context::Run;
 use super::error::Error;
 use crate::cargo::Project;
 use crate::cli::{Cli, IsolationArg};
-use crate::config::{self, Config, Isolation, Overrides};
+use crate::config::{self, Config, Isolation, Overrides, PostgresChoice};
 use crate::template;
 
 /// Resolves and checks the configuration; `test_threads` is libtest's `--test-threads`, if given.
@@ -15,10 +15,19 @@ pub(crate) fn resolve(
     test_threads: Option<usize>,
 ) -> Result<Config, Error> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let config = config::resolve(&project.workspace, &overrides(run.cli, test_threads), cpus)?;
+    let mut config = config::resolve(&project.workspace, &overrides(run.cli, test_threads), cpus)?;
+    config.postgres = postgres_choice(run.cli, config.postgres);
     config.check_paths(&project.workspace)?;
     template::check_migrations(&config.databases)?;
     Ok(config)
+}
+
+/// `--fetch-postgres MAJOR` over the `postgres` key.
+pub(crate) fn postgres_choice(cli: &Cli, configured: PostgresChoice) -> PostgresChoice {
+    match cli.pgtest.fetch_postgres {
+        Some(major) => PostgresChoice::Fetch(major),
+        None => configured,
+    }
 }
 
 /// The flags that override the metadata.
