@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::platform::process;
-use crate::platform::ram_disk::RamDisk;
+use crate::platform::ram_disk::{Abandoned, RamDisk};
 
 /// Prefix of every run directory, so stale ones can be found.
 const RUN_DIR_PREFIX: &str = "cargo-pgtest-";
@@ -100,7 +100,10 @@ pub fn choose(
 /// tmpfs (`$XDG_RUNTIME_DIR`, then /dev/shm); on disk with a warning when neither can be had.
 fn in_ram(server_is_other_account: bool) -> Placement {
     if cfg!(target_os = "macos") {
-        detach_abandoned_ram_disks(Path::new(crate::platform::ram_disk::VOLUMES));
+        detach_abandoned_ram_disks(Path::new(crate::platform::ram_disk::VOLUMES), |disk| {
+            // One that cannot be detached now is tried again by the next run.
+            let _ = disk.detach();
+        });
         return match RamDisk::create() {
             Ok(disk) => Placement {
                 parent: disk.mount_point().to_owned(),
@@ -158,12 +161,12 @@ fn on_disk(warning: Option<impl FnOnce(&Path) -> String>) -> Placement {
     }
 }
 
-/// Detaches the RAM disks in `volumes` of runs that died, after stopping any server of theirs still there.
-fn detach_abandoned_ram_disks(volumes: &Path) {
+/// Hands the RAM disks in `volumes` of runs that died to `detach`, after stopping any server of theirs
+/// still there and removing their files.
+fn detach_abandoned_ram_disks(volumes: &Path, detach: impl Fn(Abandoned)) {
     for abandoned in crate::platform::ram_disk::abandoned_in(volumes) {
         remove_stale_runs(&abandoned.mount_point);
-        // One that cannot be detached now is tried again by the next run.
-        let _ = abandoned.detach();
+        detach(abandoned);
     }
 }
 
@@ -379,6 +382,24 @@ mod tests {
         );
         assert!(!dead.exists());
         assert!(unrelated.exists());
+    }
+
+    #[test]
+    fn the_runs_on_a_dead_runs_ram_disk_are_removed_before_it_is_detached() {
+        let volumes = tempfile::tempdir().unwrap();
+        let name = crate::platform::ram_disk::volume_name(1);
+        let disk = crate::platform::ram_disk::volume(volumes.path(), &name, "/dev/disk9");
+        let dead_run = disk.join(format!("{RUN_DIR_PREFIX}dead"));
+        fs::create_dir_all(dead_run.join("data")).unwrap();
+        File::create(dead_run.join(LOCK_FILE)).unwrap();
+        // Recorded, not run: on a Mac a real `hdiutil detach` could hit a real disk of that number.
+        let detached = std::cell::RefCell::new(Vec::new());
+        detach_abandoned_ram_disks(volumes.path(), |abandoned| {
+            detached
+                .borrow_mut()
+                .push((abandoned.mount_point.clone(), dead_run.exists()));
+        });
+        assert_eq!(detached.into_inner(), [(disk, false)]);
     }
 
     #[test]

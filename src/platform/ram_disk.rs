@@ -234,6 +234,16 @@ pub(crate) fn abandoned_in(volumes: &Path) -> Vec<Abandoned> {
         .collect()
 }
 
+/// A volume as a run leaves it (its lock file not held), in `volumes`, a stand-in for /Volumes.
+#[cfg(test)]
+pub(crate) fn volume(volumes: &Path, name: &str, device: &str) -> PathBuf {
+    let root = volumes.join(name);
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join(DEVICE_FILE), device).unwrap();
+    File::create(root.join(LOCK_FILE)).unwrap();
+    root
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,15 +312,6 @@ mod tests {
         let unmounted = "   Volume Name:               \n   Mounted:                   No\n   Mount Point:               \n";
         assert_eq!(parse_mount_point(unmounted), None);
         assert_eq!(parse_mount_point(""), None);
-    }
-
-    /// A volume as a run leaves it, in a stand-in for /Volumes.
-    fn volume(volumes: &Path, name: &str, device: &str) -> PathBuf {
-        let root = volumes.join(name);
-        fs::create_dir(&root).unwrap();
-        fs::write(root.join(DEVICE_FILE), device).unwrap();
-        File::create(root.join(LOCK_FILE)).unwrap();
-        root
     }
 
     #[test]
