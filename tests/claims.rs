@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{poll, processes_mentioning, Project, Run};
-use nix::sys::statfs::{statfs, TMPFS_MAGIC};
 use nix::unistd::{Uid, User};
 
 /// The claim-probe test that reports the server, as a TESTNAME filter.
@@ -46,8 +45,18 @@ fn report(project: &Project, name: &str, run: &Run) -> BTreeMap<String, String> 
         .collect()
 }
 
+/// Whether `path` is on a tmpfs; there is none outside Linux (macOS runs use a RAM disk of their own).
 fn is_tmpfs(path: &Path) -> bool {
-    statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+        statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 /// A fresh directory on disk (not a tmpfs) that the server's account can enter, or `None` on a machine
@@ -358,6 +367,7 @@ fn pgtest_server_user_is_the_account_the_server_runs_as() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn without_pgtest_tmpdir_the_run_directory_lands_on_a_tmpfs() {
     if !common::postgres_available() {
         return;
@@ -428,6 +438,7 @@ fn a_pgtest_tmpdir_on_disk_warns_once_and_the_run_passes_on_disk() {
 }
 
 /// `inner` run in a private mount namespace where `/dev/shm` is `stand_in`, a directory on disk.
+#[cfg(target_os = "linux")]
 fn without_dev_shm(inner: &Command, stand_in: &Path) -> Command {
     let mut outer = Command::new("unshare");
     outer
@@ -437,7 +448,7 @@ fn without_dev_shm(inner: &Command, stand_in: &Path) -> Command {
         .arg(inner.get_program())
         .args(inner.get_args())
         .env_clear()
-        .stdin(Stdio::null());
+        .stdin(std::process::Stdio::null());
     for (name, value) in inner.get_envs() {
         match value {
             Some(value) => outer.env(name, value),
@@ -451,6 +462,7 @@ fn without_dev_shm(inner: &Command, stand_in: &Path) -> Command {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
     if !common::postgres_available() {
         return;
@@ -461,7 +473,7 @@ fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
     };
     let namespaces = Command::new("unshare")
         .args(["--mount", "true"])
-        .stdin(Stdio::null())
+        .stdin(std::process::Stdio::null())
         .output();
     if !namespaces.is_ok_and(|output| output.status.success()) {
         common::skip(

@@ -242,6 +242,7 @@ fn a_server_that_dies_mid_run_leaves_the_rest_not_run_with_its_log() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
     if !common::postgres_available() || !common::root_for("mounting a small tmpfs") {
         return;
@@ -286,6 +287,7 @@ fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
     .unwrap();
 }
 
+#[cfg(target_os = "linux")]
 fn shared_memory_segments() -> Vec<String> {
     std::fs::read_dir("/dev/shm")
         .map(|entries| {

@@ -288,9 +288,18 @@ fn cluster_parent(on_disk: bool) -> io::Result<tempfile::TempDir> {
         .tempdir_in(root)
 }
 
-fn is_tmpfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir)
-        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+/// Whether `path` is on a tmpfs; there is none outside Linux (macOS runs use a RAM disk of their own).
+fn is_tmpfs(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+        statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 /// `cargo-pgtest pgtest <args>`, its durations and paths redacted so expectations do not flake.

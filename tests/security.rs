@@ -2,7 +2,9 @@
 //! `fixtures/fault-probe` (its blocking test holds the run open): no TCP listener, private (0700)
 //! directories, another local user (`nobody`) refused even with the test's own URL and password, and
 //! nothing left owned by the server account afterwards. Only root can act as another user: run by an
-//! ordinary user the test is skipped with a note (and fails in CI).
+//! ordinary user the test is skipped with a note (and fails in CI). Linux only: the open sockets are read
+//! from /proc.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The cluster's memory use: the proportional set size (PSS) of the postmaster and all its children, so
-//! shared buffers count once however many backends map them. Linux only (`/proc`); `None` elsewhere.
+//! shared buffers count once however many backends map them. Linux only (`/proc`): elsewhere (macOS) there
+//! is no per-process PSS to read, so nothing is sampled and no peak is reported.
 
 use std::fs;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,9 @@ use std::time::Duration;
 /// process, 3–4 ms for a cluster with two tests in flight. Hence a blocking thread, so the runner's
 /// event loop never waits for it, and an interval that keeps it at 3–4 % of one core.
 pub async fn track_peak(postmaster: u32, peak: Arc<AtomicU64>) {
+    if !MEASURED {
+        return;
+    }
     let mut every = tokio::time::interval(Duration::from_millis(100));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -23,8 +27,14 @@ pub async fn track_peak(postmaster: u32, peak: Arc<AtomicU64>) {
     }
 }
 
+/// Whether this system has the files [`cluster_pss`] reads.
+const MEASURED: bool = cfg!(target_os = "linux");
+
 /// The summed PSS, in bytes, of `postmaster` and its child processes.
 pub fn cluster_pss(postmaster: u32) -> Option<u64> {
+    if !MEASURED {
+        return None;
+    }
     let mut total = pss_of(postmaster)?;
     for child in children_of(postmaster) {
         // A backend may exit between the listing and the read: it then counts for nothing.
@@ -99,6 +109,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn both_ways_of_listing_children_find_a_child() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
@@ -117,6 +128,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn our_own_process_has_a_size_and_a_parent() {
         let me = std::process::id();
         assert!(cluster_pss(me).is_some_and(|bytes| bytes > 0));

@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 use super::binaries::Binaries;
 use super::privileges::{self, ServerUser};
 use crate::config::Setting;
+use crate::platform::parent_death::{self, Guardian};
 
 pub const DATA_DIR: &str = "data";
 pub(crate) const SOCKET_DIR: &str = "socket";
@@ -55,6 +56,11 @@ pub const FAST_SETTINGS: &[(&str, &str)] = &[
 pub enum ServerError {
     #[error("could not run {program}: {source}")]
     Spawn { program: PathBuf, source: io::Error },
+    #[error(
+        "could not start the watcher (`sh`) that stops the server if cargo-pgtest is killed: {0}; check that \
+         /bin/sh runs"
+    )]
+    Guardian(#[source] io::Error),
     #[error("initdb failed ({status}):\n{output}")]
     Initdb { status: String, output: String },
     #[error(
@@ -102,6 +108,9 @@ pub struct Server {
     pub endpoint: Endpoint,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Where the kernel does not stop the server when cargo-pgtest dies: the process that does. Fields drop
+    /// after `Drop::drop` has stopped the server, so it is released only then.
+    guardian: Option<Guardian>,
 }
 
 /// Everything `initdb` and `postgres` need to know.
@@ -175,7 +184,15 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
         },
         data_dir,
         log_path,
+        guardian: None,
     };
+    // The server leads its own process group, whose id is its process id (none if it already exited).
+    if let Some(group) = server
+        .pid()
+        .filter(|_| !parent_death::KERNEL_STOPS_CHILDREN)
+    {
+        server.guardian = Some(Guardian::watch("QUIT", group).map_err(ServerError::Guardian)?);
+    }
     server.wait_until_ready(spec).await?;
     Ok(server)
 }
@@ -192,34 +209,8 @@ pub(crate) fn server_command(program: &Path, spec: &ServerSpec<'_>) -> Command {
     command
 }
 
-/// A pre-exec hook: the child gets `signal` when cargo-pgtest dies, even by SIGKILL, so no server (or test)
-/// outlives its run. It runs after the switch to the server account, which would otherwise clear the setting.
-/// Linux only (`PR_SET_PDEATHSIG`); elsewhere the hook does nothing, and children are stopped only by the
-/// teardown of a run that ends normally (or by a signal cargo-pgtest itself receives).
-pub(crate) fn die_with_parent(
-    signal: libc::c_int,
-) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
-    #[cfg(target_os = "linux")]
-    {
-        let parent = nix::unistd::getpid();
-        let signal = Signal::try_from(signal);
-        move || {
-            let signal = signal.map_err(io::Error::from)?;
-            // prctl, getppid and kill are single system calls, safe between fork and exec.
-            nix::sys::prctl::set_pdeathsig(signal).map_err(io::Error::from)?;
-            // The parent may have died before the setting took effect: then nothing would send the signal.
-            if nix::unistd::getppid() != parent {
-                nix::sys::signal::raise(signal).map_err(io::Error::from)?;
-            }
-            Ok(())
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = signal;
-        || Ok(())
-    }
-}
+/// The hook that ties a child's life to cargo-pgtest's; see [`parent_death`].
+pub(crate) use crate::platform::parent_death::die_with_parent;
 
 impl Server {
     async fn wait_until_ready(&mut self, spec: &ServerSpec<'_>) -> Result<(), ServerError> {
@@ -451,6 +442,7 @@ mod tests {
                 },
                 data_dir: PathBuf::new(),
                 log_path: PathBuf::new(),
+                guardian: None,
             };
             let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
             let ticker = tokio::spawn({

@@ -1,13 +1,17 @@
-//! Where a run's cluster lives: a private directory on a tmpfs (or on disk with `--no-tmpfs`), locked while
-//! the run is alive so that a later run can recognise and remove what a killed run left behind.
+//! Where a run's cluster lives: a private directory in RAM (a tmpfs on Linux, a RAM disk of its own on
+//! macOS) or on disk (with `--no-tmpfs`, or with one warning when RAM cannot be had), locked while the run is
+//! alive so that a later run can recognise and remove what a killed run left behind.
 
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
-use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+
+use crate::platform::process;
+use crate::platform::ram_disk::{Abandoned, RamDisk};
 
 /// Prefix of every run directory, so stale ones can be found.
 const RUN_DIR_PREFIX: &str = "cargo-pgtest-";
@@ -15,11 +19,19 @@ const LOCK_FILE: &str = "run.lock";
 /// A run directory without a lock file younger than this may be a run that is being set up right now.
 const UNLOCKED_GRACE: Duration = Duration::from_secs(60);
 
-/// Whether the data lives in RAM.
+/// Whether the data lives in RAM, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageKind {
     Tmpfs,
+    /// A RAM disk made for the run (macOS).
+    RamDisk,
     Disk,
+}
+
+impl StorageKind {
+    pub fn in_ram(&self) -> bool {
+        !matches!(self, StorageKind::Disk)
+    }
 }
 
 /// The parent directory chosen for the run directory, and what it is.
@@ -29,6 +41,8 @@ pub struct Placement {
     pub kind: StorageKind,
     /// Set when a tmpfs was wanted but could not be had: one line for the user.
     pub warning: Option<String>,
+    /// The RAM disk `parent` is on, detached once the last holder (this, and the run directory) is gone.
+    pub(crate) ram_disk: Option<Arc<RamDisk>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +63,8 @@ pub enum StorageError {
     },
 }
 
-/// Chooses where the run directory goes. `PGTEST_TMPDIR` wins; otherwise a tmpfs (`$XDG_RUNTIME_DIR`, then
-/// /dev/shm) when wanted, else the temporary directory on disk.
+/// Chooses where the run directory goes. `PGTEST_TMPDIR` wins; otherwise RAM when wanted (see [`in_ram`]),
+/// else the temporary directory on disk.
 pub fn choose(
     want_tmpfs: bool,
     override_dir: Option<PathBuf>,
@@ -73,45 +87,86 @@ pub fn choose(
             parent,
             kind,
             warning,
+            ram_disk: None,
         };
     }
     if want_tmpfs {
-        let mut candidates = Vec::new();
-        // $XDG_RUNTIME_DIR is private to its owner, so another server account could not enter it.
-        if !server_is_other_account {
-            candidates.extend(
-                std::env::var_os("XDG_RUNTIME_DIR")
-                    .filter(|d| !d.is_empty())
-                    .map(PathBuf::from),
-            );
-        }
-        candidates.push(PathBuf::from("/dev/shm"));
-        if let Some(parent) = candidates
-            .into_iter()
-            .find(|dir| is_tmpfs(dir) && is_writable(dir))
-        {
-            return Placement {
-                parent,
-                kind: StorageKind::Tmpfs,
+        return in_ram(server_is_other_account);
+    }
+    on_disk(None::<fn(&Path) -> String>)
+}
+
+/// A place in RAM: on macOS a RAM disk of the run's own (after detaching those of dead runs), elsewhere a
+/// tmpfs (`$XDG_RUNTIME_DIR`, then /dev/shm); on disk with a warning when neither can be had.
+fn in_ram(server_is_other_account: bool) -> Placement {
+    if cfg!(target_os = "macos") {
+        detach_abandoned_ram_disks(Path::new(crate::platform::ram_disk::VOLUMES), |disk| {
+            // One that cannot be detached now is tried again by the next run.
+            let _ = disk.detach();
+        });
+        return match RamDisk::create() {
+            Ok(disk) => Placement {
+                parent: disk.mount_point().to_owned(),
+                kind: StorageKind::RamDisk,
                 warning: None,
-            };
-        }
-        let parent = disk_dir();
-        let warning = Some(format!(
-            "no writable tmpfs found (tried $XDG_RUNTIME_DIR and /dev/shm): the cluster's data is on disk in {}; \
-             set PGTEST_TMPDIR to a tmpfs directory to keep it in RAM",
-            parent.display()
-        ));
-        return Placement {
-            parent,
-            kind: StorageKind::Disk,
-            warning,
+                ram_disk: Some(Arc::new(disk)),
+            },
+            Err(error) => on_disk(Some(|dir: &Path| {
+                format!(
+                    "could not make a RAM disk for the cluster ({error}): its data is on disk in {}; pass \
+                     --no-tmpfs to skip the attempt",
+                    dir.display()
+                )
+            })),
         };
     }
+    let mut candidates = Vec::new();
+    // $XDG_RUNTIME_DIR is private to its owner, so another server account could not enter it.
+    if !server_is_other_account {
+        candidates.extend(
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+        );
+    }
+    candidates.push(PathBuf::from("/dev/shm"));
+    match candidates
+        .into_iter()
+        .find(|dir| is_tmpfs(dir) && is_writable(dir))
+    {
+        Some(parent) => Placement {
+            parent,
+            kind: StorageKind::Tmpfs,
+            warning: None,
+            ram_disk: None,
+        },
+        None => on_disk(Some(|dir: &Path| {
+            format!(
+                "no writable tmpfs found (tried $XDG_RUNTIME_DIR and /dev/shm): the cluster's data is on disk \
+                 in {}; set PGTEST_TMPDIR to a tmpfs directory to keep it in RAM",
+                dir.display()
+            )
+        })),
+    }
+}
+
+/// The disk directory, with the warning (if any) `warning` writes about it.
+fn on_disk(warning: Option<impl FnOnce(&Path) -> String>) -> Placement {
+    let parent = disk_dir();
     Placement {
-        parent: disk_dir(),
+        warning: warning.map(|warning| warning(&parent)),
+        parent,
         kind: StorageKind::Disk,
-        warning: None,
+        ram_disk: None,
+    }
+}
+
+/// Hands the RAM disks in `volumes` of runs that died to `detach`, after stopping any server of theirs
+/// still there and removing their files.
+fn detach_abandoned_ram_disks(volumes: &Path, detach: impl Fn(Abandoned)) {
+    for abandoned in crate::platform::ram_disk::abandoned_in(volumes) {
+        remove_stale_runs(&abandoned.mount_point);
+        detach(abandoned);
     }
 }
 
@@ -125,8 +180,18 @@ fn disk_dir() -> PathBuf {
     }
 }
 
+/// Whether `path` is on a tmpfs. macOS has none (its RAM disks are HFS+ volumes made for the run).
 pub fn is_tmpfs(path: &Path) -> bool {
-    statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+        statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 fn is_writable(path: &Path) -> bool {
@@ -142,11 +207,13 @@ fn is_writable(path: &Path) -> bool {
 pub struct RunDir {
     dir: Option<tempfile::TempDir>,
     _lock: Flock<File>,
+    /// Kept until the directory is gone (fields drop in order), so the disk under it stays attached.
+    _ram_disk: Option<Arc<RamDisk>>,
 }
 
 impl RunDir {
     pub fn create(placement: &Placement) -> Result<RunDir, StorageError> {
-        let hint = if placement.kind == StorageKind::Tmpfs {
+        let hint = if placement.kind.in_ram() {
             ", or use --no-tmpfs"
         } else {
             ""
@@ -172,6 +239,7 @@ impl RunDir {
         Ok(RunDir {
             dir: Some(dir),
             _lock: lock,
+            _ram_disk: placement.ram_disk.clone(),
         })
     }
 
@@ -239,9 +307,11 @@ fn stop_leftover_server(data_dir: &Path) {
         return;
     };
     // Only a process whose command line names this data directory is ours to stop.
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let data = data_dir.to_string_lossy();
-    if String::from_utf8_lossy(&cmdline).contains(data.as_ref()) {
+    let command_line = u32::try_from(pid)
+        .ok()
+        .and_then(process::command_line)
+        .unwrap_or_default();
+    if command_line.contains(data_dir.to_string_lossy().as_ref()) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGQUIT,
@@ -254,6 +324,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn dev_shm_is_recognised_as_tmpfs_and_the_repo_is_not() {
         if Path::new("/dev/shm").is_dir() {
             assert!(is_tmpfs(Path::new("/dev/shm")));
@@ -283,6 +354,7 @@ mod tests {
             parent: parent.path().to_owned(),
             kind: StorageKind::Disk,
             warning: None,
+            ram_disk: None,
         };
         let run = RunDir::create(&placement).unwrap();
         let path = run.path().to_owned();
@@ -313,11 +385,30 @@ mod tests {
     }
 
     #[test]
+    fn the_runs_on_a_dead_runs_ram_disk_are_removed_before_it_is_detached() {
+        let volumes = tempfile::tempdir().unwrap();
+        let name = crate::platform::ram_disk::volume_name(1);
+        let disk = crate::platform::ram_disk::volume(volumes.path(), &name, "/dev/disk9");
+        let dead_run = disk.join(format!("{RUN_DIR_PREFIX}dead"));
+        fs::create_dir_all(dead_run.join("data")).unwrap();
+        File::create(dead_run.join(LOCK_FILE)).unwrap();
+        // Recorded, not run: on a Mac a real `hdiutil detach` could hit a real disk of that number.
+        let detached = std::cell::RefCell::new(Vec::new());
+        detach_abandoned_ram_disks(volumes.path(), |abandoned| {
+            detached
+                .borrow_mut()
+                .push((abandoned.mount_point.clone(), dead_run.exists()));
+        });
+        assert_eq!(detached.into_inner(), [(disk, false)]);
+    }
+
+    #[test]
     fn an_unwritable_parent_is_a_clear_error() {
         let placement = Placement {
             parent: PathBuf::from("/proc/no-such-dir"),
             kind: StorageKind::Tmpfs,
             warning: None,
+            ram_disk: None,
         };
         let message = RunDir::create(&placement).unwrap_err().to_string();
         assert!(

@@ -11,7 +11,7 @@ use crate::cli::Cli;
 use crate::cluster::binaries::{self, Binaries, SearchPlaces};
 use crate::cluster::fetch;
 use crate::cluster::privileges::{self, ServerUser};
-use crate::cluster::storage::{self, Placement, StorageKind};
+use crate::cluster::storage::{self, Placement};
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
 use crate::config::{self, Config, Overrides, PostgresChoice};
 use crate::runner::events::{ClusterFacts, Event, Phase};
@@ -110,7 +110,7 @@ pub(crate) async fn boot(
     }
     run.send(Event::ClusterReady(ClusterFacts {
         version: cluster.info.version.to_string(),
-        in_ram: cluster.info.storage == StorageKind::Tmpfs,
+        in_ram: cluster.info.storage.in_ram(),
         run_dir: cluster.info.run_dir.display().to_string(),
         log: cluster.info.log_path.display().to_string(),
         server_user: cluster.info.server_user.clone(),

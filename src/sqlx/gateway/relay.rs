@@ -57,10 +57,7 @@ impl Relay {
     /// Serves one client connection: its startup, a server session (kept or new), the relay, and the
     /// session kept for the next client if it ended cleanly.
     pub async fn connection(self, mut client: UnixStream) {
-        let allowed = client
-            .peer_cred()
-            .is_ok_and(|cred| cred.uid() == self.uid || cred.uid() == 0);
-        if !allowed {
+        if !crate::platform::peer::is_allowed(&client, self.uid) {
             return;
         }
         let Ok(Some((startup, database))) =

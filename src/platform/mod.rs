@@ -1,0 +1,8 @@
+//! Operating-system specifics, one small module per concern, each choosing its Linux or macOS way with
+//! `cfg(target_os)` inside so that callers stay portable. What can be checked without the system (command
+//! lines, parsed output) is a pure function unit-tested on every platform.
+
+pub(crate) mod parent_death;
+pub(crate) mod peer;
+pub(crate) mod process;
+pub(crate) mod ram_disk;
