@@ -1,14 +1,16 @@
 //! The registry side of a fetch: the package's metadata (npm's abbreviated form, as `npm pack` asks for
 //! it), the newest version of the major asked for, and the tarball downloaded and checked against the
-//! sha512 the metadata publishes (`dist.integrity`, a Subresource Integrity string). HTTP is ureq with
-//! rustls (no system TLS library to link) verifying against the system's certificate store (so a company
-//! CA the machine trusts is trusted; SSL_CERT_FILE and SSL_CERT_DIR apply), and HTTPS_PROXY / NO_PROXY
-//! are honoured.
+//! sha512 the metadata publishes (`dist.integrity`, a Subresource Integrity string). HTTP is the `curl`
+//! program, which Linux machines and every macOS have: it brings the system's TLS and certificate store
+//! (so a company CA the machine trusts is trusted) and honours HTTPS_PROXY / NO_PROXY, and cargo-pgtest
+//! links no TLS library of its own (one with C parts would also stop the build for other targets). The
+//! download is checked here, not by curl: its sha512 must be the published one.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -51,42 +53,62 @@ struct Dist {
     integrity: Option<String>,
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(DOWNLOAD_TIMEOUT))
-        .user_agent(concat!("cargo-pgtest/", env!("CARGO_PKG_VERSION")))
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        )
-        .build()
-        .into()
+/// `curl` with what every request gets: fail on an HTTP error, follow redirects, the timeouts, our name.
+fn curl() -> Command {
+    let mut command = Command::new("curl");
+    command
+        .args(["--fail", "--silent", "--show-error", "--location"])
+        .args(["--proto", "=https,http", "--proto-redir", "=https,http"])
+        .arg("--connect-timeout")
+        .arg(CONNECT_TIMEOUT.as_secs().to_string())
+        .arg("--max-time")
+        .arg(DOWNLOAD_TIMEOUT.as_secs().to_string())
+        .args([
+            "--user-agent",
+            concat!("cargo-pgtest/", env!("CARGO_PKG_VERSION")),
+        ])
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Runs a `curl` command on `url` to its end: its standard output, or what curl said went wrong.
+fn run_curl(mut command: Command, url: &str) -> Result<Vec<u8>, String> {
+    let output = command.arg("--").arg(url).output().map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            "fetching PostgreSQL needs the `curl` program, which is not on PATH; install curl"
+                .to_owned()
+        } else {
+            format!("could not run curl: {error}")
+        }
+    })?;
+    if output.status.success() {
+        return Ok(output.stdout);
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    let said = said.trim();
+    Err(if said.is_empty() {
+        format!("curl failed ({})", output.status)
+    } else {
+        said.to_owned()
+    })
 }
 
 /// The newest build of PostgreSQL `major` that `registry` publishes for `package`.
 pub(super) fn choose(registry: &str, package: &str, major: u32) -> Result<Chosen, FetchError> {
     // npm escapes the scope's slash in metadata URLs.
     let url = format!("{registry}/{}", package.replacen('/', "%2f", 1));
-    let download = |error: ureq::Error| FetchError::Download {
+    let mut command = curl();
+    command
+        .args(["--max-filesize", &METADATA_LIMIT.to_string()])
+        .args([
+            "--header",
+            "Accept: application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8",
+        ]);
+    let body = run_curl(command, &url).map_err(|detail| FetchError::Download {
         url: url.clone(),
-        detail: error.to_string(),
-    };
-    let mut response = agent()
-        .get(&url)
-        .header(
-            "Accept",
-            "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8",
-        )
-        .call()
-        .map_err(download)?;
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(METADATA_LIMIT)
-        .read_to_string()
-        .map_err(download)?;
+        detail,
+    })?;
+    let text = String::from_utf8_lossy(&body);
     newest_of_major(&text, package, major).map_err(|problem| match problem {
         Problem::Unreadable(detail) => FetchError::Metadata {
             url: url.clone(),
@@ -155,33 +177,29 @@ fn sha512_of_integrity(integrity: &str) -> Option<Vec<u8>> {
     })
 }
 
-/// Downloads the chosen tarball into `into`, hashing it as it arrives, and refuses it unless its sha512
-/// is the published one.
+/// Downloads the chosen tarball into `into` and refuses it (the caller removes it) unless its sha512 is the
+/// published one.
 pub(super) fn download(chosen: &Chosen, into: &Path) -> Result<(), FetchError> {
     let failed = |detail: String| FetchError::Download {
         url: chosen.tarball.clone(),
         detail,
     };
-    let response = agent()
-        .get(&chosen.tarball)
-        .call()
-        .map_err(|e| failed(e.to_string()))?;
-    let mut body = response.into_body().into_reader();
+    let mut command = curl();
+    command.arg("--output").arg(into);
+    run_curl(command, &chosen.tarball).map_err(failed)?;
     let mut file =
-        File::create(into).map_err(|e| failed(format!("cannot create {}: {e}", into.display())))?;
+        File::open(into).map_err(|e| failed(format!("cannot read {}: {e}", into.display())))?;
     let mut hasher = Sha512::new();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        let read = body.read(&mut buffer).map_err(|e| failed(e.to_string()))?;
+        let read = file
+            .read(&mut buffer)
+            .map_err(|e| failed(format!("cannot read {}: {e}", into.display())))?;
         if read == 0 {
             break;
         }
         hasher.update(&buffer[..read]);
-        file.write_all(&buffer[..read])
-            .map_err(|e| failed(format!("cannot write {}: {e}", into.display())))?;
     }
-    file.sync_all()
-        .map_err(|e| failed(format!("cannot write {}: {e}", into.display())))?;
     let actual = hasher.finalize();
     if actual.as_slice() != chosen.sha512.as_slice() {
         let sri = |digest: &[u8]| {
