@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str =
     "Run `cargo test` against a throwaway PostgreSQL: data in RAM, migrations applied once, \
@@ -26,6 +26,9 @@ Exit codes: 0 all passed, 2 setup or configuration error, 100 a test failed, 101
     max_term_width = 100
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Run only the tests whose name contains TESTNAME (as `cargo test TESTNAME`)
     #[arg(value_name = "TESTNAME")]
     pub filter: Option<String>,
@@ -87,6 +90,19 @@ pub struct PgtestArgs {
     /// Print the PostgreSQL binaries cargo-pgtest would use, and exit
     #[arg(long)]
     pub which_postgres: bool,
+
+    /// Keep the databases of up to N failed tests for `cargo pgtest psql` (0: keep none)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub keep_failed: usize,
+}
+
+/// Commands besides running the tests.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open psql on a failed test's kept database, or on a fresh copy of the migrated template
+    Psql(crate::inspect::PsqlArgs),
+    /// Run the migrated cluster until Ctrl-C or SIGTERM, printing how to connect to it
+    Serve(crate::inspect::ServeArgs),
 }
 
 /// The options of `cargo test` that cargo-pgtest forwards to cargo.
