@@ -391,6 +391,31 @@ mod tests {
     }
 
     #[test]
+    fn psql_and_serve_are_commands_and_other_words_stay_filters() {
+        let cli = parse(&[
+            "pgtest", "psql", "app::it", "fails", "--", "-At", "-c", "SELECT 1",
+        ]);
+        match cli.command {
+            Some(Command::Psql(args)) => {
+                assert_eq!(args.name, ["app::it", "fails"]);
+                assert_eq!(args.psql_args, ["-At", "-c", "SELECT 1"]);
+            }
+            other => panic!("expected psql, got {other:?}"),
+        }
+        match parse(&["pgtest", "serve", "--port", "5433"]).command {
+            Some(Command::Serve(args)) => assert_eq!(args.port, Some(5433)),
+            other => panic!("expected serve, got {other:?}"),
+        }
+        let cli = parse(&["pgtest", "users"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.filter.as_deref(), Some("users"));
+        assert_eq!(
+            cli.pgtest.keep_failed, 10,
+            "failed tests' databases are kept by default"
+        );
+    }
+
+    #[test]
     fn doc_tests_run_by_default_like_cargo() {
         assert!(parse(&["pgtest"]).cargo.runs_doc_tests());
         assert!(parse(&["pgtest", "--lib", "--doc"]).cargo.runs_doc_tests());

@@ -125,10 +125,10 @@ fn start(project: &Project, args: &[&str]) -> Child {
         .expect("cargo-pgtest starts")
 }
 
-#[test]
-fn serve_prints_a_url_another_process_uses_until_sigterm() {
-    let Some(project) = probe() else { return };
-    let mut serve = start(&project, &["serve"]);
+/// Starts `cargo pgtest serve <extra>`; returns it and the URL it printed first. Its stdout is closed
+/// after two lines: serving goes on.
+fn serve(project: &Project, extra: &[&str]) -> (Child, String) {
+    let mut serve = start(project, &args(&["serve"], extra));
     let mut stdout = BufReader::new(serve.stdout.take().unwrap());
     let mut url = String::new();
     stdout.read_line(&mut url).unwrap();
@@ -142,37 +142,121 @@ fn serve_prints_a_url_another_process_uses_until_sigterm() {
         exports.starts_with("export DATABASE_URL='postgres://"),
         "{exports}"
     );
+    (serve, url.trim().to_owned())
+}
 
-    let other = Command::new("psql")
-        .args([url.trim(), "-XAtc", "SELECT count(*) FROM notes"])
+/// `psql URL -XAtc SQL` from another process, with nothing of the test's environment.
+fn other_psql(url: &str, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args([url, "-XAtc", sql])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .output()
-        .expect("psql runs");
-    assert_eq!(
-        String::from_utf8_lossy(&other.stdout).trim(),
-        "2",
-        "{}",
-        String::from_utf8_lossy(&other.stderr)
-    );
+        .expect("psql runs")
+}
 
+fn stdout_of(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn stop(mut serve: Child, project: &Project) {
     kill(Pid::from_raw(serve.id() as i32), Signal::SIGTERM).unwrap();
     let status = serve.wait().unwrap();
     assert_eq!(status.code(), Some(0), "serve ends normally on SIGTERM");
     project.assert_nothing_left();
 }
 
-/// The psql that cargo-pgtest `parent` started, once it runs.
+#[test]
+fn serve_prints_a_url_another_process_uses_until_sigterm() {
+    let Some(project) = probe() else { return };
+    let (serve, url) = serve(&project, &[]);
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
+        "2"
+    );
+    stop(serve, &project);
+}
+
+#[test]
+fn serve_with_a_port_listens_on_the_loopback_address_with_a_password() {
+    let Some(project) = probe() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (serve, url) = serve(&project, &["--port", &port.to_string()]);
+    assert!(url.contains(&format!("@127.0.0.1:{port}/")), "{url}");
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
+        "2"
+    );
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SHOW listen_addresses")),
+        "127.0.0.1"
+    );
+    let (user_and_password, rest) = url.split_once('@').unwrap();
+    let (user, _) = user_and_password.split_at(user_and_password.rfind(':').unwrap());
+    let wrong = other_psql(&format!("{user}:wrong@{rest}"), "SELECT 1");
+    assert!(!wrong.status.success(), "a wrong password is refused");
+    stop(serve, &project);
+}
+
+#[test]
+fn a_shared_isolation_run_keeps_the_shared_database() {
+    let Some(project) = probe() else { return };
+    project
+        .run(&["--isolation", "shared"])
+        .expect(100, &[KEPT_FIRST, KEPT_SECOND]);
+    let both = project.run(&args(&["psql", "writes_then_fails_too"], NOTES));
+    both.expect(
+        0,
+        &[
+            "left by writes_then_fails\n",
+            "left by writes_then_fails_too\n",
+        ],
+    );
+    project.assert_nothing_left();
+}
+
+/// The children of `pid` whose command name is `name`.
+fn children_named(pid: u32, name: &str) -> Vec<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    children
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect()
+}
+
+/// The psql that cargo-pgtest `parent` started, once it is connected (its server session waits idle).
 fn psql_child_of(parent: u32) -> i32 {
     let mut found = None;
     poll(Duration::from_secs(120), || {
-        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-            .map_err(|e| format!("cannot read the children of {parent}: {e}"))?;
-        found = children.split_whitespace().find_map(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            (comm.trim() == "psql").then(|| pid.parse().ok()).flatten()
-        });
-        found.map(drop).ok_or_else(|| "no psql yet".to_owned())
+        let connected = children_named(parent, "postgres")
+            .into_iter()
+            .any(|server| {
+                children_named(server, "postgres")
+                    .into_iter()
+                    .any(|session| {
+                        std::fs::read(format!("/proc/{session}/cmdline")).is_ok_and(|line| {
+                            let line = String::from_utf8_lossy(&line);
+                            line.contains("pgtest_psql") && line.contains("idle")
+                        })
+                    })
+            });
+        found = children_named(parent, "psql")
+            .first()
+            .map(|&pid| pid as i32);
+        found
+            .filter(|_| connected)
+            .map(drop)
+            .ok_or_else(|| "psql is not connected yet".to_owned())
     })
     .unwrap();
     found.unwrap()
@@ -185,20 +269,32 @@ fn gone(pid: i32) -> Result<(), String> {
     }
 }
 
+/// Starts `cargo pgtest psql` as a user at a terminal would: psql waits for input, which it reads from
+/// the pipe returned (kept open until the caller drops it).
+fn start_interactive_psql(project: &Project) -> (Child, std::process::ChildStdin, i32) {
+    let mut psql = project
+        .command(&["psql"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cargo-pgtest starts");
+    let input = psql.stdin.take().unwrap();
+    let child = psql_child_of(psql.id());
+    (psql, input, child)
+}
+
 #[test]
 fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running() {
     let Some(project) = probe() else { return };
-    let sleep = ["psql", "--", "-Xc", "SELECT pg_sleep(600)"];
 
-    let mut psql = start(&project, &sleep);
-    let child = psql_child_of(psql.id());
+    let (mut psql, input, child) = start_interactive_psql(&project);
     kill(Pid::from_raw(psql.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(psql.wait().unwrap().code(), Some(143));
     poll(Duration::from_secs(10), || gone(child)).expect("psql is stopped with it");
     project.assert_nothing_left();
+    drop(input);
 
-    let mut psql = start(&project, &sleep);
-    let child = psql_child_of(psql.id());
+    let (mut psql, input, child) = start_interactive_psql(&project);
     kill(Pid::from_raw(psql.id() as i32), Signal::SIGKILL).unwrap();
     psql.wait().unwrap();
     let parent = project.cluster_parent.path();
@@ -209,7 +305,9 @@ fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running(
             .ok_or_else(|| format!("still running: {left:?}"))
     })
     .expect("the server dies with cargo-pgtest");
+    // psql still has its input open: only cargo-pgtest's death can end it.
     poll(Duration::from_secs(10), || gone(child)).expect("psql dies with cargo-pgtest");
+    drop(input);
     // The killed command's directory is removed by the next one, as after a killed run.
     project.run(&args(&["psql"], NOTES)).expect(0, &[]);
     project.assert_nothing_left();

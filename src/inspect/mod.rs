@@ -4,6 +4,7 @@
 //! that does it is `stages::inspect`).
 
 pub(crate) mod state;
+pub(crate) mod tcp;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,11 @@ pub struct PsqlArgs {
 /// `cargo pgtest serve`
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// Also listen on 127.0.0.1 (never another address) at this port, with the printed password, for
+    /// clients that cannot use a Unix socket
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
     #[command(flatten)]
     pub project: ProjectArgs,
 }
@@ -75,6 +81,8 @@ pub enum InspectError {
     },
     #[error("could not create the database {database} to open: {message}")]
     Create { database: String, message: String },
+    #[error("could not open the cluster to TCP connections on 127.0.0.1:{port}: {detail}")]
+    Tcp { port: u16, detail: String },
     #[error("could not run {}: {source}; install PostgreSQL's client (psql) or put it on PATH", program.display())]
     Psql {
         program: PathBuf,

@@ -12,11 +12,11 @@ use owo_colors::OwoColorize;
 use super::context::{Run, Setup};
 use super::error::Error;
 use crate::cli::{Cli, Command};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Endpoint};
 use crate::config::PostgresChoice;
 use crate::exit_code;
 use crate::inspect::state::{self, KeptState};
-use crate::inspect::{InspectError, ProjectArgs, PsqlArgs};
+use crate::inspect::{tcp, InspectError, ProjectArgs, PsqlArgs};
 use crate::report::styles::Styles;
 use crate::runner::events::{self, Event, EventReceiver};
 use crate::runner::{Cancel, KeptDatabase};
@@ -75,7 +75,7 @@ pub(crate) async fn main(mut cli: Cli, styles: &Styles) -> u8 {
         };
         match command {
             Command::Psql(args) => psql(&run, args, &psql_running).await,
-            Command::Serve(_) => serve(&run).await,
+            Command::Serve(args) => serve(&run, args.port).await,
         }
     };
     signals.abort();
@@ -152,27 +152,44 @@ async fn psql(run: &Run<'_>, args: PsqlArgs, psql_running: &AtomicBool) -> Resul
 }
 
 /// `cargo pgtest serve`: the migrated cluster, until Ctrl-C or SIGTERM (or the server's death).
-async fn serve(run: &Run<'_>) -> Result<u8, Error> {
+async fn serve(run: &Run<'_>, port: Option<u16>) -> Result<u8, Error> {
     let project = super::project::load(run).await?;
-    let config = super::config::resolve(run, &project, None)?;
+    let mut config = super::config::resolve(run, &project, None)?;
+    if let Some(port) = port {
+        config.settings.extend(tcp::settings(port));
+    }
     let mut opened = open_template(run, project, config, "pgtest_serve").await?;
-    print_connection(&opened);
+    let listening = match port {
+        Some(_) => tcp::open(&opened.cluster, &opened.database).await,
+        None => Ok(()),
+    };
+    let result = match listening {
+        Ok(()) => serve_until_stopped(run, &mut opened, port.is_some()).await,
+        Err(error) => Err(error.into()),
+    };
+    super::cluster::shut_down(run, opened.cluster).await;
+    result
+}
+
+/// Prints how to connect (over TCP with `tcp`), then waits for Ctrl-C, SIGTERM or the server's death.
+async fn serve_until_stopped(run: &Run<'_>, opened: &mut Opened, tcp: bool) -> Result<u8, Error> {
+    let socket = opened.cluster.endpoint().clone();
+    let endpoint = if tcp { tcp::endpoint(&socket) } else { socket };
+    print_connection(&endpoint, &opened.database, &opened.database_env);
     let mut cancel = run.cancel.clone();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-    let result = loop {
+    loop {
         tokio::select! {
-            _ = cancel.cancelled() => break Ok(exit_code::SUCCESS),
+            _ = cancel.cancelled() => return Ok(exit_code::SUCCESS),
             _ = tick.tick() => if !opened.cluster.is_running() {
                 run.warn(format!(
                     "the PostgreSQL server stopped; the end of its log:\n{}",
                     opened.cluster.log_tail(15)
                 ));
-                break Ok(exit_code::SETUP_FAILED);
+                return Ok(exit_code::SETUP_FAILED);
             },
         }
-    };
-    super::cluster::shut_down(run, opened.cluster).await;
-    result
+    }
 }
 
 /// Boots the cluster from the kept state and finds `name`'s database in it.
@@ -317,15 +334,15 @@ async fn run_psql(
 }
 
 /// What `serve` prints on stdout: the URL alone on the first line (for scripts), then the same as `export`
-/// lines for a shell to eval.
-fn print_connection(opened: &Opened) {
-    let endpoint = opened.cluster.endpoint();
-    println!("{}", endpoint.url(&opened.database));
-    for (name, value) in endpoint.env(&opened.database, &opened.database_env) {
-        println!("export {name}='{}'", value.replace('\'', r"'\''"));
+/// lines for a shell to eval. A reader that went away is no reason to stop serving.
+fn print_connection(endpoint: &Endpoint, database: &str, database_env: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", endpoint.url(database));
+    for (name, value) in endpoint.env(database, database_env) {
+        let _ = writeln!(out, "export {name}='{}'", value.replace('\'', r"'\''"));
     }
-    eprintln!(
-        "serving the migrated database {} until Ctrl-C or SIGTERM",
-        opened.database
-    );
+    let _ = out.flush();
+    drop(out);
+    eprintln!("serving the migrated database {database} until Ctrl-C or SIGTERM");
 }
