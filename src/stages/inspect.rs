@@ -31,8 +31,15 @@ pub(crate) async fn keep(
     templates: &[Template],
     kept: &[KeptDatabase],
 ) {
+    let started = std::time::Instant::now();
     match state::save(cluster, target_dir, templates, kept).await {
         Ok(()) => {
+            run.info(format!(
+                "kept {} failed tests' databases in {} ({:.3}s)",
+                kept.len(),
+                state::dir(target_dir).display(),
+                started.elapsed().as_secs_f64()
+            ));
             for kept in kept {
                 run.send(Event::DatabaseKept {
                     test: kept.test.clone(),

@@ -38,7 +38,8 @@ pub(crate) async fn run_tests(
     run.phase_finished(Phase::Tests, started.elapsed());
     ready.databases.close().await;
     let kept = result?;
-    if !kept.is_empty() && cluster.is_running() {
+    // A stopped run tears down at once, as always: saving can wait for a run that ends by itself.
+    if !kept.is_empty() && cluster.is_running() && run.cancel.signal().is_none() {
         super::inspect::keep(
             run,
             cluster,
