@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str =
     "Run `cargo test` against a throwaway PostgreSQL: data in RAM, migrations applied once, \
@@ -26,6 +26,9 @@ Exit codes: 0 all passed, 2 setup or configuration error, 100 a test failed, 101
     max_term_width = 100
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Run only the tests whose name contains TESTNAME (as `cargo test TESTNAME`)
     #[arg(value_name = "TESTNAME")]
     pub filter: Option<String>,
@@ -93,6 +96,19 @@ pub struct PgtestArgs {
     /// `postgres = { version = "MAJOR", fetch = true }` does
     #[arg(long, value_name = "MAJOR")]
     pub fetch_postgres: Option<u32>,
+
+    /// Keep the databases of up to N failed tests for `cargo pgtest psql` (0: keep none)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub keep_failed: usize,
+}
+
+/// Commands besides running the tests.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open psql on a failed test's kept database, or on a fresh copy of the migrated template
+    Psql(crate::inspect::PsqlArgs),
+    /// Run the migrated cluster until Ctrl-C or SIGTERM, printing how to connect to it
+    Serve(crate::inspect::ServeArgs),
 }
 
 /// The options of `cargo test` that cargo-pgtest forwards to cargo.
@@ -378,6 +394,31 @@ mod tests {
         );
         assert_eq!(cli.cargo.target_args(), ["--test", "it"]);
         assert!(!cli.cargo.runs_doc_tests());
+    }
+
+    #[test]
+    fn psql_and_serve_are_commands_and_other_words_stay_filters() {
+        let cli = parse(&[
+            "pgtest", "psql", "app::it", "fails", "--", "-At", "-c", "SELECT 1",
+        ]);
+        match cli.command {
+            Some(Command::Psql(args)) => {
+                assert_eq!(args.name, ["app::it", "fails"]);
+                assert_eq!(args.psql_args, ["-At", "-c", "SELECT 1"]);
+            }
+            other => panic!("expected psql, got {other:?}"),
+        }
+        match parse(&["pgtest", "serve", "--port", "5433"]).command {
+            Some(Command::Serve(args)) => assert_eq!(args.port, Some(5433)),
+            other => panic!("expected serve, got {other:?}"),
+        }
+        let cli = parse(&["pgtest", "users"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.filter.as_deref(), Some("users"));
+        assert_eq!(
+            cli.pgtest.keep_failed, 10,
+            "failed tests' databases are kept by default"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod exit_code;
+pub mod inspect;
 mod platform;
 pub mod report;
 pub mod runner;
@@ -64,6 +65,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
 /// Runs the stages while the reporters consume their events; returns the exit code.
 async fn run(cli: Cli) -> u8 {
     let styles = Styles::decide(cli.pgtest.color);
+    if cli.command.is_some() {
+        return stages::inspect::main(cli, &styles).await;
+    }
     let test_args = match TestArgs::parse(cli.filter.as_deref(), &cli.test_args) {
         Ok(args) => args,
         Err(message) => return fail(&styles, &Error::TestArgs(message)),

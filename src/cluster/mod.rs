@@ -162,6 +162,11 @@ impl Cluster {
         self.storing = Some(job);
     }
 
+    /// The binaries the server runs from.
+    pub(crate) fn binaries(&self) -> &Binaries {
+        &self.launch.binaries
+    }
+
     pub fn endpoint(&self) -> &Endpoint {
         &self.server.endpoint
     }

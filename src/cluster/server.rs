@@ -138,6 +138,14 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
         source,
     })?;
 
+    // A `port` setting (`cargo pgtest serve --port`) names the socket too.
+    let port = spec
+        .settings
+        .iter()
+        .rev()
+        .find(|setting| setting.name == "port")
+        .and_then(|setting| setting.value.parse().ok())
+        .unwrap_or(PORT);
     let program = spec.binaries.postgres();
     let mut command = server_command(&program, spec);
     command
@@ -145,7 +153,7 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
         .arg(&data_dir)
         .arg("-k")
         .arg(&socket_dir)
-        .args(["-p", &PORT.to_string()])
+        .args(["-p", &port.to_string()])
         .args(["-c", &format!("max_connections={}", spec.max_connections)])
         .args([
             "-c",
@@ -178,7 +186,7 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
         child: Some(child),
         endpoint: Endpoint {
             socket_dir,
-            port: PORT,
+            port,
             user: SUPERUSER.to_owned(),
             password: String::new(),
         },

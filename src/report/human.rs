@@ -171,6 +171,9 @@ impl<W: Write> Reporter for Human<W> {
                 let time = format!("{:>9}", "");
                 self.test_line("IGNORED", None, &time, test);
             }
+            Event::DatabaseKept { command, .. } => {
+                let _ = writeln!(self.out, "{} {command}", "kept:".style(self.styles.warning));
+            }
             Event::Interrupted { signal } => self.warning(&format!(
                 "stopped by {signal}: stopping the tests and the cluster"
             )),

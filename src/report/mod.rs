@@ -87,6 +87,7 @@ impl Summary {
             Event::Interrupted { signal } => self.interrupted = Some(signal.clone()),
             Event::ClusterMemory { peak_bytes } => self.peak_memory_bytes = Some(*peak_bytes),
             Event::Warning { .. }
+            | Event::DatabaseKept { .. }
             | Event::Info { .. }
             | Event::TestStarted { .. }
             | Event::TestSlow { .. }

@@ -24,6 +24,8 @@ struct Ledger {
     finished: BTreeSet<TestId>,
     /// Reported SLOW (once per test).
     slow: BTreeSet<TestId>,
+    /// Ran and did not pass (their databases may be kept).
+    failed: BTreeSet<TestId>,
 }
 
 /// How a test that ran ended, as an executor saw it.
@@ -112,6 +114,11 @@ impl Dispatcher {
         self.ledger().slow.contains(test)
     }
 
+    /// Whether `test` ran and did not pass.
+    pub(crate) fn has_failed(&self, test: &TestId) -> bool {
+        self.ledger().failed.contains(test)
+    }
+
     /// A test ended. A second result for the same test is dropped.
     pub(crate) fn finished(&self, test: TestId, result: TestResult) {
         let mut ledger = self.ledger();
@@ -119,6 +126,9 @@ impl Dispatcher {
             return;
         }
         ledger.pending.remove(&test);
+        if super::keep::Keeper::worth_keeping(&result.outcome) {
+            ledger.failed.insert(test.clone());
+        }
         drop(ledger);
         self.send(Event::TestFinished {
             test,

@@ -115,6 +115,11 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A failed test's database was kept after the run; `command` opens it.
+    DatabaseKept {
+        test: TestId,
+        command: String,
+    },
     /// Progress detail, shown with --verbose.
     Info {
         message: String,

@@ -8,6 +8,7 @@ mod dispatch;
 mod doc;
 pub mod events;
 pub mod exec;
+mod keep;
 mod libtest;
 pub mod list;
 pub mod schedule;
@@ -28,6 +29,8 @@ use crate::template::Databases;
 use dispatch::Dispatcher;
 use events::EventSender;
 use exec::Limits;
+use keep::Keeper;
+pub use keep::KeptDatabase;
 use list::TestArgs;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +90,12 @@ pub struct Plan {
     /// Package name → its template database.
     pub templates: BTreeMap<String, String>,
     pub doc_tests: Option<DocTests>,
+    /// How many failed tests' databases are kept rather than dropped (0: none).
+    pub keep_failed: usize,
 }
+
+/// How the databases of shared-isolation runs are named (then the package's name).
+const SHARED_PREFIX: &str = "pgtest_shared_";
 
 /// A binary and the cases run together in one process of it.
 type Batch = (Arc<TestBinary>, Vec<list::TestCase>);
@@ -129,22 +137,24 @@ pub struct DocTests {
     pub packages: Vec<String>,
 }
 
-/// Runs the plan against the cluster, sending events; returns once every test has ended. Every test
-/// chosen ends in one result: the ones never reached are NOT RUN, with the reason the run stopped.
+/// Runs the plan against the cluster, sending events; returns once every test has ended, with the failed
+/// tests' databases left in the cluster ([`Plan::keep_failed`]). Every test chosen ends in one result: the
+/// ones never reached are NOT RUN, with the reason the run stopped.
 pub async fn run(
     plan: Plan,
     cluster: &mut Cluster,
     databases: &Databases,
     cancel: &Cancel,
     events: &EventSender,
-) -> Result<(), RunnerError> {
+) -> Result<Vec<KeptDatabase>, RunnerError> {
     let dispatch = Dispatcher::new(events.clone());
-    let result = run_plan(plan, cluster, databases, cancel, &dispatch).await;
+    let keeper = Keeper::new(plan.keep_failed);
+    let result = run_plan(plan, cluster, databases, cancel, &dispatch, &keeper).await;
     dispatch.close(|| match &result {
         Err(error) => error.to_string(),
         Ok(()) => stop_reason(cancel, cluster),
     });
-    result
+    result.map(|()| keeper.kept())
 }
 
 /// Why a run stopped before its end.
@@ -170,6 +180,7 @@ async fn run_plan(
     databases: &Databases,
     cancel: &Cancel,
     dispatch: &Dispatcher,
+    keeper: &Keeper,
 ) -> Result<(), RunnerError> {
     let Some(cases) = choose(plan.binaries, &plan.args, cancel, dispatch).await? else {
         // Stopped while listing: nothing was chosen, nothing is left to report.
@@ -195,11 +206,12 @@ async fn run_plan(
         databases,
         cancel,
         dispatch,
+        keeper,
     };
     match plan.isolation {
         Isolation::Test => context.run_isolated(cases.run, cluster).await?,
         Isolation::Shared => {
-            let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
+            let shared_database = |package: &str| format!("{SHARED_PREFIX}{}", sanitize(package));
             let endpoint = cluster.endpoint().clone();
             context
                 .run_together(by_binary(cases.run), shared_database, &endpoint, cluster)
@@ -282,6 +294,7 @@ struct Context<'a> {
     databases: &'a Databases,
     cancel: &'a Cancel,
     dispatch: &'a Dispatcher,
+    keeper: &'a Keeper,
 }
 
 impl Context<'_> {
@@ -317,6 +330,7 @@ impl Context<'_> {
             database_env: self.settings.database_env.clone(),
             jobs,
             limits: self.settings.limits,
+            keeper: self.keeper.clone(),
         };
         schedule::run(cases, &context, cluster, self.cancel, self.dispatch).await;
         Ok(())
@@ -356,6 +370,15 @@ impl Context<'_> {
             together
                 .run(&env, self.cancel.clone(), self.dispatch)
                 .await?;
+            // The tests share the database: a failed one keeps it. (sqlx's databases only make the
+            // tests' own, and are dropped after.)
+            let keeps = database.starts_with(SHARED_PREFIX);
+            for case in cases
+                .iter()
+                .filter(|c| keeps && self.dispatch.has_failed(&c.id()))
+            {
+                self.keeper.keep(case.id(), &database);
+            }
         }
         Ok(made)
     }

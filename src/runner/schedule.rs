@@ -10,8 +10,9 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::dispatch::{Dispatcher, TestResult};
-use super::events::Outcome;
+use super::events::{Outcome, TestId};
 use super::exec::{self, Limits};
+use super::keep::Keeper;
 use super::list::TestCase;
 use super::Cancel;
 use crate::cluster::{Cluster, Endpoint};
@@ -27,6 +28,8 @@ pub struct Isolated {
     pub database_env: String,
     pub jobs: usize,
     pub limits: Limits,
+    /// Where a failed test's database goes instead of being dropped, while the cap allows.
+    pub(crate) keeper: Keeper,
 }
 
 /// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
@@ -45,7 +48,7 @@ pub(crate) async fn run(
     let names: Vec<String> = (0..cases.len()).map(|n| format!("pgtest_{n}")).collect();
     let (mut clones, mut makers) = make_clones_ahead(&cases, &names, context, dispatch);
     let mut pending = cases.into_iter().zip(names.iter().cloned());
-    let mut running: JoinSet<String> = JoinSet::new();
+    let mut running: JoinSet<(String, Option<TestId>)> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
     loop {
@@ -67,7 +70,12 @@ pub(crate) async fn run(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let Ok(database) = joined else { continue };
+        let Ok((database, failed)) = joined else {
+            continue;
+        };
+        if failed.is_some_and(|test| context.keeper.keep(test, &database)) {
+            continue;
+        }
         if !cluster.is_running() {
             stopping = true;
             continue;
@@ -147,7 +155,8 @@ fn make_clones_ahead(
     (receivers.into_iter(), makers)
 }
 
-/// Waits for the test's database, runs the test against it, reports it; returns the database to drop.
+/// Waits for the test's database, runs the test against it, reports it; returns the database to drop, and
+/// the test if it failed (its database may be kept instead).
 async fn run_one(
     case: TestCase,
     database: String,
@@ -155,7 +164,7 @@ async fn run_one(
     context: &Isolated,
     cancel: Cancel,
     dispatch: &Dispatcher,
-) -> String {
+) -> (String, Option<TestId>) {
     let waiting = Instant::now();
     let made = match ready.await {
         // The slot is given back as the test takes its database, so the next clone can start.
@@ -176,6 +185,7 @@ async fn run_one(
             output: String::new(),
         },
     };
+    let failed = Keeper::worth_keeping(&result.outcome).then(|| case.id());
     dispatch.finished(case.id(), result);
-    database
+    (database, failed)
 }

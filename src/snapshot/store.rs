@@ -37,6 +37,11 @@ impl Store {
         }
     }
 
+    /// A store of its own at `root` (the kept databases of the last failing run live in one).
+    pub(crate) fn at(root: PathBuf) -> Store {
+        Store { root }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

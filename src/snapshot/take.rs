@@ -116,7 +116,7 @@ pub(crate) async fn take(
 /// drop of a test database would otherwise write and delete. Both maps are hints PostgreSQL rebuilds as it
 /// needs them; a missing one reads as empty (no free space known, no page known all-visible), which is also
 /// what a freshly migrated table has.
-fn belongs_in_snapshot(path: &Path, templates: &[String]) -> bool {
+pub(crate) fn belongs_in_snapshot(path: &Path, templates: &[String]) -> bool {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     if matches!(
         name.as_ref(),

@@ -119,6 +119,24 @@ pub(crate) async fn boot(
     Ok(cluster)
 }
 
+/// Boots the cluster from a saved data directory (the kept databases of a failed run): no fallback, the
+/// saved state is all there is.
+pub(crate) async fn boot_from(
+    run: &Run<'_>,
+    config: &Config,
+    found: &Found,
+    pack: Pack,
+) -> Result<Cluster, Error> {
+    let spec = ClusterSpec {
+        binaries: &found.binaries,
+        placement: &found.placement,
+        server_user: &found.server_user,
+        settings: &config.settings,
+        jobs: config.jobs,
+    };
+    run.unless_stopped(Cluster::boot(&spec, Some(&pack))).await
+}
+
 /// Stops the cluster and removes its files, reporting what went wrong and how long it took.
 pub(crate) async fn shut_down(run: &Run<'_>, cluster: Cluster) {
     let (teardown, problems) = cluster.shutdown().await;

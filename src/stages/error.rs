@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{cargo, cluster, config, exit_code, runner, snapshot, template};
+use crate::{cargo, cluster, config, exit_code, inspect, runner, snapshot, template};
 
 /// Everything that can stop a run before its tests are done, with the exit code each one means.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,8 @@ pub enum Error {
     Template(#[from] template::TemplateError),
     #[error(transparent)]
     Runner(#[from] runner::RunnerError),
+    #[error(transparent)]
+    Inspect(#[from] inspect::InspectError),
     #[error("could not create the report file {}: {source}", path.display())]
     ReportFile {
         path: PathBuf,

@@ -21,7 +21,7 @@ pub(crate) async fn run_tests(
     built: Built,
     test_args: TestArgs,
 ) -> Result<(), Error> {
-    let plan = plan(&setup, &ready, built, test_args);
+    let plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
     let started = Instant::now();
     let peak_memory = Arc::new(AtomicU64::new(0));
     let sampler = cluster
@@ -37,11 +37,29 @@ pub(crate) async fn run_tests(
     }
     run.phase_finished(Phase::Tests, started.elapsed());
     ready.databases.close().await;
-    result.map_err(Error::from)
+    let kept = result?;
+    // A stopped run tears down at once, as always: saving can wait for a run that ends by itself.
+    if !kept.is_empty() && cluster.is_running() && run.cancel.signal().is_none() {
+        super::inspect::keep(
+            run,
+            cluster,
+            &setup.project.target_dir,
+            &ready.templates,
+            &kept,
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// What the runner is asked to do.
-fn plan(setup: &Setup, ready: &Ready, built: Built, test_args: TestArgs) -> runner::Plan {
+fn plan(
+    setup: &Setup,
+    ready: &Ready,
+    built: Built,
+    test_args: TestArgs,
+    keep_failed: usize,
+) -> runner::Plan {
     let config = &setup.config;
     let project = &setup.project;
     let package_templates: BTreeMap<String, String> = config
@@ -66,5 +84,6 @@ fn plan(setup: &Setup, ready: &Ready, built: Built, test_args: TestArgs) -> runn
         database_env: config.database_env.clone(),
         templates: package_templates,
         doc_tests,
+        keep_failed,
     }
 }

@@ -1,0 +1,314 @@
+//! After a red test, end to end on `fixtures/keep-probe` (two tests write a row and fail, one passes):
+//! the run keeps the failed tests' databases, `cargo pgtest psql NAME` opens one of them, `psql` without a
+//! name opens the migrated, seeded template, and `serve` runs the migrated cluster for other processes.
+//! Every test checks that nothing is left behind, also when the command is stopped or killed.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{poll, Project};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const KEPT_FIRST: &str = "kept: cargo pgtest psql keep-probe::probe writes_then_fails\n";
+const KEPT_SECOND: &str = "kept: cargo pgtest psql keep-probe::probe writes_then_fails_too\n";
+const NOTES: &[&str] = &["--", "-XAt", "-c", "SELECT body FROM notes ORDER BY body"];
+
+/// The probe with a target directory (and so kept databases) of its own; it has no dependencies, so
+/// building it there takes a second.
+fn probe() -> Option<Project> {
+    if !common::postgres_available() {
+        return None;
+    }
+    let mut project = Project::copy_of("keep-probe");
+    project.target_dir = Some(project.dir.join("target"));
+    Some(project)
+}
+
+fn args<'a>(first: &[&'a str], then: &[&'a str]) -> Vec<&'a str> {
+    first.iter().chain(then).copied().collect()
+}
+
+#[test]
+fn psql_opens_a_failed_tests_kept_database() {
+    let Some(project) = probe() else { return };
+    let run = project.run(&[]);
+    run.expect(100, &[KEPT_FIRST, KEPT_SECOND, "1 passed, 2 failed"]);
+    project.assert_nothing_left();
+
+    let full_id = project.run(&args(
+        &["psql", "keep-probe::probe", "writes_then_fails"],
+        NOTES,
+    ));
+    full_id.expect(0, &[]);
+    assert_eq!(
+        full_id.stdout, "left by writes_then_fails\nseeded one\nseeded two\n",
+        "the row the test wrote before failing, beside the seed; not the other test's"
+    );
+    project.assert_nothing_left();
+
+    let part = project.run(&args(&["psql", "then_fails_too"], NOTES));
+    part.expect(0, &[]);
+    assert_eq!(
+        part.stdout,
+        "left by writes_then_fails_too\nseeded one\nseeded two\n"
+    );
+    project.assert_nothing_left();
+
+    let error = ["--", "-Xc", "SELECT no_such_column FROM notes"];
+    let exit = project.run(&args(&["psql", "writes_then_fails"], &error));
+    assert_eq!(
+        exit.code,
+        Some(1),
+        "psql's exit code is the command's\n{}",
+        exit.stderr
+    );
+    assert!(exit.stderr.contains("no_such_column"), "{}", exit.stderr);
+    project.assert_nothing_left();
+}
+
+#[test]
+fn an_ambiguous_or_unknown_name_lists_the_kept_tests() {
+    let Some(project) = probe() else { return };
+    project.run(&[]).expect(100, &[KEPT_FIRST]);
+    let candidates = [
+        "\n  cargo pgtest psql keep-probe::probe writes_then_fails\n",
+        "\n  cargo pgtest psql keep-probe::probe writes_then_fails_too\n",
+    ];
+    project
+        .run(&args(&["psql", "writes_then"], NOTES))
+        .expect(2, &["`writes_then` matches several kept tests"])
+        .expect(2, &candidates);
+    project
+        .run(&args(&["psql", "nothing_like_it"], NOTES))
+        .expect(2, &["no kept test matches `nothing_like_it`"])
+        .expect(2, &candidates);
+    project.assert_nothing_left();
+}
+
+#[test]
+fn psql_without_a_name_opens_the_seeded_template_and_keep_failed_0_keeps_nothing() {
+    let Some(project) = probe() else { return };
+    let run = project.run(&["--keep-failed", "0"]);
+    run.expect(100, &["1 passed, 2 failed"]);
+    assert!(!run.stderr.contains("kept:"), "{}", run.stderr);
+    project
+        .run(&args(&["psql", "writes_then_fails"], NOTES))
+        .expect(2, &["no failed test's database is kept under"]);
+
+    let fresh = project.run(&args(&["psql"], NOTES));
+    fresh.expect(0, &[]);
+    assert_eq!(
+        fresh.stdout, "seeded one\nseeded two\n",
+        "what every test starts from"
+    );
+    project.assert_nothing_left();
+
+    let run = project.run(&["--keep-failed", "1"]);
+    run.expect(
+        100,
+        &["kept: cargo pgtest psql keep-probe::probe writes_then_fails"],
+    );
+    assert_eq!(run.stderr.matches("kept:").count(), 1, "{}", run.stderr);
+}
+
+/// Starts `cargo pgtest <args>` with stdout piped; returns it once `ready` says it is ready.
+fn start(project: &Project, args: &[&str]) -> Child {
+    project
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cargo-pgtest starts")
+}
+
+/// Starts `cargo pgtest serve <extra>`; returns it and the URL it printed first. Its stdout is closed
+/// after two lines: serving goes on.
+fn serve(project: &Project, extra: &[&str]) -> (Child, String) {
+    let mut serve = start(project, &args(&["serve"], extra));
+    let mut stdout = BufReader::new(serve.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    assert!(
+        url.starts_with("postgres://"),
+        "the first line is the URL: {url:?}"
+    );
+    let mut exports = String::new();
+    stdout.read_line(&mut exports).unwrap();
+    assert!(
+        exports.starts_with("export DATABASE_URL='postgres://"),
+        "{exports}"
+    );
+    (serve, url.trim().to_owned())
+}
+
+/// `psql URL -XAtc SQL` from another process, with nothing of the test's environment.
+fn other_psql(url: &str, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args([url, "-XAtc", sql])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("psql runs")
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn stop(mut serve: Child, project: &Project) {
+    kill(Pid::from_raw(serve.id() as i32), Signal::SIGTERM).unwrap();
+    let status = serve.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "serve ends normally on SIGTERM");
+    project.assert_nothing_left();
+}
+
+#[test]
+fn serve_prints_a_url_another_process_uses_until_sigterm() {
+    let Some(project) = probe() else { return };
+    let (serve, url) = serve(&project, &[]);
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
+        "2"
+    );
+    stop(serve, &project);
+}
+
+#[test]
+fn serve_with_a_port_listens_on_the_loopback_address_with_a_password() {
+    let Some(project) = probe() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (serve, url) = serve(&project, &["--port", &port.to_string()]);
+    assert!(url.contains(&format!("@127.0.0.1:{port}/")), "{url}");
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
+        "2"
+    );
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SHOW listen_addresses")),
+        "127.0.0.1"
+    );
+    let (user_and_password, rest) = url.split_once('@').unwrap();
+    let (user, _) = user_and_password.split_at(user_and_password.rfind(':').unwrap());
+    let wrong = other_psql(&format!("{user}:wrong@{rest}"), "SELECT 1");
+    assert!(!wrong.status.success(), "a wrong password is refused");
+    stop(serve, &project);
+}
+
+#[test]
+fn a_shared_isolation_run_keeps_the_shared_database() {
+    let Some(project) = probe() else { return };
+    project
+        .run(&["--isolation", "shared"])
+        .expect(100, &[KEPT_FIRST, KEPT_SECOND]);
+    let both = project.run(&args(&["psql", "writes_then_fails_too"], NOTES));
+    both.expect(
+        0,
+        &[
+            "left by writes_then_fails\n",
+            "left by writes_then_fails_too\n",
+        ],
+    );
+    project.assert_nothing_left();
+}
+
+/// The children of `pid` whose command name is `name`.
+fn children_named(pid: u32, name: &str) -> Vec<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    children
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect()
+}
+
+/// The psql that cargo-pgtest `parent` started, once it is connected (its server session waits idle).
+fn psql_child_of(parent: u32) -> i32 {
+    let mut found = None;
+    poll(Duration::from_secs(120), || {
+        let connected = children_named(parent, "postgres")
+            .into_iter()
+            .any(|server| {
+                children_named(server, "postgres")
+                    .into_iter()
+                    .any(|session| {
+                        std::fs::read(format!("/proc/{session}/cmdline")).is_ok_and(|line| {
+                            let line = String::from_utf8_lossy(&line);
+                            line.contains("pgtest_psql") && line.contains("idle")
+                        })
+                    })
+            });
+        found = children_named(parent, "psql")
+            .first()
+            .map(|&pid| pid as i32);
+        found
+            .filter(|_| connected)
+            .map(drop)
+            .ok_or_else(|| "psql is not connected yet".to_owned())
+    })
+    .unwrap();
+    found.unwrap()
+}
+
+fn gone(pid: i32) -> Result<(), String> {
+    match kill(Pid::from_raw(pid), None) {
+        Err(_) => Ok(()),
+        Ok(()) => Err(format!("process {pid} is still there")),
+    }
+}
+
+/// Starts `cargo pgtest psql` as a user at a terminal would: psql waits for input, which it reads from
+/// the pipe returned (kept open until the caller drops it).
+fn start_interactive_psql(project: &Project) -> (Child, std::process::ChildStdin, i32) {
+    let mut psql = project
+        .command(&["psql"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cargo-pgtest starts");
+    let input = psql.stdin.take().unwrap();
+    let child = psql_child_of(psql.id());
+    (psql, input, child)
+}
+
+#[test]
+fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running() {
+    let Some(project) = probe() else { return };
+
+    let (mut psql, input, child) = start_interactive_psql(&project);
+    kill(Pid::from_raw(psql.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(psql.wait().unwrap().code(), Some(143));
+    poll(Duration::from_secs(10), || gone(child)).expect("psql is stopped with it");
+    project.assert_nothing_left();
+    drop(input);
+
+    let (mut psql, input, child) = start_interactive_psql(&project);
+    kill(Pid::from_raw(psql.id() as i32), Signal::SIGKILL).unwrap();
+    psql.wait().unwrap();
+    let parent = project.cluster_parent.path();
+    poll(Duration::from_secs(10), || {
+        let left = common::processes_mentioning(parent);
+        left.is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("still running: {left:?}"))
+    })
+    .expect("the server dies with cargo-pgtest");
+    // psql still has its input open: only cargo-pgtest's death can end it.
+    poll(Duration::from_secs(10), || gone(child)).expect("psql dies with cargo-pgtest");
+    drop(input);
+    // The killed command's directory is removed by the next one, as after a killed run.
+    project.run(&args(&["psql"], NOTES)).expect(0, &[]);
+    project.assert_nothing_left();
+}
