@@ -87,6 +87,11 @@ pub struct PgtestArgs {
     /// Print the PostgreSQL binaries cargo-pgtest would use, and exit
     #[arg(long)]
     pub which_postgres: bool,
+
+    /// Use this existing PostgreSQL server (postgres://USER:PASSWORD@HOST:PORT/DATABASE) instead of a
+    /// cluster of our own; also PGTEST_SERVER_URL or the `server` key
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// The options of `cargo test` that cargo-pgtest forwards to cargo.

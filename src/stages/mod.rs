@@ -10,5 +10,6 @@ pub(crate) mod error;
 pub(crate) mod project;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod server;
 pub(crate) mod snapshot;
 pub(crate) mod template;
