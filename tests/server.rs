@@ -32,6 +32,11 @@ struct TestServer {
 impl TestServer {
     /// Starts a server, or says why it cannot (see [`common::skip`]).
     fn start() -> Option<TestServer> {
+        TestServer::start_with(false)
+    }
+
+    /// `start`; with `tls`, the server has a self-signed certificate and refuses `app` without TLS.
+    fn start_with(tls: bool) -> Option<TestServer> {
         if !common::postgres_available() {
             return None;
         }
@@ -47,7 +52,7 @@ impl TestServer {
             .unwrap();
         let port = free_port();
         let server = TestServer { dir, bin, port };
-        server.init_and_start();
+        server.init_and_start(tls);
         server.psql_as_superuser(&format!(
             "CREATE ROLE {APP_ROLE} LOGIN CREATEDB PASSWORD '{APP_PASSWORD}'; \
              CREATE ROLE {PLAIN_ROLE} LOGIN PASSWORD 'plain'"
@@ -55,16 +60,20 @@ impl TestServer {
         Some(server)
     }
 
-    fn init_and_start(&self) {
+    fn init_and_start(&self, tls: bool) {
         let base = self.dir.path();
         fs::set_permissions(base, fs::Permissions::from_mode(0o700)).unwrap();
         let password_file = base.join("password");
         fs::write(&password_file, SUPERUSER_PASSWORD).unwrap();
+        let mut server_files = vec![base.to_owned(), password_file.clone()];
+        if tls {
+            server_files.extend(make_certificate(base));
+        }
         if Uid::effective().is_root() {
             let user = User::from_name("postgres")
                 .unwrap()
                 .expect("running as root needs a `postgres` account to run the server as");
-            for path in [base, password_file.as_path()] {
+            for path in &server_files {
                 nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
             }
         }
@@ -78,11 +87,24 @@ impl TestServer {
             "--auth=scram-sha-256".into(),
             format!("--pwfile={}", password_file.display()),
         ]);
-        let settings = format!(
+        let mut settings = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\n",
             self.port,
             base.display()
         );
+        if tls {
+            settings.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
+                base.display()
+            ));
+            // The first matching line wins: `app` without TLS is turned away.
+            let hba = data.join("pg_hba.conf");
+            let text = format!(
+                "hostnossl all {APP_ROLE} 127.0.0.1/32 reject\n{}",
+                fs::read_to_string(&hba).unwrap()
+            );
+            fs::write(&hba, text).unwrap();
+        }
         let conf = data.join("postgresql.conf");
         let text = fs::read_to_string(&conf).unwrap() + &settings;
         fs::write(&conf, text).unwrap();
@@ -137,6 +159,10 @@ impl TestServer {
         )
     }
 
+    fn url_with_tls_off(&self) -> String {
+        format!("{}?sslmode=disable", self.url())
+    }
+
     fn url_as(&self, role: &str, password: &str) -> String {
         format!(
             "postgres://{role}:{password}@127.0.0.1:{}/postgres",
@@ -189,6 +215,28 @@ impl Drop for TestServer {
             }));
         }
     }
+}
+
+/// A self-signed certificate and its key in `dir`, made with the `openssl` command; returns their paths.
+fn make_certificate(dir: &Path) -> [PathBuf; 2] {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let output = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command runs (Debian: apt-get install openssl)");
+    assert!(
+        output.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    [cert, key]
 }
 
 /// A port nothing listens on now.
@@ -366,4 +414,20 @@ fn a_server_that_cannot_be_reached_is_a_setup_error_without_the_password() {
         &["could not connect to the server at 127.0.0.1:", "/postgres"],
     );
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
+
+#[test]
+fn tls_is_used_when_the_url_asks_for_it() {
+    let Some(server) = TestServer::start_with(true) else {
+        return;
+    };
+    let project = Project::copy_of("fault-probe");
+    // The server refuses `app` without TLS: cargo-pgtest and the test's psql (PGSSLMODE) both use it.
+    let url = format!("{}?sslmode=require", server.url());
+    project
+        .run(&["--server", &url, "passes"])
+        .expect(0, &["1 passed, 0 failed"]);
+    let without = project.run(&["--server", &server.url_with_tls_off(), "passes"]);
+    without.expect(2, &["could not connect to the server at 127.0.0.1:"]);
+    assert_no_database_left(&server);
 }
