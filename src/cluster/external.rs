@@ -34,6 +34,8 @@ pub enum ExternalError {
     },
     #[error("the server at {target} reports a version cargo-pgtest cannot read: `{text}`")]
     Version { target: String, text: String },
+    #[error("another run on the server at {target} drew the same run id {run_id} (a one in four billion chance); run again")]
+    RunIdTaken { run_id: String, target: String },
     #[error("could not make a run id: the system's random source failed ({0})")]
     Random(#[source] getrandom::Error),
     #[error("the server at {0} is not cargo-pgtest's own: it cannot be stopped or snapshotted")]
@@ -156,12 +158,16 @@ impl External {
             .as_ref()
             .map(|remote| remote.prefix["pgtest_".len()..remote.prefix.len() - 1].to_owned())
             .unwrap_or_default();
-        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+        // Tried, not waited for: another live run with the same id would hold it for its whole life.
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
             .bind(LOCK_CLASS)
             .bind(lock_key(&run_id).unwrap_or_default())
-            .execute(&mut lock)
+            .fetch_one(&mut lock)
             .await
             .map_err(sql("take the run's lock"))?;
+        if !locked {
+            return Err(ExternalError::RunIdTaken { run_id, target });
+        }
         let mut external = External {
             endpoint,
             version,
