@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 pub use super::server::Endpoint;
 
@@ -110,7 +110,9 @@ impl Endpoint {
                 .database(&self.database_name(database))
                 .application_name("cargo-pgtest");
         }
+        // A private Unix socket: TLS would only cost a round trip (and the gateway relays no TLS).
         PgConnectOptions::new_without_pgpass()
+            .ssl_mode(PgSslMode::Disable)
             .socket(&self.socket_dir)
             .port(self.port)
             .username(&self.user)
