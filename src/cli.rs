@@ -100,6 +100,11 @@ pub struct PgtestArgs {
     /// Keep the databases of up to N failed tests for `cargo pgtest psql` (0: keep none)
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub keep_failed: usize,
+
+    /// Use this existing PostgreSQL server (postgres://USER:PASSWORD@HOST:PORT/DATABASE) instead of a
+    /// cluster of our own; also PGTEST_SERVER_URL or the `server` key
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// Commands besides running the tests.

@@ -118,10 +118,16 @@ async fn pipeline(
     };
     let project = stages::project::load(&run).await?;
     let config = stages::config::resolve(&run, &project, test_args.test_threads)?;
-    let found = stages::cluster::find(&run, &config).await?;
-    let (sqlx_test, mut cache) =
-        stages::snapshot::look_up(&run, &project, &config, &found.binaries);
-    let mut cluster = stages::cluster::boot(&run, &config, &found, &mut cache).await?;
+    let (mut cluster, sqlx_test, cache) = match stages::server::url(&run, &config) {
+        Some(url) => stages::server::connect(&run, &project, &config, &url).await?,
+        None => {
+            let found = stages::cluster::find(&run, &config).await?;
+            let (sqlx_test, mut cache) =
+                stages::snapshot::look_up(&run, &project, &config, &found.binaries);
+            let cluster = stages::cluster::boot(&run, &config, &found, &mut cache).await?;
+            (cluster, sqlx_test, cache)
+        }
+    };
     let setup = Setup {
         project,
         config,

@@ -1,15 +1,64 @@
 //! How clients reach the cluster: the URL and `PG*` variables handed to tests and builds, and sqlx's own
 //! connect options. The URL names the socket directory as a percent-encoded host, a form that sqlx,
-//! tokio-postgres and libpq (so diesel and psql) all accept.
+//! tokio-postgres and libpq (so diesel and psql) all accept. On an existing server ([`Remote`]) the user's
+//! URL is kept as written (host, TLS parameters) with only the database changed, and every `pgtest_` name
+//! becomes the run's own (`pgtest_<run id>_…`), so the names the rest of the program picks stay the same.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sqlx::postgres::PgConnectOptions;
+use std::borrow::Cow;
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 pub use super::server::Endpoint;
 
+/// An existing server's address, as the user's URL gave it.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The URL as written, password and query parameters (`sslmode`, …) included.
+    pub(crate) url: url::Url,
+    /// sqlx's reading of `url`.
+    pub(crate) options: PgConnectOptions,
+    /// `pgtest_<run id>_`: what `pgtest_` becomes in this run's database names.
+    pub(crate) prefix: String,
+    /// The database named in the URL (`postgres` when none is), which stands in for `postgres`.
+    pub(crate) maintenance: String,
+}
+
+/// `options` is read from `url`: comparing the URL and the run is enough.
+impl PartialEq for Remote {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url && self.prefix == other.prefix
+    }
+}
+
+impl Eq for Remote {}
+
 impl Endpoint {
-    /// `postgres://USER:PASSWORD@%2Fpath%2Fto%2Fsocket:PORT/DATABASE`
+    /// The name `database` has in this run: itself on our own cluster; on an existing server, `pgtest_…`
+    /// gets the run's prefix and `postgres` is the URL's database.
+    pub fn database_name<'a>(&self, database: &'a str) -> Cow<'a, str> {
+        let Some(remote) = &self.remote else {
+            return Cow::Borrowed(database);
+        };
+        if database == "postgres" {
+            return Cow::Owned(remote.maintenance.clone());
+        }
+        match database.strip_prefix("pgtest_") {
+            Some(rest) if !database.starts_with(&remote.prefix) => {
+                Cow::Owned(format!("{}{rest}", remote.prefix))
+            }
+            _ => Cow::Borrowed(database),
+        }
+    }
+
+    /// `postgres://USER:PASSWORD@%2Fpath%2Fto%2Fsocket:PORT/DATABASE`, or the server's URL with `database`.
     pub fn url(&self, database: &str) -> String {
+        let database = self.database_name(database);
+        if let Some(remote) = &self.remote {
+            let mut url = remote.url.clone();
+            url.set_path(&format!("/{}", percent_encode(&database)));
+            return url.to_string();
+        }
         let host = percent_encode(&self.socket_dir.to_string_lossy());
         let credentials = if self.password.is_empty() {
             percent_encode(&self.user)
@@ -23,12 +72,20 @@ impl Endpoint {
         format!(
             "postgres://{credentials}@{host}:{}/{}",
             self.port,
-            percent_encode(database)
+            percent_encode(&database)
         )
     }
 
     /// The variables a test process gets: the URL under `url_variable`, and libpq's `PG*` variables.
     pub fn env(&self, database: &str, url_variable: &str) -> Vec<(String, String)> {
+        if let Some(remote) = &self.remote {
+            return remote_env(
+                remote,
+                &self.url(database),
+                &self.database_name(database),
+                url_variable,
+            );
+        }
         let mut env = vec![
             (url_variable.to_owned(), self.url(database)),
             (
@@ -46,7 +103,16 @@ impl Endpoint {
     }
 
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        if let Some(remote) = &self.remote {
+            return remote
+                .options
+                .clone()
+                .database(&self.database_name(database))
+                .application_name("cargo-pgtest");
+        }
+        // A private Unix socket: TLS would only cost a round trip (and the gateway relays no TLS).
         PgConnectOptions::new_without_pgpass()
+            .ssl_mode(PgSslMode::Disable)
             .socket(&self.socket_dir)
             .port(self.port)
             .username(&self.user)
@@ -54,6 +120,42 @@ impl Endpoint {
             .database(database)
             .application_name("cargo-pgtest")
     }
+}
+
+/// The variables a test process gets on an existing server: libpq's, read from the URL.
+fn remote_env(
+    remote: &Remote,
+    url: &str,
+    database: &str,
+    url_variable: &str,
+) -> Vec<(String, String)> {
+    let options = &remote.options;
+    let host = match options.get_socket() {
+        Some(dir) => dir.to_string_lossy().into_owned(),
+        None => options.get_host().to_owned(),
+    };
+    let mut env = vec![
+        (url_variable.to_owned(), url.to_owned()),
+        ("PGHOST".to_owned(), host),
+        ("PGPORT".to_owned(), options.get_port().to_string()),
+        ("PGUSER".to_owned(), options.get_username().to_owned()),
+        ("PGDATABASE".to_owned(), database.to_owned()),
+    ];
+    if let Some(password) = remote.url.password() {
+        let password = percent_decode_str(password).decode_utf8_lossy();
+        env.push(("PGPASSWORD".to_owned(), password.into_owned()));
+    }
+    for (key, value) in remote.url.query_pairs() {
+        let variable = match key.as_ref() {
+            "sslmode" => "PGSSLMODE",
+            "sslrootcert" => "PGSSLROOTCERT",
+            "sslcert" => "PGSSLCERT",
+            "sslkey" => "PGSSLKEY",
+            _ => continue,
+        };
+        env.push((variable.to_owned(), value.into_owned()));
+    }
+    env
 }
 
 /// Everything but RFC 3986's unreserved characters gets encoded.
@@ -78,6 +180,7 @@ mod tests {
             port: 5432,
             user: "postgres".into(),
             password: "p@ss".into(),
+            remote: None,
         }
     }
 

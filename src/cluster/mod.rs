@@ -4,6 +4,7 @@
 pub mod binaries;
 mod data_dir;
 pub mod endpoint;
+pub mod external;
 pub(crate) mod fetch;
 pub mod memory;
 pub mod privileges;
@@ -35,6 +36,8 @@ pub enum ClusterError {
     Storage(#[from] storage::StorageError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
+    #[error(transparent)]
+    External(#[from] external::ExternalError),
     #[error("could not set up the cluster's superuser: {0}")]
     Setup(#[source] sqlx::Error),
     #[error("could not make a password for the cluster's superuser: the system's random source failed ({0})")]
@@ -61,16 +64,29 @@ pub struct ClusterSpec<'a> {
     pub jobs: usize,
 }
 
-/// A running cluster. Fields drop in order: the server stops before its directory is removed.
+/// A running cluster: our own, or an existing server (`--server`) the run only makes databases on.
 #[derive(Debug)]
 pub struct Cluster {
+    kind: Kind,
+    pub info: ClusterInfo,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// Both boxed: each is large (a server's state; a connection and sqlx's options), and one per run.
+    Own(Box<Own>),
+    External(Box<external::External>),
+}
+
+/// Our own server. Fields drop in order: the server stops before its directory is removed.
+#[derive(Debug)]
+struct Own {
     server: Server,
     run_dir: RunDir,
     /// What starting the server again takes (after a snapshot taken from the stopped cluster).
     launch: Launch,
     /// The task storing a snapshot in the cache, if one was taken.
     storing: Option<JoinHandle<Result<(), String>>>,
-    pub info: ClusterInfo,
 }
 
 #[derive(Debug)]
@@ -129,17 +145,42 @@ impl Cluster {
             server_user: spec.server_user.name.clone(),
         };
         Ok(Cluster {
-            server,
-            run_dir,
-            launch,
-            storing: None,
+            kind: Kind::Own(Box::new(Own {
+                server,
+                run_dir,
+                launch,
+                storing: None,
+            })),
             info,
         })
     }
 
-    /// The server's data directory, which a snapshot reads.
+    /// An existing server, connected and this run's lock held (see [`external`]).
+    pub(crate) fn existing(server: external::External) -> Cluster {
+        let info = ClusterInfo {
+            version: server.version.clone(),
+            storage: StorageKind::Disk,
+            run_dir: PathBuf::new(),
+            log_path: PathBuf::new(),
+            server_user: server.endpoint.user.clone(),
+        };
+        Cluster {
+            kind: Kind::External(Box::new(server)),
+            info,
+        }
+    }
+
+    /// Whether the server is an existing one, not ours.
+    pub(crate) fn is_existing(&self) -> bool {
+        matches!(self.kind, Kind::External(_))
+    }
+
+    /// The server's data directory, which a snapshot reads (never taken of a server not ours: empty).
     pub(crate) fn data_dir(&self) -> &Path {
-        &self.server.data_dir
+        match &self.kind {
+            Kind::Own(own) => &own.server.data_dir,
+            Kind::External(_) => Path::new(""),
+        }
     }
 
     /// Stops the server cleanly, runs `while_stopped` on its data directory, and starts it again with the
@@ -148,51 +189,79 @@ impl Cluster {
         &mut self,
         while_stopped: impl FnOnce(&Path) -> T,
     ) -> Result<T, ClusterError> {
-        let password = std::mem::take(&mut self.server.endpoint.password);
-        self.server.stop().await;
-        let done = while_stopped(&self.server.data_dir);
-        self.server = server::start(&self.launch.spec(self.run_dir.path())).await?;
-        self.server.endpoint.password = password;
+        let own = match &mut self.kind {
+            Kind::Own(own) => own,
+            Kind::External(server) => {
+                return Err(external::ExternalError::NotOurs(server.target.clone()).into())
+            }
+        };
+        let password = std::mem::take(&mut own.server.endpoint.password);
+        own.server.stop().await;
+        let done = while_stopped(&own.server.data_dir);
+        own.server = server::start(&own.launch.spec(own.run_dir.path())).await?;
+        own.server.endpoint.password = password;
         Ok(done)
     }
 
     /// Hands over work that must end before the run directory goes (storing a snapshot): `shutdown` waits
     /// for it and reports the problem it returns, if any.
     pub(crate) fn finish_before_removal(&mut self, job: JoinHandle<Result<(), String>>) {
-        self.storing = Some(job);
+        if let Kind::Own(own) = &mut self.kind {
+            own.storing = Some(job);
+        }
     }
 
-    /// The binaries the server runs from.
-    pub(crate) fn binaries(&self) -> &Binaries {
-        &self.launch.binaries
+    /// The binaries our own server runs from; none for an existing server.
+    pub(crate) fn binaries(&self) -> Option<&Binaries> {
+        match &self.kind {
+            Kind::Own(own) => Some(&own.launch.binaries),
+            Kind::External(_) => None,
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
-        &self.server.endpoint
+        match &self.kind {
+            Kind::Own(own) => &own.server.endpoint,
+            Kind::External(server) => &server.endpoint,
+        }
     }
 
-    /// Whether the server is still alive (it may die under a test).
+    /// Whether the server is still alive (ours may die under a test; an existing one is not watched).
     pub fn is_running(&mut self) -> bool {
-        self.server.is_running()
+        match &mut self.kind {
+            Kind::Own(own) => own.server.is_running(),
+            Kind::External(_) => true,
+        }
     }
 
     pub fn server_pid(&self) -> Option<u32> {
-        self.server.pid()
+        match &self.kind {
+            Kind::Own(own) => own.server.pid(),
+            Kind::External(_) => None,
+        }
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        self.server.log_tail(lines)
+        match &self.kind {
+            Kind::Own(own) => own.server.log_tail(lines),
+            Kind::External(_) => String::new(),
+        }
     }
 
-    /// Stops the server and removes every file of the run; returns how long that took and what went wrong.
+    /// Stops our server and removes every file of the run, or drops every database the run made on an
+    /// existing server; returns how long that took and what went wrong.
     pub async fn shutdown(self) -> (Duration, Vec<String>) {
         let started = std::time::Instant::now();
-        let Cluster {
+        let own = match self.kind {
+            Kind::Own(own) => own,
+            Kind::External(server) => return (started.elapsed(), server.shutdown().await),
+        };
+        let Own {
             mut server,
             run_dir,
             storing,
             ..
-        } = self;
+        } = *own;
         server.stop_for_good().await;
         drop(server);
         let mut problems = Vec::new();

@@ -99,6 +99,8 @@ pub struct Endpoint {
     pub port: u16,
     pub user: String,
     pub password: String,
+    /// An existing server's address (`--server`), which replaces the socket, port and user above.
+    pub remote: Option<super::endpoint::Remote>,
 }
 
 /// A running server. Dropping it stops it.
@@ -189,6 +191,7 @@ pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
             port,
             user: SUPERUSER.to_owned(),
             password: String::new(),
+            remote: None,
         },
         data_dir,
         log_path,
@@ -447,6 +450,7 @@ mod tests {
                     port: PORT,
                     user: SUPERUSER.to_owned(),
                     password: String::new(),
+                    remote: None,
                 },
                 data_dir: PathBuf::new(),
                 log_path: PathBuf::new(),

@@ -35,6 +35,7 @@ pub(crate) struct Table {
     pub migrations: Option<Sourced<PathBuf>>,
     pub fixtures: Option<Sourced<Vec<PathBuf>>>,
     pub extensions: Option<Sourced<Vec<String>>>,
+    pub server: Option<Sourced<String>>,
 }
 
 /// A key of a parsed table and its value, spans included.
@@ -182,6 +183,7 @@ fn anchor(text: TableText, source: &Source<'_>) -> Result<Table, ConfigError> {
             other => other,
         }),
         tmpfs: source.sourced(text.tmpfs, |flag| flag.0),
+        server: source.sourced(text.server, |url| url),
         isolation: source.sourced(text.isolation, |isolation| isolation.0),
         database_env: source.sourced(text.database_env, |name| name.0),
         settings: settings(text.settings.unwrap_or_default(), source)?,

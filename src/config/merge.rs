@@ -31,6 +31,7 @@ pub(crate) struct RunKeys {
     database_env: Option<Layer<String>>,
     timeout: Option<Layer<Duration>>,
     slow_timeout: Option<Layer<Duration>>,
+    server: Option<Layer<String>>,
     /// Setting name → its value.
     settings: BTreeMap<String, Layer<String>>,
 }
@@ -41,6 +42,7 @@ impl RunKeys {
     pub(crate) fn lay(&mut self, table: &Table, package: Option<&str>) -> Result<(), ConfigError> {
         lay("postgres", &mut self.postgres, &table.postgres, package)?;
         lay("tmpfs", &mut self.tmpfs, &table.tmpfs, package)?;
+        lay("server", &mut self.server, &table.server, package)?;
         lay("isolation", &mut self.isolation, &table.isolation, package)?;
         lay(
             "database_env",
@@ -74,6 +76,10 @@ impl RunKeys {
             Some(layer) => (layer.value.clone(), Some(layer.setter.origin.clone())),
             None => (PostgresChoice::Newest, None),
         }
+    }
+
+    pub(crate) fn server(&self) -> Option<String> {
+        self.server.as_ref().map(|layer| layer.value.clone())
     }
 
     pub(crate) fn tmpfs(&self, overrides: &Overrides) -> bool {

@@ -45,6 +45,8 @@ pub struct Config {
     pub package_database: BTreeMap<String, usize>,
     /// Where `postgres` was set, when it was.
     pub(crate) postgres_origin: Option<Origin>,
+    /// The `server` key: an existing server's URL, used instead of a cluster of our own.
+    pub server: Option<String>,
 }
 
 /// Which PostgreSQL installation to use.
@@ -201,6 +203,7 @@ pub fn resolve(
         databases,
         package_database,
         postgres_origin,
+        server: run.server(),
     })
 }
 

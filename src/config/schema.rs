@@ -21,6 +21,7 @@ pub(crate) const KEYS: &[&str] = &[
     "isolation",
     "migrations",
     "postgres",
+    "server",
     "settings",
     "slow_timeout",
     "timeout",
@@ -41,6 +42,8 @@ pub(crate) struct TableText {
     pub migrations: Option<Spanned<String>>,
     pub fixtures: Option<Spanned<Vec<String>>>,
     pub extensions: Option<Spanned<Vec<ExtensionName>>>,
+    /// An existing server's URL, used instead of a cluster of our own.
+    pub server: Option<Spanned<String>>,
 }
 
 /// `postgres`: a major version (`15` or `"15"`), a bin directory (relative to the manifest until anchored),

@@ -87,8 +87,12 @@ pub(crate) async fn save(
     templates: &[Template],
     kept: &[KeptDatabase],
 ) -> Result<(), InspectError> {
+    // An existing server is not ours to save: its databases are dropped with the run like all others.
+    let Some(binaries) = cluster.binaries() else {
+        return Ok(());
+    };
     let state = KeptState {
-        bin_dir: cluster.binaries().bin_dir.clone(),
+        bin_dir: binaries.bin_dir.clone(),
         templates: templates.to_vec(),
         tests: kept
             .iter()

@@ -103,6 +103,7 @@ mod tests {
             port: 15432,
             user: "postgres".into(),
             password: "secret".into(),
+            remote: None,
         };
         let tcp = endpoint(&socket);
         assert_eq!(

@@ -293,8 +293,11 @@ async fn run_psql(
     psql_args: &[String],
     psql_running: &AtomicBool,
 ) -> Result<u8, Error> {
-    let beside = opened.cluster.binaries().bin_dir.join("psql");
-    let program = if beside.is_file() {
+    let beside = opened
+        .cluster
+        .binaries()
+        .map(|binaries| binaries.bin_dir.join("psql"));
+    let program = if let Some(beside) = beside.filter(|path| path.is_file()) {
         beside
     } else {
         "psql".into()

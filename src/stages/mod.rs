@@ -11,5 +11,6 @@ pub(crate) mod inspect;
 pub(crate) mod project;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod server;
 pub(crate) mod snapshot;
 pub(crate) mod template;

@@ -31,6 +31,8 @@ pub struct Databases {
     pool: PgPool,
     /// `STRATEGY FILE_COPY` on PostgreSQL 15+, measured about twice as fast here as the default WAL_LOG.
     clone_suffix: &'static str,
+    /// Gives names their run's form on an existing server ([`Endpoint::database_name`]).
+    endpoint: Endpoint,
 }
 
 impl Databases {
@@ -47,12 +49,17 @@ impl Databases {
             .await
             .map_err(TemplateError::Connect)?;
         let clone_suffix = clone_strategy(server_major);
-        Ok(Databases { pool, clone_suffix })
+        Ok(Databases {
+            pool,
+            clone_suffix,
+            endpoint: endpoint.clone(),
+        })
     }
 
     /// Creates `name` as a copy of `template`.
     pub async fn create_from(&self, template: &str, name: &str) -> Result<(), sqlx::Error> {
-        let sql = create_statement(template, name, self.clone_suffix);
+        let (template, name) = (self.name(template), self.name(name));
+        let sql = create_statement(&template, &name, self.clone_suffix);
         sqlx::raw_sql(&sql).execute(&self.pool).await.map(drop)
     }
 
@@ -60,7 +67,7 @@ impl Databases {
     pub async fn drop_database(&self, name: &str) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(name)
+            quote_ident(&self.name(name))
         ))
         .execute(&self.pool)
         .await
@@ -70,7 +77,7 @@ impl Databases {
     /// How many sessions are on `name`.
     pub async fn sessions_on(&self, name: &str) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-            .bind(name)
+            .bind(self.name(name).as_ref())
             .fetch_one(&self.pool)
             .await
     }
@@ -80,6 +87,10 @@ impl Databases {
         sqlx::query_scalar("SELECT count(*) FROM pg_database")
             .fetch_one(&self.pool)
             .await
+    }
+
+    fn name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        self.endpoint.database_name(name)
     }
 
     pub async fn close(&self) {

@@ -86,6 +86,7 @@ pub async fn prepare(
         } else {
             format!("pgtest_template_{index}")
         };
+        let name = endpoint.database_name(&name).into_owned();
         templates.push(prepare_one(endpoint, &mut admin, spec, name, server_major).await?);
     }
     let _ = admin.close().await;

@@ -123,6 +123,7 @@ impl Harness {
             port: 5432,
             user: "postgres".into(),
             password: String::new(),
+            remote: None,
         };
         let gateway = Gateway::start(&upstream, dir.path(), 15, 2).unwrap();
         Harness {
