@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str =
     "Run `cargo test` against a throwaway PostgreSQL: data in RAM, migrations applied once, \
@@ -40,6 +40,39 @@ pub struct Cli {
     /// --include-ignored, --nocapture, --test-threads)
     #[arg(last = true, value_name = "TEST ARGS", allow_hyphen_values = true)]
     pub test_args: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Other ways to run the suite against the cluster.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tests with cargo-nextest (`cargo nextest run ARGS...`), every test process in a fresh
+    /// database of its own; nextest's profiles, filters, retries, partitions and reports work as usual
+    Nextest(NextestArgs),
+}
+
+/// `cargo pgtest [OPTIONS] nextest [run] [NEXTEST RUN ARGS]...`
+#[derive(Debug, Args)]
+pub struct NextestArgs {
+    /// Arguments for `cargo nextest run` (a leading `run` may be given or left out)
+    #[arg(
+        value_name = "NEXTEST RUN ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<OsString>,
+}
+
+impl Cli {
+    /// The arguments for `cargo nextest run` when the suite runs under cargo-nextest.
+    pub fn nextest(&self) -> Option<&NextestArgs> {
+        match &self.command {
+            Some(Command::Nextest(args)) => Some(args),
+            None => None,
+        }
+    }
 }
 
 /// Options of cargo-pgtest itself.
@@ -378,6 +411,44 @@ mod tests {
     fn doc_tests_run_by_default_like_cargo() {
         assert!(parse(&["pgtest"]).cargo.runs_doc_tests());
         assert!(parse(&["pgtest", "--lib", "--doc"]).cargo.runs_doc_tests());
+    }
+
+    #[test]
+    fn nextest_takes_every_argument_after_it_for_nextest() {
+        let cli = parse(&[
+            "pgtest",
+            "--no-tmpfs",
+            "nextest",
+            "run",
+            "-E",
+            "test(users_)",
+            "--retries",
+            "2",
+            "--",
+            "--exact",
+        ]);
+        assert!(cli.pgtest.no_tmpfs);
+        assert_eq!(cli.filter, None);
+        let args = cli.nextest().expect("the nextest subcommand");
+        assert_eq!(
+            args.args,
+            [
+                "run",
+                "-E",
+                "test(users_)",
+                "--retries",
+                "2",
+                "--",
+                "--exact"
+            ]
+        );
+        assert!(parse(&["pgtest", "users_"]).nextest().is_none());
+        assert_eq!(
+            parse(&["pgtest", "nextest"])
+                .nextest()
+                .map(|a| a.args.len()),
+            Some(0)
+        );
     }
 
     #[test]

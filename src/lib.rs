@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod exit_code;
+pub mod nextest;
 pub mod report;
 pub mod runner;
 pub mod snapshot;
@@ -28,6 +29,10 @@ use stages::report::fail;
 /// The whole program: parse the arguments, run, and turn the outcome into an exit code. The cluster is
 /// always stopped and removed before this returns, a panic included.
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if nextest::is_wrapper_mode(&args) {
+        return nextest::wrapper_main(args);
+    }
     let cli = match cli::parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
@@ -111,6 +116,7 @@ async fn pipeline(
         cancel,
         events: &events,
     };
+    stages::nextest::check(&run).await?;
     let project = stages::project::load(&run).await?;
     let config = stages::config::resolve(&run, &project, test_args.test_threads)?;
     let found = stages::cluster::find(&run, &config).await?;
@@ -141,6 +147,9 @@ async fn with_cluster(
         panic!("CARGO_PGTEST_PANIC_FOR_TESTS is set");
     }
     let ready = stages::template::prepare(run, &setup, cluster, cache).await?;
+    if let Some(nextest) = run.cli.nextest() {
+        return stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await;
+    }
     let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await?;
     stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{cargo, cluster, config, exit_code, runner, snapshot, template};
+use crate::{cargo, cluster, config, exit_code, nextest, runner, snapshot, template};
 
 /// Everything that can stop a run before its tests are done, with the exit code each one means.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,8 @@ pub enum Error {
     Template(#[from] template::TemplateError),
     #[error(transparent)]
     Runner(#[from] runner::RunnerError),
+    #[error(transparent)]
+    Nextest(#[from] nextest::NextestError),
     #[error("could not create the report file {}: {source}", path.display())]
     ReportFile {
         path: PathBuf,
@@ -42,6 +44,7 @@ impl Error {
         match self {
             Error::Cargo(cargo::CargoError::BuildFailed { .. }) => exit_code::BUILD_FAILED,
             Error::Interrupted(signal) => exit_code::for_signal(signal),
+            Error::Nextest(error) => error.exit_code(),
             _ => exit_code::SETUP_FAILED,
         }
     }
