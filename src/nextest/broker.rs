@@ -51,20 +51,26 @@ impl Handout {
     /// The answer naming `database`: its variables, the restored ones, then `ready`.
     fn answer(&self, database: &str) -> Result<String, String> {
         let env = self.endpoint.env(database, &self.database_env);
-        let restore = self.restore.iter().filter(|reply| match reply {
-            Reply::Env(key, _) | Reply::Unset(key) => env.iter().all(|(set, _)| set != key),
-            _ => false,
-        });
-        let mut text = String::new();
-        let replies = env
-            .iter()
-            .map(|(key, value)| Reply::Env(key.clone(), value.clone()));
-        for reply in replies.chain(restore.cloned()) {
-            text.push_str(&reply.line()?);
-        }
-        text.push_str(&Reply::Ready(database.to_owned()).line()?);
-        Ok(text)
+        answer(&env, &self.restore, database)
     }
+}
+
+/// The lines naming `database`: `env`'s variables, then the `restore`d ones `env` does not set, then
+/// `ready`.
+fn answer(env: &[(String, String)], restore: &[Reply], database: &str) -> Result<String, String> {
+    let restore = restore.iter().filter(|reply| match reply {
+        Reply::Env(key, _) | Reply::Unset(key) => env.iter().all(|(set, _)| set != key),
+        _ => false,
+    });
+    let mut text = String::new();
+    let replies = env
+        .iter()
+        .map(|(key, value)| Reply::Env(key.clone(), value.clone()));
+    for reply in replies.chain(restore.cloned()) {
+        text.push_str(&reply.line()?);
+    }
+    text.push_str(&Reply::Ready(database.to_owned()).line()?);
+    Ok(text)
 }
 
 /// How the broker's connections ended.
@@ -207,4 +213,32 @@ async fn serve_one(stream: UnixStream, handout: Arc<Handout>) {
         while let Ok(1..) = reader.read(&mut sink).await {}
     }
     handout.pool.release(&database).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_gets_its_database_and_not_the_builds() {
+        let endpoint = Endpoint {
+            socket_dir: PathBuf::from("/dev/shm/cargo-pgtest-x/socket"),
+            port: 5432,
+            user: "postgres".into(),
+            password: "pw".into(),
+        };
+        // `database_env = "MY_URL"`: the build got DATABASE_URL and MY_URL, neither set before.
+        let env = endpoint.env("pgtest_nx_7", "MY_URL");
+        let restore = [
+            Reply::Unset("DATABASE_URL".into()),
+            Reply::Unset("MY_URL".into()),
+        ];
+        let text = answer(&env, &restore, "pgtest_nx_7").unwrap();
+        let replies: Vec<Reply> = text.lines().map(|l| Reply::parse(l).unwrap()).collect();
+        assert!(replies.contains(&Reply::Env("MY_URL".into(), endpoint.url("pgtest_nx_7"))));
+        assert!(replies.contains(&Reply::Env("PGDATABASE".into(), "pgtest_nx_7".into())));
+        assert!(replies.contains(&Reply::Unset("DATABASE_URL".into())));
+        assert!(!replies.contains(&Reply::Unset("MY_URL".into())));
+        assert_eq!(replies.last(), Some(&Reply::Ready("pgtest_nx_7".into())));
+    }
 }

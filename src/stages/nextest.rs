@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::context::{Run, Setup};
 use super::error::Error;
 use super::template::Ready;
+use crate::cli::Cli;
 use crate::cluster::Cluster;
 use crate::nextest::broker::{Broker, Closed, Handout};
 use crate::nextest::command;
@@ -25,7 +26,30 @@ pub(crate) async fn check(run: &Run<'_>) -> Result<(), Error> {
     }
     let version = command::version().await?;
     run.info(format!("the tests run under {version}"));
+    if let Some(ignored) = ignored_options(run.cli) {
+        run.warn(format!(
+            "{ignored} apply to cargo-pgtest's own runner and are ignored under `cargo pgtest nextest`: \
+             give nextest its own (a filter, `--retries`, a profile's `slow-timeout` and `junit` in \
+             .config/nextest.toml)"
+        ));
+    }
     Ok(())
+}
+
+/// cargo-pgtest's options for its own runner that were given, which nextest's run does not use.
+fn ignored_options(cli: &Cli) -> Option<String> {
+    let pgtest = &cli.pgtest;
+    let given: Vec<&str> = [
+        ("TESTNAME", cli.filter.is_some()),
+        ("test arguments after `--`", !cli.test_args.is_empty()),
+        ("--isolation", pgtest.isolation.is_some()),
+        ("--timeout", pgtest.timeout.is_some()),
+        ("--junit", pgtest.junit.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    (!given.is_empty()).then(|| given.join(", "))
 }
 
 /// Runs `cargo nextest run` against the prepared templates; its failure is the run's.
@@ -140,5 +164,32 @@ async fn report(run: &Run<'_>, ready: &Ready, before: Option<i64>, closed: Close
         run.info(format!(
             "cluster databases before the tests: {before}, after: {after}"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        crate::cli::parse_from(["cargo", "pgtest"].iter().chain(args).copied()).unwrap()
+    }
+
+    #[test]
+    fn options_only_cargo_pgtests_runner_uses_are_named() {
+        assert_eq!(ignored_options(&cli(&["--jobs", "2", "nextest"])), None);
+        assert_eq!(
+            ignored_options(&cli(&[
+                "--timeout",
+                "5",
+                "--junit",
+                "r.xml",
+                "nextest",
+                "-E",
+                "all()"
+            ]))
+            .as_deref(),
+            Some("--timeout, --junit")
+        );
     }
 }
