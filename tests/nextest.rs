@@ -100,18 +100,18 @@ fn nextest_filters_and_a_leading_run_are_nextests() {
 }
 
 #[test]
-fn a_failing_test_fails_the_run_with_nextests_exit_code() {
+fn a_failing_test_fails_the_run_and_each_retry_gets_a_fresh_database() {
     if !can_run() {
         return;
     }
     let project = Project::copy_of("failing");
-    let output = project.run(&["-v", "nextest", "--no-fail-fast"]);
+    let output = project.run(&["-v", "nextest", "--no-fail-fast", "--retries", "1"]);
     output.expect(
         100,
         &[
             "PASS",
             "failing::outcomes passes",
-            "FAIL",
+            "TRY 2 FAIL",
             "failing::outcomes fails_an_assertion",
             "expected 3 rows, found 4",
             "SIGABRT",
@@ -119,6 +119,17 @@ fn a_failing_test_fails_the_run_with_nextests_exit_code() {
             "error: `cargo nextest run` failed: at least one test failed (exit code 100",
         ],
     );
+    // Four tests, and a second attempt for each of the three that fail: seven processes, seven clones.
+    let all = format!("{}\n{}", output.stdout, output.stderr);
+    let line = all
+        .lines()
+        .find(|l| l.contains("test databases: "))
+        .unwrap_or_else(|| panic!("no database count in\n{all}"));
+    let handed_out: u64 = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    assert_eq!(handed_out, 7, "{line}");
     assert_every_database_dropped(&output);
     project.assert_nothing_left();
 }
