@@ -23,7 +23,9 @@ Exit codes: 0 all passed, 2 setup or configuration error, 100 a test failed, 101
     version,
     about = ABOUT,
     after_help = AFTER_HELP,
-    max_term_width = 100
+    max_term_width = 100,
+    // `cargo pgtest help` keeps running the tests whose name contains "help".
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// Run only the tests whose name contains TESTNAME (as `cargo test TESTNAME`)
@@ -443,6 +445,7 @@ mod tests {
             ]
         );
         assert!(parse(&["pgtest", "users_"]).nextest().is_none());
+        assert_eq!(parse(&["pgtest", "help"]).filter.as_deref(), Some("help"));
         assert_eq!(
             parse(&["pgtest", "nextest"])
                 .nextest()
