@@ -23,7 +23,9 @@ Exit codes: 0 all passed, 2 setup or configuration error, 100 a test failed, 101
     version,
     about = ABOUT,
     after_help = AFTER_HELP,
-    max_term_width = 100
+    max_term_width = 100,
+    // `cargo pgtest help` keeps running the tests whose name contains "help".
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,6 +45,40 @@ pub struct Cli {
     /// --include-ignored, --nocapture, --test-threads)
     #[arg(last = true, value_name = "TEST ARGS", allow_hyphen_values = true)]
     pub test_args: Vec<String>,
+}
+
+/// Commands besides running the tests with cargo-pgtest's own runner.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open psql on a failed test's kept database, or on a fresh copy of the migrated template
+    Psql(crate::inspect::PsqlArgs),
+    /// Run the migrated cluster until Ctrl-C or SIGTERM, printing how to connect to it
+    Serve(crate::inspect::ServeArgs),
+    /// Run the tests with cargo-nextest (`cargo nextest run ARGS...`), every test process in a fresh
+    /// database of its own; nextest's profiles, filters, retries, partitions and reports work as usual
+    Nextest(NextestArgs),
+}
+
+/// `cargo pgtest [OPTIONS] nextest [run] [NEXTEST RUN ARGS]...`
+#[derive(Debug, Args)]
+pub struct NextestArgs {
+    /// Arguments for `cargo nextest run` (a leading `run` may be given or left out)
+    #[arg(
+        value_name = "NEXTEST RUN ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<OsString>,
+}
+
+impl Cli {
+    /// The arguments for `cargo nextest run` when the suite runs under cargo-nextest.
+    pub fn nextest(&self) -> Option<&NextestArgs> {
+        match &self.command {
+            Some(Command::Nextest(args)) => Some(args),
+            Some(Command::Psql(_) | Command::Serve(_)) | None => None,
+        }
+    }
 }
 
 /// Options of cargo-pgtest itself.
@@ -105,15 +141,6 @@ pub struct PgtestArgs {
     /// cluster of our own; also PGTEST_SERVER_URL or the `server` key
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-}
-
-/// Commands besides running the tests.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Open psql on a failed test's kept database, or on a fresh copy of the migrated template
-    Psql(crate::inspect::PsqlArgs),
-    /// Run the migrated cluster until Ctrl-C or SIGTERM, printing how to connect to it
-    Serve(crate::inspect::ServeArgs),
 }
 
 /// The options of `cargo test` that cargo-pgtest forwards to cargo.
@@ -443,6 +470,45 @@ mod tests {
         assert_eq!(parse(&["pgtest"]).pgtest.fetch_postgres, None);
         let bad = parse_from(["cargo-pgtest", "--fetch-postgres", "17.2"]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn nextest_takes_every_argument_after_it_for_nextest() {
+        let cli = parse(&[
+            "pgtest",
+            "--no-tmpfs",
+            "nextest",
+            "run",
+            "-E",
+            "test(users_)",
+            "--retries",
+            "2",
+            "--",
+            "--exact",
+        ]);
+        assert!(cli.pgtest.no_tmpfs);
+        assert_eq!(cli.filter, None);
+        let args = cli.nextest().expect("the nextest subcommand");
+        assert_eq!(
+            args.args,
+            [
+                "run",
+                "-E",
+                "test(users_)",
+                "--retries",
+                "2",
+                "--",
+                "--exact"
+            ]
+        );
+        assert!(parse(&["pgtest", "users_"]).nextest().is_none());
+        assert_eq!(parse(&["pgtest", "help"]).filter.as_deref(), Some("help"));
+        assert_eq!(
+            parse(&["pgtest", "nextest"])
+                .nextest()
+                .map(|a| a.args.len()),
+            Some(0)
+        );
     }
 
     #[test]

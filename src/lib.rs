@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod exit_code;
 pub mod inspect;
+pub mod nextest;
 mod platform;
 pub mod report;
 pub mod runner;
@@ -18,7 +19,7 @@ pub mod template;
 
 use std::process::ExitCode;
 
-use cli::Cli;
+use cli::{Cli, Command};
 use report::styles::Styles;
 use runner::events::{self, EventSender};
 use runner::list::TestArgs;
@@ -30,6 +31,10 @@ use stages::report::fail;
 /// The whole program: parse the arguments, run, and turn the outcome into an exit code. The cluster is
 /// always stopped and removed before this returns, a panic included.
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if nextest::is_wrapper_mode(&args) {
+        return nextest::wrapper_main(args);
+    }
     let cli = match cli::parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
@@ -65,7 +70,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
 /// Runs the stages while the reporters consume their events; returns the exit code.
 async fn run(cli: Cli) -> u8 {
     let styles = Styles::decide(cli.pgtest.color);
-    if cli.command.is_some() {
+    if matches!(cli.command, Some(Command::Psql(_) | Command::Serve(_))) {
         return stages::inspect::main(cli, &styles).await;
     }
     let test_args = match TestArgs::parse(cli.filter.as_deref(), &cli.test_args) {
@@ -116,6 +121,7 @@ async fn pipeline(
         cancel,
         events: &events,
     };
+    stages::nextest::check(&run).await?;
     let project = stages::project::load(&run).await?;
     let config = stages::config::resolve(&run, &project, test_args.test_threads)?;
     let (mut cluster, sqlx_test, cache) = match stages::server::url(&run, &config) {
@@ -152,6 +158,9 @@ async fn with_cluster(
         panic!("CARGO_PGTEST_PANIC_FOR_TESTS is set");
     }
     let ready = stages::template::prepare(run, &setup, cluster, cache).await?;
+    if let Some(nextest) = run.cli.nextest() {
+        return stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await;
+    }
     let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await?;
     stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
 }

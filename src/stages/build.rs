@@ -92,7 +92,7 @@ pub(crate) async fn build(
 }
 
 /// Creates the build's database from the first template; returns the variables that name it.
-async fn build_database(
+pub(crate) async fn build_database(
     run: &Run<'_>,
     setup: &Setup,
     endpoint: &Endpoint,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{cargo, cluster, config, exit_code, inspect, runner, snapshot, template};
+use crate::{cargo, cluster, config, exit_code, inspect, nextest, runner, snapshot, template};
 
 /// Everything that can stop a run before its tests are done, with the exit code each one means.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,8 @@ pub enum Error {
     Runner(#[from] runner::RunnerError),
     #[error(transparent)]
     Inspect(#[from] inspect::InspectError),
+    #[error(transparent)]
+    Nextest(#[from] nextest::NextestError),
     #[error("could not create the report file {}: {source}", path.display())]
     ReportFile {
         path: PathBuf,
@@ -44,6 +46,7 @@ impl Error {
         match self {
             Error::Cargo(cargo::CargoError::BuildFailed { .. }) => exit_code::BUILD_FAILED,
             Error::Interrupted(signal) => exit_code::for_signal(signal),
+            Error::Nextest(error) => error.exit_code(),
             _ => exit_code::SETUP_FAILED,
         }
     }
