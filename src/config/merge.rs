@@ -31,6 +31,7 @@ pub(crate) struct RunKeys {
     database_env: Option<Layer<String>>,
     timeout: Option<Layer<Duration>>,
     slow_timeout: Option<Layer<Duration>>,
+    retries: Option<Layer<u32>>,
     /// Setting name → its value.
     settings: BTreeMap<String, Layer<String>>,
 }
@@ -55,6 +56,7 @@ impl RunKeys {
             &table.slow_timeout,
             package,
         )?;
+        lay("retries", &mut self.retries, &table.retries, package)?;
         for (name, setting) in &table.settings {
             let written = Some(Sourced {
                 value: setting.value.clone(),
@@ -109,6 +111,14 @@ impl RunKeys {
         overrides
             .timeout
             .or(self.timeout.as_ref().map(|layer| layer.value))
+    }
+
+    /// `--retries` over the `retries` key; none by default.
+    pub(crate) fn retries(&self, overrides: &Overrides) -> usize {
+        overrides
+            .retries
+            .or(self.retries.as_ref().map(|layer| layer.value as usize))
+            .unwrap_or(0)
     }
 
     pub(crate) fn slow_timeout(&self) -> Duration {

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::dispatch::{Dispatcher, TestResult};
+use super::dispatch::{Dispatcher, Next, TestResult};
 use super::events::Outcome;
 use super::exec::{self, Limits};
 use super::list::TestCase;
-use super::Cancel;
+use super::{retry, Cancel};
 use crate::cluster::{Cluster, Endpoint};
 use crate::template::{self, Databases};
 
@@ -113,11 +113,7 @@ fn make_clones_ahead(
     for (case, name) in cases.iter().zip(names) {
         let (sender, receiver) = oneshot::channel();
         receivers.push(receiver);
-        let template = context
-            .templates
-            .get(&case.binary.package)
-            .cloned()
-            .unwrap_or_default();
+        let template = template_of(case, context);
         orders.push((template, name.clone(), sender));
     }
     let mut makers = JoinSet::new();
@@ -166,7 +162,20 @@ async fn run_one(
     let result = match made {
         Ok(()) => {
             let env = context.endpoint.env(&database, &context.database_env);
-            exec::run_alone(&case, &env, context.limits, cancel, dispatch).await
+            let result =
+                exec::run_alone(&case, &env, context.limits, cancel.clone(), dispatch).await;
+            let may_retry = cancel.signal().is_none();
+            if dispatch.attempt_finished(case.id(), result, may_retry) == Next::Retry {
+                let fresh = retry::Fresh::Clone {
+                    databases: &context.databases,
+                    endpoint: &context.endpoint,
+                    template: template_of(&case, context),
+                    database_env: &context.database_env,
+                    base: database.clone(),
+                };
+                retry::run_again(&case, &fresh, context.limits, &cancel, dispatch).await;
+            }
+            return database;
         }
         Err(message) => TestResult {
             outcome: Outcome::NotRun {
@@ -178,4 +187,13 @@ async fn run_one(
     };
     dispatch.finished(case.id(), result);
     database
+}
+
+/// The template database `case`'s package's tests are cloned from.
+fn template_of(case: &TestCase, context: &Isolated) -> String {
+    context
+        .templates
+        .get(&case.binary.package)
+        .cloned()
+        .unwrap_or_default()
 }

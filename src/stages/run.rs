@@ -21,7 +21,8 @@ pub(crate) async fn run_tests(
     built: Built,
     test_args: TestArgs,
 ) -> Result<(), Error> {
-    let plan = plan(&setup, &ready, built, test_args);
+    let mut plan = plan(&setup, &ready, built, test_args);
+    plan.partition = run.cli.pgtest.partition;
     let started = Instant::now();
     let peak_memory = Arc::new(AtomicU64::new(0));
     let sampler = cluster
@@ -66,5 +67,7 @@ fn plan(setup: &Setup, ready: &Ready, built: Built, test_args: TestArgs) -> runn
         database_env: config.database_env.clone(),
         templates: package_templates,
         doc_tests,
+        partition: None,
+        retries: config.retries,
     }
 }
