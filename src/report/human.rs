@@ -432,4 +432,49 @@ mod tests {
         }]);
         assert!(!text.contains("Summary"), "{text}");
     }
+
+    fn retry(name: &str, attempt: usize, output: &str) -> Event {
+        Event::TestRetry {
+            test: test(name),
+            attempt,
+            outcome: Outcome::Failed {
+                exit_code: Some(101),
+            },
+            duration: Some(Duration::from_millis(5)),
+            output: output.into(),
+        }
+    }
+
+    #[test]
+    fn a_test_passing_on_a_retry_is_flaky_with_its_failed_attempts_output() {
+        let text = render(&[
+            Event::RunStarted {
+                to_run: 1,
+                filtered_out: 0,
+                jobs: 1,
+                shared: false,
+            },
+            retry("flaky", 1, "boom on attempt 1"),
+            Event::TestFinished {
+                test: test("flaky"),
+                outcome: Outcome::Passed,
+                duration: Some(Duration::from_millis(7)),
+                output: String::new(),
+            },
+        ]);
+        assert!(
+            text.contains("TRY 1 FAIL [   0.005s] probe::isolation flaky"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  FLAKY [   0.007s] probe::isolation flaky"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--- attempt 1: FAIL ---\nboom on attempt 1"),
+            "{text}"
+        );
+        assert!(text.contains("1 passed (1 flaky), 0 failed"), "{text}");
+        assert!(!text.contains(" PASS "), "{text}");
+    }
 }

@@ -357,4 +357,48 @@ mod tests {
         let error = junit.finish(&summary).unwrap_err().to_string();
         assert!(error.contains(&junit.path.display().to_string()), "{error}");
     }
+
+    #[test]
+    fn retried_attempts_are_flaky_failures_or_rerun_failures() {
+        let retry = |name: &str, output: &str| Event::TestRetry {
+            test: id("app::it", name),
+            attempt: 1,
+            outcome: Outcome::Failed {
+                exit_code: Some(101),
+            },
+            duration: Some(Duration::from_millis(5)),
+            output: output.into(),
+        };
+        let events = [
+            retry("flaky", "first try failed"),
+            finished("flaky", Outcome::Passed, ""),
+            retry("broken", "failed again"),
+            finished(
+                "broken",
+                Outcome::Failed {
+                    exit_code: Some(101),
+                },
+                "failed twice",
+            ),
+        ];
+        let mut junit = Junit::new(PathBuf::from("unused.xml"));
+        let mut summary = Summary::default();
+        for event in &events {
+            summary.record(event);
+            junit.report(event);
+        }
+        let xml = junit.xml_report(&summary).to_string().unwrap();
+        let document = Document::parse(&xml).unwrap();
+        let flaky = case(&document, "flaky");
+        let rerun = child(flaky, "flakyFailure").expect("a flakyFailure");
+        assert!(child(flaky, "failure").is_none(), "{xml}");
+        assert_eq!(
+            child(rerun, "system-out").unwrap().text(),
+            Some("first try failed")
+        );
+        let broken = case(&document, "broken");
+        assert!(child(broken, "failure").is_some(), "{xml}");
+        assert!(child(broken, "rerunFailure").is_some(), "{xml}");
+        assert_eq!(summary.flaky.len(), 1);
+    }
 }
