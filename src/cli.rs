@@ -107,6 +107,16 @@ pub struct PgtestArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub timeout: Option<std::time::Duration>,
 
+    /// Run only shard K of N of the tests, as cargo-nextest splits them: `count:K/N` deals each binary's
+    /// sorted tests round-robin, `hash:K/N` by a hash of the test's name; doc tests run on shard 1
+    #[arg(long, value_name = "count:K/N|hash:K/N")]
+    pub partition: Option<crate::runner::partition::Partition>,
+
+    /// Run a failing test up to N more times, each time in a fresh database; a test that passes on a
+    /// retry is FLAKY and does not fail the run [config: retries]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<usize>,
+
     /// Coloring of cargo-pgtest's and cargo's output
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

@@ -32,6 +32,7 @@ pub(crate) struct Table {
     pub settings: BTreeMap<String, Setting>,
     pub timeout: Option<Sourced<Duration>>,
     pub slow_timeout: Option<Sourced<Duration>>,
+    pub retries: Option<Sourced<u32>>,
     pub migrations: Option<Sourced<PathBuf>>,
     pub fixtures: Option<Sourced<Vec<PathBuf>>>,
     pub extensions: Option<Sourced<Vec<String>>>,
@@ -189,6 +190,7 @@ fn anchor(text: TableText, source: &Source<'_>) -> Result<Table, ConfigError> {
         settings: settings(text.settings.unwrap_or_default(), source)?,
         timeout: source.sourced(text.timeout, |wait| wait.0),
         slow_timeout: source.sourced(text.slow_timeout, |wait| wait.0),
+        retries: source.sourced(text.retries, |retries| retries),
         migrations: source.sourced(text.migrations, |dir| base.join(dir)),
         fixtures: source.sourced(text.fixtures, |files| {
             files.iter().map(|file| base.join(file)).collect()

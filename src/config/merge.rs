@@ -32,6 +32,7 @@ pub(crate) struct RunKeys {
     timeout: Option<Layer<Duration>>,
     slow_timeout: Option<Layer<Duration>>,
     server: Option<Layer<String>>,
+    retries: Option<Layer<u32>>,
     /// Setting name → its value.
     settings: BTreeMap<String, Layer<String>>,
 }
@@ -57,6 +58,7 @@ impl RunKeys {
             &table.slow_timeout,
             package,
         )?;
+        lay("retries", &mut self.retries, &table.retries, package)?;
         for (name, setting) in &table.settings {
             let written = Some(Sourced {
                 value: setting.value.clone(),
@@ -115,6 +117,14 @@ impl RunKeys {
         overrides
             .timeout
             .or(self.timeout.as_ref().map(|layer| layer.value))
+    }
+
+    /// `--retries` over the `retries` key; none by default.
+    pub(crate) fn retries(&self, overrides: &Overrides) -> usize {
+        overrides
+            .retries
+            .or(self.retries.as_ref().map(|layer| layer.value as usize))
+            .unwrap_or(0)
     }
 
     pub(crate) fn slow_timeout(&self) -> Duration {

@@ -39,6 +39,8 @@ pub struct Config {
     pub timeout: Option<Duration>,
     /// A test running longer than this is reported as slow (once) while it goes on.
     pub slow_timeout: Duration,
+    /// How many more times a failing test runs, each time in a fresh database.
+    pub retries: usize,
     /// The distinct template databases the tested packages need.
     pub databases: Vec<DatabaseSpec>,
     /// Package name → index into `databases`.
@@ -148,6 +150,8 @@ pub struct Overrides {
     pub timeout: Option<Duration>,
     /// `--test-threads N` after `--`, which means the same as `--jobs` for cargo test.
     pub test_threads: Option<usize>,
+    /// `--retries N`.
+    pub retries: Option<usize>,
 }
 
 /// Resolves the configuration of a run. Every member's table is checked, even one not selected, so a
@@ -200,6 +204,7 @@ pub fn resolve(
             .max(1),
         timeout: run.timeout(overrides),
         slow_timeout: run.slow_timeout(),
+        retries: run.retries(overrides),
         databases,
         package_database,
         postgres_origin,

@@ -22,6 +22,7 @@ pub(crate) const KEYS: &[&str] = &[
     "migrations",
     "postgres",
     "server",
+    "retries",
     "settings",
     "slow_timeout",
     "timeout",
@@ -39,6 +40,8 @@ pub(crate) struct TableText {
     pub settings: Option<BTreeMap<Spanned<String>, Spanned<SettingText>>>,
     pub timeout: Option<Spanned<Wait>>,
     pub slow_timeout: Option<Spanned<Wait>>,
+    /// How many more times a failing test runs before its failure counts.
+    pub retries: Option<Spanned<u32>>,
     pub migrations: Option<Spanned<String>>,
     pub fixtures: Option<Spanned<Vec<String>>>,
     pub extensions: Option<Spanned<Vec<ExtensionName>>>,

@@ -241,14 +241,17 @@ fn flags_override_keys() {
         isolation: Some(Isolation::Test),
         timeout: Some(Duration::from_secs(3)),
         test_threads: Some(2),
+        retries: Some(4),
     };
-    let workspace =
-        package("[package.metadata.pgtest]\ntmpfs = true\nisolation = \"shared\"\ntimeout = 60\n");
+    let workspace = package(
+        "[package.metadata.pgtest]\ntmpfs = true\nisolation = \"shared\"\ntimeout = 60\nretries = 1\n",
+    );
     let config = resolve(&workspace, &overrides, 1).unwrap();
     assert!(!config.tmpfs);
     assert_eq!(config.jobs, 7);
     assert_eq!(config.isolation, Isolation::Test);
     assert_eq!(config.timeout, Some(Duration::from_secs(3)));
+    assert_eq!(config.retries, 4);
     let threads_only = Overrides {
         test_threads: Some(2),
         ..Overrides::default()
@@ -464,4 +467,14 @@ fn a_manifest_that_is_not_toml_is_named_with_its_line() {
         message.starts_with("/p/Cargo.toml:6 is not valid TOML: "),
         "{message}"
     );
+}
+
+#[test]
+fn retries_come_from_the_key_and_default_to_none() {
+    let none = resolve(&package(""), &Overrides::default(), 1).unwrap();
+    assert_eq!(none.retries, 0);
+    let two = package("[package.metadata.pgtest]\nretries = 2\n");
+    assert_eq!(resolve(&two, &Overrides::default(), 1).unwrap().retries, 2);
+    let message = error_of("[package.metadata.pgtest]\nretries = -1\n");
+    assert!(message.contains("`retries`"), "{message}");
 }

@@ -19,6 +19,9 @@ pub struct Human<W: Write> {
     /// Show every test's output, not only failures' (`-- --nocapture`).
     show_output: bool,
     last_not_run_reason: Option<String>,
+    /// The failed attempts' outputs of tests being retried, shown under FLAKY if the test then passes (a
+    /// test that never passes carries them all in its own output).
+    retried: std::collections::BTreeMap<TestId, String>,
 }
 
 impl<W: Write> Human<W> {
@@ -29,6 +32,7 @@ impl<W: Write> Human<W> {
             verbose,
             show_output,
             last_not_run_reason: None,
+            retried: std::collections::BTreeMap::new(),
         }
     }
 
@@ -117,6 +121,11 @@ impl<W: Write> Human<W> {
         output: &str,
     ) {
         let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
+        if let Some(earlier) = self.retried.remove(test).filter(|_| outcome.is_success()) {
+            self.test_line("FLAKY", Some(outcome), &time, test);
+            self.output_block(test, &earlier);
+            return;
+        }
         self.test_line(&outcome.label(), Some(outcome), &time, test);
         if let Outcome::NotRun { reason } = outcome {
             // Tests not run for one cause (the server stopped) share one reason: it is said once.
@@ -126,6 +135,26 @@ impl<W: Write> Human<W> {
             }
         } else if !outcome.is_success() || self.show_output {
             self.output_block(test, output);
+        }
+    }
+
+    /// `TRY 1 FAIL`: an attempt failed and the test runs again; its output waits for the test's result.
+    fn test_retry(
+        &mut self,
+        test: &TestId,
+        attempt: usize,
+        outcome: &Outcome,
+        duration: Option<Duration>,
+        output: &str,
+    ) {
+        let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
+        let label = format!("TRY {attempt} {}", outcome.label());
+        self.test_line(&label, Some(outcome), &time, test);
+        let earlier = self.retried.entry(test.clone()).or_default();
+        earlier.push_str(&format!("--- attempt {attempt}: {} ---\n", outcome.label()));
+        if !output.trim().is_empty() {
+            earlier.push_str(output.trim_end());
+            earlier.push('\n');
         }
     }
 
@@ -167,6 +196,13 @@ impl<W: Write> Reporter for Human<W> {
                 duration,
                 output,
             } => self.test_finished(test, outcome, *duration, output),
+            Event::TestRetry {
+                test,
+                attempt,
+                outcome,
+                duration,
+                output,
+            } => self.test_retry(test, *attempt, outcome, *duration, output),
             Event::TestIgnored { test } => {
                 let time = format!("{:>9}", "");
                 self.test_line("IGNORED", None, &time, test);
@@ -219,6 +255,9 @@ impl<W: Write> Human<W> {
         {
             let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
             self.test_line(&outcome.label(), Some(outcome), &time, test);
+        }
+        for test in &summary.flaky {
+            self.test_line("FLAKY", Some(&Outcome::Passed), &format!("{:>9}", ""), test);
         }
         self.slowest(summary);
         self.phases(summary);
@@ -395,5 +434,50 @@ mod tests {
             duration: Duration::from_millis(450),
         }]);
         assert!(!text.contains("Summary"), "{text}");
+    }
+
+    fn retry(name: &str, attempt: usize, output: &str) -> Event {
+        Event::TestRetry {
+            test: test(name),
+            attempt,
+            outcome: Outcome::Failed {
+                exit_code: Some(101),
+            },
+            duration: Some(Duration::from_millis(5)),
+            output: output.into(),
+        }
+    }
+
+    #[test]
+    fn a_test_passing_on_a_retry_is_flaky_with_its_failed_attempts_output() {
+        let text = render(&[
+            Event::RunStarted {
+                to_run: 1,
+                filtered_out: 0,
+                jobs: 1,
+                shared: false,
+            },
+            retry("flaky", 1, "boom on attempt 1"),
+            Event::TestFinished {
+                test: test("flaky"),
+                outcome: Outcome::Passed,
+                duration: Some(Duration::from_millis(7)),
+                output: String::new(),
+            },
+        ]);
+        assert!(
+            text.contains("TRY 1 FAIL [   0.005s] probe::isolation flaky"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  FLAKY [   0.007s] probe::isolation flaky"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--- attempt 1: FAIL ---\nboom on attempt 1"),
+            "{text}"
+        );
+        assert!(text.contains("1 passed (1 flaky), 0 failed"), "{text}");
+        assert!(!text.contains(" PASS "), "{text}");
     }
 }

@@ -42,6 +42,8 @@ struct SummaryObject<'a> {
     not_run: usize,
     ignored: usize,
     filtered_out: usize,
+    /// Passed only on a retry (counted among `passed` too).
+    flaky: usize,
     /// Seconds per phase, by the phase's name.
     phases: BTreeMap<Phase, f64>,
     interrupted: &'a Option<String>,
@@ -58,6 +60,7 @@ impl<'a> SummaryObject<'a> {
             not_run: summary.not_run,
             ignored: summary.ignored,
             filtered_out: summary.filtered_out,
+            flaky: summary.flaky.len(),
             phases: summary
                 .phases
                 .iter()
@@ -178,7 +181,7 @@ mod tests {
             lines(&[], &summary),
             [json!({
                 "type": "summary", "passed": 3, "failed": 1, "crashed": 1, "timed_out": 0,
-                "not_run": 2, "ignored": 4, "filtered_out": 5,
+                "not_run": 2, "ignored": 4, "filtered_out": 5, "flaky": 0,
                 "phases": { "build": 2.5, "cluster_boot": 0.5 },
                 "interrupted": "SIGINT", "peak_memory_bytes": null, "format_version": 1,
             })]

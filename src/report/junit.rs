@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::{Error, Reporter, Summary};
 use crate::runner::events::{Event, Outcome, Phase, TestId};
@@ -19,6 +19,9 @@ pub struct Junit {
     path: PathBuf,
     /// By binary, in name order.
     suites: BTreeMap<String, TestSuite>,
+    /// Failed attempts of tests run again (`--retries`): `flakyFailure`s if the test then passes,
+    /// `rerunFailure`s if it never does.
+    reruns: BTreeMap<TestId, Vec<TestRerun>>,
 }
 
 impl Junit {
@@ -26,6 +29,7 @@ impl Junit {
         Junit {
             path,
             suites: BTreeMap::new(),
+            reruns: BTreeMap::new(),
         }
     }
 
@@ -50,6 +54,21 @@ impl Junit {
         report.add_test_suites(self.suites.values().cloned());
         report
     }
+}
+
+/// A failed attempt of a test that was run again.
+fn rerun(outcome: &Outcome, duration: Option<Duration>, output: &str) -> TestRerun {
+    let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+    rerun
+        .set_message(xml_text(&format!("attempt {}", outcome.label())))
+        .set_type(outcome.status());
+    if let Some(duration) = duration {
+        rerun.set_time(duration);
+    }
+    if !output.trim().is_empty() {
+        rerun.set_system_out(xml_text(output));
+    }
+    rerun
 }
 
 /// A test that ran, with what the report says about its outcome.
@@ -108,7 +127,22 @@ impl Reporter for Junit {
                 outcome,
                 duration,
                 output,
-            } => self.add(test, finished_case(test, outcome, *duration, output)),
+            } => {
+                let mut case = finished_case(test, outcome, *duration, output);
+                case.status
+                    .add_reruns(self.reruns.remove(test).unwrap_or_default());
+                self.add(test, case);
+            }
+            Event::TestRetry {
+                test,
+                outcome,
+                duration,
+                output,
+                ..
+            } => {
+                let rerun = rerun(outcome, *duration, output);
+                self.reruns.entry(test.clone()).or_default().push(rerun);
+            }
             Event::TestIgnored { test } => {
                 let mut status = TestCaseStatus::skipped();
                 status.set_message("ignored");
@@ -322,5 +356,49 @@ mod tests {
         junit.path = dir.path().join("missing").join("report.xml");
         let error = junit.finish(&summary).unwrap_err().to_string();
         assert!(error.contains(&junit.path.display().to_string()), "{error}");
+    }
+
+    #[test]
+    fn retried_attempts_are_flaky_failures_or_rerun_failures() {
+        let retry = |name: &str, output: &str| Event::TestRetry {
+            test: id("app::it", name),
+            attempt: 1,
+            outcome: Outcome::Failed {
+                exit_code: Some(101),
+            },
+            duration: Some(Duration::from_millis(5)),
+            output: output.into(),
+        };
+        let events = [
+            retry("flaky", "first try failed"),
+            finished("flaky", Outcome::Passed, ""),
+            retry("broken", "failed again"),
+            finished(
+                "broken",
+                Outcome::Failed {
+                    exit_code: Some(101),
+                },
+                "failed twice",
+            ),
+        ];
+        let mut junit = Junit::new(PathBuf::from("unused.xml"));
+        let mut summary = Summary::default();
+        for event in &events {
+            summary.record(event);
+            junit.report(event);
+        }
+        let xml = junit.xml_report(&summary).to_string().unwrap();
+        let document = Document::parse(&xml).unwrap();
+        let flaky = case(&document, "flaky");
+        let rerun = child(flaky, "flakyFailure").expect("a flakyFailure");
+        assert!(child(flaky, "failure").is_none(), "{xml}");
+        assert_eq!(
+            child(rerun, "system-out").unwrap().text(),
+            Some("first try failed")
+        );
+        let broken = case(&document, "broken");
+        assert!(child(broken, "failure").is_some(), "{xml}");
+        assert!(child(broken, "rerunFailure").is_some(), "{xml}");
+        assert_eq!(summary.flaky.len(), 1);
     }
 }

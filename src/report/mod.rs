@@ -55,6 +55,10 @@ pub struct Summary {
     pub peak_memory_bytes: Option<u64>,
     /// Whether the tests were reached at all (a build or setup error stops the run before them).
     pub started: bool,
+    /// Tests that failed an attempt and were run again (`--retries`).
+    pub retried: std::collections::BTreeSet<TestId>,
+    /// Tests that passed only on a retry; they count among the passed.
+    pub flaky: Vec<TestId>,
 }
 
 impl Summary {
@@ -66,6 +70,9 @@ impl Summary {
                 duration,
                 ..
             } => {
+                if outcome.is_success() && self.retried.contains(test) {
+                    self.flaky.push(test.clone());
+                }
                 match outcome {
                     Outcome::Passed => self.passed += 1,
                     Outcome::Failed { .. } => self.failed += 1,
@@ -77,6 +84,9 @@ impl Summary {
                     .push((test.clone(), outcome.clone(), *duration));
             }
             Event::TestIgnored { .. } => self.ignored += 1,
+            Event::TestRetry { test, .. } => {
+                self.retried.insert(test.clone());
+            }
             Event::RunStarted { filtered_out, .. } => {
                 self.started = true;
                 self.filtered_out += filtered_out
@@ -122,10 +132,11 @@ impl Summary {
     /// count as failures, and are told apart after the counts.
     pub fn counts_line(&self) -> String {
         let failed = self.failed + self.crashed + self.timed_out;
-        let mut parts = vec![
-            format!("{} passed", self.passed),
-            format!("{failed} failed"),
-        ];
+        let passed = match self.flaky.len() {
+            0 => format!("{} passed", self.passed),
+            flaky => format!("{} passed ({flaky} flaky)", self.passed),
+        };
+        let mut parts = vec![passed, format!("{failed} failed")];
         if self.not_run > 0 {
             parts.push(format!("{} not run", self.not_run));
         }

@@ -3,7 +3,7 @@
 //! runner builds a test's event. It also keeps the run's ledger, so every test announced in `RunStarted`
 //! ends in exactly one `TestFinished`: [`Dispatcher::close`] gives the ones never reached NOT RUN.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,19 @@ struct Ledger {
     slow: BTreeSet<TestId>,
     /// Ran and did not pass (their databases may be kept).
     failed: BTreeSet<TestId>,
+    /// How many more times a failing test is run (`--retries`).
+    retries: usize,
+    /// The failed attempts of tests being retried.
+    attempts: BTreeMap<TestId, Vec<TestResult>>,
+}
+
+/// What a runner does once an attempt of a test has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The test has its result.
+    Done,
+    /// Run the test again, alone, in a fresh database.
+    Retry,
 }
 
 /// How a test that ran ended, as an executor saw it.
@@ -43,6 +56,49 @@ impl Dispatcher {
             events,
             ledger: Arc::default(),
         }
+    }
+
+    /// A failing test is run up to `retries` more times before its failure counts.
+    pub(crate) fn retrying(self, retries: usize) -> Dispatcher {
+        self.ledger().retries = retries;
+        self
+    }
+
+    /// An attempt of a test that may be run again ended: a failure with retries left (and `may_retry`: the
+    /// run goes on) is told as a retry and answered [`Next::Retry`]; anything else is the test's result,
+    /// which after failed attempts carries every attempt's output (see [`super::retry`]).
+    pub(crate) fn attempt_finished(
+        &self,
+        test: TestId,
+        result: TestResult,
+        may_retry: bool,
+    ) -> Next {
+        let mut ledger = self.ledger();
+        if ledger.finished.contains(&test) {
+            return Next::Done;
+        }
+        let earlier = ledger.attempts.get(&test).map_or(0, Vec::len);
+        let fails = !matches!(result.outcome, Outcome::Passed | Outcome::NotRun { .. });
+        if fails && may_retry && earlier < ledger.retries {
+            ledger
+                .attempts
+                .entry(test.clone())
+                .or_default()
+                .push(result.clone());
+            drop(ledger);
+            self.send(Event::TestRetry {
+                test,
+                attempt: earlier + 1,
+                outcome: result.outcome,
+                duration: result.duration,
+                output: result.output,
+            });
+            return Next::Retry;
+        }
+        let attempts = ledger.attempts.remove(&test).unwrap_or_default();
+        drop(ledger);
+        self.finished(test, super::retry::last_attempt(attempts, result));
+        Next::Done
     }
 
     fn send(&self, event: Event) {

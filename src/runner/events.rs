@@ -170,6 +170,17 @@ pub enum Event {
         duration: Option<Duration>,
         output: String,
     },
+    /// An attempt of a test failed and the test runs again (`--retries`); `attempt` counts from 1. The
+    /// test's `test_finished` follows once it passes (FLAKY) or has no retries left.
+    TestRetry {
+        test: TestId,
+        attempt: usize,
+        #[serde(flatten)]
+        outcome: Outcome,
+        #[serde(rename = "seconds", serialize_with = "optional_seconds")]
+        duration: Option<Duration>,
+        output: String,
+    },
     /// An ignored test that was not asked for.
     TestIgnored {
         test: TestId,

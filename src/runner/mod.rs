@@ -11,6 +11,8 @@ pub mod exec;
 mod keep;
 mod libtest;
 pub mod list;
+pub mod partition;
+mod retry;
 pub mod schedule;
 pub mod shared;
 mod supervisor;
@@ -92,6 +94,10 @@ pub struct Plan {
     pub doc_tests: Option<DocTests>,
     /// How many failed tests' databases are kept rather than dropped (0: none).
     pub keep_failed: usize,
+    /// `--partition`: only this shard's tests run.
+    pub partition: Option<partition::Partition>,
+    /// How many more times a failing test is run (`--retries`, the `retries` key).
+    pub retries: usize,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -147,7 +153,7 @@ pub async fn run(
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<Vec<KeptDatabase>, RunnerError> {
-    let dispatch = Dispatcher::new(events.clone());
+    let dispatch = Dispatcher::new(events.clone()).retrying(plan.retries);
     let keeper = Keeper::new(plan.keep_failed);
     let result = run_plan(plan, cluster, databases, cancel, &dispatch, &keeper).await;
     dispatch.close(|| match &result {
@@ -182,7 +188,8 @@ async fn run_plan(
     dispatch: &Dispatcher,
     keeper: &Keeper,
 ) -> Result<(), RunnerError> {
-    let Some(cases) = choose(plan.binaries, &plan.args, cancel, dispatch).await? else {
+    let partition = plan.partition;
+    let Some(cases) = choose(plan.binaries, &plan.args, partition, cancel, dispatch).await? else {
         // Stopped while listing: nothing was chosen, nothing is left to report.
         return Ok(());
     };
@@ -214,11 +221,20 @@ async fn run_plan(
             let shared_database = |package: &str| format!("{SHARED_PREFIX}{}", sanitize(package));
             let endpoint = cluster.endpoint().clone();
             context
-                .run_together(by_binary(cases.run), shared_database, &endpoint, cluster)
+                .run_together(
+                    by_binary(cases.run),
+                    shared_database,
+                    &endpoint,
+                    true,
+                    cluster,
+                )
                 .await?;
         }
     }
-    if let Some(doc) = plan.doc_tests.filter(|_| !must_stop(cancel, cluster)) {
+    let doc_tests = plan
+        .doc_tests
+        .filter(|_| partition.is_none_or(|p| p.runs_doc_tests()));
+    if let Some(doc) = doc_tests.filter(|_| !must_stop(cancel, cluster)) {
         context.run_doc_tests(doc, &plan.args, cluster).await?;
     }
     Ok(())
@@ -229,6 +245,7 @@ async fn run_plan(
 async fn choose(
     binaries: Vec<TestBinary>,
     args: &TestArgs,
+    partition: Option<partition::Partition>,
     cancel: &Cancel,
     dispatch: &Dispatcher,
 ) -> Result<Option<list::Selection>, RunnerError> {
@@ -238,7 +255,10 @@ async fn choose(
         let Some((all, ignored)) = exec::list(&binary, cancel, dispatch).await? else {
             return Ok(None);
         };
-        let selection = list::select(&binary, &all, &ignored, args);
+        let mut selection = list::select(&binary, &all, &ignored, args);
+        if let Some(partition) = partition {
+            selection = partition.apply(selection);
+        }
         chosen.run.extend(selection.run);
         chosen.ignored.extend(selection.ignored);
         chosen.filtered_out += selection.filtered_out;
@@ -319,7 +339,7 @@ impl Context<'_> {
         // sqlx uses these databases, one per package, only to create each test's own.
         let sqlx_database = |package: &str| format!("pgtest_sqlx_{}", sanitize(package));
         let made = self
-            .run_together(batches, sqlx_database, sqlx_endpoint, cluster)
+            .run_together(batches, sqlx_database, sqlx_endpoint, false, cluster)
             .await?;
         if let Some(gateway) = gateway {
             report_gateway(gateway.stop(), self.dispatch);
@@ -342,11 +362,14 @@ impl Context<'_> {
 
     /// Runs each binary's cases together ([`shared::Together`]) against its package's database
     /// (`database_for` names it; made once per package), reached at `endpoint`; returns the databases made.
+    /// A test run again gets a fresh copy of the template if `fresh_clones`, else (`#[sqlx::test]`s, which
+    /// make their own) the same environment.
     async fn run_together(
         &self,
         batches: Vec<Batch>,
         database_for: impl Fn(&str) -> String,
         endpoint: &crate::cluster::Endpoint,
+        fresh_clones: bool,
         cluster: &mut Cluster,
     ) -> Result<Vec<String>, RunnerError> {
         let mut made = Vec::new();
@@ -371,11 +394,25 @@ impl Context<'_> {
                 threads: self.settings.jobs,
                 limits: self.settings.limits,
             };
-            together
+            let again = together
                 .run(&env, self.cancel.clone(), self.dispatch)
                 .await?;
-            // The tests share the database: a failed one keeps it. (sqlx's databases only make the
-            // tests' own, and are dropped after.)
+            let fresh = match fresh_clones {
+                true => retry::Fresh::Clone {
+                    databases: self.databases,
+                    endpoint,
+                    template: templates.get(&binary.package).cloned().unwrap_or_default(),
+                    database_env: &self.settings.database_env,
+                    base: database.clone(),
+                },
+                false => retry::Fresh::Given(&env),
+            };
+            for case in again {
+                let limits = self.settings.limits;
+                retry::run_again(&case, &fresh, limits, self.cancel, self.dispatch).await;
+            }
+            // The tests share the database: one that failed for good keeps it. (sqlx's databases only make
+            // the tests' own, and are dropped after.)
             let keeps = database.starts_with(SHARED_PREFIX);
             for case in cases
                 .iter()

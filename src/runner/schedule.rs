@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::dispatch::{Dispatcher, TestResult};
+use super::dispatch::{Dispatcher, Next, TestResult};
 use super::events::{Outcome, TestId};
 use super::exec::{self, Limits};
 use super::keep::Keeper;
 use super::list::TestCase;
-use super::Cancel;
+use super::{retry, Cancel};
 use crate::cluster::{Cluster, Endpoint};
 use crate::template::{self, Databases};
 
@@ -121,11 +121,7 @@ fn make_clones_ahead(
     for (case, name) in cases.iter().zip(names) {
         let (sender, receiver) = oneshot::channel();
         receivers.push(receiver);
-        let template = context
-            .templates
-            .get(&case.binary.package)
-            .cloned()
-            .unwrap_or_default();
+        let template = template_of(case, context);
         orders.push((template, name.clone(), sender));
     }
     let mut makers = JoinSet::new();
@@ -175,7 +171,22 @@ async fn run_one(
     let result = match made {
         Ok(()) => {
             let env = context.endpoint.env(&database, &context.database_env);
-            exec::run_alone(&case, &env, context.limits, cancel, dispatch).await
+            let result =
+                exec::run_alone(&case, &env, context.limits, cancel.clone(), dispatch).await;
+            let may_retry = cancel.signal().is_none();
+            if dispatch.attempt_finished(case.id(), result, may_retry) == Next::Retry {
+                let fresh = retry::Fresh::Clone {
+                    databases: &context.databases,
+                    endpoint: &context.endpoint,
+                    template: template_of(&case, context),
+                    database_env: &context.database_env,
+                    base: database.clone(),
+                };
+                retry::run_again(&case, &fresh, context.limits, &cancel, dispatch).await;
+            }
+            // Failed for good: its first attempt's database may be kept (the retries' are dropped).
+            let failed = dispatch.has_failed(&case.id()).then(|| case.id());
+            return (database, failed);
         }
         Err(message) => TestResult {
             outcome: Outcome::NotRun {
@@ -188,4 +199,13 @@ async fn run_one(
     let failed = Keeper::worth_keeping(&result.outcome).then(|| case.id());
     dispatch.finished(case.id(), result);
     (database, failed)
+}
+
+/// The template database `case`'s package's tests are cloned from.
+fn template_of(case: &TestCase, context: &Isolated) -> String {
+    context
+        .templates
+        .get(&case.binary.package)
+        .cloned()
+        .unwrap_or_default()
 }

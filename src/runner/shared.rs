@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::dispatch::{Dispatcher, TestResult};
+use super::dispatch::{Dispatcher, Next, TestResult};
 use super::events::{Outcome, TestId};
 use super::exec::{base_command, outcome_of, Limits};
 use super::libtest::{classify, Line, Verdict};
@@ -37,12 +37,13 @@ impl Together<'_> {
         args
     }
 
+    /// Runs the cases; returns the ones the dispatcher wants run again (`--retries`), each alone.
     pub(crate) async fn run(
         &self,
         database_env: &[(String, String)],
         cancel: Cancel,
         dispatch: &Dispatcher,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<Vec<TestCase>, RunnerError> {
         let mut command = base_command(self.binary);
         command
             .args(self.libtest_args())
@@ -55,8 +56,9 @@ impl Together<'_> {
                 binary: self.binary.path.clone(),
                 source,
             })?;
-        watch.finish(&ended, dispatch);
-        Ok(())
+        let again = watch.finish(&ended, dispatch);
+        let again = self.cases.iter().filter(|case| again.contains(&case.name));
+        Ok(again.cloned().collect())
     }
 }
 
@@ -79,6 +81,8 @@ pub(crate) struct InOneProcess {
     begun: Option<String>,
     /// Output no test claimed (a crash's message, output printed past libtest's capture).
     loose: String,
+    /// Tests whose attempt here failed and that the dispatcher wants run again.
+    again: BTreeSet<String>,
 }
 
 impl InOneProcess {
@@ -102,6 +106,7 @@ impl InOneProcess {
             summary: false,
             begun: None,
             loose: String::new(),
+            again: BTreeSet::new(),
         }
     }
 
@@ -140,23 +145,38 @@ impl InOneProcess {
         };
         let test = self.id(name);
         match verdict {
-            Verdict::Ok => dispatch.finished(
-                test,
-                TestResult {
+            Verdict::Ok => {
+                let result = TestResult {
                     outcome: Outcome::Passed,
                     duration,
                     output: String::new(),
-                },
-            ),
+                };
+                self.attempt_finished(test, result, true, dispatch);
+            }
             Verdict::Ignored => dispatch.ignored(test),
             Verdict::Failed => self.failed.push((name.to_owned(), duration)),
         }
         self.start_next(dispatch);
     }
 
+    /// Hands an attempt's result to the dispatcher, noting the test if it is to run again.
+    fn attempt_finished(
+        &mut self,
+        test: TestId,
+        result: TestResult,
+        may_retry: bool,
+        dispatch: &Dispatcher,
+    ) {
+        let name = test.name.clone();
+        if dispatch.attempt_finished(test, result, may_retry) == Next::Retry {
+            self.again.insert(name);
+        }
+    }
+
     /// Reports what is left once the process is gone: failures with their output, the tests it was
-    /// running, and the ones it never reached.
-    pub(crate) fn finish(mut self, ended: &Ended, dispatch: &Dispatcher) {
+    /// running, and the ones it never reached. Returns the tests to run again.
+    pub(crate) fn finish(mut self, ended: &Ended, dispatch: &Dispatcher) -> BTreeSet<String> {
+        let may_retry = !matches!(ended.stopped, Some(Stop::Signal(_)));
         for (name, duration) in std::mem::take(&mut self.failed) {
             let output = self.outputs.remove(&name).unwrap_or_default();
             let outcome = Outcome::Failed { exit_code: None };
@@ -165,7 +185,7 @@ impl InOneProcess {
                 duration,
                 output: output.trim_end().to_owned(),
             };
-            dispatch.finished(self.id(&name), result);
+            self.attempt_finished(self.id(&name), result, may_retry, dispatch);
         }
         let output = self.loose.trim_end().to_owned();
         for (name, since) in std::mem::take(&mut self.running) {
@@ -186,14 +206,12 @@ impl InOneProcess {
             };
             let duration = Some(since.elapsed());
             let output = output.clone();
-            dispatch.finished(
-                test,
-                TestResult {
-                    outcome,
-                    duration,
-                    output,
-                },
-            );
+            let result = TestResult {
+                outcome,
+                duration,
+                output,
+            };
+            self.attempt_finished(test, result, may_retry, dispatch);
         }
         let reason = match &ended.stopped {
             Some(Stop::Signal(signal)) => format!("stopped by {signal}"),
@@ -204,6 +222,7 @@ impl InOneProcess {
         };
         let waiting: Vec<TestId> = self.waiting.iter().map(|name| self.id(name)).collect();
         dispatch.not_run(waiting, &reason);
+        self.again
     }
 }
 

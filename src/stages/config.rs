@@ -41,5 +41,6 @@ fn overrides(cli: &Cli, test_threads: Option<usize>) -> Overrides {
         }),
         timeout: cli.pgtest.timeout,
         test_threads,
+        retries: cli.pgtest.retries,
     }
 }

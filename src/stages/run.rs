@@ -21,7 +21,8 @@ pub(crate) async fn run_tests(
     built: Built,
     test_args: TestArgs,
 ) -> Result<(), Error> {
-    let plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
+    let mut plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
+    plan.partition = run.cli.pgtest.partition;
     let started = Instant::now();
     let peak_memory = Arc::new(AtomicU64::new(0));
     let sampler = cluster
@@ -85,5 +86,7 @@ fn plan(
         templates: package_templates,
         doc_tests,
         keep_failed,
+        partition: None,
+        retries: config.retries,
     }
 }
