@@ -21,7 +21,8 @@ pub(crate) async fn run_tests(
     built: Built,
     test_args: TestArgs,
 ) -> Result<(), Error> {
-    let plan = plan(&setup, &ready, built, test_args);
+    let mut plan = plan(&setup, &ready, built, test_args);
+    plan.fail_fast = run.cli.pgtest.fail_fast;
     let started = Instant::now();
     let peak_memory = Arc::new(AtomicU64::new(0));
     let sampler = cluster
@@ -66,5 +67,6 @@ fn plan(setup: &Setup, ready: &Ready, built: Built, test_args: TestArgs) -> runn
         database_env: config.database_env.clone(),
         templates: package_templates,
         doc_tests,
+        fail_fast: false,
     }
 }
