@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod exit_code;
+mod refused;
 pub mod report;
 pub mod runner;
 pub mod snapshot;
@@ -142,5 +143,12 @@ async fn with_cluster(
     }
     let ready = stages::template::prepare(run, &setup, cluster, cache).await?;
     let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await?;
+    if run.cli.list || run.cli.pgtest.no_run {
+        ready.databases.close().await;
+        if run.cli.list {
+            return stages::list::print(run, &setup, built, test_args).await;
+        }
+        return Ok(());
+    }
     stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
 }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod exec;
 mod libtest;
 pub mod list;
+pub mod listing;
 pub mod schedule;
 pub mod shared;
 mod supervisor;
@@ -87,6 +88,8 @@ pub struct Plan {
     /// Package name → its template database.
     pub templates: BTreeMap<String, String>,
     pub doc_tests: Option<DocTests>,
+    /// `--fail-fast`: no test starts after one has failed.
+    pub fail_fast: bool,
 }
 
 /// A binary and the cases run together in one process of it.
@@ -138,11 +141,13 @@ pub async fn run(
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<(), RunnerError> {
-    let dispatch = Dispatcher::new(events.clone());
+    let dispatch = Dispatcher::new(events.clone()).fail_fast(plan.fail_fast);
     let result = run_plan(plan, cluster, databases, cancel, &dispatch).await;
     dispatch.close(|| match &result {
         Err(error) => error.to_string(),
-        Ok(()) => stop_reason(cancel, cluster),
+        Ok(()) => dispatch
+            .stop_reason()
+            .unwrap_or_else(|| stop_reason(cancel, cluster)),
     });
     result
 }
@@ -159,9 +164,9 @@ fn stop_reason(cancel: &Cancel, cluster: &mut Cluster) -> String {
     }
 }
 
-/// Whether the run must stop starting tests.
-fn must_stop(cancel: &Cancel, cluster: &mut Cluster) -> bool {
-    cancel.signal().is_some() || !cluster.is_running()
+/// Whether the run must stop starting tests (stopped, the server gone, or a failure under `--fail-fast`).
+fn must_stop(cancel: &Cancel, dispatch: &Dispatcher, cluster: &mut Cluster) -> bool {
+    cancel.signal().is_some() || !cluster.is_running() || dispatch.stop_reason().is_some()
 }
 
 async fn run_plan(
@@ -196,17 +201,26 @@ async fn run_plan(
         cancel,
         dispatch,
     };
+    // The same split `cargo pgtest list` shows.
+    let arranged = listing::arrange(cases.run, plan.isolation);
     match plan.isolation {
-        Isolation::Test => context.run_isolated(cases.run, cluster).await?,
+        Isolation::Test => {
+            context
+                .run_isolated(arranged.sqlx, arranged.alone, cluster)
+                .await?
+        }
         Isolation::Shared => {
             let shared_database = |package: &str| format!("pgtest_shared_{}", sanitize(package));
             let endpoint = cluster.endpoint().clone();
             context
-                .run_together(by_binary(cases.run), shared_database, &endpoint, cluster)
+                .run_together(arranged.shared, shared_database, &endpoint, cluster)
                 .await?;
         }
     }
-    if let Some(doc) = plan.doc_tests.filter(|_| !must_stop(cancel, cluster)) {
+    if let Some(doc) = plan
+        .doc_tests
+        .filter(|_| !must_stop(cancel, dispatch, cluster))
+    {
         context.run_doc_tests(doc, &plan.args, cluster).await?;
     }
     Ok(())
@@ -289,12 +303,12 @@ impl Context<'_> {
     /// binary (through the gateway when it starts) and make their own databases.
     async fn run_isolated(
         &self,
+        batches: Vec<Batch>,
         cases: Vec<list::TestCase>,
         cluster: &mut Cluster,
     ) -> Result<(), RunnerError> {
         let endpoint = cluster.endpoint().clone();
         let jobs = self.settings.jobs;
-        let (batches, cases) = self_isolating_batches(cases);
         let gateway = (!batches.is_empty())
             .then(|| sqlx_gateway(cluster, jobs, self.dispatch))
             .flatten();
@@ -333,7 +347,7 @@ impl Context<'_> {
     ) -> Result<Vec<String>, RunnerError> {
         let mut made = Vec::new();
         for (binary, cases) in batches {
-            if must_stop(self.cancel, cluster) {
+            if must_stop(self.cancel, self.dispatch, cluster) {
                 break;
             }
             let database = database_for(&binary.package);
