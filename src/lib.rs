@@ -146,7 +146,7 @@ async fn with_cluster(
     if run.cli.list || run.cli.pgtest.no_run {
         ready.databases.close().await;
         if run.cli.list {
-            return stages::list::print(run, &setup, built, test_args).await;
+            return stages::list::print(run, &setup, cluster.endpoint(), built, test_args).await;
         }
         return Ok(());
     }

@@ -99,6 +99,37 @@ fn list_is_what_a_run_executes_with_each_tests_isolation() {
 }
 
 #[test]
+fn list_names_the_doc_tests_a_run_executes() {
+    if !common::postgres_available() {
+        return;
+    }
+    let project = Project::copy_of("tokio-postgres-app");
+    let list = project.run(&["list", "--json", "-"]);
+    list.expect(0, &[]);
+    let run = project.run(&["--json", "-"]);
+    run.expect(0, &["8 passed"]);
+    let listed = listed(&list);
+    let names: BTreeSet<(String, String)> = listed
+        .iter()
+        .map(|(b, n, _)| (b.clone(), n.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        executed(&run),
+        "list\n{}\nrun\n{}",
+        list.stdout,
+        run.stderr
+    );
+    let doc = (
+        "tokio-postgres-app::doc".to_owned(),
+        "src/lib.rs - add_todo (line 7)".to_owned(),
+        "shared".to_owned(),
+    );
+    assert!(listed.contains(&doc), "{}", list.stdout);
+    project.assert_nothing_left();
+}
+
+#[test]
 fn fail_fast_starts_nothing_after_the_first_failure() {
     if !common::postgres_available() {
         return;

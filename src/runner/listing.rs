@@ -3,10 +3,13 @@
 
 use serde::Serialize;
 
+use std::time::Instant;
+
 use super::dispatch::Dispatcher;
 use super::events::{EventSender, TestId};
-use super::list::{TestArgs, TestCase};
-use super::{by_binary, choose, self_isolating_batches, Batch, Cancel, RunnerError};
+use super::list::{IgnoredMode, TestArgs, TestCase};
+use super::supervisor::{self, Watch};
+use super::{by_binary, choose, self_isolating_batches, Batch, Cancel, DocTests, RunnerError};
 use crate::cargo::TestBinary;
 use crate::config::Isolation;
 
@@ -108,6 +111,111 @@ pub async fn list(
     Ok(Some(arrange(chosen.run, isolation).listed()))
 }
 
+/// The doc tests `cargo test --doc` would run, listed by it (`-- --list`) with the run's own arguments and
+/// `env` (a database to build against); they share one database in a run. None if stopped first.
+pub async fn list_doc_tests(
+    doc: &DocTests,
+    args: &TestArgs,
+    env: &[(String, String)],
+    cancel: &Cancel,
+    events: &EventSender,
+) -> Result<Option<Vec<Listed>>, RunnerError> {
+    let dispatch = Dispatcher::new(events.clone());
+    let Some(all) = doc_list(doc, args, env, &[], cancel, &dispatch).await? else {
+        return Ok(None);
+    };
+    // libtest lists ignored tests too; a run reports them IGNORED unless they are asked for.
+    let ignored = match args.ignored {
+        IgnoredMode::Skip => doc_list(doc, args, env, &["--ignored"], cancel, &dispatch).await?,
+        IgnoredMode::Only | IgnoredMode::Include => Some(Vec::new()),
+    };
+    let Some(ignored) = ignored else {
+        return Ok(None);
+    };
+    let package_of_crate = |crate_name: &str| {
+        doc.packages
+            .iter()
+            .find(|p| p.replace('-', "_") == crate_name)
+            .cloned()
+            .unwrap_or_else(|| crate_name.to_owned())
+    };
+    let only_ignored = args.ignored == IgnoredMode::Only;
+    Ok(Some(
+        all.into_iter()
+            .filter(|test| !ignored.contains(test))
+            .map(|(crate_name, name)| Listed {
+                test: TestId {
+                    binary: format!("{}::doc", package_of_crate(&crate_name)),
+                    name,
+                },
+                isolation: Kind::Shared,
+                ignored: only_ignored,
+            })
+            .collect(),
+    ))
+}
+
+/// `cargo test --doc ... -- --list --format terse` (with `extra`): (crate, test) pairs.
+async fn doc_list(
+    doc: &DocTests,
+    args: &TestArgs,
+    env: &[(String, String)],
+    extra: &[&str],
+    cancel: &Cancel,
+    dispatch: &Dispatcher,
+) -> Result<Option<Vec<(String, String)>>, RunnerError> {
+    let mut command = tokio::process::Command::new(crate::cargo::cargo_program());
+    command
+        .args(super::doc::cargo_args(doc, args, 1))
+        .args(["--list", "--format", "terse"])
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let mut watch = DocList::default();
+    let ended = supervisor::supervise(command, None, cancel.clone(), dispatch, &mut watch)
+        .await
+        .map_err(|source| RunnerError::Spawn {
+            binary: crate::cargo::cargo_program().into(),
+            source,
+        })?;
+    if ended.stopped.is_some() {
+        return Ok(None);
+    }
+    if !ended.status.is_some_and(|status| status.success()) {
+        return Err(RunnerError::List {
+            binary: "doc tests (cargo test --doc)".to_owned(),
+            status: ended
+                .status
+                .map_or_else(|| "exit status unknown".to_owned(), |s| s.to_string()),
+            stderr: crate::cluster::server::last_lines(&watch.text, 20),
+        });
+    }
+    Ok(Some(watch.tests))
+}
+
+/// What `cargo test --doc -- --list` prints: a `Doc-tests CRATE` line, then that crate's `NAME: test` lines.
+#[derive(Default)]
+struct DocList {
+    crate_name: String,
+    tests: Vec<(String, String)>,
+    text: String,
+}
+
+impl Watch for DocList {
+    fn line(&mut self, line: &str, _: &Dispatcher) {
+        self.text.push_str(line);
+        self.text.push('\n');
+        if let Some(name) = line.trim_start().strip_prefix("Doc-tests ") {
+            self.crate_name = name.trim().to_owned();
+        } else if let Some(test) = line.strip_suffix(": test") {
+            self.tests.push((self.crate_name.clone(), test.to_owned()));
+        }
+    }
+
+    fn running(&self) -> Vec<(TestId, Instant)> {
+        Vec::new()
+    }
+}
+
 /// `list`'s text: one test per line, its isolation first (padded, so the names line up).
 pub fn to_text(listed: &[Listed]) -> String {
     listed
@@ -177,6 +285,24 @@ mod tests {
         assert_eq!(
             first,
             serde_json::json!({"binary": "app::a", "name": "one", "isolation": "shared", "ignored": false})
+        );
+    }
+
+    #[test]
+    fn doc_test_lists_are_read_crate_by_crate() {
+        let (sender, _receiver) = super::super::events::channel();
+        let dispatch = Dispatcher::new(sender);
+        let mut watch = DocList::default();
+        let text = "   Doc-tests my_app\nsrc/lib.rs - add (line 3): test\n\n1 test, 0 benchmarks\n   Doc-tests other\nsrc/lib.rs - x (line 1): test\n";
+        for line in text.lines() {
+            watch.line(line, &dispatch);
+        }
+        assert_eq!(
+            watch.tests,
+            [
+                ("my_app".to_owned(), "src/lib.rs - add (line 3)".to_owned()),
+                ("other".to_owned(), "src/lib.rs - x (line 1)".to_owned())
+            ]
         );
     }
 

@@ -14,7 +14,7 @@ use crate::runner::events::Phase;
 use crate::template::{self, TemplateError};
 
 /// The database the build connects to.
-const BUILD_DATABASE: &str = "pgtest_build";
+pub(super) const BUILD_DATABASE: &str = "pgtest_build";
 
 /// The arguments cargo gets, kept apart from the colour so that nothing has to be stripped again.
 #[derive(Debug, Clone, PartialEq, Eq)]

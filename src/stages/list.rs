@@ -10,16 +10,19 @@ use std::path::{Path, PathBuf};
 use super::build::Built;
 use super::context::{Run, Setup};
 use super::error::Error;
+use crate::cluster::Endpoint;
 use crate::runner::{self, list::TestArgs, listing};
 
 /// Lists the tests a run of the same command line would execute, and writes the list out.
 pub(crate) async fn print(
     run: &Run<'_>,
     setup: &Setup,
+    endpoint: &Endpoint,
     built: Built,
     test_args: TestArgs,
 ) -> Result<(), Error> {
     let isolation = setup.config.isolation;
+    let doc_tests = super::run::doc_tests(setup, &built);
     let listed = runner::listing::list(
         built.binaries,
         &test_args,
@@ -28,13 +31,14 @@ pub(crate) async fn print(
         run.events,
     )
     .await?;
-    let Some(listed) = listed else {
-        return Err(Error::Interrupted(run.cancel.signal().unwrap_or("SIGINT")));
+    let Some(mut listed) = listed else {
+        return Err(stopped(run));
     };
-    if built.runs_doc_tests && !setup.project.packages_with_lib.is_empty() {
-        run.info(
-            "doc tests run after these, through `cargo test --doc`, and are not listed".to_owned(),
-        );
+    // Doc tests run last, against a database of their own; listing them builds against the build's.
+    if let Some(doc) = doc_tests {
+        let env = endpoint.env(super::build::BUILD_DATABASE, &setup.config.database_env);
+        let docs = runner::listing::list_doc_tests(&doc, &test_args, &env, run.cancel, run.events);
+        listed.extend(docs.await?.ok_or_else(|| stopped(run))?);
     }
     match &run.cli.pgtest.json {
         Some(path) => {
@@ -46,6 +50,10 @@ pub(crate) async fn print(
         }
         None => write(Path::new("-"), &listing::to_text(&listed)),
     }
+}
+
+fn stopped(run: &Run<'_>) -> Error {
+    Error::Interrupted(run.cancel.signal().unwrap_or("SIGINT"))
 }
 
 /// Writes `text` to stdout (`-`) or the file at `path`.

@@ -41,20 +41,24 @@ pub(crate) async fn run_tests(
     result.map_err(Error::from)
 }
 
+/// `cargo test --doc`, when the run has doc tests to run (`list` asks the same).
+pub(super) fn doc_tests(setup: &Setup, built: &Built) -> Option<runner::DocTests> {
+    let packages = &setup.project.packages_with_lib;
+    (built.runs_doc_tests && !packages.is_empty()).then(|| runner::DocTests {
+        cargo_args: built.cargo_args.for_doc_tests(),
+        packages: packages.clone(),
+    })
+}
+
 /// What the runner is asked to do.
 fn plan(setup: &Setup, ready: &Ready, built: Built, test_args: TestArgs) -> runner::Plan {
     let config = &setup.config;
-    let project = &setup.project;
     let package_templates: BTreeMap<String, String> = config
         .package_database
         .iter()
         .map(|(package, index)| (package.clone(), ready.templates[*index].name.clone()))
         .collect();
-    let runs_doc_tests = built.runs_doc_tests && !project.packages_with_lib.is_empty();
-    let doc_tests = runs_doc_tests.then(|| runner::DocTests {
-        cargo_args: built.cargo_args.for_doc_tests(),
-        packages: project.packages_with_lib.clone(),
-    });
+    let doc_tests = doc_tests(setup, &built);
     runner::Plan {
         binaries: built.binaries,
         args: test_args,
