@@ -106,8 +106,14 @@ fn list_names_the_doc_tests_a_run_executes() {
     let project = Project::copy_of("tokio-postgres-app");
     let list = project.run(&["list", "--json", "-"]);
     list.expect(0, &[]);
-    let run = project.run(&["--json", "-"]);
+    // -q quiets cargo but must not quiet libtest under `cargo test --doc`, whose lines are read.
+    let run = project.run(&["-q", "--json", "-"]);
     run.expect(0, &["8 passed"]);
+    assert!(
+        !run.stderr.contains("PASS"),
+        "-q: no line per passing test\n{}",
+        run.stderr
+    );
     let listed = listed(&list);
     let names: BTreeSet<(String, String)> = listed
         .iter()
