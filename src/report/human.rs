@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use owo_colors::OwoColorize;
 
-use super::progress::{Progress, CLEAR_LINE};
+use super::progress::{eraser, Progress};
 use super::styles::Styles;
 use super::{Error, Reporter, Summary};
 use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
@@ -22,8 +22,8 @@ pub struct Human<W: Write> {
     last_not_run_reason: Option<String>,
     /// The status line under the test lines (a terminal only); None when not shown.
     progress: Option<Progress>,
-    /// Whether the status line is on screen now (it is erased before anything else is written).
-    progress_shown: bool,
+    /// The width of the status line on screen now, if one is (it is erased before anything else is written).
+    progress_shown: Option<usize>,
     /// `--quiet`: no line for a passing test.
     quiet: bool,
 }
@@ -37,7 +37,7 @@ impl<W: Write> Human<W> {
             show_output,
             last_not_run_reason: None,
             progress: None,
-            progress_shown: false,
+            progress_shown: None,
             quiet: false,
         }
     }
@@ -56,8 +56,8 @@ impl<W: Write> Human<W> {
 
     /// Erases the progress line, so that what comes next is written where it was.
     fn clear_progress(&mut self) {
-        if std::mem::take(&mut self.progress_shown) {
-            let _ = write!(self.out, "{CLEAR_LINE}");
+        if let Some(width) = self.progress_shown.take() {
+            let _ = write!(self.out, "{}", eraser(self.styles.colored, width));
         }
     }
 
@@ -73,7 +73,7 @@ impl<W: Write> Human<W> {
         let word = format!("{:>12}", "Progress");
         let _ = write!(self.out, "{} {line}", word.style(self.styles.heading));
         let _ = self.out.flush();
-        self.progress_shown = true;
+        self.progress_shown = Some(word.chars().count() + 1 + line.chars().count());
     }
 
     /// A cargo-style status line: a right-aligned coloured word, then the message.
@@ -197,7 +197,7 @@ impl<W: Write> Reporter for Human<W> {
     }
 
     fn tick(&mut self) {
-        if self.progress_shown {
+        if self.progress_shown.is_some() {
             self.clear_progress();
             self.draw_progress();
         }
@@ -472,17 +472,18 @@ mod tests {
         });
         human.finish(&Summary::default()).unwrap();
         let text = String::from_utf8(buffer).unwrap();
-        assert!(
-            text.contains(&format!(
-                "    Progress 0/2 done, 0 running, 0 failed, 0s{CLEAR_LINE}   PASS"
-            )),
-            "{text:?}"
-        );
+        let line = "    Progress 0/2 done, 0 running, 0 failed, 0s";
+        let erase = eraser(false, line.len());
+        assert!(text.contains(&format!("{line}{erase}   PASS")), "{text:?}");
         assert!(
             text.ends_with(&format!(
-                "Progress 1/2 done, 0 running, 0 failed, 0s{CLEAR_LINE}"
+                "Progress 1/2 done, 0 running, 0 failed, 0s{erase}"
             )),
             "erased at the end: {text:?}"
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "no escape sequence without colour: {text:?}"
         );
     }
 

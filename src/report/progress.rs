@@ -10,6 +10,16 @@ use crate::runner::events::{Event, Outcome, Phase, TestId};
 /// Erases the terminal line the cursor is on (the status line), leaving the cursor at its start.
 pub(crate) const CLEAR_LINE: &str = "\r\x1b[2K";
 
+/// What erases a status line `width` characters wide: the terminal's erase sequence when colour is on;
+/// without colour (`--color never`, `NO_COLOR`) no escape sequence at all, but spaces over it.
+pub(crate) fn eraser(colored: bool, width: usize) -> String {
+    if colored {
+        CLEAR_LINE.to_owned()
+    } else {
+        format!("\r{}\r", " ".repeat(width))
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     /// Since `RunStarted`; None until the tests start and after they end.
@@ -137,6 +147,12 @@ mod tests {
             duration: Duration::ZERO,
         });
         assert_eq!(progress.line(true), None, "nothing after the tests");
+    }
+
+    #[test]
+    fn without_colour_the_line_is_erased_without_escape_sequences() {
+        assert_eq!(eraser(false, 3), "\r   \r");
+        assert_eq!(eraser(true, 3), CLEAR_LINE);
     }
 
     #[test]
