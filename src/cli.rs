@@ -4,13 +4,16 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str =
     "Run `cargo test` against a throwaway PostgreSQL: data in RAM, migrations applied once, \
 a fresh database for every test";
 
 const AFTER_HELP: &str = "\
+`cargo pgtest list [OPTIONS] [TESTNAME] [-- <test args>...]` prints the tests this run would execute, one per
+line with how each is isolated (own database, shared, sqlx-managed), `--json` for tools; it builds as a run
+does and runs no test. To filter on tests named `list`, write `cargo pgtest -- list`.
 Configuration lives in [package.metadata.pgtest] or [workspace.metadata.pgtest] of Cargo.toml.
 Exit codes: 0 all passed, 2 setup or configuration error, 100 a test failed, 101 the build failed,
 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).";
@@ -45,6 +48,11 @@ pub struct Cli {
     /// --include-ignored, --nocapture, --test-threads)
     #[arg(last = true, value_name = "TEST ARGS", allow_hyphen_values = true)]
     pub test_args: Vec<String>,
+
+    /// `cargo pgtest list`: print the tests a run would execute instead of running them (set by
+    /// [`parse_from`] from the leading word `list`)
+    #[arg(skip)]
+    pub list: bool,
 }
 
 /// Commands besides running the tests with cargo-pgtest's own runner.
@@ -121,13 +129,35 @@ pub struct PgtestArgs {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
-    /// Show where the cluster lives, its log file and each phase as it happens
-    #[arg(short, long)]
+    /// Show where the cluster lives, its log file and each phase as it happens; also passed to cargo
+    /// (`-vv` too). `CARGO_TERM_VERBOSE=true` does the same as `-v`
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbosity: u8,
+
+    /// Whether `-v`, `-vv` or `CARGO_TERM_VERBOSE=true` asked for detail (set by [`parse_from`])
+    #[arg(skip)]
     pub verbose: bool,
 
-    /// Also write every event as one JSON object per line to this file (`-` for stdout)
-    #[arg(long, value_name = "PATH")]
+    /// Also write every event as one JSON object per line to this file (`-` or no value: stdout); with
+    /// `list`, the list itself as JSON lines
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-")]
     pub json: Option<PathBuf>,
+
+    /// No progress line, no line per passing test, and a quiet cargo
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Build the tests against the migrated database, but run none
+    #[arg(long)]
+    pub no_run: bool,
+
+    /// Start no more tests once one has failed: the rest are reported NOT RUN
+    #[arg(long, overrides_with = "no_fail_fast")]
+    pub fail_fast: bool,
+
+    /// Run every test whatever fails (the default; accepted as `cargo test` accepts it)
+    #[arg(long, overrides_with = "fail_fast")]
+    pub no_fail_fast: bool,
 
     /// Also write a JUnit XML report to this file
     #[arg(long, value_name = "PATH")]
@@ -248,6 +278,38 @@ pub struct CargoArgs {
     /// Equivalent to specifying both --locked and --offline
     #[arg(long)]
     pub frozen: bool,
+
+    /// Test only the specified bench target (built in test mode, as `cargo test --bench`)
+    #[arg(long, value_name = "NAME")]
+    pub bench: Vec<String>,
+
+    /// Test all bench targets
+    #[arg(long)]
+    pub benches: bool,
+
+    /// Build for the target triple
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Vec<String>,
+
+    /// Override a cargo configuration value (KEY=VALUE or a path to a TOML file)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+
+    /// Unstable (nightly-only) flags to cargo
+    #[arg(short = 'Z', value_name = "FLAG")]
+    pub unstable: Vec<String>,
+
+    /// Timing report of the build (cargo's `--timings`, optionally `=html,json`)
+    #[arg(long, value_name = "FMTS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub timings: Option<String>,
+
+    /// Cargo's own verbosity (`-v`, `-vv`), copied from cargo-pgtest's
+    #[arg(skip)]
+    pub verbosity: u8,
+
+    /// Whether cargo is asked to be quiet, copied from `-q`
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -301,7 +363,20 @@ where
     if args.get(1).is_some_and(|arg| arg == "pgtest") {
         args.remove(1);
     }
-    Cli::try_parse_from(args)
+    let list = args.get(1).is_some_and(|arg| arg == "list");
+    if list {
+        args.remove(1);
+    }
+    if let Some(message) = crate::refused::refusal(&args) {
+        return Err(Cli::command().error(clap::error::ErrorKind::UnknownArgument, message));
+    }
+    let mut cli = Cli::try_parse_from(args)?;
+    cli.list = list;
+    cli.pgtest.verbose = cli.pgtest.verbosity > 0
+        || std::env::var("CARGO_TERM_VERBOSE").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    cli.cargo.verbosity = cli.pgtest.verbosity;
+    cli.cargo.quiet = cli.pgtest.quiet;
+    Ok(cli)
 }
 
 impl CargoArgs {
@@ -337,6 +412,21 @@ impl CargoArgs {
         push_flag(&mut args, "--locked", self.locked);
         push_flag(&mut args, "--offline", self.offline);
         push_flag(&mut args, "--frozen", self.frozen);
+        push_each(&mut args, "--target", &self.target);
+        push_each(&mut args, "--config", &self.config);
+        push_each(&mut args, "-Z", &self.unstable);
+        match self.timings.as_deref() {
+            Some("") => args.push("--timings".to_owned()),
+            Some(formats) => args.push(format!("--timings={formats}")),
+            None => {}
+        }
+        if self.verbosity > 0 {
+            args.push(format!(
+                "-{}",
+                "v".repeat(usize::from(self.verbosity.min(2)))
+            ));
+        }
+        push_flag(&mut args, "--quiet", self.quiet);
         args
     }
 
@@ -350,6 +440,8 @@ impl CargoArgs {
         push_flag(&mut args, "--tests", self.tests);
         push_each(&mut args, "--example", &self.example);
         push_flag(&mut args, "--examples", self.examples);
+        push_each(&mut args, "--bench", &self.bench);
+        push_flag(&mut args, "--benches", self.benches);
         push_flag(&mut args, "--all-targets", self.all_targets);
         args
     }
@@ -461,6 +553,60 @@ mod tests {
             cli.pgtest.keep_failed, 10,
             "failed tests' databases are kept by default"
         );
+    }
+
+    #[test]
+    fn cargo_test_parity_flags_reach_cargo() {
+        let cli = parse(&[
+            "pgtest",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--config",
+            "build.jobs=1",
+            "-Z",
+            "unstable-options",
+            "--timings=html",
+            "-vv",
+            "--bench",
+            "load",
+            "--benches",
+            "--fail-fast",
+            "--no-run",
+        ]);
+        assert_eq!(
+            cli.cargo.build_args(),
+            [
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "--config",
+                "build.jobs=1",
+                "-Z",
+                "unstable-options",
+                "--timings=html",
+                "-vv"
+            ]
+        );
+        assert_eq!(cli.cargo.target_args(), ["--bench", "load", "--benches"]);
+        assert!(cli.pgtest.verbose && cli.pgtest.fail_fast && cli.pgtest.no_run);
+        let quiet = parse(&["pgtest", "-q", "--timings", "--no-fail-fast"]);
+        assert_eq!(quiet.cargo.build_args(), ["--timings", "--quiet"]);
+        assert!(!quiet.pgtest.fail_fast && !quiet.pgtest.verbose);
+        assert!(
+            !parse(&["pgtest", "--fail-fast", "--no-fail-fast"])
+                .pgtest
+                .fail_fast
+        );
+    }
+
+    #[test]
+    fn list_is_a_leading_word_and_takes_a_runs_arguments() {
+        let cli = parse(&["pgtest", "list", "--json", "-p", "app", "users_"]);
+        assert!(cli.list);
+        assert_eq!(cli.pgtest.json.as_deref(), Some(std::path::Path::new("-")));
+        assert_eq!(cli.filter.as_deref(), Some("users_"));
+        let filter = parse(&["pgtest", "--", "list"]);
+        assert!(!filter.list);
+        assert_eq!(filter.test_args, ["list"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod exit_code;
 pub mod inspect;
 pub mod nextest;
 mod platform;
+mod refused;
 pub mod report;
 pub mod runner;
 pub mod snapshot;
@@ -162,5 +163,12 @@ async fn with_cluster(
         return stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await;
     }
     let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await?;
+    if run.cli.list || run.cli.pgtest.no_run {
+        ready.databases.close().await;
+        if run.cli.list {
+            return stages::list::print(run, &setup, cluster.endpoint(), built, test_args).await;
+        }
+        return Ok(());
+    }
     stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use owo_colors::OwoColorize;
 
+use super::progress::{eraser, Progress};
 use super::styles::Styles;
 use super::{Error, Reporter, Summary};
 use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
@@ -22,6 +23,12 @@ pub struct Human<W: Write> {
     /// The failed attempts' outputs of tests being retried, shown under FLAKY if the test then passes (a
     /// test that never passes carries them all in its own output).
     retried: std::collections::BTreeMap<TestId, String>,
+    /// The status line under the test lines (a terminal only); None when not shown.
+    progress: Option<Progress>,
+    /// The width of the status line on screen now, if one is (it is erased before anything else is written).
+    progress_shown: Option<usize>,
+    /// `--quiet`: no line for a passing test.
+    quiet: bool,
 }
 
 impl<W: Write> Human<W> {
@@ -33,7 +40,44 @@ impl<W: Write> Human<W> {
             show_output,
             last_not_run_reason: None,
             retried: std::collections::BTreeMap::new(),
+            progress: None,
+            progress_shown: None,
+            quiet: false,
         }
+    }
+
+    /// Shows the progress line under the test lines (for a terminal; see [`super::progress`]).
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on.then(Progress::default);
+        self
+    }
+
+    /// `--quiet`: passing tests get no line of their own.
+    pub fn quiet(mut self, on: bool) -> Self {
+        self.quiet = on;
+        self
+    }
+
+    /// Erases the progress line, so that what comes next is written where it was.
+    fn clear_progress(&mut self) {
+        if let Some(width) = self.progress_shown.take() {
+            let _ = write!(self.out, "{}", eraser(self.styles.colored, width));
+        }
+    }
+
+    /// Draws the progress line (without a newline: the next write erases it first).
+    fn draw_progress(&mut self) {
+        let Some(line) = self
+            .progress
+            .as_ref()
+            .and_then(|p| p.line(self.styles.redact))
+        else {
+            return;
+        };
+        let word = format!("{:>12}", "Progress");
+        let _ = write!(self.out, "{} {line}", word.style(self.styles.heading));
+        let _ = self.out.flush();
+        self.progress_shown = Some(word.chars().count() + 1 + line.chars().count());
     }
 
     /// A cargo-style status line: a right-aligned coloured word, then the message.
@@ -120,6 +164,9 @@ impl<W: Write> Human<W> {
         duration: Option<Duration>,
         output: &str,
     ) {
+        if self.quiet && outcome.is_success() && !self.show_output {
+            return;
+        }
         let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
         if let Some(earlier) = self.retried.remove(test).filter(|_| outcome.is_success()) {
             self.test_line("FLAKY", Some(outcome), &time, test);
@@ -169,6 +216,33 @@ impl<W: Write> Human<W> {
 
 impl<W: Write> Reporter for Human<W> {
     fn report(&mut self, event: &Event) {
+        let Some(progress) = &mut self.progress else {
+            return self.show(event);
+        };
+        progress.record(event);
+        self.clear_progress();
+        self.show(event);
+        self.draw_progress();
+    }
+
+    fn tick(&mut self) {
+        if self.progress_shown.is_some() {
+            self.clear_progress();
+            self.draw_progress();
+        }
+    }
+
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
+        self.clear_progress();
+        self.summary(summary)
+            .and_then(|()| self.out.flush())
+            .map_err(|source| Error::Human { source })
+    }
+}
+
+impl<W: Write> Human<W> {
+    /// Writes what `event` shows a person, if anything.
+    fn show(&mut self, event: &Event) {
         match event {
             Event::Warning { message } => self.warning(message),
             Event::Info { message } if self.verbose => self.status("Info", message),
@@ -221,12 +295,6 @@ impl<W: Write> Reporter for Human<W> {
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. } => {}
         }
-    }
-
-    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
-        self.summary(summary)
-            .and_then(|()| self.out.flush())
-            .map_err(|source| Error::Human { source })
     }
 }
 
@@ -425,6 +493,64 @@ mod tests {
             text.contains("Cluster PostgreSQL 15.18, data in RAM (tmpfs)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_progress_line_follows_the_tests_and_is_erased_before_each_line() {
+        let mut buffer = Vec::new();
+        let mut human =
+            Human::new(&mut buffer, Styles::new(false, true), false, false).with_progress(true);
+        human.report(&Event::RunStarted {
+            to_run: 2,
+            filtered_out: 0,
+            jobs: 1,
+            shared: false,
+        });
+        human.report(&Event::TestFinished {
+            test: test("first"),
+            outcome: Outcome::Passed,
+            duration: Some(Duration::ZERO),
+            output: String::new(),
+        });
+        human.finish(&Summary::default()).unwrap();
+        let text = String::from_utf8(buffer).unwrap();
+        let line = "    Progress 0/2 done, 0 running, 0 failed, 0s";
+        let erase = eraser(false, line.len());
+        assert!(text.contains(&format!("{line}{erase}   PASS")), "{text:?}");
+        assert!(
+            text.ends_with(&format!(
+                "Progress 1/2 done, 0 running, 0 failed, 0s{erase}"
+            )),
+            "erased at the end: {text:?}"
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "no escape sequence without colour: {text:?}"
+        );
+    }
+
+    #[test]
+    fn quiet_leaves_out_passing_tests_only() {
+        let mut buffer = Vec::new();
+        let mut human = Human::new(&mut buffer, Styles::new(false, true), false, false).quiet(true);
+        for (name, outcome) in [
+            ("good", Outcome::Passed),
+            ("bad", Outcome::Failed { exit_code: Some(1) }),
+        ] {
+            human.report(&Event::TestFinished {
+                test: test(name),
+                outcome,
+                duration: Some(Duration::ZERO),
+                output: String::new(),
+            });
+        }
+        let text = String::from_utf8(buffer).unwrap();
+        assert!(!text.contains("good"), "{text}");
+        assert!(
+            text.contains("FAIL [   0.000s] probe::isolation bad"),
+            "{text}"
+        );
+        assert!(!text.contains("Progress"), "{text}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod human;
 pub mod json;
 pub mod junit;
+mod progress;
 pub mod styles;
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub enum Error {
 /// A consumer of events.
 pub trait Reporter {
     fn report(&mut self, event: &Event);
+    /// Called about once a second while the run goes on, for what changes with time alone (the progress
+    /// line's clock).
+    fn tick(&mut self) {}
     /// Called once after the last event (and after teardown), with the tally.
     fn finish(&mut self, summary: &Summary) -> Result<(), Error>;
 }
@@ -171,6 +175,12 @@ impl Reporters {
         self.summary.record(event);
         for reporter in &mut self.reporters {
             reporter.report(event);
+        }
+    }
+
+    pub fn tick(&mut self) {
+        for reporter in &mut self.reporters {
+            reporter.tick();
         }
     }
 

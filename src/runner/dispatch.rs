@@ -2,6 +2,8 @@
 //! (the supervisor and what reads a child's output) and the scheduler report here; nothing else in the
 //! runner builds a test's event. It also keeps the run's ledger, so every test announced in `RunStarted`
 //! ends in exactly one `TestFinished`: [`Dispatcher::close`] gives the ones never reached NOT RUN.
+//! Under `--fail-fast` it is also what notices the first failure, which the schedulers read before
+//! starting another test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,10 @@ struct Ledger {
     retries: usize,
     /// The failed attempts of tests being retried.
     attempts: BTreeMap<TestId, Vec<TestResult>>,
+    /// `--fail-fast`: stop starting tests once one fails.
+    fail_fast: bool,
+    /// The test that failed first under `--fail-fast`.
+    first_failure: Option<TestId>,
 }
 
 /// What a runner does once an attempt of a test has ended.
@@ -99,6 +105,20 @@ impl Dispatcher {
         drop(ledger);
         self.finished(test, super::retry::last_attempt(attempts, result));
         Next::Done
+    }
+
+    /// `--fail-fast`: once a test fails, [`Dispatcher::stop_reason`] says so and no test is started.
+    pub(crate) fn fail_fast(self, on: bool) -> Dispatcher {
+        self.ledger().fail_fast = on;
+        self
+    }
+
+    /// Why no further test may start because of a failure (`--fail-fast`); None while none may stop it.
+    pub(crate) fn stop_reason(&self) -> Option<String> {
+        self.ledger()
+            .first_failure
+            .as_ref()
+            .map(|test| format!("--fail-fast: not started after {test} failed"))
     }
 
     fn send(&self, event: Event) {
@@ -184,6 +204,10 @@ impl Dispatcher {
         ledger.pending.remove(&test);
         if super::keep::Keeper::worth_keeping(&result.outcome) {
             ledger.failed.insert(test.clone());
+        }
+        let failed = !matches!(result.outcome, Outcome::Passed | Outcome::NotRun { .. });
+        if ledger.fail_fast && failed && ledger.first_failure.is_none() {
+            ledger.first_failure = Some(test.clone());
         }
         drop(ledger);
         self.send(Event::TestFinished {
@@ -273,6 +297,7 @@ mod tests {
             }
         }
         assert_eq!(slow, 1);
+        assert_eq!(dispatch.stop_reason(), None, "no --fail-fast, no stop");
         let not_run = |reason: &str| Outcome::NotRun {
             reason: reason.into(),
         };
@@ -283,6 +308,32 @@ mod tests {
                 ("b".to_owned(), not_run("its database could not be created")),
                 ("c".to_owned(), not_run("the run was stopped by SIGINT")),
             ]
+        );
+    }
+
+    #[test]
+    fn fail_fast_stops_at_the_first_failure_only() {
+        let (sender, _receiver) = super::super::events::channel();
+        let dispatch = Dispatcher::new(sender).fail_fast(true);
+        dispatch.run_started([id("a"), id("b"), id("c"), id("d")], 0, 1, false);
+        dispatch.finished(id("a"), passed());
+        dispatch.not_run([id("b")], "its database could not be created");
+        assert_eq!(
+            dispatch.stop_reason(),
+            None,
+            "passing or not run is no failure"
+        );
+        let failed = TestResult {
+            outcome: Outcome::Failed {
+                exit_code: Some(101),
+            },
+            ..passed()
+        };
+        dispatch.finished(id("c"), failed.clone());
+        dispatch.finished(id("d"), failed);
+        assert_eq!(
+            dispatch.stop_reason().as_deref(),
+            Some("--fail-fast: not started after app c failed")
         );
     }
 }

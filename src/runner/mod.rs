@@ -11,6 +11,7 @@ pub mod exec;
 mod keep;
 mod libtest;
 pub mod list;
+pub mod listing;
 pub mod partition;
 mod retry;
 pub mod schedule;
@@ -98,6 +99,8 @@ pub struct Plan {
     pub partition: Option<partition::Partition>,
     /// How many more times a failing test is run (`--retries`, the `retries` key).
     pub retries: usize,
+    /// `--fail-fast`: no test starts after one has failed.
+    pub fail_fast: bool,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -153,12 +156,16 @@ pub async fn run(
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<Vec<KeptDatabase>, RunnerError> {
-    let dispatch = Dispatcher::new(events.clone()).retrying(plan.retries);
+    let dispatch = Dispatcher::new(events.clone())
+        .retrying(plan.retries)
+        .fail_fast(plan.fail_fast);
     let keeper = Keeper::new(plan.keep_failed);
     let result = run_plan(plan, cluster, databases, cancel, &dispatch, &keeper).await;
     dispatch.close(|| match &result {
         Err(error) => error.to_string(),
-        Ok(()) => stop_reason(cancel, cluster),
+        Ok(()) => dispatch
+            .stop_reason()
+            .unwrap_or_else(|| stop_reason(cancel, cluster)),
     });
     result.map(|()| keeper.kept())
 }
@@ -175,9 +182,9 @@ fn stop_reason(cancel: &Cancel, cluster: &mut Cluster) -> String {
     }
 }
 
-/// Whether the run must stop starting tests.
-fn must_stop(cancel: &Cancel, cluster: &mut Cluster) -> bool {
-    cancel.signal().is_some() || !cluster.is_running()
+/// Whether the run must stop starting tests (stopped, the server gone, or a failure under `--fail-fast`).
+fn must_stop(cancel: &Cancel, dispatch: &Dispatcher, cluster: &mut Cluster) -> bool {
+    cancel.signal().is_some() || !cluster.is_running() || dispatch.stop_reason().is_some()
 }
 
 async fn run_plan(
@@ -215,26 +222,26 @@ async fn run_plan(
         dispatch,
         keeper,
     };
+    // The same split `cargo pgtest list` shows.
+    let arranged = listing::arrange(cases.run, plan.isolation);
     match plan.isolation {
-        Isolation::Test => context.run_isolated(cases.run, cluster).await?,
+        Isolation::Test => {
+            context
+                .run_isolated(arranged.sqlx, arranged.alone, cluster)
+                .await?
+        }
         Isolation::Shared => {
             let shared_database = |package: &str| format!("{SHARED_PREFIX}{}", sanitize(package));
             let endpoint = cluster.endpoint().clone();
             context
-                .run_together(
-                    by_binary(cases.run),
-                    shared_database,
-                    &endpoint,
-                    true,
-                    cluster,
-                )
+                .run_together(arranged.shared, shared_database, &endpoint, true, cluster)
                 .await?;
         }
     }
     let doc_tests = plan
         .doc_tests
         .filter(|_| partition.is_none_or(|p| p.runs_doc_tests()));
-    if let Some(doc) = doc_tests.filter(|_| !must_stop(cancel, cluster)) {
+    if let Some(doc) = doc_tests.filter(|_| !must_stop(cancel, dispatch, cluster)) {
         context.run_doc_tests(doc, &plan.args, cluster).await?;
     }
     Ok(())
@@ -326,12 +333,12 @@ impl Context<'_> {
     /// binary (through the gateway when it starts) and make their own databases.
     async fn run_isolated(
         &self,
+        batches: Vec<Batch>,
         cases: Vec<list::TestCase>,
         cluster: &mut Cluster,
     ) -> Result<(), RunnerError> {
         let endpoint = cluster.endpoint().clone();
         let jobs = self.settings.jobs;
-        let (batches, cases) = self_isolating_batches(cases);
         let gateway = (!batches.is_empty())
             .then(|| sqlx_gateway(cluster, jobs, self.dispatch))
             .flatten();
@@ -374,7 +381,7 @@ impl Context<'_> {
     ) -> Result<Vec<String>, RunnerError> {
         let mut made = Vec::new();
         for (binary, cases) in batches {
-            if must_stop(self.cancel, cluster) {
+            if must_stop(self.cancel, self.dispatch, cluster) {
                 break;
             }
             let database = database_for(&binary.package);

@@ -35,8 +35,8 @@ pub struct Isolated {
 /// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
 type CloneReady = oneshot::Receiver<(Result<(), String>, OwnedSemaphorePermit)>;
 
-/// Runs the cases, each of them unless the run is stopped (or the server dies) first: the ones not started
-/// then are left to the dispatcher's NOT RUN.
+/// Runs the cases, each of them unless the run is stopped (or the server dies, or a test fails under
+/// `--fail-fast`) first: the ones not started then are left to the dispatcher's NOT RUN.
 pub(crate) async fn run(
     cases: Vec<TestCase>,
     context: &Isolated,
@@ -53,7 +53,7 @@ pub(crate) async fn run(
     let mut stopping = false;
     loop {
         while running.len() < context.jobs && !stopping {
-            if cancel.signal().is_some() {
+            if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
                 stopping = true;
                 break;
             }

@@ -14,7 +14,7 @@ use crate::runner::events::Phase;
 use crate::template::{self, TemplateError};
 
 /// The database the build connects to.
-const BUILD_DATABASE: &str = "pgtest_build";
+pub(super) const BUILD_DATABASE: &str = "pgtest_build";
 
 /// The arguments cargo gets, kept apart from the colour so that nothing has to be stripped again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +46,15 @@ impl CargoArgs {
         args
     }
 
-    /// `cargo test --doc`'s arguments: the selection alone (the doc-test runner sets the colour itself).
+    /// `cargo test --doc`'s arguments: the selection alone (the doc-test runner sets the colour itself), less
+    /// `--quiet`, which cargo would hand on to libtest, whose one-line-per-test output the runner reads.
     pub(crate) fn for_doc_tests(&self) -> Vec<String> {
-        self.selection.clone()
+        let quiet = |arg: &&String| *arg == "--quiet";
+        self.selection
+            .iter()
+            .filter(|a| !quiet(a))
+            .cloned()
+            .collect()
     }
 }
 
@@ -156,5 +162,12 @@ mod tests {
             ]
         );
         assert_eq!(build.iter().filter(|a| *a == "--color").count(), 1);
+    }
+
+    #[test]
+    fn quiet_makes_the_build_quiet_but_not_the_doc_tests_output() {
+        let cargo = args(&["-q", "--release"], "never");
+        assert!(cargo.for_build().contains(&"--quiet".to_owned()));
+        assert_eq!(cargo.for_doc_tests(), ["--release"]);
     }
 }

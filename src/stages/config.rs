@@ -15,6 +15,10 @@ pub(crate) fn resolve(
     test_threads: Option<usize>,
 ) -> Result<Config, Error> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let test_threads = match test_threads {
+        Some(threads) => Some(threads),
+        None => rust_test_threads(std::env::var("RUST_TEST_THREADS").ok().as_deref())?,
+    };
     let mut config = config::resolve(&project.workspace, &overrides(run.cli, test_threads), cpus)?;
     config.postgres = postgres_choice(run.cli, config.postgres);
     config.check_paths(&project.workspace)?;
@@ -30,6 +34,19 @@ pub(crate) fn postgres_choice(cli: &Cli, configured: PostgresChoice) -> Postgres
     }
 }
 
+/// libtest's `RUST_TEST_THREADS`, honoured as cargo test honours it: below `--jobs` and `--test-threads`.
+fn rust_test_threads(value: Option<&str>) -> Result<Option<usize>, Error> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(value) => match value.parse::<usize>() {
+            Ok(threads) if threads > 0 => Ok(Some(threads)),
+            _ => Err(Error::TestArgs(format!(
+                "RUST_TEST_THREADS is `{value}`, not a whole number of at least 1; fix or unset it"
+            ))),
+        },
+    }
+}
+
 /// The flags that override the metadata.
 fn overrides(cli: &Cli, test_threads: Option<usize>) -> Overrides {
     Overrides {
@@ -42,5 +59,21 @@ fn overrides(cli: &Cli, test_threads: Option<usize>) -> Overrides {
         timeout: cli.pgtest.timeout,
         test_threads,
         retries: cli.pgtest.retries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_test_threads_is_a_positive_count_or_absent() {
+        assert_eq!(rust_test_threads(None).unwrap(), None);
+        assert_eq!(rust_test_threads(Some("")).unwrap(), None);
+        assert_eq!(rust_test_threads(Some("3")).unwrap(), Some(3));
+        for bad in ["0", "many", "-1"] {
+            let message = rust_test_threads(Some(bad)).unwrap_err().to_string();
+            assert!(message.contains("RUST_TEST_THREADS"), "{message}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod config;
 pub(crate) mod context;
 pub(crate) mod error;
 pub(crate) mod inspect;
+pub(crate) mod list;
 pub(crate) mod nextest;
 pub(crate) mod project;
 pub(crate) mod report;

@@ -16,19 +16,24 @@ pub(crate) fn reporters(
     test_args: &TestArgs,
 ) -> Result<Reporters, Error> {
     let mut reporters = Reporters::default();
-    reporters.add(Box::new(Human::new(
-        std::io::stderr(),
-        styles.clone(),
-        cli.pgtest.verbose,
-        test_args.show_output,
-    )));
+    reporters.add(Box::new(
+        Human::new(
+            std::io::stderr(),
+            styles.clone(),
+            cli.pgtest.verbose,
+            test_args.show_output,
+        )
+        .quiet(cli.pgtest.quiet)
+        .with_progress(shows_progress(cli)),
+    ));
     let create = |path: &std::path::PathBuf| {
         std::fs::File::create(path).map_err(|source| Error::ReportFile {
             path: path.clone(),
             source,
         })
     };
-    if let Some(path) = &cli.pgtest.json {
+    // `list` writes the list itself where `--json` points, and has no results for the reports.
+    if let Some(path) = cli.pgtest.json.as_ref().filter(|_| !cli.list) {
         let out: Box<dyn std::io::Write> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
@@ -36,17 +41,36 @@ pub(crate) fn reporters(
         };
         reporters.add(Box::new(JsonLines::new(out)));
     }
-    if let Some(path) = &cli.pgtest.junit {
+    if let Some(path) = cli.pgtest.junit.as_ref().filter(|_| !cli.list) {
         create(path)?;
         reporters.add(Box::new(Junit::new(path.clone())));
     }
     Ok(reporters)
 }
 
-/// Feeds every event to the reporters until the channel closes.
+/// Whether the progress line is shown: on a terminal only, and not with `--quiet`, `--json -` or `list`.
+fn shows_progress(cli: &Cli) -> bool {
+    use std::io::IsTerminal;
+    let json_on_stdout = cli
+        .pgtest
+        .json
+        .as_ref()
+        .is_some_and(|p| p.as_os_str() == "-");
+    std::io::stderr().is_terminal() && !cli.pgtest.quiet && !json_on_stdout && !cli.list
+}
+
+/// Feeds every event to the reporters until the channel closes, with a tick each second between them.
 pub(crate) async fn consume(reporters: &mut Reporters, mut events: EventReceiver) {
-    while let Some(event) = events.recv().await {
-        reporters.report(&event);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => reporters.report(&event),
+                None => return,
+            },
+            _ = ticks.tick() => reporters.tick(),
+        }
     }
 }
 

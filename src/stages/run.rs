@@ -23,6 +23,7 @@ pub(crate) async fn run_tests(
 ) -> Result<(), Error> {
     let mut plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
     plan.partition = run.cli.pgtest.partition;
+    plan.fail_fast = run.cli.pgtest.fail_fast;
     let started = Instant::now();
     let peak_memory = Arc::new(AtomicU64::new(0));
     let sampler = cluster
@@ -53,6 +54,15 @@ pub(crate) async fn run_tests(
     Ok(())
 }
 
+/// `cargo test --doc`, when the run has doc tests to run (`list` asks the same).
+pub(super) fn doc_tests(setup: &Setup, built: &Built) -> Option<runner::DocTests> {
+    let packages = &setup.project.packages_with_lib;
+    (built.runs_doc_tests && !packages.is_empty()).then(|| runner::DocTests {
+        cargo_args: built.cargo_args.for_doc_tests(),
+        packages: packages.clone(),
+    })
+}
+
 /// What the runner is asked to do.
 fn plan(
     setup: &Setup,
@@ -62,17 +72,12 @@ fn plan(
     keep_failed: usize,
 ) -> runner::Plan {
     let config = &setup.config;
-    let project = &setup.project;
     let package_templates: BTreeMap<String, String> = config
         .package_database
         .iter()
         .map(|(package, index)| (package.clone(), ready.templates[*index].name.clone()))
         .collect();
-    let runs_doc_tests = built.runs_doc_tests && !project.packages_with_lib.is_empty();
-    let doc_tests = runs_doc_tests.then(|| runner::DocTests {
-        cargo_args: built.cargo_args.for_doc_tests(),
-        packages: project.packages_with_lib.clone(),
-    });
+    let doc_tests = doc_tests(setup, &built);
     runner::Plan {
         binaries: built.binaries,
         args: test_args,
@@ -88,5 +93,6 @@ fn plan(
         keep_failed,
         partition: None,
         retries: config.retries,
+        fail_fast: false,
     }
 }

@@ -2,6 +2,8 @@
 //! copy of a fixture project, the command to run cargo-pgtest on it, and checks that a run left nothing.
 #![allow(dead_code)]
 
+pub mod terminal;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
