@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod exit_code;
+pub(crate) mod history;
 pub mod report;
 pub mod runner;
 pub mod snapshot;

@@ -180,7 +180,8 @@ impl<W: Write> Reporter for Human<W> {
             | Event::TestStarted { .. }
             | Event::DatabaseCloned { .. }
             | Event::FilteredOut { .. }
-            | Event::ClusterMemory { .. } => {}
+            | Event::ClusterMemory { .. }
+            | Event::TestSlower { .. } => {}
         }
     }
 
@@ -217,10 +218,27 @@ impl<W: Write> Human<W> {
             let time = duration.map_or_else(|| format!("{:>9}", ""), |d| self.styles.seconds(d));
             self.test_line(&outcome.label(), Some(outcome), &time, test);
         }
+        self.slower(summary);
         self.slowest(summary);
         self.phases(summary);
         self.cluster_line(summary);
         Ok(())
+    }
+
+    /// Passing tests far slower than their own history, each with both times.
+    fn slower(&mut self, summary: &Summary) {
+        for (test, now, median) in &summary.slower {
+            let label = format!("{:>7}", "SLOWER");
+            let _ = writeln!(
+                self.out,
+                "{} [{}] {} {} (median of its last passing runs: {})",
+                label.style(self.styles.warning),
+                self.styles.seconds(*now),
+                test.binary.style(self.styles.dim),
+                test.name,
+                self.styles.seconds(*median).trim()
+            );
+        }
     }
 
     fn slowest(&mut self, summary: &Summary) {

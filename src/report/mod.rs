@@ -53,6 +53,8 @@ pub struct Summary {
     pub cluster: Option<ClusterFacts>,
     pub interrupted: Option<String>,
     pub peak_memory_bytes: Option<u64>,
+    /// Passing tests far slower than their history: the test, its time now and its median before.
+    pub slower: Vec<(TestId, Duration, Duration)>,
     /// Whether the tests were reached at all (a build or setup error stops the run before them).
     pub started: bool,
 }
@@ -86,6 +88,11 @@ impl Summary {
             Event::ClusterReady(facts) => self.cluster = Some(facts.clone()),
             Event::Interrupted { signal } => self.interrupted = Some(signal.clone()),
             Event::ClusterMemory { peak_bytes } => self.peak_memory_bytes = Some(*peak_bytes),
+            Event::TestSlower {
+                test,
+                duration,
+                median,
+            } => self.slower.push((test.clone(), *duration, *median)),
             Event::Warning { .. }
             | Event::Info { .. }
             | Event::TestStarted { .. }

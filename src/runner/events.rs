@@ -181,6 +181,14 @@ pub enum Event {
     ClusterMemory {
         peak_bytes: u64,
     },
+    /// A passing test took far longer than the median of its recent passing runs (the test history).
+    TestSlower {
+        test: TestId,
+        #[serde(rename = "seconds", serialize_with = "seconds")]
+        duration: Duration,
+        #[serde(rename = "median_seconds", serialize_with = "seconds")]
+        median: Duration,
+    },
 }
 
 /// A duration as seconds (`0.348`), the unit of every time in the JSON report.

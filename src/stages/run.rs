@@ -27,7 +27,9 @@ pub(crate) async fn run_tests(
     let sampler = cluster
         .server_pid()
         .map(|pid| tokio::spawn(cluster::memory::track_peak(pid, Arc::clone(&peak_memory))));
-    let result = runner::run(plan, cluster, &ready.databases, run.cancel, run.events).await;
+    let (taps, tapped) = runner::events::channel();
+    let running = runner::run(plan, cluster, &ready.databases, run.cancel, &taps);
+    let (result, passed) = super::history::forward(run, running, tapped).await;
     if let Some(sampler) = sampler {
         sampler.abort();
         let peak_bytes = peak_memory.load(Ordering::Relaxed);
@@ -36,6 +38,7 @@ pub(crate) async fn run_tests(
         }
     }
     run.phase_finished(Phase::Tests, started.elapsed());
+    super::history::settle(run, &setup.project.target_dir, &passed);
     ready.databases.close().await;
     result.map_err(Error::from)
 }
