@@ -141,7 +141,17 @@ async fn with_cluster(
     if cfg!(debug_assertions) && std::env::var_os("CARGO_PGTEST_PANIC_FOR_TESTS").is_some() {
         panic!("CARGO_PGTEST_PANIC_FOR_TESTS is set");
     }
-    let ready = stages::template::prepare(run, &setup, cluster, cache).await?;
-    let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await?;
-    stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
+    let memory = stages::memory::watch(run, cluster);
+    let result = async {
+        let ready = stages::template::prepare(run, &setup, cluster, cache).await;
+        memory.phase_done(runner::events::Phase::Template);
+        let ready = ready?;
+        let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await;
+        memory.phase_done(runner::events::Phase::Build);
+        stages::run::run_tests(run, setup, cluster, ready, built?, test_args).await
+    };
+    let result = result.await;
+    memory.phase_done(runner::events::Phase::Tests);
+    stages::memory::report(run, memory);
+    result
 }

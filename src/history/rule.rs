@@ -29,7 +29,7 @@ pub(crate) fn compare(now: Duration, earlier: &[Duration]) -> Option<Slower> {
     let mut recent = earlier[earlier.len().saturating_sub(WINDOW)..].to_vec();
     recent.sort_unstable();
     let middle = recent.len() / 2;
-    let median = if recent.len() % 2 == 0 {
+    let median = if recent.len().is_multiple_of(2) {
         (recent[middle - 1] + recent[middle]) / 2
     } else {
         recent[middle]

@@ -9,7 +9,7 @@ pub mod styles;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
+use crate::runner::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, TestId};
 
 /// A report that could not be written; shown after "could not write a report:".
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,9 @@ pub struct Summary {
     pub cluster: Option<ClusterFacts>,
     pub interrupted: Option<String>,
     pub peak_memory_bytes: Option<u64>,
+    /// The cluster's memory at its peak (processes and data directory), and each phase's peak.
+    pub memory: Option<MemoryPeak>,
+    pub memory_phases: Vec<PhaseMemory>,
     /// Passing tests far slower than their history: the test, its time now and its median before.
     pub slower: Vec<(TestId, Duration, Duration)>,
     /// Whether the tests were reached at all (a build or setup error stops the run before them).
@@ -87,7 +90,11 @@ impl Summary {
             Event::PhaseFinished { phase, duration } => self.phases.push((*phase, *duration)),
             Event::ClusterReady(facts) => self.cluster = Some(facts.clone()),
             Event::Interrupted { signal } => self.interrupted = Some(signal.clone()),
-            Event::ClusterMemory { peak_bytes } => self.peak_memory_bytes = Some(*peak_bytes),
+            Event::ClusterMemory { peak, phases } => {
+                self.peak_memory_bytes = Some(peak.peak_bytes);
+                self.memory = Some(*peak);
+                self.memory_phases = phases.clone();
+            }
             Event::TestSlower {
                 test,
                 duration,

@@ -106,6 +106,25 @@ pub struct ClusterFacts {
     pub server_user: String,
 }
 
+/// The cluster's memory at the sample where processes and data directory together peaked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryPeak {
+    /// `processes_bytes + data_dir_bytes`.
+    pub peak_bytes: u64,
+    /// The server processes' proportional set size.
+    pub processes_bytes: u64,
+    /// The bytes the data directory's files hold (RAM when the data is on tmpfs).
+    pub data_dir_bytes: u64,
+}
+
+/// One phase's memory peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PhaseMemory {
+    pub phase: Phase,
+    #[serde(flatten)]
+    pub peak: MemoryPeak,
+}
+
 /// Field names are those of the `--json` report where they differ (`seconds`, `isolation`…), so that the
 /// derived `Serialize` writes the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,9 +196,12 @@ pub enum Event {
     Interrupted {
         signal: String,
     },
-    /// The cluster's peak memory use, summed over its processes (proportional set size).
+    /// The cluster's peak memory use over the run (its processes' proportional set size plus, on tmpfs, its
+    /// data directory), and the peak of each phase it was sampled in.
     ClusterMemory {
-        peak_bytes: u64,
+        #[serde(flatten)]
+        peak: MemoryPeak,
+        phases: Vec<PhaseMemory>,
     },
     /// A passing test took far longer than the median of its recent passing runs (the test history).
     TestSlower {
@@ -420,9 +442,36 @@ mod tests {
         );
         assert_eq!(
             value(Event::ClusterMemory {
-                peak_bytes: 1 << 30
+                peak: MemoryPeak {
+                    peak_bytes: 3 << 20,
+                    processes_bytes: 1 << 20,
+                    data_dir_bytes: 2 << 20,
+                },
+                phases: vec![PhaseMemory {
+                    phase: Phase::Tests,
+                    peak: MemoryPeak {
+                        peak_bytes: 3,
+                        processes_bytes: 1,
+                        data_dir_bytes: 2,
+                    },
+                }],
             }),
-            json!({ "type": "cluster_memory", "peak_bytes": 1u64 << 30 })
+            json!({
+                "type": "cluster_memory", "peak_bytes": 3u64 << 20, "processes_bytes": 1u64 << 20,
+                "data_dir_bytes": 2u64 << 20,
+                "phases": [{ "phase": "tests", "peak_bytes": 3, "processes_bytes": 1, "data_dir_bytes": 2 }]
+            })
+        );
+        assert_eq!(
+            value(Event::TestSlower {
+                test: test_id(),
+                duration: Duration::from_millis(1500),
+                median: Duration::from_millis(250),
+            }),
+            json!({
+                "type": "test_slower", "test": { "binary": "app::it", "name": "alone" },
+                "seconds": 1.5, "median_seconds": 0.25
+            })
         );
     }
 }

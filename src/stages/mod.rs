@@ -8,6 +8,7 @@ pub(crate) mod config;
 pub(crate) mod context;
 pub(crate) mod error;
 pub(crate) mod history;
+pub(crate) mod memory;
 pub(crate) mod project;
 pub(crate) mod report;
 pub(crate) mod run;
