@@ -284,7 +284,11 @@ impl<W: Write> Human<W> {
         };
         let mut line = format!("{}, data {place}", cluster.version);
         if let Some(peak) = &summary.memory {
-            line.push_str(&memory_text(peak, cluster.in_ram));
+            line.push_str(&memory_text(
+                peak,
+                summary.peak_memory_bytes,
+                cluster.in_ram,
+            ));
         }
         self.status("Cluster", &line);
         if self.verbose && !summary.memory_phases.is_empty() {
@@ -310,18 +314,18 @@ fn mib(bytes: u64) -> String {
 
 /// The peak on the cluster line: on tmpfs the data directory is RAM too, so the sum is the figure; on disk
 /// the processes are, and the data directory's size is told apart.
-fn memory_text(peak: &MemoryPeak, in_ram: bool) -> String {
+fn memory_text(peak: &MemoryPeak, processes_peak: Option<u64>, in_ram: bool) -> String {
     if in_ram {
         format!(
             ", peak RAM {} (server processes {} + data directory {})",
-            mib(peak.peak_bytes),
+            mib(peak.ram_peak_bytes),
             mib(peak.processes_bytes),
             mib(peak.data_dir_bytes)
         )
     } else {
         format!(
             ", peak memory {} (server processes; data directory {} on disk)",
-            mib(peak.processes_bytes),
+            mib(processes_peak.unwrap_or(peak.processes_bytes)),
             mib(peak.data_dir_bytes)
         )
     }
@@ -331,7 +335,7 @@ fn phase_memory_text(peak: &MemoryPeak, in_ram: bool) -> String {
     if in_ram {
         format!(
             "{} ({} + {})",
-            mib(peak.peak_bytes),
+            mib(peak.ram_peak_bytes),
             mib(peak.processes_bytes),
             mib(peak.data_dir_bytes)
         )
@@ -453,7 +457,7 @@ mod tests {
     #[test]
     fn the_cluster_line_counts_the_data_directory_and_slower_tests_are_listed() {
         let peak = |processes: u64, data: u64| MemoryPeak {
-            peak_bytes: (processes + data) << 20,
+            ram_peak_bytes: (processes + data) << 20,
             processes_bytes: processes << 20,
             data_dir_bytes: data << 20,
         };
@@ -477,7 +481,8 @@ mod tests {
                 median: Duration::from_millis(50),
             },
             Event::ClusterMemory {
-                peak: peak(40, 60),
+                peak_bytes: 45 << 20,
+                ram: peak(40, 60),
                 phases: vec![crate::runner::events::PhaseMemory {
                     phase: Phase::Template,
                     peak: peak(30, 50),

@@ -52,8 +52,9 @@ pub struct Summary {
     pub phases: Vec<(Phase, Duration)>,
     pub cluster: Option<ClusterFacts>,
     pub interrupted: Option<String>,
+    /// The server processes' peak PSS.
     pub peak_memory_bytes: Option<u64>,
-    /// The cluster's memory at its peak (processes and data directory), and each phase's peak.
+    /// The RAM the cluster held at its peak (processes and, on tmpfs, data directory), and each phase's.
     pub memory: Option<MemoryPeak>,
     pub memory_phases: Vec<PhaseMemory>,
     /// Passing tests far slower than their history: the test, its time now and its median before.
@@ -90,9 +91,13 @@ impl Summary {
             Event::PhaseFinished { phase, duration } => self.phases.push((*phase, *duration)),
             Event::ClusterReady(facts) => self.cluster = Some(facts.clone()),
             Event::Interrupted { signal } => self.interrupted = Some(signal.clone()),
-            Event::ClusterMemory { peak, phases } => {
-                self.peak_memory_bytes = Some(peak.peak_bytes);
-                self.memory = Some(*peak);
+            Event::ClusterMemory {
+                peak_bytes,
+                ram,
+                phases,
+            } => {
+                self.peak_memory_bytes = Some(*peak_bytes);
+                self.memory = Some(*ram);
                 self.memory_phases = phases.clone();
             }
             Event::TestSlower {

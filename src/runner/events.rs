@@ -106,14 +106,14 @@ pub struct ClusterFacts {
     pub server_user: String,
 }
 
-/// The cluster's memory at the sample where processes and data directory together peaked.
+/// The cluster's memory at the sample where the RAM it held peaked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryPeak {
-    /// `processes_bytes + data_dir_bytes`.
-    pub peak_bytes: u64,
-    /// The server processes' proportional set size.
+    /// `processes_bytes + data_dir_bytes` on tmpfs; `processes_bytes` when the data is on disk.
+    pub ram_peak_bytes: u64,
+    /// The server processes' proportional set size then.
     pub processes_bytes: u64,
-    /// The bytes the data directory's files hold (RAM when the data is on tmpfs).
+    /// The bytes the data directory's files held then (RAM when the data is on tmpfs).
     pub data_dir_bytes: u64,
 }
 
@@ -196,11 +196,13 @@ pub enum Event {
     Interrupted {
         signal: String,
     },
-    /// The cluster's peak memory use over the run (its processes' proportional set size plus, on tmpfs, its
-    /// data directory), and the peak of each phase it was sampled in.
+    /// The cluster's peak memory use: its processes' own peak (proportional set size, `peak_bytes`), the
+    /// peak of the RAM it held (processes plus, on tmpfs, its data directory) with both parts, and that
+    /// peak in each phase it was sampled in.
     ClusterMemory {
+        peak_bytes: u64,
         #[serde(flatten)]
-        peak: MemoryPeak,
+        ram: MemoryPeak,
         phases: Vec<PhaseMemory>,
     },
     /// A passing test took far longer than the median of its recent passing runs (the test history).
@@ -442,24 +444,25 @@ mod tests {
         );
         assert_eq!(
             value(Event::ClusterMemory {
-                peak: MemoryPeak {
-                    peak_bytes: 3 << 20,
+                peak_bytes: 1 << 20,
+                ram: MemoryPeak {
+                    ram_peak_bytes: 3 << 20,
                     processes_bytes: 1 << 20,
                     data_dir_bytes: 2 << 20,
                 },
                 phases: vec![PhaseMemory {
                     phase: Phase::Tests,
                     peak: MemoryPeak {
-                        peak_bytes: 3,
+                        ram_peak_bytes: 3,
                         processes_bytes: 1,
                         data_dir_bytes: 2,
                     },
                 }],
             }),
             json!({
-                "type": "cluster_memory", "peak_bytes": 3u64 << 20, "processes_bytes": 1u64 << 20,
-                "data_dir_bytes": 2u64 << 20,
-                "phases": [{ "phase": "tests", "peak_bytes": 3, "processes_bytes": 1, "data_dir_bytes": 2 }]
+                "type": "cluster_memory", "peak_bytes": 1u64 << 20, "ram_peak_bytes": 3u64 << 20,
+                "processes_bytes": 1u64 << 20, "data_dir_bytes": 2u64 << 20,
+                "phases": [{ "phase": "tests", "ram_peak_bytes": 3, "processes_bytes": 1, "data_dir_bytes": 2 }]
             })
         );
         assert_eq!(

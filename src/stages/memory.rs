@@ -20,7 +20,11 @@ pub(crate) fn watch(run: &Run<'_>, cluster: &Cluster) -> Watch {
 
 /// Stops sampling and reports the peaks, if anything was sampled.
 pub(crate) fn report(run: &Run<'_>, watch: Watch) {
-    if let Some((peak, phases)) = watch.stop() {
-        run.send(Event::ClusterMemory { peak, phases });
+    if let Some(seen) = watch.stop() {
+        run.send(Event::ClusterMemory {
+            peak_bytes: seen.processes_peak,
+            ram: seen.ram,
+            phases: seen.phases,
+        });
     }
 }

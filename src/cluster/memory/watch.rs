@@ -34,9 +34,22 @@ pub struct Watched {
 /// The peaks so far.
 #[derive(Debug, Default)]
 struct Peaks {
+    /// The processes' own peak, whatever the data directory held then.
+    processes: u64,
     run: MemoryPeak,
     phase: MemoryPeak,
     phases: Vec<PhaseMemory>,
+}
+
+/// What a watch saw over the run.
+#[derive(Debug)]
+pub struct Seen {
+    /// The server processes' own peak PSS.
+    pub processes_peak: u64,
+    /// The peak of the RAM the cluster held, with its parts.
+    pub ram: MemoryPeak,
+    /// That peak in each phase, in the order they ended.
+    pub phases: Vec<PhaseMemory>,
 }
 
 /// A running sampler; [`Watch::stop`] ends it and returns what it saw.
@@ -56,17 +69,21 @@ impl Watch {
     pub fn phase_done(&self, phase: Phase) {
         let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
         let peak = std::mem::take(&mut peaks.phase);
-        if peak.peak_bytes > 0 {
+        if peak.ram_peak_bytes > 0 {
             peaks.phases.push(PhaseMemory { phase, peak });
         }
     }
 
-    /// Stops sampling; the run's peak (`None` when nothing was sampled) and each phase's.
-    pub fn stop(self) -> Option<(MemoryPeak, Vec<PhaseMemory>)> {
+    /// Stops sampling and returns what it saw (`None` when nothing was sampled).
+    pub fn stop(self) -> Option<Seen> {
         self.task.abort();
         let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
         let phases = std::mem::take(&mut peaks.phases);
-        (peaks.run.peak_bytes > 0).then_some((peaks.run, phases))
+        (peaks.run.ram_peak_bytes > 0).then_some(Seen {
+            processes_peak: peaks.processes,
+            ram: peaks.run,
+            phases,
+        })
     }
 }
 
@@ -93,12 +110,13 @@ async fn sample_until_stopped(watched: Watched, peaks: Arc<Mutex<Peaks>>) {
         // On disk the data directory is not RAM: its figure is reported apart, not added.
         let counted_data = if watched.tmpfs { data_dir_bytes } else { 0 };
         let sample = MemoryPeak {
-            peak_bytes: processes_bytes + counted_data,
+            ram_peak_bytes: processes_bytes + counted_data,
             processes_bytes,
             data_dir_bytes,
         };
         {
             let mut peaks = peaks.lock().unwrap_or_else(PoisonError::into_inner);
+            peaks.processes = peaks.processes.max(processes_bytes);
             keep_max(&mut peaks.run, sample);
             keep_max(&mut peaks.phase, sample);
         }
@@ -111,7 +129,7 @@ async fn sample_until_stopped(watched: Watched, peaks: Arc<Mutex<Peaks>>) {
 
 fn keep_max(peak: &mut MemoryPeak, sample: MemoryPeak) {
     let bigger =
-        (sample.peak_bytes, sample.data_dir_bytes) > (peak.peak_bytes, peak.data_dir_bytes);
+        (sample.ram_peak_bytes, sample.data_dir_bytes) > (peak.ram_peak_bytes, peak.data_dir_bytes);
     if bigger {
         *peak = sample;
     }
@@ -157,7 +175,7 @@ mod tests {
     fn a_peak_is_the_sample_with_the_largest_sum() {
         let mut peak = MemoryPeak::default();
         let sample = |processes: u64, data: u64| MemoryPeak {
-            peak_bytes: processes + data,
+            ram_peak_bytes: processes + data,
             processes_bytes: processes,
             data_dir_bytes: data,
         };
@@ -192,10 +210,11 @@ mod tests {
             tokio::time::sleep(EVERY).await;
         }
         watch.phase_done(Phase::Tests);
-        let (run, phases) = watch.stop().expect("sampled");
-        assert!(run.processes_bytes > 0);
+        let seen = watch.stop().expect("sampled");
+        let (run, phases) = (seen.ram, seen.phases);
+        assert!(run.processes_bytes > 0 && seen.processes_peak >= run.processes_bytes);
         assert!(run.data_dir_bytes >= 5 << 20, "{run:?}");
-        assert_eq!(run.peak_bytes, run.processes_bytes + run.data_dir_bytes);
+        assert_eq!(run.ram_peak_bytes, run.processes_bytes + run.data_dir_bytes);
         let names: Vec<Phase> = phases.iter().map(|p| p.phase).collect();
         assert_eq!(names, [Phase::Template, Phase::Tests]);
         assert!(phases[0].peak.data_dir_bytes < 5 << 20, "{phases:?}");
