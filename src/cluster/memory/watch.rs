@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::data_dir::DirSize;
+use super::data_dir::{walk_all, DirSize};
 use super::pss::cluster_pss;
 use crate::runner::events::{Event, EventSender, MemoryPeak, Phase, PhaseMemory};
 
@@ -54,6 +54,9 @@ pub struct Seen {
 
 /// A running sampler; [`Watch::stop`] ends it and returns what it saw.
 pub struct Watch {
+    postmaster: Option<u32>,
+    data_dir: PathBuf,
+    tmpfs: bool,
     peaks: Arc<Mutex<Peaks>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -61,13 +64,26 @@ pub struct Watch {
 impl Watch {
     pub fn start(watched: Watched) -> Watch {
         let peaks = Arc::new(Mutex::new(Peaks::default()));
+        let (postmaster, data_dir, tmpfs) =
+            (watched.postmaster, watched.data_dir.clone(), watched.tmpfs);
         let task = tokio::spawn(sample_until_stopped(watched, Arc::clone(&peaks)));
-        Watch { peaks, task }
+        Watch {
+            postmaster,
+            data_dir,
+            tmpfs,
+            peaks,
+            task,
+        }
     }
 
-    /// Ends the current phase: its peak is kept under `phase` (unless it was too short to be sampled).
+    /// Ends the current phase: its peak is kept under `phase`. One complete sample first (a full walk of
+    /// the data directory, a few milliseconds), so that what the phase left is counted however short it
+    /// was and however far the incremental walk had got.
     pub fn phase_done(&self, phase: Phase) {
+        let processes = self.postmaster.and_then(cluster_pss).unwrap_or(0);
+        let sample = sample_of(processes, walk_all(&self.data_dir), self.tmpfs);
         let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
+        record(&mut peaks, sample);
         let peak = std::mem::take(&mut peaks.phase);
         if peak.ram_peak_bytes > 0 {
             peaks.phases.push(PhaseMemory { phase, peak });
@@ -107,24 +123,32 @@ async fn sample_until_stopped(watched: Watched, peaks: Arc<Mutex<Peaks>>) {
             return;
         };
         data_dir = walked;
-        // On disk the data directory is not RAM: its figure is reported apart, not added.
-        let counted_data = if watched.tmpfs { data_dir_bytes } else { 0 };
-        let sample = MemoryPeak {
-            ram_peak_bytes: processes_bytes + counted_data,
-            processes_bytes,
-            data_dir_bytes,
-        };
-        {
-            let mut peaks = peaks.lock().unwrap_or_else(PoisonError::into_inner);
-            peaks.processes = peaks.processes.max(processes_bytes);
-            keep_max(&mut peaks.run, sample);
-            keep_max(&mut peaks.phase, sample);
-        }
+        let sample = sample_of(processes_bytes, data_dir_bytes, watched.tmpfs);
+        record(
+            &mut peaks.lock().unwrap_or_else(PoisonError::into_inner),
+            sample,
+        );
         if let (Some(message), false) = (low, warned) {
             warned = true;
             let _ = watched.events.send(Event::Warning { message });
         }
     }
+}
+
+fn sample_of(processes_bytes: u64, data_dir_bytes: u64, tmpfs: bool) -> MemoryPeak {
+    // On disk the data directory is not RAM: its figure is reported apart, not added.
+    let counted_data = if tmpfs { data_dir_bytes } else { 0 };
+    MemoryPeak {
+        ram_peak_bytes: processes_bytes + counted_data,
+        processes_bytes,
+        data_dir_bytes,
+    }
+}
+
+fn record(peaks: &mut Peaks, sample: MemoryPeak) {
+    peaks.processes = peaks.processes.max(sample.processes_bytes);
+    keep_max(&mut peaks.run, sample);
+    keep_max(&mut peaks.phase, sample);
 }
 
 fn keep_max(peak: &mut MemoryPeak, sample: MemoryPeak) {
