@@ -102,6 +102,11 @@ pub struct PgtestArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Neither read nor add to the history of test times under the target directory (which flags a test
+    /// far slower than its recent runs as SLOWER)
+    #[arg(long)]
+    pub no_history: bool,
+
     /// How many tests run at once [default: number of CPUs]
     #[arg(long, value_name = "N", value_parser = parse_positive)]
     pub jobs: Option<usize>,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod exit_code;
+pub(crate) mod history;
 pub mod inspect;
 pub mod nextest;
 mod platform;
@@ -158,17 +159,29 @@ async fn with_cluster(
     if cfg!(debug_assertions) && std::env::var_os("CARGO_PGTEST_PANIC_FOR_TESTS").is_some() {
         panic!("CARGO_PGTEST_PANIC_FOR_TESTS is set");
     }
-    let ready = stages::template::prepare(run, &setup, cluster, cache).await?;
-    if let Some(nextest) = run.cli.nextest() {
-        return stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await;
-    }
-    let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await?;
-    if run.cli.list || run.cli.pgtest.no_run {
-        ready.databases.close().await;
-        if run.cli.list {
-            return stages::list::print(run, &setup, cluster.endpoint(), built, test_args).await;
+    let memory = stages::memory::watch(run, cluster);
+    let result = async {
+        let ready = stages::template::prepare(run, &setup, cluster, cache).await;
+        memory.phase_done(runner::events::Phase::Template);
+        let ready = ready?;
+        if let Some(nextest) = run.cli.nextest() {
+            return stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await;
         }
-        return Ok(());
-    }
-    stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
+        let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await;
+        memory.phase_done(runner::events::Phase::Build);
+        let built = built?;
+        if run.cli.list || run.cli.pgtest.no_run {
+            ready.databases.close().await;
+            if run.cli.list {
+                return stages::list::print(run, &setup, cluster.endpoint(), built, test_args)
+                    .await;
+            }
+            return Ok(());
+        }
+        stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
+    };
+    let result = result.await;
+    memory.phase_done(runner::events::Phase::Tests);
+    stages::memory::report(run, memory);
+    result
 }

@@ -318,3 +318,47 @@ fn a_panic_inside_cargo_pgtest_still_stops_and_removes_the_cluster() {
     );
     project.assert_nothing_left();
 }
+
+#[test]
+fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
+    if !common::postgres_available() || !common::root_for("mounting a small tmpfs") {
+        return;
+    }
+    let project = Project::copy_of("fault-probe");
+    let mount_point = project.cluster_parent.path();
+    // Room for the cluster and a few test databases, but less than the 64 MiB margin left over.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=100m", "tmpfs"])
+        .arg(mount_point)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        common::skip(&format!(
+            "cannot mount a small tmpfs at {}",
+            mount_point.display()
+        ));
+        return;
+    }
+    let run = project.run(&["--no-cache", "passes"]);
+    let left = common::nothing_left_in(mount_point);
+    let _ = std::process::Command::new("umount")
+        .arg(mount_point)
+        .status();
+    run.expect(
+        0,
+        &[
+            "1 passed, 0 failed",
+            "nearly full",
+            "--jobs",
+            "--no-tmpfs",
+            "PGTEST_TMPDIR",
+        ],
+    );
+    assert_eq!(
+        run.stderr.matches("nearly full").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    left.expect("the run removes what it made");
+}

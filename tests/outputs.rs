@@ -233,7 +233,7 @@ fn junit_is_xml_with_a_testcase_per_test_and_the_failures_marked() {
 }
 
 #[test]
-fn the_summary_gives_the_clusters_peak_memory() {
+fn the_summary_gives_the_clusters_peak_memory_processes_and_data_directory() {
     if !common::postgres_available() {
         return;
     }
@@ -245,13 +245,31 @@ fn the_summary_gives_the_clusters_peak_memory() {
         .split_once("Summary")
         .unwrap_or_else(|| panic!("no summary in\n{}", run.stderr))
         .1;
-    let line = line_with(summary, "peak memory ");
-    let mebibytes: f64 = line
-        .split_once("peak memory ")
-        .and_then(|(_, rest)| rest.strip_suffix(" MiB"))
-        .and_then(|number| number.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no `peak memory <number> MiB` at the end of {line:?}"));
-    assert!(mebibytes > 0.0, "{line}");
+    if line_with(summary, "Cluster").contains("on disk") {
+        // No tmpfs here: the processes are the RAM, the data directory is told apart.
+        assert!(line_with(summary, "peak memory ").contains("data directory"));
+        return;
+    }
+    // On tmpfs: `peak RAM <sum> MiB (server processes <a> MiB + data directory <b> MiB)`.
+    let line = line_with(summary, "peak RAM ");
+    let mebibytes: Vec<f64> = line
+        .split_once("peak RAM ")
+        .map(|(_, rest)| {
+            rest.split(" MiB").filter_map(|part| {
+                part.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.trim_start_matches('(').parse().ok())
+            })
+        })
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let [sum, processes, data_dir] = mebibytes[..] else {
+        panic!(
+            "no `peak RAM <n> MiB (server processes <n> MiB + data directory <n> MiB)` in {line:?}"
+        );
+    };
+    assert!(processes > 0.0 && data_dir > 0.0, "{line}");
+    assert!((sum - processes - data_dir).abs() < 0.15, "{line}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use owo_colors::OwoColorize;
 use super::progress::{eraser, Progress};
 use super::styles::Styles;
 use super::{Error, Reporter, Summary};
-use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
+use crate::runner::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, TestId};
 
 const SLOWEST_SHOWN: usize = 5;
 
@@ -293,7 +293,8 @@ impl<W: Write> Human<W> {
             | Event::TestStarted { .. }
             | Event::DatabaseCloned { .. }
             | Event::FilteredOut { .. }
-            | Event::ClusterMemory { .. } => {}
+            | Event::ClusterMemory { .. }
+            | Event::TestSlower { .. } => {}
         }
     }
 }
@@ -327,10 +328,27 @@ impl<W: Write> Human<W> {
         for test in &summary.flaky {
             self.test_line("FLAKY", Some(&Outcome::Passed), &format!("{:>9}", ""), test);
         }
+        self.slower(summary);
         self.slowest(summary);
         self.phases(summary);
         self.cluster_line(summary);
         Ok(())
+    }
+
+    /// Passing tests far slower than their own history, each with both times.
+    fn slower(&mut self, summary: &Summary) {
+        for (test, now, median) in &summary.slower {
+            let label = format!("{:>7}", "SLOWER");
+            let _ = writeln!(
+                self.out,
+                "{} [{}] {} {} (median of its last passing runs: {})",
+                label.style(self.styles.warning),
+                self.styles.seconds(*now),
+                test.binary.style(self.styles.dim),
+                test.name,
+                self.styles.seconds(*median).trim()
+            );
+        }
     }
 
     fn slowest(&mut self, summary: &Summary) {
@@ -375,13 +393,64 @@ impl<W: Write> Human<W> {
             "on disk"
         };
         let mut line = format!("{}, data {place}", cluster.version);
-        if let Some(peak) = summary.peak_memory_bytes {
-            line.push_str(&format!(
-                ", peak memory {:.1} MiB",
-                peak as f64 / (1024.0 * 1024.0)
+        if let Some(peak) = &summary.memory {
+            line.push_str(&memory_text(
+                peak,
+                summary.peak_memory_bytes,
+                cluster.in_ram,
             ));
         }
         self.status("Cluster", &line);
+        if self.verbose && !summary.memory_phases.is_empty() {
+            let phases: Vec<String> = summary
+                .memory_phases
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p.phase.label(),
+                        phase_memory_text(&p.peak, cluster.in_ram)
+                    )
+                })
+                .collect();
+            self.status("Memory", &format!("peak per phase: {}", phases.join(", ")));
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The peak on the cluster line: on tmpfs the data directory is RAM too, so the sum is the figure; on disk
+/// the processes are, and the data directory's size is told apart.
+fn memory_text(peak: &MemoryPeak, processes_peak: Option<u64>, in_ram: bool) -> String {
+    if in_ram {
+        format!(
+            ", peak RAM {} (server processes {} + data directory {})",
+            mib(peak.ram_peak_bytes),
+            mib(peak.processes_bytes),
+            mib(peak.data_dir_bytes)
+        )
+    } else {
+        format!(
+            ", peak memory {} (server processes; data directory {} on disk)",
+            mib(processes_peak.unwrap_or(peak.processes_bytes)),
+            mib(peak.data_dir_bytes)
+        )
+    }
+}
+
+fn phase_memory_text(peak: &MemoryPeak, in_ram: bool) -> String {
+    if in_ram {
+        format!(
+            "{} ({} + {})",
+            mib(peak.ram_peak_bytes),
+            mib(peak.processes_bytes),
+            mib(peak.data_dir_bytes)
+        )
+    } else {
+        mib(peak.processes_bytes)
     }
 }
 
@@ -551,6 +620,68 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Progress"), "{text}");
+    }
+
+    #[test]
+    fn the_cluster_line_counts_the_data_directory_and_slower_tests_are_listed() {
+        let peak = |processes: u64, data: u64| MemoryPeak {
+            ram_peak_bytes: (processes + data) << 20,
+            processes_bytes: processes << 20,
+            data_dir_bytes: data << 20,
+        };
+        let events = [
+            Event::RunStarted {
+                to_run: 1,
+                filtered_out: 0,
+                jobs: 2,
+                shared: false,
+            },
+            Event::ClusterReady(crate::runner::events::ClusterFacts {
+                version: "PostgreSQL 15.18".into(),
+                in_ram: true,
+                run_dir: "/dev/shm/x".into(),
+                log: "/dev/shm/x/server.log".into(),
+                server_user: "postgres".into(),
+            }),
+            Event::TestSlower {
+                test: test("varies"),
+                duration: Duration::from_millis(1500),
+                median: Duration::from_millis(50),
+            },
+            Event::ClusterMemory {
+                peak_bytes: 45 << 20,
+                ram: peak(40, 60),
+                phases: vec![crate::runner::events::PhaseMemory {
+                    phase: Phase::Template,
+                    peak: peak(30, 50),
+                }],
+            },
+        ];
+        let text = render(&events);
+        assert!(
+            text.contains("data in RAM (tmpfs), peak RAM 100.0 MiB (server processes 40.0 MiB + data directory 60.0 MiB)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(" SLOWER [   1.500s] probe::isolation varies (median of its last passing runs: 0.050s)"),
+            "{text}"
+        );
+        assert!(!text.contains("peak per phase"), "only with -v: {text}");
+        let mut buffer = Vec::new();
+        let mut summary = Summary::default();
+        let mut human = Human::new(&mut buffer, Styles::new(false, false), true, false);
+        for event in &events {
+            summary.record(event);
+            human.report(event);
+        }
+        human.finish(&summary).unwrap();
+        let verbose = String::from_utf8(buffer).unwrap();
+        assert!(
+            verbose.contains(
+                "Memory peak per phase: migrations+fixtures 80.0 MiB (30.0 MiB + 50.0 MiB)"
+            ),
+            "{verbose}"
+        );
     }
 
     #[test]

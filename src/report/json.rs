@@ -48,6 +48,8 @@ struct SummaryObject<'a> {
     phases: BTreeMap<Phase, f64>,
     interrupted: &'a Option<String>,
     peak_memory_bytes: Option<u64>,
+    /// The processes plus, on tmpfs, the data directory (see the `cluster_memory` event).
+    peak_ram_bytes: Option<u64>,
 }
 
 impl<'a> SummaryObject<'a> {
@@ -68,6 +70,7 @@ impl<'a> SummaryObject<'a> {
                 .collect(),
             interrupted: &summary.interrupted,
             peak_memory_bytes: summary.peak_memory_bytes,
+            peak_ram_bytes: summary.memory.map(|m| m.ram_peak_bytes),
         }
     }
 }
@@ -183,7 +186,7 @@ mod tests {
                 "type": "summary", "passed": 3, "failed": 1, "crashed": 1, "timed_out": 0,
                 "not_run": 2, "ignored": 4, "filtered_out": 5, "flaky": 0,
                 "phases": { "build": 2.5, "cluster_boot": 0.5 },
-                "interrupted": "SIGINT", "peak_memory_bytes": null, "format_version": 1,
+                "interrupted": "SIGINT", "peak_memory_bytes": null, "peak_ram_bytes": null, "format_version": 1,
             })]
         );
     }

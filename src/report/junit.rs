@@ -71,6 +71,33 @@ fn rerun(outcome: &Outcome, duration: Option<Duration>, output: &str) -> TestRer
     rerun
 }
 
+impl Junit {
+    /// Marks a test the history found far slower: two properties for tools, and a note in its output
+    /// for people (a passing test has no other output here).
+    fn mark_slower(&mut self, test: &TestId, now: Duration, median: Duration) {
+        let Some(case) = self.suites.get_mut(&test.binary).and_then(|suite| {
+            suite
+                .test_cases
+                .iter_mut()
+                .find(|case| case.name.as_str() == test.name)
+        }) else {
+            return;
+        };
+        case.add_property(("pgtest.slower", "true"));
+        case.add_property((
+            "pgtest.history_median_seconds",
+            format!("{:.3}", median.as_secs_f64()).as_str(),
+        ));
+        if case.system_out.is_none() {
+            case.set_system_out(format!(
+                "SLOWER: {:.3}s, against a median of {:.3}s over its last passing runs",
+                now.as_secs_f64(),
+                median.as_secs_f64()
+            ));
+        }
+    }
+}
+
 /// A test that ran, with what the report says about its outcome.
 fn finished_case(
     test: &TestId,
@@ -148,6 +175,11 @@ impl Reporter for Junit {
                 status.set_message("ignored");
                 self.add(test, case(test, status, None));
             }
+            Event::TestSlower {
+                test,
+                duration,
+                median,
+            } => self.mark_slower(test, *duration, *median),
             _ => {}
         }
     }

@@ -10,7 +10,7 @@ pub mod styles;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::runner::events::{ClusterFacts, Event, Outcome, Phase, TestId};
+use crate::runner::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, TestId};
 
 /// A report that could not be written; shown after "could not write a report:".
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,13 @@ pub struct Summary {
     pub phases: Vec<(Phase, Duration)>,
     pub cluster: Option<ClusterFacts>,
     pub interrupted: Option<String>,
+    /// The server processes' peak PSS.
     pub peak_memory_bytes: Option<u64>,
+    /// The RAM the cluster held at its peak (processes and, on tmpfs, data directory), and each phase's.
+    pub memory: Option<MemoryPeak>,
+    pub memory_phases: Vec<PhaseMemory>,
+    /// Passing tests far slower than their history: the test, its time now and its median before.
+    pub slower: Vec<(TestId, Duration, Duration)>,
     /// Whether the tests were reached at all (a build or setup error stops the run before them).
     pub started: bool,
     /// Tests that failed an attempt and were run again (`--retries`).
@@ -99,7 +105,20 @@ impl Summary {
             Event::PhaseFinished { phase, duration } => self.phases.push((*phase, *duration)),
             Event::ClusterReady(facts) => self.cluster = Some(facts.clone()),
             Event::Interrupted { signal } => self.interrupted = Some(signal.clone()),
-            Event::ClusterMemory { peak_bytes } => self.peak_memory_bytes = Some(*peak_bytes),
+            Event::ClusterMemory {
+                peak_bytes,
+                ram,
+                phases,
+            } => {
+                self.peak_memory_bytes = Some(*peak_bytes);
+                self.memory = Some(*ram);
+                self.memory_phases = phases.clone();
+            }
+            Event::TestSlower {
+                test,
+                duration,
+                median,
+            } => self.slower.push((test.clone(), *duration, *median)),
             Event::Warning { .. }
             | Event::DatabaseKept { .. }
             | Event::Info { .. }

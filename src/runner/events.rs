@@ -106,6 +106,25 @@ pub struct ClusterFacts {
     pub server_user: String,
 }
 
+/// The cluster's memory at the sample where the RAM it held peaked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryPeak {
+    /// `processes_bytes + data_dir_bytes` on tmpfs; `processes_bytes` when the data is on disk.
+    pub ram_peak_bytes: u64,
+    /// The server processes' proportional set size then.
+    pub processes_bytes: u64,
+    /// The bytes the data directory's files held then (RAM when the data is on tmpfs).
+    pub data_dir_bytes: u64,
+}
+
+/// One phase's memory peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PhaseMemory {
+    pub phase: Phase,
+    #[serde(flatten)]
+    pub peak: MemoryPeak,
+}
+
 /// Field names are those of the `--json` report where they differ (`seconds`, `isolation`…), so that the
 /// derived `Serialize` writes the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,9 +212,22 @@ pub enum Event {
     Interrupted {
         signal: String,
     },
-    /// The cluster's peak memory use, summed over its processes (proportional set size).
+    /// The cluster's peak memory use: its processes' own peak (proportional set size, `peak_bytes`), the
+    /// peak of the RAM it held (processes plus, on tmpfs, its data directory) with both parts, and that
+    /// peak in each phase it was sampled in.
     ClusterMemory {
         peak_bytes: u64,
+        #[serde(flatten)]
+        ram: MemoryPeak,
+        phases: Vec<PhaseMemory>,
+    },
+    /// A passing test took far longer than the median of its recent passing runs (the test history).
+    TestSlower {
+        test: TestId,
+        #[serde(rename = "seconds", serialize_with = "seconds")]
+        duration: Duration,
+        #[serde(rename = "median_seconds", serialize_with = "seconds")]
+        median: Duration,
     },
 }
 
@@ -428,9 +460,37 @@ mod tests {
         );
         assert_eq!(
             value(Event::ClusterMemory {
-                peak_bytes: 1 << 30
+                peak_bytes: 1 << 20,
+                ram: MemoryPeak {
+                    ram_peak_bytes: 3 << 20,
+                    processes_bytes: 1 << 20,
+                    data_dir_bytes: 2 << 20,
+                },
+                phases: vec![PhaseMemory {
+                    phase: Phase::Tests,
+                    peak: MemoryPeak {
+                        ram_peak_bytes: 3,
+                        processes_bytes: 1,
+                        data_dir_bytes: 2,
+                    },
+                }],
             }),
-            json!({ "type": "cluster_memory", "peak_bytes": 1u64 << 30 })
+            json!({
+                "type": "cluster_memory", "peak_bytes": 1u64 << 20, "ram_peak_bytes": 3u64 << 20,
+                "processes_bytes": 1u64 << 20, "data_dir_bytes": 2u64 << 20,
+                "phases": [{ "phase": "tests", "ram_peak_bytes": 3, "processes_bytes": 1, "data_dir_bytes": 2 }]
+            })
+        );
+        assert_eq!(
+            value(Event::TestSlower {
+                test: test_id(),
+                duration: Duration::from_millis(1500),
+                median: Duration::from_millis(250),
+            }),
+            json!({
+                "type": "test_slower", "test": { "binary": "app::it", "name": "alone" },
+                "seconds": 1.5, "median_seconds": 0.25
+            })
         );
     }
 }

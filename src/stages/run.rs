@@ -1,17 +1,15 @@
 //! Stage 7, run: the runner's plan built from the earlier stages, the tests run against the cluster, and
-//! the server's peak memory sampled meanwhile.
+//! their times passed to the test history (see `stages::history`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::build::Built;
 use super::context::{Run, Setup};
 use super::error::Error;
 use super::template::Ready;
-use crate::cluster::{self, Cluster};
-use crate::runner::{self, events::Event, events::Phase, exec::Limits, list::TestArgs};
+use crate::cluster::Cluster;
+use crate::runner::{self, events::Phase, exec::Limits, list::TestArgs};
 
 pub(crate) async fn run_tests(
     run: &Run<'_>,
@@ -25,19 +23,11 @@ pub(crate) async fn run_tests(
     plan.partition = run.cli.pgtest.partition;
     plan.fail_fast = run.cli.pgtest.fail_fast;
     let started = Instant::now();
-    let peak_memory = Arc::new(AtomicU64::new(0));
-    let sampler = cluster
-        .server_pid()
-        .map(|pid| tokio::spawn(cluster::memory::track_peak(pid, Arc::clone(&peak_memory))));
-    let result = runner::run(plan, cluster, &ready.databases, run.cancel, run.events).await;
-    if let Some(sampler) = sampler {
-        sampler.abort();
-        let peak_bytes = peak_memory.load(Ordering::Relaxed);
-        if peak_bytes > 0 {
-            run.send(Event::ClusterMemory { peak_bytes });
-        }
-    }
+    let (taps, tapped) = runner::events::channel();
+    let running = runner::run(plan, cluster, &ready.databases, run.cancel, &taps);
+    let (result, passed) = super::history::forward(run, running, tapped).await;
     run.phase_finished(Phase::Tests, started.elapsed());
+    super::history::settle(run, &setup.project.target_dir, &passed);
     ready.databases.close().await;
     let kept = result?;
     // A stopped run tears down at once, as always: saving can wait for a run that ends by itself.

@@ -1,36 +1,15 @@
-//! The cluster's memory use: the proportional set size (PSS) of the postmaster and all its children, so
-//! shared buffers count once however many backends map them. Linux only (`/proc`): elsewhere (macOS) there
-//! is no per-process PSS to read, so nothing is sampled and no peak is reported.
+//! The server processes' memory: the proportional set size (PSS) of the postmaster and all its children,
+//! so shared buffers count once however many backends map them. Linux only (`/proc`); `None` elsewhere (macOS has no per-process PSS to read).
 
 use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Keeps the cluster's peak memory in `peak`, sampling every 100 ms until the task is dropped.
-///
-/// One sample reads each process's `smaps_rollup`, which walks its page tables: about 0.3 ms of CPU per
-/// process, 3–4 ms for a cluster with two tests in flight. Hence a blocking thread, so the runner's
-/// event loop never waits for it, and an interval that keeps it at 3–4 % of one core.
-pub async fn track_peak(postmaster: u32, peak: Arc<AtomicU64>) {
-    if !MEASURED {
-        return;
-    }
-    let mut every = tokio::time::interval(Duration::from_millis(100));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        let sampled = tokio::task::spawn_blocking(move || cluster_pss(postmaster)).await;
-        if let Ok(Some(bytes)) = sampled {
-            peak.fetch_max(bytes, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Whether this system has the files [`cluster_pss`] reads.
 const MEASURED: bool = cfg!(target_os = "linux");
 
 /// The summed PSS, in bytes, of `postmaster` and its child processes.
+///
+/// Each process's `smaps_rollup` walks its page tables: about 0.3 ms of CPU per process, 3–4 ms for a
+/// cluster with two tests in flight, which is why [`super::watch`] samples off the runtime's thread.
 pub fn cluster_pss(postmaster: u32) -> Option<u64> {
     if !MEASURED {
         return None;

@@ -1,0 +1,258 @@
+//! Samples the cluster's memory while it runs: its processes' PSS and its data directory's bytes, every
+//! [`EVERY`], keeping the peak of the whole run and of each phase; and on tmpfs, warns once when the data
+//! directory's file system is close to full, before PostgreSQL fails on a confusing "No space left on
+//! device".
+//!
+//! A sample costs the PSS read (3–4 ms of CPU with two tests in flight, see [`super::pss`]) plus at most
+//! [`ENTRIES_PER_SAMPLE`] data-directory entries (about 1.5 µs each on tmpfs, well under 1 ms in all) and
+//! one statvfs. It runs on a blocking thread so the runner's event loop never waits for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::data_dir::{walk_all, DirSize};
+use super::pss::cluster_pss;
+use crate::runner::events::{Event, EventSender, MemoryPeak, Phase, PhaseMemory};
+
+/// How often the cluster is sampled.
+pub const EVERY: Duration = Duration::from_millis(100);
+/// How many data-directory entries one sample looks at (see [`DirSize`]).
+pub const ENTRIES_PER_SAMPLE: usize = 256;
+
+/// What is watched.
+pub struct Watched {
+    /// The postmaster, when known.
+    pub postmaster: Option<u32>,
+    pub data_dir: PathBuf,
+    /// Whether the data directory is on tmpfs: then it counts as RAM and its free space is watched.
+    pub tmpfs: bool,
+    /// Where the low-space warning goes.
+    pub events: EventSender,
+}
+
+/// The peaks so far.
+#[derive(Debug, Default)]
+struct Peaks {
+    /// The processes' own peak, whatever the data directory held then.
+    processes: u64,
+    run: MemoryPeak,
+    phase: MemoryPeak,
+    phases: Vec<PhaseMemory>,
+}
+
+/// What a watch saw over the run.
+#[derive(Debug)]
+pub struct Seen {
+    /// The server processes' own peak PSS.
+    pub processes_peak: u64,
+    /// The peak of the RAM the cluster held, with its parts.
+    pub ram: MemoryPeak,
+    /// That peak in each phase, in the order they ended.
+    pub phases: Vec<PhaseMemory>,
+}
+
+/// A running sampler; [`Watch::stop`] ends it and returns what it saw.
+pub struct Watch {
+    postmaster: Option<u32>,
+    data_dir: PathBuf,
+    tmpfs: bool,
+    peaks: Arc<Mutex<Peaks>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    pub fn start(watched: Watched) -> Watch {
+        let peaks = Arc::new(Mutex::new(Peaks::default()));
+        let (postmaster, data_dir, tmpfs) =
+            (watched.postmaster, watched.data_dir.clone(), watched.tmpfs);
+        let task = tokio::spawn(sample_until_stopped(watched, Arc::clone(&peaks)));
+        Watch {
+            postmaster,
+            data_dir,
+            tmpfs,
+            peaks,
+            task,
+        }
+    }
+
+    /// Ends the current phase: its peak is kept under `phase`. One complete sample first (a full walk of
+    /// the data directory, a few milliseconds), so that what the phase left is counted however short it
+    /// was and however far the incremental walk had got.
+    pub fn phase_done(&self, phase: Phase) {
+        let processes = self.postmaster.and_then(cluster_pss).unwrap_or(0);
+        let sample = sample_of(processes, walk_all(&self.data_dir), self.tmpfs);
+        let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
+        record(&mut peaks, sample);
+        let peak = std::mem::take(&mut peaks.phase);
+        if peak.ram_peak_bytes > 0 {
+            peaks.phases.push(PhaseMemory { phase, peak });
+        }
+    }
+
+    /// Stops sampling and returns what it saw (`None` when nothing was sampled).
+    pub fn stop(self) -> Option<Seen> {
+        self.task.abort();
+        let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
+        let phases = std::mem::take(&mut peaks.phases);
+        (peaks.run.ram_peak_bytes > 0).then_some(Seen {
+            processes_peak: peaks.processes,
+            ram: peaks.run,
+            phases,
+        })
+    }
+}
+
+async fn sample_until_stopped(watched: Watched, peaks: Arc<Mutex<Peaks>>) {
+    let mut every = tokio::time::interval(EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut data_dir = DirSize::new(&watched.data_dir);
+    let mut warned = false;
+    loop {
+        every.tick().await;
+        let (postmaster, tmpfs, path) =
+            (watched.postmaster, watched.tmpfs, watched.data_dir.clone());
+        let sampled = tokio::task::spawn_blocking(move || {
+            let processes = postmaster.and_then(cluster_pss).unwrap_or(0);
+            let data = data_dir.step(ENTRIES_PER_SAMPLE);
+            let low = if tmpfs { low_space(&path) } else { None };
+            (data_dir, processes, data, low)
+        })
+        .await;
+        let Ok((walked, processes_bytes, data_dir_bytes, low)) = sampled else {
+            return;
+        };
+        data_dir = walked;
+        let sample = sample_of(processes_bytes, data_dir_bytes, watched.tmpfs);
+        record(
+            &mut peaks.lock().unwrap_or_else(PoisonError::into_inner),
+            sample,
+        );
+        if let (Some(message), false) = (low, warned) {
+            warned = true;
+            let _ = watched.events.send(Event::Warning { message });
+        }
+    }
+}
+
+fn sample_of(processes_bytes: u64, data_dir_bytes: u64, tmpfs: bool) -> MemoryPeak {
+    // On disk the data directory is not RAM: its figure is reported apart, not added.
+    let counted_data = if tmpfs { data_dir_bytes } else { 0 };
+    MemoryPeak {
+        ram_peak_bytes: processes_bytes + counted_data,
+        processes_bytes,
+        data_dir_bytes,
+    }
+}
+
+fn record(peaks: &mut Peaks, sample: MemoryPeak) {
+    peaks.processes = peaks.processes.max(sample.processes_bytes);
+    keep_max(&mut peaks.run, sample);
+    keep_max(&mut peaks.phase, sample);
+}
+
+fn keep_max(peak: &mut MemoryPeak, sample: MemoryPeak) {
+    let bigger =
+        (sample.ram_peak_bytes, sample.data_dir_bytes) > (peak.ram_peak_bytes, peak.data_dir_bytes);
+    if bigger {
+        *peak = sample;
+    }
+}
+
+/// The free space under which a tmpfs of `size` bytes counts as about to fill: a tenth of it, and at least
+/// room for a few more test databases and their WAL.
+fn margin(size: u64) -> u64 {
+    (size / 10).max(64 << 20)
+}
+
+/// The warning to give when the file system holding `data_dir` is about to fill, if it is.
+fn low_space(data_dir: &Path) -> Option<String> {
+    let stats = nix::sys::statvfs::statvfs(data_dir).ok()?;
+    let unit = stats.fragment_size() as u64;
+    let size = stats.blocks() as u64 * unit;
+    let free = stats.blocks_available() as u64 * unit;
+    (free < margin(size)).then(|| low_space_message(data_dir, free, size))
+}
+
+fn low_space_message(data_dir: &Path, free: u64, size: u64) -> String {
+    format!(
+        "the tmpfs holding the cluster's data ({}) is nearly full: {} MiB free of {} MiB, and tests will fail \
+         with \"No space left on device\" once it is; run fewer tests at once (`--jobs`), put the data on \
+         disk (`--no-tmpfs`), or point `PGTEST_TMPDIR` at a bigger tmpfs",
+        data_dir.display(),
+        free >> 20,
+        size >> 20
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_is_a_tenth_and_at_least_64_mib() {
+        assert_eq!(margin(100 << 20), 64 << 20);
+        assert_eq!(margin(8 << 30), (8 << 30) / 10);
+    }
+
+    #[test]
+    fn a_peak_is_the_sample_with_the_largest_sum() {
+        let mut peak = MemoryPeak::default();
+        let sample = |processes: u64, data: u64| MemoryPeak {
+            ram_peak_bytes: processes + data,
+            processes_bytes: processes,
+            data_dir_bytes: data,
+        };
+        keep_max(&mut peak, sample(30, 10));
+        keep_max(&mut peak, sample(10, 20));
+        assert_eq!(peak, sample(30, 10));
+        keep_max(&mut peak, sample(5, 40));
+        assert_eq!(peak, sample(5, 40));
+    }
+
+    #[tokio::test]
+    async fn the_data_directory_is_counted_and_each_phase_gets_its_peak() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relation"), vec![1u8; 1 << 20]).unwrap();
+        let (events, _receiver) = crate::runner::events::channel();
+        let watch = Watch::start(Watched {
+            postmaster: Some(std::process::id()),
+            data_dir: dir.path().to_owned(),
+            tmpfs: true,
+            events,
+        });
+        wait_for_a_sample(&watch).await;
+        watch.phase_done(Phase::Template);
+        std::fs::write(dir.path().join("clone"), vec![1u8; 4 << 20]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while current(&watch).data_dir_bytes < 5 << 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                current(&watch)
+            );
+            tokio::time::sleep(EVERY).await;
+        }
+        watch.phase_done(Phase::Tests);
+        let seen = watch.stop().expect("sampled");
+        let (run, phases) = (seen.ram, seen.phases);
+        assert!(run.processes_bytes > 0 && seen.processes_peak >= run.processes_bytes);
+        assert!(run.data_dir_bytes >= 5 << 20, "{run:?}");
+        assert_eq!(run.ram_peak_bytes, run.processes_bytes + run.data_dir_bytes);
+        let names: Vec<Phase> = phases.iter().map(|p| p.phase).collect();
+        assert_eq!(names, [Phase::Template, Phase::Tests]);
+        assert!(phases[0].peak.data_dir_bytes < 5 << 20, "{phases:?}");
+    }
+
+    fn current(watch: &Watch) -> MemoryPeak {
+        watch.peaks.lock().unwrap().phase
+    }
+
+    async fn wait_for_a_sample(watch: &Watch) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while current(watch).data_dir_bytes < 1 << 20 {
+            assert!(std::time::Instant::now() < deadline, "never sampled");
+            tokio::time::sleep(EVERY).await;
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The history file: `<target-dir>/pgtest/history/durations.jsonl`, one JSON object per line
+//! (`{"run":7,"binary":"app::it","name":"adds","seconds":0.042}`), oldest first, for passing tests only.
+//!
+//! It stays bounded: each run keeps the last [`KEEP`] times of every test and forgets tests not seen for
+//! [`FORGET_AFTER`] runs. Two runs at once on one target directory must neither corrupt it nor lose each
+//! other's times, so a run reads, compares and rewrites it under an exclusive lock on a lock file beside
+//! it, and replaces it by renaming a complete new file over it: a reader never sees half a file.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::rule::{self, Slower};
+use crate::runner::events::TestId;
+
+/// How many times of each test the file keeps.
+pub(crate) const KEEP: usize = 20;
+/// After how many runs without it a test's times are dropped (a renamed or deleted test).
+pub(crate) const FORGET_AFTER: u64 = 100;
+
+/// The history could not be read or written; the run goes on without it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not lock {}: {source}", path.display())]
+    Lock { path: PathBuf, source: nix::Error },
+}
+
+/// One line of the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Entry {
+    run: u64,
+    binary: String,
+    name: String,
+    seconds: f64,
+}
+
+/// The history of one target directory.
+pub(crate) struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub(crate) fn in_target_dir(target_dir: &Path) -> Store {
+        Store {
+            dir: target_dir.join("pgtest").join("history"),
+        }
+    }
+
+    pub(crate) fn file(&self) -> PathBuf {
+        self.dir.join("durations.jsonl")
+    }
+
+    /// Adds this run's passing tests to the history and returns those slower than their own past, in the
+    /// order given.
+    pub(crate) fn record(
+        &self,
+        passed: &[(TestId, Duration)],
+    ) -> Result<Vec<(TestId, Slower)>, Error> {
+        let io = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        fs::create_dir_all(&self.dir).map_err(io("create the directory", &self.dir))?;
+        let lock_path = self.dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open the lock file", &lock_path))?;
+        // Held until the new file is in place; dropping it unlocks.
+        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, source)| Error::Lock {
+                path: lock_path.clone(),
+                source,
+            },
+        )?;
+        let file = self.file();
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(io("read the test history", &file)(error)),
+        };
+        let (entries, slower) = update(parse(&text), passed);
+        let mut new = tempfile::NamedTempFile::new_in(&self.dir)
+            .map_err(io("create a file in", &self.dir))?;
+        new.write_all(render(&entries).as_bytes())
+            .map_err(io("write the test history beside", &file))?;
+        new.persist(&file)
+            .map_err(|error| io("replace the test history", &file)(error.error))?;
+        Ok(slower)
+    }
+}
+
+/// The file's entries; a line that is not one (edited by hand, from a future version) is skipped.
+fn parse(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+fn render(entries: &[Entry]) -> String {
+    let mut text = String::new();
+    for entry in entries {
+        // Serializing plain strings and numbers cannot fail.
+        if let Ok(line) = serde_json::to_string(entry) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The history with this run added and trimmed to its bounds, and the tests this run found slower.
+fn update(
+    mut entries: Vec<Entry>,
+    passed: &[(TestId, Duration)],
+) -> (Vec<Entry>, Vec<(TestId, Slower)>) {
+    let this_run = entries.iter().map(|e| e.run).max().unwrap_or(0) + 1;
+    let mut earlier: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
+    for entry in &entries {
+        if let Ok(time) = Duration::try_from_secs_f64(entry.seconds) {
+            earlier
+                .entry((&entry.binary, &entry.name))
+                .or_default()
+                .push(time);
+        }
+    }
+    let slower: Vec<(TestId, Slower)> = passed
+        .iter()
+        .filter_map(|(test, now)| {
+            let past = earlier.get(&(test.binary.as_str(), test.name.as_str()))?;
+            rule::compare(*now, past).map(|flag| (test.clone(), flag))
+        })
+        .collect();
+    entries.extend(passed.iter().map(|(test, time)| Entry {
+        run: this_run,
+        binary: test.binary.clone(),
+        name: test.name.clone(),
+        seconds: time.as_secs_f64(),
+    }));
+    (trim(entries, this_run), slower)
+}
+
+/// Keeps the last [`KEEP`] entries of each test seen in the last [`FORGET_AFTER`] runs, oldest first.
+fn trim(mut entries: Vec<Entry>, this_run: u64) -> Vec<Entry> {
+    entries.sort_by_key(|entry| entry.run);
+    let mut last_seen: HashMap<(String, String), u64> = HashMap::new();
+    for entry in &entries {
+        last_seen.insert((entry.binary.clone(), entry.name.clone()), entry.run);
+    }
+    let mut kept_newest_first = Vec::new();
+    let mut counts: HashMap<(String, String), usize> = HashMap::new();
+    for entry in entries.into_iter().rev() {
+        let key = (entry.binary.clone(), entry.name.clone());
+        if last_seen[&key] + FORGET_AFTER <= this_run {
+            continue;
+        }
+        let count = counts.entry(key).or_default();
+        if *count < KEEP {
+            *count += 1;
+            kept_newest_first.push(entry);
+        }
+    }
+    kept_newest_first.reverse();
+    kept_newest_first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> TestId {
+        TestId {
+            binary: "app::it".into(),
+            name: name.into(),
+        }
+    }
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn a_test_far_slower_than_its_runs_so_far_is_flagged_and_the_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::in_target_dir(dir.path());
+        for _ in 0..3 {
+            let flagged = store
+                .record(&[(id("slow"), ms(50)), (id("steady"), ms(50))])
+                .unwrap();
+            assert!(flagged.is_empty(), "{flagged:?}");
+        }
+        let flagged = store
+            .record(&[(id("slow"), ms(1000)), (id("steady"), ms(60))])
+            .unwrap();
+        assert_eq!(
+            flagged,
+            [(
+                id("slow"),
+                Slower {
+                    now: ms(1000),
+                    median: ms(50)
+                }
+            )]
+        );
+        let text = fs::read_to_string(store.file()).unwrap();
+        assert_eq!(text.lines().count(), 8, "{text}");
+        assert!(
+            text.ends_with(
+                "{\"run\":4,\"binary\":\"app::it\",\"name\":\"steady\",\"seconds\":0.06}\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_file_keeps_twenty_times_per_test_and_forgets_tests_gone_for_long() {
+        let mut entries = Vec::new();
+        for run in 1..=150 {
+            let passed = if run <= 30 {
+                vec![(id("gone"), ms(10)), (id("kept"), ms(10))]
+            } else {
+                vec![(id("kept"), ms(10))]
+            };
+            entries = update(entries, &passed).0;
+        }
+        assert_eq!(entries.len(), KEEP, "only `kept`, 20 times");
+        assert!(entries.iter().all(|e| e.name == "kept"));
+        assert_eq!(entries.first().map(|e| e.run), Some(131));
+        assert_eq!(entries.last().map(|e| e.run), Some(150));
+    }
+
+    #[test]
+    fn lines_that_are_not_entries_are_skipped() {
+        let text = "{\"run\":1,\"binary\":\"b\",\"name\":\"t\",\"seconds\":0.5}\nnot json\n{\"run\":2,\"bin";
+        assert_eq!(parse(text).len(), 1);
+    }
+
+    #[test]
+    fn runs_at_once_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let target = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let store = Store::in_target_dir(&target);
+                    for _ in 0..5 {
+                        store.record(&[(id(&format!("t{n}")), ms(10))]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let entries = parse(&fs::read_to_string(Store::in_target_dir(dir.path()).file()).unwrap());
+        assert_eq!(entries.len(), 40);
+        let mut runs: Vec<u64> = entries.iter().map(|e| e.run).collect();
+        runs.dedup();
+        assert_eq!(runs, (1..=40).collect::<Vec<_>>(), "each run numbered once");
+    }
+}
