@@ -20,7 +20,8 @@ pub(crate) fn watch(run: &Run<'_>, cluster: &Cluster) -> Watch {
 
 /// Stops sampling and reports the peaks, if anything was sampled.
 pub(crate) fn report(run: &Run<'_>, watch: Watch) {
-    if let Some(seen) = watch.stop() {
+    // An existing server's processes and files are not ours to measure: nothing was sampled.
+    if let Some(seen) = watch.stop().filter(|seen| seen.ram.ram_peak_bytes > 0) {
         run.send(Event::ClusterMemory {
             peak_bytes: seen.processes_peak,
             ram: seen.ram,

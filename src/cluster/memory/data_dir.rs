@@ -44,6 +44,9 @@ impl DirSize {
         let mut left = budget;
         while left > 0 {
             let Some((dir, listing, bytes)) = &mut self.current else {
+                // Opening a directory counts like an entry, so a tree that cannot be read (gone, or no
+                // data directory at all) ends the step instead of spinning on it.
+                left -= 1;
                 self.next_directory();
                 continue;
             };
@@ -179,5 +182,13 @@ mod tests {
             size.step(1);
         }
         assert!(size.sizes.contains_key(&dir.path().join("base/0")));
+    }
+
+    #[test]
+    fn a_tree_that_cannot_be_read_ends_the_step() {
+        let gone = tempfile::tempdir().unwrap().path().join("gone");
+        let mut size = DirSize::new(&gone);
+        assert_eq!(size.step(256), 0);
+        assert_eq!(DirSize::new(Path::new("")).step(256), 0);
     }
 }
