@@ -14,7 +14,7 @@ use crate::cli::CargoArgs;
 use crate::config::{Member, Workspace};
 
 #[derive(Debug, thiserror::Error)]
-pub enum CargoError {
+pub(crate) enum CargoError {
     #[error("could not run cargo ({}): {source}; install Rust, or set $CARGO to the cargo binary", program.to_string_lossy())]
     Spawn {
         program: OsString,
@@ -36,7 +36,7 @@ pub enum CargoError {
 }
 
 /// The cargo binary: `$CARGO` (set by cargo for its subcommands), else `cargo` on PATH.
-pub fn cargo_program() -> OsString {
+pub(crate) fn cargo_program() -> OsString {
     std::env::var_os("CARGO")
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| OsString::from("cargo"))
@@ -44,16 +44,16 @@ pub fn cargo_program() -> OsString {
 
 /// The project as cargo sees it.
 #[derive(Debug, Clone)]
-pub struct Project {
-    pub workspace: Workspace,
-    pub target_dir: PathBuf,
+pub(crate) struct Project {
+    pub(crate) workspace: Workspace,
+    pub(crate) target_dir: PathBuf,
     /// Selected packages whose library has doc tests on (only those run `cargo test --doc`).
-    pub packages_with_lib: Vec<String>,
-    pub package_versions: BTreeMap<String, String>,
+    pub(crate) packages_with_lib: Vec<String>,
+    pub(crate) package_versions: BTreeMap<String, String>,
 }
 
 /// Runs `cargo metadata` and reads the workspace, its members' manifests and the selected packages.
-pub async fn project(args: &CargoArgs) -> Result<Project, CargoError> {
+pub(crate) async fn project(args: &CargoArgs) -> Result<Project, CargoError> {
     let mut command = Command::new(cargo_program());
     command.args(["metadata", "--format-version", "1", "--no-deps"]);
     if let Some(path) = &args.manifest_path {
@@ -176,7 +176,7 @@ fn packages_with_doc_tests(
 
 /// The packages `cargo test` tests with these flags: `-p` specs, else `--workspace` minus `--exclude`, else
 /// the package in the current directory, else the workspace's default members.
-pub fn select_packages(
+pub(crate) fn select_packages(
     args: &CargoArgs,
     members: &[String],
     root_package: Option<&str>,
@@ -227,20 +227,20 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// A built test executable and how to run it the way `cargo test` would.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestBinary {
+pub(crate) struct TestBinary {
     /// nextest-style name: `pkg` (library), `pkg::name` (integration test), `pkg::bin/name`, `pkg::example/name`.
-    pub id: String,
-    pub package: String,
-    pub path: PathBuf,
+    pub(crate) id: String,
+    pub(crate) package: String,
+    pub(crate) path: PathBuf,
     /// The package directory; cargo runs tests there.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     /// Variables cargo sets for a test process.
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// Builds the test binaries with `cargo test --no-run`, passing `env` to cargo (the build-time database),
 /// and returns them. Cargo's compiler messages still go to the terminal.
-pub async fn build_tests(
+pub(crate) async fn build_tests(
     args: &[String],
     env: &[(String, String)],
     project: &Project,
@@ -286,7 +286,7 @@ pub async fn build_tests(
 }
 
 /// Reads the test executables out of cargo's messages, with the environment cargo would give each.
-pub fn test_binaries(messages: &[Message], project: &Project) -> Vec<TestBinary> {
+pub(crate) fn test_binaries(messages: &[Message], project: &Project) -> Vec<TestBinary> {
     let built = Built::read(messages, project);
     let all_library_paths: Vec<PathBuf> = built.library_paths.values().flatten().cloned().collect();
     built

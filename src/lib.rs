@@ -2,20 +2,20 @@
 //! in the order data flows (each one a module of [`stages`]): project → config → cluster → snapshot →
 //! template → build → run → report → exit code.
 
-pub mod cargo;
-pub mod cli;
+pub(crate) mod cargo;
+pub(crate) mod cli;
 pub mod cluster;
 pub mod config;
-pub mod exit_code;
+pub(crate) mod exit_code;
 pub(crate) mod history;
-pub mod inspect;
-pub mod nextest;
+pub(crate) mod inspect;
+pub(crate) mod nextest;
 mod platform;
 mod refused;
-pub mod report;
-pub mod runner;
+pub(crate) mod report;
+pub(crate) mod runner;
 pub mod snapshot;
-pub mod sqlx;
+pub(crate) mod sqlx;
 mod stages;
 pub mod template;
 
@@ -27,7 +27,7 @@ use runner::events::{self, EventSender};
 use runner::list::TestArgs;
 use runner::Cancel;
 use stages::context::{Run, Setup};
-pub use stages::error::Error;
+pub(crate) use stages::error::Error;
 use stages::report::fail;
 
 /// The whole program: parse the arguments, run, and turn the outcome into an exit code. The cluster is

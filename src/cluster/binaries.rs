@@ -8,21 +8,21 @@ use std::process::Command;
 use crate::config::PostgresChoice;
 
 /// The oldest major version cargo-pgtest supports (`DROP DATABASE … WITH (FORCE)` arrived in 13).
-pub const OLDEST_SUPPORTED_MAJOR: u32 = 13;
+pub(crate) const OLDEST_SUPPORTED_MAJOR: u32 = 13;
 
 /// A usable PostgreSQL installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binaries {
-    pub bin_dir: PathBuf,
-    pub version: Version,
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) version: Version,
 }
 
 impl Binaries {
-    pub fn initdb(&self) -> PathBuf {
+    pub(crate) fn initdb(&self) -> PathBuf {
         self.bin_dir.join("initdb")
     }
 
-    pub fn postgres(&self) -> PathBuf {
+    pub(crate) fn postgres(&self) -> PathBuf {
         self.bin_dir.join("postgres")
     }
 }
@@ -30,9 +30,9 @@ impl Binaries {
 /// A PostgreSQL version as `postgres --version` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
-    pub major: u32,
+    pub(crate) major: u32,
     /// For example "15.18".
-    pub full: String,
+    pub(crate) full: String,
 }
 
 impl fmt::Display for Version {
@@ -45,11 +45,11 @@ impl fmt::Display for Version {
 #[derive(Debug, Clone)]
 pub struct SearchPlaces {
     /// `PGTEST_PG_BIN`.
-    pub env_bin_dir: Option<PathBuf>,
+    pub(crate) env_bin_dir: Option<PathBuf>,
     /// `PATH`.
-    pub path: Option<OsString>,
+    pub(crate) path: Option<OsString>,
     /// Prefix put before every packager location ("/" on a real machine).
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl SearchPlaces {
@@ -307,7 +307,7 @@ fn read_version(postgres: &Path) -> Result<Version, BinariesError> {
 }
 
 /// Parses `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` or `postgres (PostgreSQL) 17beta1`.
-pub fn parse_version(text: &str) -> Option<Version> {
+pub(crate) fn parse_version(text: &str) -> Option<Version> {
     let after = text
         .split("(PostgreSQL)")
         .nth(1)?

@@ -28,7 +28,10 @@ fn prepare_run_dir(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
 }
 
 /// Makes the cluster's files those of a cached, stopped cluster (see [`crate::snapshot`]), in place of `init`.
-pub fn adopt(spec: &ServerSpec<'_>, cached: &crate::snapshot::Pack) -> Result<(), ServerError> {
+pub(crate) fn adopt(
+    spec: &ServerSpec<'_>,
+    cached: &crate::snapshot::Pack,
+) -> Result<(), ServerError> {
     prepare_run_dir(spec)?;
     let data_dir = spec.run_dir.join(DATA_DIR);
     cached
@@ -51,7 +54,7 @@ pub fn adopt(spec: &ServerSpec<'_>, cached: &crate::snapshot::Pack) -> Result<()
 }
 
 /// Creates the cluster's files with `initdb` and locks them down.
-pub async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
+pub(crate) async fn init(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     prepare_run_dir(spec)?;
     let data_dir = spec.run_dir.join(DATA_DIR);
     let initdb = spec.binaries.initdb();

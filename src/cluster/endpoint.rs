@@ -9,11 +9,11 @@ use std::borrow::Cow;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-pub use super::server::Endpoint;
+pub(crate) use super::server::Endpoint;
 
 /// An existing server's address, as the user's URL gave it.
 #[derive(Debug, Clone)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// The URL as written, password and query parameters (`sslmode`, …) included.
     pub(crate) url: url::Url,
     /// sqlx's reading of `url`.
@@ -36,7 +36,7 @@ impl Eq for Remote {}
 impl Endpoint {
     /// The name `database` has in this run: itself on our own cluster; on an existing server, `pgtest_…`
     /// gets the run's prefix and `postgres` is the URL's database.
-    pub fn database_name<'a>(&self, database: &'a str) -> Cow<'a, str> {
+    pub(crate) fn database_name<'a>(&self, database: &'a str) -> Cow<'a, str> {
         let Some(remote) = &self.remote else {
             return Cow::Borrowed(database);
         };
@@ -52,7 +52,7 @@ impl Endpoint {
     }
 
     /// `postgres://USER:PASSWORD@%2Fpath%2Fto%2Fsocket:PORT/DATABASE`, or the server's URL with `database`.
-    pub fn url(&self, database: &str) -> String {
+    pub(crate) fn url(&self, database: &str) -> String {
         let database = self.database_name(database);
         if let Some(remote) = &self.remote {
             let mut url = remote.url.clone();
@@ -77,7 +77,7 @@ impl Endpoint {
     }
 
     /// The variables a test process gets: the URL under `url_variable`, and libpq's `PG*` variables.
-    pub fn env(&self, database: &str, url_variable: &str) -> Vec<(String, String)> {
+    pub(crate) fn env(&self, database: &str, url_variable: &str) -> Vec<(String, String)> {
         if let Some(remote) = &self.remote {
             return remote_env(
                 remote,

@@ -44,7 +44,7 @@ pub enum ExternalError {
 
 /// A server that is not ours, connected, with this run's lock held.
 #[derive(Debug)]
-pub struct External {
+pub(crate) struct External {
     pub(crate) endpoint: Endpoint,
     pub(crate) version: Version,
     /// `host:port/database`, without the password, for messages.
@@ -260,7 +260,7 @@ impl External {
     }
 
     /// Drops every database of this run and releases its lock; returns what went wrong.
-    pub(crate) async fn shutdown(mut self) -> Vec<String> {
+    pub async fn shutdown(mut self) -> Vec<String> {
         let prefix = format!("pgtest_{}_", self.run_id);
         let mut problems = Vec::new();
         match self.databases_like(&prefix).await {

@@ -3,12 +3,12 @@
 
 pub mod binaries;
 mod data_dir;
-pub mod endpoint;
-pub mod external;
+pub(crate) mod endpoint;
+pub(crate) mod external;
 pub(crate) mod fetch;
-pub mod memory;
+pub(crate) mod memory;
 pub mod privileges;
-pub mod server;
+pub(crate) mod server;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use binaries::{Binaries, Version};
-pub use endpoint::Endpoint;
+pub(crate) use endpoint::Endpoint;
 use privileges::ServerUser;
 use server::{Server, ServerSpec};
 use storage::{Placement, RunDir, StorageKind};
@@ -46,12 +46,12 @@ pub enum ClusterError {
 
 /// What the report says about the cluster.
 #[derive(Debug, Clone)]
-pub struct ClusterInfo {
-    pub version: Version,
-    pub storage: StorageKind,
-    pub run_dir: PathBuf,
-    pub log_path: PathBuf,
-    pub server_user: String,
+pub(crate) struct ClusterInfo {
+    pub(crate) version: Version,
+    pub(crate) storage: StorageKind,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) log_path: PathBuf,
+    pub(crate) server_user: String,
 }
 
 /// How to boot.
@@ -68,7 +68,7 @@ pub struct ClusterSpec<'a> {
 #[derive(Debug)]
 pub struct Cluster {
     kind: Kind,
-    pub info: ClusterInfo,
+    pub(crate) info: ClusterInfo,
 }
 
 #[derive(Debug)]
@@ -227,21 +227,21 @@ impl Cluster {
     }
 
     /// Whether the server is still alive (ours may die under a test; an existing one is not watched).
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         match &mut self.kind {
             Kind::Own(own) => own.server.is_running(),
             Kind::External(_) => true,
         }
     }
 
-    pub fn server_pid(&self) -> Option<u32> {
+    pub(crate) fn server_pid(&self) -> Option<u32> {
         match &self.kind {
             Kind::Own(own) => own.server.pid(),
             Kind::External(_) => None,
         }
     }
 
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         match &self.kind {
             Kind::Own(own) => own.server.log_tail(lines),
             Kind::External(_) => String::new(),

@@ -9,8 +9,8 @@ use nix::unistd::{Gid, Uid, User};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUser {
     pub uid: u32,
-    pub gid: u32,
-    pub name: String,
+    pub(crate) gid: u32,
+    pub(crate) name: String,
     /// True when this is another account than the invoking one (we are root).
     pub is_other_account: bool,
 }
@@ -64,7 +64,7 @@ pub fn server_user() -> Result<ServerUser, PrivilegesError> {
 }
 
 /// The login name of the invoking user, which the server's peer authentication maps to the database user.
-pub fn invoking_user_name() -> Option<String> {
+pub(crate) fn invoking_user_name() -> Option<String> {
     User::from_uid(Uid::effective())
         .ok()
         .flatten()
@@ -72,7 +72,7 @@ pub fn invoking_user_name() -> Option<String> {
 }
 
 /// Hands a path to the server account (a no-op when the server runs as ourselves).
-pub fn give_to(path: &Path, user: &ServerUser) -> Result<(), PrivilegesError> {
+pub(crate) fn give_to(path: &Path, user: &ServerUser) -> Result<(), PrivilegesError> {
     if !user.is_other_account {
         return Ok(());
     }

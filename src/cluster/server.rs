@@ -16,19 +16,19 @@ use super::privileges::{self, ServerUser};
 use crate::config::Setting;
 use crate::platform::parent_death::{self, Guardian};
 
-pub const DATA_DIR: &str = "data";
+pub(crate) const DATA_DIR: &str = "data";
 pub(crate) const SOCKET_DIR: &str = "socket";
 const LOG_FILE: &str = "server.log";
 /// The database superuser the tests connect as.
-pub const SUPERUSER: &str = "postgres";
+pub(crate) const SUPERUSER: &str = "postgres";
 /// With a private socket directory the port number only names the socket file, so it never clashes.
-pub const PORT: u16 = 5432;
+pub(crate) const PORT: u16 = 5432;
 const START_DEADLINE: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Settings for a throwaway test server: no durability, no background work a short run does not need.
 /// Every one still exists in PostgreSQL 13–18 (unlike the seed's `checkpoint_segments`, removed in 9.5).
-pub const FAST_SETTINGS: &[(&str, &str)] = &[
+pub(crate) const FAST_SETTINGS: &[(&str, &str)] = &[
     ("fsync", "off"),
     ("synchronous_commit", "off"),
     ("full_page_writes", "off"),
@@ -95,39 +95,39 @@ pub enum ServerError {
 /// Where the server listens and who may connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    pub socket_dir: PathBuf,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
+    pub(crate) socket_dir: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: String,
     /// An existing server's address (`--server`), which replaces the socket, port and user above.
-    pub remote: Option<super::endpoint::Remote>,
+    pub(crate) remote: Option<super::endpoint::Remote>,
 }
 
 /// A running server. Dropping it stops it.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    pub endpoint: Endpoint,
-    pub data_dir: PathBuf,
-    pub log_path: PathBuf,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log_path: PathBuf,
     /// Where the kernel does not stop the server when cargo-pgtest dies: the process that does. Fields drop
     /// after `Drop::drop` has stopped the server, so it is released only then.
     guardian: Option<Guardian>,
 }
 
 /// Everything `initdb` and `postgres` need to know.
-pub struct ServerSpec<'a> {
-    pub binaries: &'a Binaries,
-    pub run_dir: &'a Path,
-    pub server_user: &'a ServerUser,
+pub(crate) struct ServerSpec<'a> {
+    pub(crate) binaries: &'a Binaries,
+    pub(crate) run_dir: &'a Path,
+    pub(crate) server_user: &'a ServerUser,
     /// User settings, applied over [`FAST_SETTINGS`].
-    pub settings: &'a [Setting],
-    pub max_connections: u32,
-    pub shared_buffers_kib: u32,
+    pub(crate) settings: &'a [Setting],
+    pub(crate) max_connections: u32,
+    pub(crate) shared_buffers_kib: u32,
 }
 
 /// Starts `postgres` on an initialised data directory and waits until it accepts connections.
-pub async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
+pub(crate) async fn start(spec: &ServerSpec<'_>) -> Result<Server, ServerError> {
     let data_dir = spec.run_dir.join(DATA_DIR);
     let socket_dir = spec.run_dir.join(SOCKET_DIR);
     let log_path = spec.run_dir.join(LOG_FILE);
@@ -280,7 +280,7 @@ impl Server {
     }
 
     /// The last lines of the server log, for error messages.
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         last_lines(
             &fs::read_to_string(&self.log_path).unwrap_or_default(),
             lines,
@@ -288,19 +288,19 @@ impl Server {
     }
 
     /// Whether the postmaster is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child
             .as_mut()
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }
 
     /// Stops the server cleanly, leaving a data directory that starts again without recovery: fast shutdown
     /// (SIGINT), then immediate (SIGQUIT), then SIGKILL, each given a grace period.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.stop_with(
             &[Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL],
             STOP_GRACE,
@@ -310,7 +310,7 @@ impl Server {
 
     /// Stops a server whose data is about to be thrown away: immediate shutdown (SIGQUIT) skips the shutdown
     /// checkpoint, then SIGKILL.
-    pub async fn stop_for_good(&mut self) {
+    pub(crate) async fn stop_for_good(&mut self) {
         self.stop_with(&[Signal::SIGQUIT, Signal::SIGKILL], STOP_GRACE)
             .await;
     }
@@ -386,7 +386,7 @@ fn rejected_setting(log: &str, settings: &[Setting]) -> Option<ServerError> {
     None
 }
 
-pub fn last_lines(text: &str, count: usize) -> String {
+pub(crate) fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(count)..].join("\n")
 }

@@ -21,7 +21,7 @@ const UNLOCKED_GRACE: Duration = Duration::from_secs(60);
 
 /// Whether the data lives in RAM, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageKind {
+pub(crate) enum StorageKind {
     Tmpfs,
     /// A RAM disk made for the run (macOS).
     RamDisk,
@@ -29,7 +29,7 @@ pub enum StorageKind {
 }
 
 impl StorageKind {
-    pub fn in_ram(&self) -> bool {
+    pub(crate) fn in_ram(&self) -> bool {
         !matches!(self, StorageKind::Disk)
     }
 }
@@ -37,10 +37,10 @@ impl StorageKind {
 /// The parent directory chosen for the run directory, and what it is.
 #[derive(Debug, Clone)]
 pub struct Placement {
-    pub parent: PathBuf,
-    pub kind: StorageKind,
+    pub(crate) parent: PathBuf,
+    pub(crate) kind: StorageKind,
     /// Set when a tmpfs was wanted but could not be had: one line for the user.
-    pub warning: Option<String>,
+    pub(crate) warning: Option<String>,
     /// The RAM disk `parent` is on, detached once the last holder (this, and the run directory) is gone.
     pub(crate) ram_disk: Option<Arc<RamDisk>>,
 }
@@ -181,7 +181,7 @@ fn disk_dir() -> PathBuf {
 }
 
 /// Whether `path` is on a tmpfs. macOS has none (its RAM disks are HFS+ volumes made for the run).
-pub fn is_tmpfs(path: &Path) -> bool {
+pub(crate) fn is_tmpfs(path: &Path) -> bool {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::statfs::{statfs, TMPFS_MAGIC};
@@ -204,7 +204,7 @@ fn is_writable(path: &Path) -> bool {
 
 /// A run's private directory (mode 0700), removed with everything in it when dropped, and locked while alive.
 #[derive(Debug)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     dir: Option<tempfile::TempDir>,
     _lock: Flock<File>,
     /// Kept until the directory is gone (fields drop in order), so the disk under it stays attached.
@@ -212,7 +212,7 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    pub fn create(placement: &Placement) -> Result<RunDir, StorageError> {
+    pub(crate) fn create(placement: &Placement) -> Result<RunDir, StorageError> {
         let hint = if placement.kind.in_ram() {
             ", or use --no-tmpfs"
         } else {
@@ -243,12 +243,12 @@ impl RunDir {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.as_ref().expect("present until dropped").path()
     }
 
     /// Removes the directory now, reporting a failure instead of ignoring it.
-    pub fn remove(mut self) -> std::io::Result<()> {
+    pub(crate) fn remove(mut self) -> std::io::Result<()> {
         match self.dir.take() {
             Some(dir) => dir.close(),
             None => Ok(()),
@@ -258,7 +258,7 @@ impl RunDir {
 
 /// Removes the run directories of runs that died without cleaning up (their lock is free), stopping any
 /// server of theirs that is somehow still alive. Returns the directories removed.
-pub fn remove_stale_runs(parent: &Path) -> Vec<PathBuf> {
+pub(crate) fn remove_stale_runs(parent: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(parent) else {
         return Vec::new();
     };

@@ -9,9 +9,9 @@ use super::schema::KEYS;
 /// Where a key was written: table, manifest and (when known) line, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
-    pub table: String,
-    pub manifest: PathBuf,
-    pub line: Option<usize>,
+    pub(crate) table: String,
+    pub(crate) manifest: PathBuf,
+    pub(crate) line: Option<usize>,
 }
 
 impl Origin {
@@ -33,8 +33,8 @@ impl fmt::Display for Origin {
 /// A package (or the workspace, when `package` is `None`) and where it set a key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setter {
-    pub package: Option<String>,
-    pub origin: Origin,
+    pub(crate) package: Option<String>,
+    pub(crate) origin: Origin,
 }
 
 impl fmt::Display for Setter {

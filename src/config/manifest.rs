@@ -18,25 +18,25 @@ use super::{ConfigError, Isolation, Origin, PostgresChoice, Setting};
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sourced<T> {
-    pub value: T,
-    pub origin: Origin,
+    pub(crate) value: T,
+    pub(crate) origin: Origin,
 }
 
 /// One pgtest table, checked, with paths made absolute against the directory of its manifest.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Table {
-    pub postgres: Option<Sourced<PostgresChoice>>,
-    pub tmpfs: Option<Sourced<bool>>,
-    pub isolation: Option<Sourced<Isolation>>,
-    pub database_env: Option<Sourced<String>>,
-    pub settings: BTreeMap<String, Setting>,
-    pub timeout: Option<Sourced<Duration>>,
-    pub slow_timeout: Option<Sourced<Duration>>,
-    pub retries: Option<Sourced<u32>>,
-    pub migrations: Option<Sourced<PathBuf>>,
-    pub fixtures: Option<Sourced<Vec<PathBuf>>>,
-    pub extensions: Option<Sourced<Vec<String>>>,
-    pub server: Option<Sourced<String>>,
+    pub(crate) postgres: Option<Sourced<PostgresChoice>>,
+    pub(crate) tmpfs: Option<Sourced<bool>>,
+    pub(crate) isolation: Option<Sourced<Isolation>>,
+    pub(crate) database_env: Option<Sourced<String>>,
+    pub(crate) settings: BTreeMap<String, Setting>,
+    pub(crate) timeout: Option<Sourced<Duration>>,
+    pub(crate) slow_timeout: Option<Sourced<Duration>>,
+    pub(crate) retries: Option<Sourced<u32>>,
+    pub(crate) migrations: Option<Sourced<PathBuf>>,
+    pub(crate) fixtures: Option<Sourced<Vec<PathBuf>>>,
+    pub(crate) extensions: Option<Sourced<Vec<String>>>,
+    pub(crate) server: Option<Sourced<String>>,
 }
 
 /// A key of a parsed table and its value, spans included.
@@ -45,9 +45,9 @@ type Entry<'t, 'i> = (&'t Spanned<Cow<'i, str>>, &'t Spanned<DeValue<'i>>);
 /// Which table of which manifest to read.
 pub(crate) struct Source<'a> {
     /// `package` or `workspace`: the table read is `[<section>.metadata.pgtest]`.
-    pub section: &'static str,
-    pub manifest: &'a Path,
-    pub text: &'a str,
+    pub(crate) section: &'static str,
+    pub(crate) manifest: &'a Path,
+    pub(crate) text: &'a str,
 }
 
 impl Source<'_> {

@@ -19,36 +19,36 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use error::{ConfigError, Origin, Setter};
+pub use error::{ConfigError, Origin};
 use manifest::{read_table, Source};
 use merge::{database_spec, RunKeys};
 
 /// Everything a run needs to know, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    pub postgres: PostgresChoice,
-    pub tmpfs: bool,
-    pub isolation: Isolation,
+    pub(crate) postgres: PostgresChoice,
+    pub(crate) tmpfs: bool,
+    pub(crate) isolation: Isolation,
     /// Name of the environment variable that carries the connection URL.
-    pub database_env: String,
+    pub(crate) database_env: String,
     /// PostgreSQL settings from the user, over cargo-pgtest's fast defaults.
-    pub settings: Vec<Setting>,
+    pub(crate) settings: Vec<Setting>,
     /// How many tests run at once.
-    pub jobs: usize,
+    pub(crate) jobs: usize,
     /// A test running longer than this is killed and reported as TIMEOUT.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// A test running longer than this is reported as slow (once) while it goes on.
-    pub slow_timeout: Duration,
+    pub(crate) slow_timeout: Duration,
     /// How many more times a failing test runs, each time in a fresh database.
-    pub retries: usize,
+    pub(crate) retries: usize,
     /// The distinct template databases the tested packages need.
-    pub databases: Vec<DatabaseSpec>,
+    pub(crate) databases: Vec<DatabaseSpec>,
     /// Package name → index into `databases`.
-    pub package_database: BTreeMap<String, usize>,
+    pub(crate) package_database: BTreeMap<String, usize>,
     /// Where `postgres` was set, when it was.
     pub(crate) postgres_origin: Option<Origin>,
     /// The `server` key: an existing server's URL, used instead of a cluster of our own.
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
 }
 
 /// Which PostgreSQL installation to use.
@@ -76,30 +76,30 @@ pub enum Isolation {
 /// One `postgresql.conf` setting chosen by the user, and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
-    pub name: String,
-    pub value: String,
-    pub origin: Origin,
+    pub(crate) name: String,
+    pub(crate) value: String,
+    pub(crate) origin: Origin,
 }
 
 /// What goes into one template database. Two specs are equal (and hash alike) when their contents are:
 /// where the keys were written does not change the template.
 #[derive(Debug, Clone, Default)]
-pub struct DatabaseSpec {
+pub(crate) struct DatabaseSpec {
     /// The sqlx-layout migrations directory, if any.
-    pub migrations: Option<PathBuf>,
+    pub(crate) migrations: Option<PathBuf>,
     /// SQL files applied after the migrations, in order.
-    pub fixtures: Vec<PathBuf>,
+    pub(crate) fixtures: Vec<PathBuf>,
     /// Extensions created before the migrations run.
-    pub extensions: Vec<String>,
+    pub(crate) extensions: Vec<String>,
     /// Where `migrations` and `fixtures` were set, so a missing path blames the right manifest.
-    pub origins: SpecOrigins,
+    pub(crate) origins: SpecOrigins,
 }
 
 /// Where a [`DatabaseSpec`]'s paths were set; `None` for a value nobody wrote (a default).
 #[derive(Debug, Clone, Default)]
-pub struct SpecOrigins {
-    pub migrations: Option<Origin>,
-    pub fixtures: Option<Origin>,
+pub(crate) struct SpecOrigins {
+    pub(crate) migrations: Option<Origin>,
+    pub(crate) fixtures: Option<Origin>,
 }
 
 impl DatabaseSpec {
@@ -215,7 +215,7 @@ pub fn resolve(
 impl Config {
     /// Checks that every configured file and directory exists, before anything is started. Each path
     /// carries the origin of the key that named it; the workspace is not needed to find it.
-    pub fn check_paths(&self, _workspace: &Workspace) -> Result<(), ConfigError> {
+    pub(crate) fn check_paths(&self, _workspace: &Workspace) -> Result<(), ConfigError> {
         for spec in &self.databases {
             if let (Some(dir), Some(origin)) = (&spec.migrations, &spec.origins.migrations) {
                 if !dir.is_dir() {

@@ -33,26 +33,26 @@ pub(crate) const KEYS: &[&str] = &[
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TableText {
-    pub postgres: Option<Spanned<PostgresText>>,
-    pub tmpfs: Option<Spanned<Flag>>,
-    pub isolation: Option<Spanned<IsolationText>>,
-    pub database_env: Option<Spanned<EnvName>>,
-    pub settings: Option<BTreeMap<Spanned<String>, Spanned<SettingText>>>,
-    pub timeout: Option<Spanned<Wait>>,
-    pub slow_timeout: Option<Spanned<Wait>>,
+    pub(crate) postgres: Option<Spanned<PostgresText>>,
+    pub(crate) tmpfs: Option<Spanned<Flag>>,
+    pub(crate) isolation: Option<Spanned<IsolationText>>,
+    pub(crate) database_env: Option<Spanned<EnvName>>,
+    pub(crate) settings: Option<BTreeMap<Spanned<String>, Spanned<SettingText>>>,
+    pub(crate) timeout: Option<Spanned<Wait>>,
+    pub(crate) slow_timeout: Option<Spanned<Wait>>,
     /// How many more times a failing test runs before its failure counts.
-    pub retries: Option<Spanned<u32>>,
-    pub migrations: Option<Spanned<String>>,
-    pub fixtures: Option<Spanned<Vec<String>>>,
-    pub extensions: Option<Spanned<Vec<ExtensionName>>>,
+    pub(crate) retries: Option<Spanned<u32>>,
+    pub(crate) migrations: Option<Spanned<String>>,
+    pub(crate) fixtures: Option<Spanned<Vec<String>>>,
+    pub(crate) extensions: Option<Spanned<Vec<ExtensionName>>>,
     /// An existing server's URL, used instead of a cluster of our own.
-    pub server: Option<Spanned<String>>,
+    pub(crate) server: Option<Spanned<String>>,
 }
 
 /// `postgres`: a major version (`15` or `"15"`), a bin directory (relative to the manifest until anchored),
 /// or a table `{ version = "17", fetch = true }` that asks for that major to be fetched when set.
 #[derive(Debug)]
-pub(crate) struct PostgresText(pub PostgresChoice);
+pub(crate) struct PostgresText(pub(crate) PostgresChoice);
 
 impl<'de> Deserialize<'de> for PostgresText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -147,7 +147,7 @@ enum MajorText {
 
 /// `tmpfs`: a TOML boolean, named the way a person writes it in errors.
 #[derive(Debug)]
-pub(crate) struct Flag(pub bool);
+pub(crate) struct Flag(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -171,7 +171,7 @@ impl Visitor<'_> for FlagVisitor {
 
 /// `isolation`: `"test"` or `"shared"`.
 #[derive(Debug)]
-pub(crate) struct IsolationText(pub Isolation);
+pub(crate) struct IsolationText(pub(crate) Isolation);
 
 impl<'de> Deserialize<'de> for IsolationText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -187,7 +187,7 @@ impl<'de> Deserialize<'de> for IsolationText {
 
 /// `database_env`: the name of an environment variable.
 #[derive(Debug)]
-pub(crate) struct EnvName(pub String);
+pub(crate) struct EnvName(pub(crate) String);
 
 impl<'de> Deserialize<'de> for EnvName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -203,7 +203,7 @@ impl<'de> Deserialize<'de> for EnvName {
 
 /// One of `extensions`: a name `CREATE EXTENSION` can quote.
 #[derive(Debug)]
-pub(crate) struct ExtensionName(pub String);
+pub(crate) struct ExtensionName(pub(crate) String);
 
 impl<'de> Deserialize<'de> for ExtensionName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -219,7 +219,7 @@ impl<'de> Deserialize<'de> for ExtensionName {
 
 /// A value in the `settings` table, in postgresql.conf's spelling (booleans become `on`/`off`).
 #[derive(Debug)]
-pub(crate) struct SettingText(pub String);
+pub(crate) struct SettingText(pub(crate) String);
 
 impl<'de> Deserialize<'de> for SettingText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -267,7 +267,7 @@ impl Visitor<'_> for SettingVisitor {
 
 /// `timeout`, `slow_timeout`: a number of seconds, or a duration in humantime's spelling ("90s", "2m").
 #[derive(Debug)]
-pub(crate) struct Wait(pub Duration);
+pub(crate) struct Wait(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for Wait {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

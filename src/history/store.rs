@@ -24,7 +24,7 @@ pub(crate) const FORGET_AFTER: u64 = 100;
 
 /// The history could not be read or written; the run goes on without it.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("could not {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -50,7 +50,7 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn in_target_dir(target_dir: &Path) -> Store {
+    pub fn in_target_dir(target_dir: &Path) -> Store {
         Store {
             dir: target_dir.join("pgtest").join("history"),
         }

@@ -10,50 +10,50 @@ use std::path::PathBuf;
 
 /// `cargo pgtest psql [TESTNAME] [-- PSQL ARGS]`
 #[derive(Debug, clap::Args)]
-pub struct PsqlArgs {
+pub(crate) struct PsqlArgs {
     /// The failed test whose kept database to open: its full id (binary and name) or a part of it that
     /// only one kept test has; none for a fresh copy of the migrated, seeded template
     #[arg(value_name = "TESTNAME")]
-    pub name: Vec<String>,
+    pub(crate) name: Vec<String>,
 
     #[command(flatten)]
-    pub project: ProjectArgs,
+    pub(crate) project: ProjectArgs,
 
     /// Arguments for psql (`-c`, `-f`, `-At`…)
     #[arg(last = true, value_name = "PSQL ARGS", allow_hyphen_values = true)]
-    pub psql_args: Vec<String>,
+    pub(crate) psql_args: Vec<String>,
 }
 
 /// `cargo pgtest serve`
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Also listen on 127.0.0.1 (never another address) at this port, with the printed password, for
     /// clients that cannot use a Unix socket
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 
     #[command(flatten)]
-    pub project: ProjectArgs,
+    pub(crate) project: ProjectArgs,
 }
 
 /// Which project, as for a run.
 #[derive(Debug, clap::Args, Clone, Default)]
-pub struct ProjectArgs {
+pub(crate) struct ProjectArgs {
     /// Path to Cargo.toml
     #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
+    pub(crate) manifest_path: Option<PathBuf>,
 
     /// The package whose migrated template to open
     #[arg(short, long, value_name = "SPEC")]
-    pub package: Vec<String>,
+    pub(crate) package: Vec<String>,
 
     /// Directory for all generated artifacts (where the kept databases are)
     #[arg(long, value_name = "DIRECTORY")]
-    pub target_dir: Option<PathBuf>,
+    pub(crate) target_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum InspectError {
+pub(crate) enum InspectError {
     #[error("no failed test's database is kept under {}: a run keeps them when tests fail (see --keep-failed); `cargo pgtest psql` without a name opens a fresh copy of the migrated template", dir.display())]
     NothingKept { dir: PathBuf },
     #[error("no kept test matches `{name}`; the kept ones:{}", list(candidates))]

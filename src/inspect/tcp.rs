@@ -85,7 +85,7 @@ fn options(endpoint: &Endpoint, database: &str) -> PgConnectOptions {
 
 /// The endpoint of the loopback listener: its URL and `PG*` variables name 127.0.0.1 where the socket's
 /// name the socket directory.
-pub(crate) fn endpoint(socket: &Endpoint) -> Endpoint {
+pub fn endpoint(socket: &Endpoint) -> Endpoint {
     Endpoint {
         socket_dir: PathBuf::from(LOOPBACK),
         ..socket.clone()

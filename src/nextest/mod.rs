@@ -24,24 +24,24 @@ use crate::exit_code;
 use crate::runner::Cancel;
 
 /// The first argument that puts cargo-pgtest in its target-runner mode.
-pub const WRAPPER_MODE: &str = "__pgtest-exec";
+pub(crate) const WRAPPER_MODE: &str = "__pgtest-exec";
 /// The variable through which the target runner finds cargo-pgtest's socket.
 pub(crate) const SOCKET_ENV: &str = "PGTEST_NEXTEST_SOCKET";
 /// How long nextest gets to stop its tests after the run is stopped, before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Whether `args` (the process's arguments) ask for the target-runner mode.
-pub fn is_wrapper_mode(args: &[OsString]) -> bool {
+pub(crate) fn is_wrapper_mode(args: &[OsString]) -> bool {
     args.get(1).is_some_and(|arg| arg == WRAPPER_MODE)
 }
 
 /// The target-runner mode: see [`wrapper`].
-pub fn wrapper_main(args: Vec<OsString>) -> std::process::ExitCode {
+pub(crate) fn wrapper_main(args: Vec<OsString>) -> std::process::ExitCode {
     wrapper::main(args)
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum NextestError {
+pub(crate) enum NextestError {
     #[error("cargo-nextest is not installed (`cargo nextest --version` failed): install it with `{}`, or run the tests with `cargo pgtest` alone", command::INSTALL)]
     NotInstalled,
     #[error(

@@ -17,7 +17,7 @@ use crate::runner::events::{Event, Phase};
 /// The version of the line format, written on every line.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
-pub struct JsonLines<W: Write> {
+pub(crate) struct JsonLines<W: Write> {
     out: W,
     /// The first failed write: reporting goes on (a closed pipe must not stop the tests), and `finish` says.
     error: Option<std::io::Error>,
@@ -76,7 +76,7 @@ impl<'a> SummaryObject<'a> {
 }
 
 impl<W: Write> JsonLines<W> {
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         JsonLines { out, error: None }
     }
 

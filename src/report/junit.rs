@@ -15,7 +15,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, T
 use super::{Error, Reporter, Summary};
 use crate::runner::events::{Event, Outcome, Phase, TestId};
 
-pub struct Junit {
+pub(crate) struct Junit {
     path: PathBuf,
     /// By binary, in name order.
     suites: BTreeMap<String, TestSuite>,
@@ -25,7 +25,7 @@ pub struct Junit {
 }
 
 impl Junit {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         Junit {
             path,
             suites: BTreeMap::new(),

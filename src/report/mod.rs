@@ -1,11 +1,11 @@
 //! Reporters consume the run's events and never run anything: the human one for the terminal, JSON lines and
 //! JUnit XML for CI. [`Summary`] is the tally they all share, and what the exit code is decided from.
 
-pub mod human;
-pub mod json;
-pub mod junit;
+pub(crate) mod human;
+pub(crate) mod json;
+pub(crate) mod junit;
 mod progress;
-pub mod styles;
+pub(crate) mod styles;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::runner::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, Pha
 
 /// A report that could not be written; shown after "could not write a report:".
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("the summary on stderr: {source}")]
     Human { source: std::io::Error },
     #[error("the JSON lines (--json): {source}")]
@@ -32,7 +32,7 @@ pub enum Error {
 }
 
 /// A consumer of events.
-pub trait Reporter {
+pub(crate) trait Reporter {
     fn report(&mut self, event: &Event);
     /// Called about once a second while the run goes on, for what changes with time alone (the progress
     /// line's clock).
@@ -43,36 +43,36 @@ pub trait Reporter {
 
 /// What a run came to.
 #[derive(Debug, Default, Clone)]
-pub struct Summary {
-    pub passed: usize,
-    pub failed: usize,
-    pub crashed: usize,
-    pub timed_out: usize,
-    pub not_run: usize,
-    pub ignored: usize,
-    pub filtered_out: usize,
+pub(crate) struct Summary {
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) crashed: usize,
+    pub(crate) timed_out: usize,
+    pub(crate) not_run: usize,
+    pub(crate) ignored: usize,
+    pub(crate) filtered_out: usize,
     /// Every finished test with its outcome and time, in the order they finished.
-    pub finished: Vec<(TestId, Outcome, Option<Duration>)>,
-    pub phases: Vec<(Phase, Duration)>,
-    pub cluster: Option<ClusterFacts>,
-    pub interrupted: Option<String>,
+    pub(crate) finished: Vec<(TestId, Outcome, Option<Duration>)>,
+    pub(crate) phases: Vec<(Phase, Duration)>,
+    pub(crate) cluster: Option<ClusterFacts>,
+    pub(crate) interrupted: Option<String>,
     /// The server processes' peak PSS.
-    pub peak_memory_bytes: Option<u64>,
+    pub(crate) peak_memory_bytes: Option<u64>,
     /// The RAM the cluster held at its peak (processes and, on tmpfs, data directory), and each phase's.
-    pub memory: Option<MemoryPeak>,
-    pub memory_phases: Vec<PhaseMemory>,
+    pub(crate) memory: Option<MemoryPeak>,
+    pub(crate) memory_phases: Vec<PhaseMemory>,
     /// Passing tests far slower than their history: the test, its time now and its median before.
-    pub slower: Vec<(TestId, Duration, Duration)>,
+    pub(crate) slower: Vec<(TestId, Duration, Duration)>,
     /// Whether the tests were reached at all (a build or setup error stops the run before them).
-    pub started: bool,
+    pub(crate) started: bool,
     /// Tests that failed an attempt and were run again (`--retries`).
-    pub retried: std::collections::BTreeSet<TestId>,
+    pub(crate) retried: std::collections::BTreeSet<TestId>,
     /// Tests that passed only on a retry; they count among the passed.
-    pub flaky: Vec<TestId>,
+    pub(crate) flaky: Vec<TestId>,
 }
 
 impl Summary {
-    pub fn record(&mut self, event: &Event) {
+    pub(crate) fn record(&mut self, event: &Event) {
         match event {
             Event::TestFinished {
                 test,
@@ -130,16 +130,16 @@ impl Summary {
     }
 
     /// Tests that count against the run.
-    pub fn failures(&self) -> usize {
+    pub(crate) fn failures(&self) -> usize {
         self.failed + self.crashed + self.timed_out + self.not_run
     }
 
-    pub fn ran(&self) -> usize {
+    pub(crate) fn ran(&self) -> usize {
         self.finished.len()
     }
 
     /// The slowest tests that ran, slowest first.
-    pub fn slowest(&self, count: usize) -> Vec<(&TestId, Duration)> {
+    pub(crate) fn slowest(&self, count: usize) -> Vec<(&TestId, Duration)> {
         let mut timed: Vec<(&TestId, Duration)> = self
             .finished
             .iter()
@@ -153,7 +153,7 @@ impl Summary {
     /// "19 passed, 1 failed, 2 ignored, 0 filtered out" (crashes, timeouts and tests not run when any).
     /// `3 passed, 2 failed, 0 ignored, 0 filtered out (of the failed: 1 crashed)`: crashes and timeouts
     /// count as failures, and are told apart after the counts.
-    pub fn counts_line(&self) -> String {
+    pub(crate) fn counts_line(&self) -> String {
         let failed = self.failed + self.crashed + self.timed_out;
         let passed = match self.flaky.len() {
             0 => format!("{} passed", self.passed),
@@ -180,31 +180,31 @@ impl Summary {
 
 /// Several reporters fed the same events.
 #[derive(Default)]
-pub struct Reporters {
+pub(crate) struct Reporters {
     reporters: Vec<Box<dyn Reporter>>,
-    pub summary: Summary,
+    pub(crate) summary: Summary,
 }
 
 impl Reporters {
-    pub fn add(&mut self, reporter: Box<dyn Reporter>) {
+    pub(crate) fn add(&mut self, reporter: Box<dyn Reporter>) {
         self.reporters.push(reporter);
     }
 
-    pub fn report(&mut self, event: &Event) {
+    pub(crate) fn report(&mut self, event: &Event) {
         self.summary.record(event);
         for reporter in &mut self.reporters {
             reporter.report(event);
         }
     }
 
-    pub fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         for reporter in &mut self.reporters {
             reporter.tick();
         }
     }
 
     /// Finishes every reporter; returns the first error writing a report, if any.
-    pub fn finish(&mut self) -> Result<(), Error> {
+    pub(crate) fn finish(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
         for reporter in &mut self.reporters {
             if let Err(error) = reporter.finish(&self.summary) {

@@ -13,21 +13,21 @@ use owo_colors::Style;
 use crate::cli::ColorChoice;
 
 #[derive(Debug, Clone, Default)]
-pub struct Styles {
-    pub colored: bool,
+pub(crate) struct Styles {
+    pub(crate) colored: bool,
     /// `CARGO_PGTEST_REDACT=1`: durations and run paths print as fixed placeholders, for stable expectations.
-    pub redact: bool,
-    pub pass: Style,
-    pub fail: Style,
-    pub skip: Style,
-    pub heading: Style,
-    pub dim: Style,
-    pub warning: Style,
+    pub(crate) redact: bool,
+    pub(crate) pass: Style,
+    pub(crate) fail: Style,
+    pub(crate) skip: Style,
+    pub(crate) heading: Style,
+    pub(crate) dim: Style,
+    pub(crate) warning: Style,
 }
 
 impl Styles {
     /// The styles for this run, from `--color` and the environment.
-    pub fn decide(choice: ColorChoice) -> Styles {
+    pub(crate) fn decide(choice: ColorChoice) -> Styles {
         let colored = wants_color(
             choice,
             std::env::var_os("CARGO_TERM_COLOR").as_deref(),
@@ -39,7 +39,7 @@ impl Styles {
     }
 
     /// `colored` as decided; `redact` for fixed placeholders in place of durations and paths.
-    pub fn new(colored: bool, redact: bool) -> Styles {
+    pub(crate) fn new(colored: bool, redact: bool) -> Styles {
         if !colored {
             return Styles {
                 redact,
@@ -59,7 +59,7 @@ impl Styles {
     }
 
     /// What to tell cargo: always the decision made here, so its output matches ours.
-    pub fn cargo_color(&self) -> &'static str {
+    pub(crate) fn cargo_color(&self) -> &'static str {
         if self.colored {
             "always"
         } else {
@@ -68,7 +68,7 @@ impl Styles {
     }
 
     /// Seconds with three decimals, right-aligned in eight columns: `   0.348s`.
-    pub fn seconds(&self, duration: Duration) -> String {
+    pub(crate) fn seconds(&self, duration: Duration) -> String {
         let seconds = if self.redact {
             0.0
         } else {
@@ -77,7 +77,7 @@ impl Styles {
         format!("{seconds:>8.3}s")
     }
 
-    pub fn path(&self, path: &str) -> String {
+    pub(crate) fn path(&self, path: &str) -> String {
         if self.redact {
             "<path>".to_owned()
         } else {

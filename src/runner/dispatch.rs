@@ -50,10 +50,10 @@ pub(crate) enum Next {
 /// How a test that ran ended, as an executor saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TestResult {
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// None where the harness does not tell (doc tests).
-    pub duration: Option<Duration>,
-    pub output: String,
+    pub(crate) duration: Option<Duration>,
+    pub(crate) output: String,
 }
 
 impl Dispatcher {

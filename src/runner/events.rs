@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 
 /// One test: the binary it lives in (nextest-style id) and its name inside it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct TestId {
-    pub binary: String,
-    pub name: String,
+pub(crate) struct TestId {
+    pub(crate) binary: String,
+    pub(crate) name: String,
 }
 
 impl fmt::Display for TestId {
@@ -26,7 +26,7 @@ impl fmt::Display for TestId {
 /// The stages of a run whose time the summary shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub(crate) enum Phase {
     ClusterBoot,
     Template,
     Build,
@@ -35,7 +35,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Phase::ClusterBoot => "cluster boot",
             Phase::Template => "migrations+fixtures",
@@ -49,7 +49,7 @@ impl Phase {
 /// How a test that ran ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Passed,
     /// The test failed (libtest exits 101) or exited with another code.
     Failed {
@@ -68,12 +68,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         matches!(self, Outcome::Passed)
     }
 
     /// The status word shown in the report.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Outcome::Passed => "PASS".to_owned(),
             Outcome::Failed { .. } => "FAIL".to_owned(),
@@ -97,39 +97,39 @@ impl Outcome {
 
 /// Facts about the cluster, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClusterFacts {
+pub(crate) struct ClusterFacts {
     /// For example "PostgreSQL 15.18".
-    pub version: String,
-    pub in_ram: bool,
-    pub run_dir: String,
-    pub log: String,
-    pub server_user: String,
+    pub(crate) version: String,
+    pub(crate) in_ram: bool,
+    pub(crate) run_dir: String,
+    pub(crate) log: String,
+    pub(crate) server_user: String,
 }
 
 /// The cluster's memory at the sample where the RAM it held peaked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct MemoryPeak {
+pub(crate) struct MemoryPeak {
     /// `processes_bytes + data_dir_bytes` on tmpfs; `processes_bytes` when the data is on disk.
-    pub ram_peak_bytes: u64,
+    pub(crate) ram_peak_bytes: u64,
     /// The server processes' proportional set size then.
-    pub processes_bytes: u64,
+    pub(crate) processes_bytes: u64,
     /// The bytes the data directory's files held then (RAM when the data is on tmpfs).
-    pub data_dir_bytes: u64,
+    pub(crate) data_dir_bytes: u64,
 }
 
 /// One phase's memory peak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct PhaseMemory {
-    pub phase: Phase,
+pub(crate) struct PhaseMemory {
+    pub(crate) phase: Phase,
     #[serde(flatten)]
-    pub peak: MemoryPeak,
+    pub(crate) peak: MemoryPeak,
 }
 
 /// Field names are those of the `--json` report where they differ (`seconds`, `isolation`…), so that the
 /// derived `Serialize` writes the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// Something the user should know that is not an error (for example: no tmpfs, data on disk).
     Warning {
         message: String,
@@ -252,10 +252,10 @@ fn isolation<S: Serializer>(shared: &bool, serializer: S) -> Result<S::Ok, S::Er
 }
 
 /// Where the runner sends its events.
-pub type EventSender = mpsc::UnboundedSender<Event>;
-pub type EventReceiver = mpsc::UnboundedReceiver<Event>;
+pub(crate) type EventSender = mpsc::UnboundedSender<Event>;
+pub(crate) type EventReceiver = mpsc::UnboundedReceiver<Event>;
 
-pub fn channel() -> (EventSender, EventReceiver) {
+pub(crate) fn channel() -> (EventSender, EventReceiver) {
     mpsc::unbounded_channel()
 }
 

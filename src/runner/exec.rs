@@ -15,7 +15,7 @@ use super::supervisor::{self, Stop, Watch};
 use super::{Cancel, RunnerError};
 use crate::cargo::TestBinary;
 
-pub use super::supervisor::Limits;
+pub(crate) use super::supervisor::Limits;
 
 /// Lists a binary's tests: all of them, and the ignored ones; None if the run was stopped first.
 pub(crate) async fn list(

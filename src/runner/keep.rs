@@ -7,9 +7,9 @@ use super::events::{Outcome, TestId};
 
 /// A database left in the cluster for a failed test.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeptDatabase {
-    pub test: TestId,
-    pub database: String,
+pub(crate) struct KeptDatabase {
+    pub(crate) test: TestId,
+    pub(crate) database: String,
 }
 
 /// The run's budget of kept databases; cheap to clone, every clone keeps into the same list.

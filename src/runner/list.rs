@@ -7,20 +7,20 @@ use crate::cargo::TestBinary;
 
 /// The arguments after `--`, as libtest understands them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TestArgs {
-    pub filters: Vec<String>,
-    pub exact: bool,
-    pub skip: Vec<String>,
-    pub ignored: IgnoredMode,
+pub(crate) struct TestArgs {
+    pub(crate) filters: Vec<String>,
+    pub(crate) exact: bool,
+    pub(crate) skip: Vec<String>,
+    pub(crate) ignored: IgnoredMode,
     /// `--nocapture` / `--no-capture` / `--show-output`: show every test's output, not only failures'.
-    pub show_output: bool,
-    pub test_threads: Option<usize>,
+    pub(crate) show_output: bool,
+    pub(crate) test_threads: Option<usize>,
     /// Anything else, passed to the test binaries as given.
-    pub other: Vec<String>,
+    pub(crate) other: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum IgnoredMode {
+pub(crate) enum IgnoredMode {
     /// Ignored tests are reported as IGNORED and not run.
     #[default]
     Skip,
@@ -32,7 +32,7 @@ pub enum IgnoredMode {
 
 impl TestArgs {
     /// Reads the TESTNAME filter and the arguments after `--`.
-    pub fn parse(filter: Option<&str>, args: &[String]) -> Result<TestArgs, String> {
+    pub(crate) fn parse(filter: Option<&str>, args: &[String]) -> Result<TestArgs, String> {
         let mut parsed = TestArgs {
             filters: filter.into_iter().map(str::to_owned).collect(),
             ..TestArgs::default()
@@ -74,7 +74,7 @@ impl TestArgs {
     }
 
     /// libtest's rule: a test runs when it matches a filter (or there is none) and no skip pattern.
-    pub fn selects(&self, name: &str) -> bool {
+    pub(crate) fn selects(&self, name: &str) -> bool {
         let matches = |pattern: &String| {
             if self.exact {
                 name == pattern
@@ -87,7 +87,7 @@ impl TestArgs {
     }
 
     /// The same selection as libtest arguments, for running a whole binary (shared mode, doc tests).
-    pub fn to_libtest_args(&self) -> Vec<String> {
+    pub(crate) fn to_libtest_args(&self) -> Vec<String> {
         let mut args = self.filters.clone();
         if self.exact {
             args.push("--exact".to_owned());
@@ -146,7 +146,7 @@ fn parse_threads(value: &str) -> Result<usize, String> {
 }
 
 /// Parses `--list --format terse` output (`name: test` lines) into test names. Benchmarks are left out.
-pub fn parse_terse_list(output: &str) -> Vec<String> {
+pub(crate) fn parse_terse_list(output: &str) -> Vec<String> {
     output
         .lines()
         .filter_map(|line| line.strip_suffix(": test"))
@@ -156,10 +156,10 @@ pub fn parse_terse_list(output: &str) -> Vec<String> {
 
 /// A test to run in a process of its own.
 #[derive(Debug, Clone)]
-pub struct TestCase {
-    pub binary: Arc<TestBinary>,
-    pub name: String,
-    pub ignored: bool,
+pub(crate) struct TestCase {
+    pub(crate) binary: Arc<TestBinary>,
+    pub(crate) name: String,
+    pub(crate) ignored: bool,
 }
 
 impl TestCase {
@@ -173,15 +173,15 @@ impl TestCase {
 
 /// What one binary contributes to the run.
 #[derive(Debug, Default)]
-pub struct Selection {
-    pub run: Vec<TestCase>,
+pub(crate) struct Selection {
+    pub(crate) run: Vec<TestCase>,
     /// Ignored tests not asked for: reported as IGNORED.
-    pub ignored: Vec<TestCase>,
-    pub filtered_out: usize,
+    pub(crate) ignored: Vec<TestCase>,
+    pub(crate) filtered_out: usize,
 }
 
 /// Applies the arguments to one binary's full list and its list of ignored tests.
-pub fn select(
+pub(crate) fn select(
     binary: &Arc<TestBinary>,
     all: &[String],
     ignored: &[String],

@@ -16,7 +16,7 @@ use crate::config::Isolation;
 /// How a test gets its database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A fresh clone of its package's template, in a process of its own.
     Own,
     /// Its binary's tests run together against one database of the package (`isolation = "shared"`).
@@ -27,7 +27,7 @@ pub enum Kind {
 
 impl Kind {
     /// The word `list` prints.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::Own => "own",
             Kind::Shared => "shared",
@@ -38,12 +38,12 @@ impl Kind {
 
 /// One test a run executes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Listed {
+pub(crate) struct Listed {
     #[serde(flatten)]
-    pub test: TestId,
-    pub isolation: Kind,
+    pub(crate) test: TestId,
+    pub(crate) isolation: Kind,
     /// An ignored test asked for (`--ignored`, `--include-ignored`).
-    pub ignored: bool,
+    pub(crate) ignored: bool,
 }
 
 /// The chosen tests, split the way the run executes them.
@@ -97,7 +97,7 @@ impl Arrangement {
 }
 
 /// Lists the binaries and arranges their tests exactly as [`super::run`] does; None if stopped first.
-pub async fn list(
+pub(crate) async fn list(
     binaries: Vec<TestBinary>,
     args: &TestArgs,
     isolation: Isolation,
@@ -114,7 +114,7 @@ pub async fn list(
 
 /// The doc tests `cargo test --doc` would run, listed by it (`-- --list`) with the run's own arguments and
 /// `env` (a database to build against); they share one database in a run. None if stopped first.
-pub async fn list_doc_tests(
+pub(crate) async fn list_doc_tests(
     doc: &DocTests,
     args: &TestArgs,
     env: &[(String, String)],
@@ -218,7 +218,7 @@ impl Watch for DocList {
 }
 
 /// `list`'s text: one test per line, its isolation first (padded, so the names line up).
-pub fn to_text(listed: &[Listed]) -> String {
+pub(crate) fn to_text(listed: &[Listed]) -> String {
     listed
         .iter()
         .map(|entry| {
@@ -234,7 +234,7 @@ pub fn to_text(listed: &[Listed]) -> String {
 }
 
 /// `list --json`'s text: one JSON object per line (`binary`, `name`, `isolation`, `ignored`).
-pub fn to_json_lines(listed: &[Listed]) -> Result<String, serde_json::Error> {
+pub(crate) fn to_json_lines(listed: &[Listed]) -> Result<String, serde_json::Error> {
     let mut text = String::new();
     for entry in listed {
         text.push_str(&serde_json::to_string(entry)?);

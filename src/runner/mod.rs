@@ -6,16 +6,16 @@
 
 mod dispatch;
 mod doc;
-pub mod events;
-pub mod exec;
+pub(crate) mod events;
+pub(crate) mod exec;
 mod keep;
 mod libtest;
-pub mod list;
-pub mod listing;
-pub mod partition;
+pub(crate) mod list;
+pub(crate) mod listing;
+pub(crate) mod partition;
 mod retry;
-pub mod schedule;
-pub mod shared;
+pub(crate) mod schedule;
+pub(crate) mod shared;
 mod supervisor;
 
 use std::collections::BTreeMap;
@@ -33,11 +33,11 @@ use dispatch::Dispatcher;
 use events::EventSender;
 use exec::Limits;
 use keep::Keeper;
-pub use keep::KeptDatabase;
+pub(crate) use keep::KeptDatabase;
 use list::TestArgs;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
+pub(crate) enum RunnerError {
     #[error("could not run {}: {source}", binary.display())]
     Spawn {
         binary: PathBuf,
@@ -55,21 +55,21 @@ pub enum RunnerError {
 
 /// Watches for Ctrl-C / SIGTERM; cloned into everything that must stop early.
 #[derive(Debug, Clone)]
-pub struct Cancel(watch::Receiver<Option<&'static str>>);
+pub(crate) struct Cancel(watch::Receiver<Option<&'static str>>);
 
 impl Cancel {
-    pub fn new() -> (watch::Sender<Option<&'static str>>, Cancel) {
+    pub(crate) fn new() -> (watch::Sender<Option<&'static str>>, Cancel) {
         let (sender, receiver) = watch::channel(None);
         (sender, Cancel(receiver))
     }
 
     /// The signal that stopped the run, if one did.
-    pub fn signal(&self) -> Option<&'static str> {
+    pub(crate) fn signal(&self) -> Option<&'static str> {
         *self.0.borrow()
     }
 
     /// Resolves with the signal's name once the run is stopped; never, if it is not.
-    pub async fn cancelled(&mut self) -> &'static str {
+    pub(crate) async fn cancelled(&mut self) -> &'static str {
         loop {
             if let Some(signal) = *self.0.borrow_and_update() {
                 return signal;
@@ -83,24 +83,24 @@ impl Cancel {
 
 /// What to run and how.
 #[derive(Debug)]
-pub struct Plan {
-    pub binaries: Vec<TestBinary>,
-    pub args: TestArgs,
-    pub isolation: Isolation,
-    pub jobs: usize,
-    pub limits: Limits,
-    pub database_env: String,
+pub(crate) struct Plan {
+    pub(crate) binaries: Vec<TestBinary>,
+    pub(crate) args: TestArgs,
+    pub(crate) isolation: Isolation,
+    pub(crate) jobs: usize,
+    pub(crate) limits: Limits,
+    pub(crate) database_env: String,
     /// Package name → its template database.
-    pub templates: BTreeMap<String, String>,
-    pub doc_tests: Option<DocTests>,
+    pub(crate) templates: BTreeMap<String, String>,
+    pub(crate) doc_tests: Option<DocTests>,
     /// How many failed tests' databases are kept rather than dropped (0: none).
-    pub keep_failed: usize,
+    pub(crate) keep_failed: usize,
     /// `--partition`: only this shard's tests run.
-    pub partition: Option<partition::Partition>,
+    pub(crate) partition: Option<partition::Partition>,
     /// How many more times a failing test is run (`--retries`, the `retries` key).
-    pub retries: usize,
+    pub(crate) retries: usize,
     /// `--fail-fast`: no test starts after one has failed.
-    pub fail_fast: bool,
+    pub(crate) fail_fast: bool,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -139,17 +139,17 @@ fn by_binary(cases: Vec<list::TestCase>) -> Vec<Batch> {
 
 /// `cargo test --doc` for the packages that have a library.
 #[derive(Debug)]
-pub struct DocTests {
+pub(crate) struct DocTests {
     /// cargo's arguments choosing packages, features and profile; a `--color` among them (with its value)
     /// is replaced by the runner's own.
-    pub cargo_args: Vec<String>,
-    pub packages: Vec<String>,
+    pub(crate) cargo_args: Vec<String>,
+    pub(crate) packages: Vec<String>,
 }
 
 /// Runs the plan against the cluster, sending events; returns once every test has ended, with the failed
 /// tests' databases left in the cluster ([`Plan::keep_failed`]). Every test chosen ends in one result: the
 /// ones never reached are NOT RUN, with the reason the run stopped.
-pub async fn run(
+pub(crate) async fn run(
     plan: Plan,
     cluster: &mut Cluster,
     databases: &Databases,

@@ -20,7 +20,7 @@ use super::list::{Selection, TestCase};
 
 /// A `--partition` value that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PartitionError {
+pub(crate) enum PartitionError {
     #[error("`{0}` is not a partition; write `count:K/N` or `hash:K/N`, for example `hash:1/3`")]
     Kind(String),
     #[error("`{0}` is not a shard; write K/N with whole numbers, for example `1/3`")]
@@ -31,17 +31,17 @@ pub enum PartitionError {
 
 /// How tests are dealt to the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
+pub(crate) enum Strategy {
     Count,
     Hash,
 }
 
 /// This run's shard: `shard` of `total`, counted from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Partition {
-    pub strategy: Strategy,
-    pub shard: u64,
-    pub total: u64,
+pub(crate) struct Partition {
+    pub(crate) strategy: Strategy,
+    pub(crate) shard: u64,
+    pub(crate) total: u64,
 }
 
 impl FromStr for Partition {

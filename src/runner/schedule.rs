@@ -20,14 +20,14 @@ use crate::template::{self, Databases};
 
 /// What every test of an isolated run shares.
 #[derive(Debug, Clone)]
-pub struct Isolated {
-    pub databases: Databases,
-    pub endpoint: Endpoint,
+pub(crate) struct Isolated {
+    pub(crate) databases: Databases,
+    pub(crate) endpoint: Endpoint,
     /// Package name → template database name.
-    pub templates: Arc<BTreeMap<String, String>>,
-    pub database_env: String,
-    pub jobs: usize,
-    pub limits: Limits,
+    pub(crate) templates: Arc<BTreeMap<String, String>>,
+    pub(crate) database_env: String,
+    pub(crate) jobs: usize,
+    pub(crate) limits: Limits,
     /// Where a failed test's database goes instead of being dropped, while the cap allows.
     pub(crate) keeper: Keeper,
 }

@@ -20,10 +20,10 @@ use crate::cargo::TestBinary;
 
 /// One binary's cases, run in one process with `threads` test threads.
 pub(crate) struct Together<'a> {
-    pub binary: &'a TestBinary,
-    pub cases: &'a [TestCase],
-    pub threads: usize,
-    pub limits: Limits,
+    pub(crate) binary: &'a TestBinary,
+    pub(crate) cases: &'a [TestCase],
+    pub(crate) threads: usize,
+    pub(crate) limits: Limits,
 }
 
 impl Together<'_> {

@@ -21,9 +21,9 @@ use super::Cancel;
 
 /// How long a test may take.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub slow_after: Duration,
-    pub timeout: Option<Duration>,
+pub(crate) struct Limits {
+    pub(crate) slow_after: Duration,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What reads a child's output: it knows which tests run in the child, and since when.
@@ -45,10 +45,10 @@ pub(crate) enum Stop {
 #[derive(Debug)]
 pub(crate) struct Ended {
     /// None if its exit status could not be read.
-    pub status: Option<ExitStatus>,
-    pub stopped: Option<Stop>,
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) stopped: Option<Stop>,
     /// From the start to the exit of the child.
-    pub ran: Duration,
+    pub(crate) ran: Duration,
 }
 
 /// Output a process that left the child's group may hold open after the child is gone: read no longer.

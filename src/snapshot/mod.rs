@@ -4,12 +4,12 @@
 
 pub(crate) mod key;
 pub(crate) mod manifest;
-pub mod pack;
+pub(crate) mod pack;
 pub(crate) mod policy;
-pub mod store;
+pub(crate) mod store;
 pub(crate) mod take;
 
 pub use pack::Pack;
 pub(crate) use policy::{Plan, Templates};
 pub use store::{Entry, Store};
-pub use take::SnapshotError;
+pub(crate) use take::SnapshotError;

@@ -98,7 +98,7 @@ impl Pack {
 
     /// Recreates the tree as `to` (which must not exist), its files given to `owner` when the server runs as
     /// another account (PostgreSQL insists on owning its data directory), else to us.
-    pub fn write(&self, to: &Path, owner: Option<&ServerUser>) -> io::Result<()> {
+    pub(crate) fn write(&self, to: &Path, owner: Option<&ServerUser>) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let owner = owner.filter(|o| o.is_other_account);
         for record in self.records() {

@@ -97,7 +97,7 @@ impl Plan {
 /// Boots the cluster: from the cached one on a hit, else fresh. A hit that does not boot (unless the run
 /// was stopped meanwhile, `is_interruption`) falls back to a fresh boot and is forgotten, so that the
 /// templates are prepared and stored over the bad entry; the warning to show is returned with the cluster.
-pub(crate) async fn boot<T, E: Display, F, Fut>(
+pub async fn boot<T, E: Display, F, Fut>(
     plan: &mut Option<Plan>,
     mut boot: F,
     is_interruption: impl Fn(&E) -> bool,

@@ -27,7 +27,7 @@ pub struct Store {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub manifest: String,
-    pub pack: Pack,
+    pub(crate) pack: Pack,
 }
 
 impl Store {
@@ -42,7 +42,7 @@ impl Store {
         Store { root }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 

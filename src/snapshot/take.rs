@@ -11,7 +11,7 @@ use super::store::Store;
 use crate::cluster::{Cluster, ClusterError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
+pub(crate) enum SnapshotError {
     #[error("could not take a snapshot of the migrated cluster for the cache: {0}")]
     Sql(#[source] sqlx::Error),
     #[error("could not read the cluster's data directory {} for the cache: {source}", path.display())]

@@ -3,7 +3,7 @@
 //! reach the cluster through ([`gateway`]). The rest of cargo-pgtest treats such tests as batches that
 //! isolate themselves.
 
-pub mod gateway;
+pub(crate) mod gateway;
 pub(crate) mod scan;
 pub(crate) mod template1;
 

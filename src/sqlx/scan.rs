@@ -137,7 +137,7 @@ mod tests {
 
             #[sqlx::test(fixtures("users"))]
             #[ignore]
-            pub async fn with_fixtures(pool: PgPool) -> sqlx::Result<()> { Ok(()) }
+            pub(crate) async fn with_fixtures(pool: PgPool) -> sqlx::Result<()> { Ok(()) }
 
             #[tokio::test]
             async fn plain_async() {}

@@ -85,7 +85,7 @@ fn locate(choice: &PostgresChoice) -> Result<(Binaries, Option<String>), Cluster
 }
 
 /// Boots the cluster, from the cache on a hit (see [`snapshot::policy::boot`] for the fallback).
-pub(crate) async fn boot(
+pub async fn boot(
     run: &Run<'_>,
     config: &Config,
     found: &Found,

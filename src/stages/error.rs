@@ -6,7 +6,7 @@ use crate::{cargo, cluster, config, exit_code, inspect, nextest, runner, snapsho
 
 /// Everything that can stop a run before its tests are done, with the exit code each one means.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{0}")]
     TestArgs(String),
     #[error(transparent)]

@@ -8,7 +8,7 @@ use crate::cluster::Endpoint;
 
 /// `STRATEGY FILE_COPY` on PostgreSQL 15+ (copying files is about twice as fast here as the default
 /// WAL_LOG, which writes every page to the WAL); earlier versions only copy files.
-pub fn clone_strategy(server_major: u32) -> &'static str {
+pub(crate) fn clone_strategy(server_major: u32) -> &'static str {
     if server_major >= 15 {
         " STRATEGY FILE_COPY"
     } else {
@@ -17,7 +17,7 @@ pub fn clone_strategy(server_major: u32) -> &'static str {
 }
 
 /// `CREATE DATABASE name TEMPLATE template`, with `clone_suffix` (from [`clone_strategy`]).
-pub fn create_statement(template: &str, name: &str, clone_suffix: &str) -> String {
+pub(crate) fn create_statement(template: &str, name: &str, clone_suffix: &str) -> String {
     format!(
         "CREATE DATABASE {} TEMPLATE {}{clone_suffix}",
         quote_ident(name),
@@ -27,7 +27,7 @@ pub fn create_statement(template: &str, name: &str, clone_suffix: &str) -> Strin
 
 /// Makes and drops the per-test databases over a small pool of connections to the maintenance database.
 #[derive(Debug, Clone)]
-pub struct Databases {
+pub(crate) struct Databases {
     pool: PgPool,
     /// `STRATEGY FILE_COPY` on PostgreSQL 15+, measured about twice as fast here as the default WAL_LOG.
     clone_suffix: &'static str,
@@ -36,7 +36,7 @@ pub struct Databases {
 }
 
 impl Databases {
-    pub async fn connect(
+    pub(crate) async fn connect(
         endpoint: &Endpoint,
         server_major: u32,
         connections: u32,
@@ -57,14 +57,14 @@ impl Databases {
     }
 
     /// Creates `name` as a copy of `template`.
-    pub async fn create_from(&self, template: &str, name: &str) -> Result<(), sqlx::Error> {
+    pub(crate) async fn create_from(&self, template: &str, name: &str) -> Result<(), sqlx::Error> {
         let (template, name) = (self.name(template), self.name(name));
         let sql = create_statement(&template, &name, self.clone_suffix);
         sqlx::raw_sql(&sql).execute(&self.pool).await.map(drop)
     }
 
     /// Drops `name`, disconnecting whatever a test left connected.
-    pub async fn drop_database(&self, name: &str) -> Result<(), sqlx::Error> {
+    pub(crate) async fn drop_database(&self, name: &str) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(&self.name(name))
@@ -75,7 +75,7 @@ impl Databases {
     }
 
     /// How many sessions are on `name`.
-    pub async fn sessions_on(&self, name: &str) -> Result<i64, sqlx::Error> {
+    pub(crate) async fn sessions_on(&self, name: &str) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
             .bind(self.name(name).as_ref())
             .fetch_one(&self.pool)
@@ -83,7 +83,7 @@ impl Databases {
     }
 
     /// How many databases the cluster holds (for leak checks).
-    pub async fn count(&self) -> Result<i64, sqlx::Error> {
+    pub(crate) async fn count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM pg_database")
             .fetch_one(&self.pool)
             .await
@@ -93,7 +93,7 @@ impl Databases {
         self.endpoint.database_name(name)
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
 }

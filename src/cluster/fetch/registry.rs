@@ -29,11 +29,11 @@ const METADATA_LIMIT: u64 = 64 * 1024 * 1024;
 /// One published build: its version, tarball and checksum.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Chosen {
-    pub package: String,
-    pub version: semver::Version,
-    pub tarball: String,
+    pub(crate) package: String,
+    pub(crate) version: semver::Version,
+    pub(crate) tarball: String,
     /// The sha512 of the tarball.
-    pub sha512: Vec<u8>,
+    pub(crate) sha512: Vec<u8>,
 }
 
 #[derive(Debug, Deserialize)]

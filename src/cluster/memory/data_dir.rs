@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// A directory tree's size, kept up to date a few entries at a time.
 #[derive(Debug)]
-pub struct DirSize {
+pub(crate) struct DirSize {
     root: PathBuf,
     /// Bytes of the files directly in each directory, as of its last complete listing.
     sizes: HashMap<PathBuf, u64>,
@@ -29,7 +29,7 @@ pub struct DirSize {
 }
 
 impl DirSize {
-    pub fn new(root: &Path) -> DirSize {
+    pub(crate) fn new(root: &Path) -> DirSize {
         DirSize {
             root: root.to_owned(),
             sizes: HashMap::new(),
@@ -40,7 +40,7 @@ impl DirSize {
     }
 
     /// Looks at up to `budget` more entries, then returns the tree's size in bytes as far as known.
-    pub fn step(&mut self, budget: usize) -> u64 {
+    pub(crate) fn step(&mut self, budget: usize) -> u64 {
         let mut left = budget;
         while left > 0 {
             let Some((dir, listing, bytes)) = &mut self.current else {
@@ -91,7 +91,7 @@ impl DirSize {
 
 /// The tree's size in one full walk: for the few moments (a phase's end) where a complete figure is worth
 /// a few milliseconds.
-pub fn walk_all(dir: &Path) -> u64 {
+pub(crate) fn walk_all(dir: &Path) -> u64 {
     let Ok(listing) = std::fs::read_dir(dir) else {
         return 0;
     };

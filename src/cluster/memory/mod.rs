@@ -2,8 +2,6 @@
 //! its data directory, which is RAM too ([`data_dir`]), sampled together while the cluster runs
 //! ([`watch`]), with a warning before the data directory fills its tmpfs.
 
-pub mod data_dir;
-pub mod pss;
-pub mod watch;
-
-pub use pss::cluster_pss;
+pub(crate) mod data_dir;
+pub(crate) mod pss;
+pub(crate) mod watch;

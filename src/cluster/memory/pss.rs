@@ -10,7 +10,7 @@ const MEASURED: bool = cfg!(target_os = "linux");
 ///
 /// Each process's `smaps_rollup` walks its page tables: about 0.3 ms of CPU per process, 3–4 ms for a
 /// cluster with two tests in flight, which is why [`super::watch`] samples off the runtime's thread.
-pub fn cluster_pss(postmaster: u32) -> Option<u64> {
+pub(crate) fn cluster_pss(postmaster: u32) -> Option<u64> {
     if !MEASURED {
         return None;
     }

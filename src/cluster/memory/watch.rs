@@ -16,19 +16,19 @@ use super::pss::cluster_pss;
 use crate::runner::events::{Event, EventSender, MemoryPeak, Phase, PhaseMemory};
 
 /// How often the cluster is sampled.
-pub const EVERY: Duration = Duration::from_millis(100);
+pub(crate) const EVERY: Duration = Duration::from_millis(100);
 /// How many data-directory entries one sample looks at (see [`DirSize`]).
-pub const ENTRIES_PER_SAMPLE: usize = 256;
+pub(crate) const ENTRIES_PER_SAMPLE: usize = 256;
 
 /// What is watched.
-pub struct Watched {
+pub(crate) struct Watched {
     /// The postmaster, when known.
-    pub postmaster: Option<u32>,
-    pub data_dir: PathBuf,
+    pub(crate) postmaster: Option<u32>,
+    pub(crate) data_dir: PathBuf,
     /// Whether the data directory is on tmpfs: then it counts as RAM and its free space is watched.
-    pub tmpfs: bool,
+    pub(crate) tmpfs: bool,
     /// Where the low-space warning goes.
-    pub events: EventSender,
+    pub(crate) events: EventSender,
 }
 
 /// The peaks so far.
@@ -43,17 +43,17 @@ struct Peaks {
 
 /// What a watch saw over the run.
 #[derive(Debug)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// The server processes' own peak PSS.
-    pub processes_peak: u64,
+    pub(crate) processes_peak: u64,
     /// The peak of the RAM the cluster held, with its parts.
-    pub ram: MemoryPeak,
+    pub(crate) ram: MemoryPeak,
     /// That peak in each phase, in the order they ended.
-    pub phases: Vec<PhaseMemory>,
+    pub(crate) phases: Vec<PhaseMemory>,
 }
 
 /// A running sampler; [`Watch::stop`] ends it and returns what it saw.
-pub struct Watch {
+pub(crate) struct Watch {
     postmaster: Option<u32>,
     data_dir: PathBuf,
     tmpfs: bool,
@@ -62,7 +62,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn start(watched: Watched) -> Watch {
+    pub(crate) fn start(watched: Watched) -> Watch {
         let peaks = Arc::new(Mutex::new(Peaks::default()));
         let (postmaster, data_dir, tmpfs) =
             (watched.postmaster, watched.data_dir.clone(), watched.tmpfs);
@@ -79,7 +79,7 @@ impl Watch {
     /// Ends the current phase: its peak is kept under `phase`. One complete sample first (a full walk of
     /// the data directory, a few milliseconds), so that what the phase left is counted however short it
     /// was and however far the incremental walk had got.
-    pub fn phase_done(&self, phase: Phase) {
+    pub(crate) fn phase_done(&self, phase: Phase) {
         let processes = self.postmaster.and_then(cluster_pss).unwrap_or(0);
         let sample = sample_of(processes, walk_all(&self.data_dir), self.tmpfs);
         let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -91,7 +91,7 @@ impl Watch {
     }
 
     /// Stops sampling and returns what it saw (`None` when nothing was sampled).
-    pub fn stop(self) -> Option<Seen> {
+    pub(crate) fn stop(self) -> Option<Seen> {
         self.task.abort();
         let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
         let phases = std::mem::take(&mut peaks.phases);

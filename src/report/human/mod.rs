@@ -13,7 +13,7 @@ use crate::runner::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, Tes
 
 const SLOWEST_SHOWN: usize = 5;
 
-pub struct Human<W: Write> {
+pub(crate) struct Human<W: Write> {
     out: W,
     styles: Styles,
     verbose: bool,
@@ -32,7 +32,7 @@ pub struct Human<W: Write> {
 }
 
 impl<W: Write> Human<W> {
-    pub fn new(out: W, styles: Styles, verbose: bool, show_output: bool) -> Self {
+    pub(crate) fn new(out: W, styles: Styles, verbose: bool, show_output: bool) -> Self {
         Human {
             out,
             styles,
@@ -47,13 +47,13 @@ impl<W: Write> Human<W> {
     }
 
     /// Shows the progress line under the test lines (for a terminal; see [`super::progress`]).
-    pub fn with_progress(mut self, on: bool) -> Self {
+    pub(crate) fn with_progress(mut self, on: bool) -> Self {
         self.progress = on.then(Progress::default);
         self
     }
 
     /// `--quiet`: passing tests get no line of their own.
-    pub fn quiet(mut self, on: bool) -> Self {
+    pub(crate) fn quiet(mut self, on: bool) -> Self {
         self.quiet = on;
         self
     }

@@ -10,10 +10,10 @@
 //! runner's work. Only the invoking user (or root) may connect, checked from the socket's peer credentials,
 //! on top of the socket directory's 0700.
 
-pub mod pool;
-pub mod protocol;
+pub(crate) mod pool;
+pub(crate) mod protocol;
 mod relay;
-pub mod sessions;
+pub(crate) mod sessions;
 pub(crate) mod statements;
 #[cfg(test)]
 mod tests;
@@ -27,7 +27,7 @@ use tokio::net::UnixListener;
 use crate::cluster::Endpoint;
 use crate::template::Databases;
 use pool::Pool;
-pub use pool::PoolCounts;
+pub(crate) use pool::PoolCounts;
 use relay::Relay;
 use sessions::Sessions;
 
@@ -36,7 +36,7 @@ const GATEWAY_DIR: &str = "sqlx-gateway";
 const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     #[error("could not open the #[sqlx::test] gateway's socket in {}: {source}", dir.display())]
     Listen { dir: PathBuf, source: io::Error },
     #[error("could not start the #[sqlx::test] gateway's thread: {0}")]
@@ -45,15 +45,15 @@ pub enum GatewayError {
 
 /// What the gateway did, reported when it stops.
 #[derive(Debug, Clone, Default)]
-pub struct GatewayReport {
-    pub counts: PoolCounts,
+pub(crate) struct GatewayReport {
+    pub(crate) counts: PoolCounts,
     /// Why copies stopped being made ahead, if they did.
-    pub broken: Option<String>,
+    pub(crate) broken: Option<String>,
 }
 
 /// A running gateway; [`Gateway::stop`] (or dropping it) ends it.
 #[derive(Debug)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     endpoint: Endpoint,
     pool: Arc<Pool>,
     sessions: Arc<Sessions>,
@@ -64,7 +64,7 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the gateway's socket beside the server's and starts relaying to `upstream`. `ahead` copies of
     /// template1 are kept ready; `server_major` picks how they are copied.
-    pub fn start(
+    pub(crate) fn start(
         upstream: &Endpoint,
         run_dir: &Path,
         server_major: u32,
@@ -129,7 +129,7 @@ impl Gateway {
 
     /// Stops accepting, lets the worker finish the statement it is running, closes the sessions it kept,
     /// and says what was done.
-    pub fn stop(mut self) -> GatewayReport {
+    pub(crate) fn stop(mut self) -> GatewayReport {
         self.shut_down();
         GatewayReport {
             counts: self.pool.counts(),

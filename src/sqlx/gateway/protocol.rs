@@ -10,7 +10,7 @@ const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 const CANCEL_REQUEST: u32 = 80_877_102;
 /// A startup packet longer than this is not PostgreSQL (libpq's own limit is 10,000 bytes).
-pub const MAX_STARTUP_PACKET: usize = 10_000;
+pub(crate) const MAX_STARTUP_PACKET: usize = 10_000;
 /// Simple queries and Parse messages longer than this (type byte and length included) stream through
 /// unread: sqlx's statements, and any statement that drops, renames or copies a database, are far shorter.
 const MAX_INSPECTED_MESSAGE: usize = 8_192;
@@ -19,7 +19,7 @@ const MAX_INSPECTED_MESSAGE: usize = 8_192;
 pub(crate) const MAX_READ_MESSAGE: usize = 1 << 20;
 
 /// A typed message: its type byte, its length, its body.
-pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(5 + body.len());
     message.push(kind);
     message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
@@ -28,12 +28,14 @@ pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// A simple-query message (`Q`) carrying `sql`.
-pub fn simple_query(sql: &str) -> Vec<u8> {
+pub(crate) fn simple_query(sql: &str) -> Vec<u8> {
     message(b'Q', &[sql.as_bytes(), b"\0"].concat())
 }
 
-/// A startup message for protocol 3.0 with these parameters (name, value pairs).
-pub fn startup_message(parameters: &[(&str, &str)]) -> Vec<u8> {
+/// A startup message for protocol 3.0 with these parameters (name, value pairs); clients write these, so
+/// only the tests need to.
+#[cfg(test)]
+pub(crate) fn startup_message(parameters: &[(&str, &str)]) -> Vec<u8> {
     let mut body = 196_608u32.to_be_bytes().to_vec();
     for (name, value) in parameters {
         for text in [name, value] {
@@ -47,7 +49,7 @@ pub fn startup_message(parameters: &[(&str, &str)]) -> Vec<u8> {
 
 /// What a client's untyped packet (length included) asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Startup {
+pub(crate) enum Startup {
     /// An SSL or GSSAPI encryption request: the answer `N` (not here) lets the client go on in the clear.
     Encryption,
     /// A cancel request for another session: passed to the server as it is.
@@ -58,7 +60,7 @@ pub enum Startup {
 
 impl Startup {
     /// Reads a whole untyped packet; `None` when it is none PostgreSQL knows.
-    pub fn parse(packet: &[u8]) -> Option<Startup> {
+    pub(crate) fn parse(packet: &[u8]) -> Option<Startup> {
         let length = read_u32(packet, 0)? as usize;
         if length != packet.len() || !(8..=MAX_STARTUP_PACKET).contains(&length) {
             return None;
@@ -89,7 +91,7 @@ impl Startup {
 
 /// How a server answers a startup message, one message at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Greeting {
+pub(crate) enum Greeting {
     /// Part of a session that opened (authentication done, parameters, key data, notices): go on.
     Opening,
     /// The session is ready for queries: the greeting is complete.
@@ -100,7 +102,7 @@ pub enum Greeting {
 }
 
 /// Classifies one message of a server's greeting from its type byte and body.
-pub fn greeting_message(kind: u8, body: &[u8]) -> Greeting {
+pub(crate) fn greeting_message(kind: u8, body: &[u8]) -> Greeting {
     match kind {
         b'R' if read_u32(body, 0) == Some(0) => Greeting::Opening,
         b'S' | b'K' | b'N' => Greeting::Opening,
@@ -110,12 +112,12 @@ pub fn greeting_message(kind: u8, body: &[u8]) -> Greeting {
 }
 
 /// The length, type byte included, of the typed message whose first five bytes are `header`.
-pub fn message_length(header: &[u8; 5]) -> usize {
+pub(crate) fn message_length(header: &[u8; 5]) -> usize {
     1 + u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize
 }
 
 /// The Terminate message.
-pub fn terminate() -> Vec<u8> {
+pub(crate) fn terminate() -> Vec<u8> {
     message(b'X', b"")
 }
 
@@ -134,7 +136,7 @@ enum State {
 
 /// What the client sent, cut where a statement of sqlx's test support stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
+pub(crate) enum Piece {
     /// Bytes to pass on as they are.
     Bytes(Vec<u8>),
     /// A simple query holding one of sqlx's test statements, to be answered by [`simple_query`] of what
@@ -150,7 +152,7 @@ pub enum Piece {
 /// Reads the typed messages a client sends after its startup message, in whatever pieces they arrive, and
 /// cuts them into bytes to pass on, sqlx's test statements and the end of the session.
 #[derive(Debug, Default)]
-pub struct ClientStream {
+pub(crate) struct ClientStream {
     state: State,
     /// The start of a packet or message that is not whole yet.
     held: Vec<u8>,
@@ -158,12 +160,12 @@ pub struct ClientStream {
 
 impl ClientStream {
     /// Whether everything fed so far was whole messages.
-    pub fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.state == State::Typed && self.held.is_empty()
     }
 
     /// Appends to `out` what `input` (the next bytes from the client) lets through now.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<Piece>) {
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<Piece>) {
         // Usually nothing is held and `input` is whole messages: read it where it is, keeping only an
         // unfinished tail.
         let mut joined = std::mem::take(&mut self.held);

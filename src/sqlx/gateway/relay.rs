@@ -28,11 +28,11 @@ const GREETING_TIMEOUT: Duration = Duration::from_millis(if cfg!(test) { 200 } e
 #[derive(Debug, Clone)]
 pub(crate) struct Relay {
     /// The server's socket.
-    pub upstream: PathBuf,
-    pub pool: Arc<Pool>,
-    pub sessions: Arc<Sessions>,
+    pub(crate) upstream: PathBuf,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) sessions: Arc<Sessions>,
     /// Connections from other users are refused.
-    pub uid: u32,
+    pub(crate) uid: u32,
 }
 
 /// How a relayed session ended.
@@ -56,7 +56,7 @@ struct Session {
 impl Relay {
     /// Serves one client connection: its startup, a server session (kept or new), the relay, and the
     /// session kept for the next client if it ended cleanly.
-    pub async fn connection(self, mut client: UnixStream) {
+    pub(crate) async fn connection(self, mut client: UnixStream) {
         if !crate::platform::peer::is_allowed(&client, self.uid) {
             return;
         }

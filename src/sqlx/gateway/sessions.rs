@@ -36,14 +36,14 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// An open server session nobody uses.
 #[derive(Debug)]
-pub struct IdleSession {
-    pub stream: UnixStream,
+pub(crate) struct IdleSession {
+    pub(crate) stream: UnixStream,
     /// What the server said when the session opened, up to its first ReadyForQuery.
-    pub greeting: Vec<u8>,
-    pub database: String,
+    pub(crate) greeting: Vec<u8>,
+    pub(crate) database: String,
     /// [`Sessions::forget`]s of `database` before the session opened: one opened before the last is
     /// never kept.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// When it was last handed back.
     pub(crate) since: Instant,
 }
@@ -104,7 +104,7 @@ impl State {
 
 /// Idle sessions by the startup message that opened them.
 #[derive(Debug)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     state: Mutex<State>,
     /// Wakes clients waiting for a session being reset.
     returned: Notify,
@@ -115,7 +115,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(per_startup: usize, most: usize) -> Sessions {
+    pub(crate) fn new(per_startup: usize, most: usize) -> Sessions {
         Sessions {
             state: Mutex::new(State::default()),
             returned: Notify::new(),
@@ -131,7 +131,7 @@ impl Sessions {
     }
 
     /// The epoch a session opened now on `database` belongs to.
-    pub fn epoch(&self, database: &str) -> u64 {
+    pub(crate) fn epoch(&self, database: &str) -> u64 {
         self.state().epochs.get(database).copied().unwrap_or(0)
     }
 
@@ -152,7 +152,7 @@ impl Sessions {
     /// An idle session opened by `startup`, still alive. When none is idle but one is being reset (its
     /// client has just left: the next client often connects at once), waits a moment for it: a reset is
     /// a round trip, a new session a process.
-    pub async fn take(&self, startup: &[u8]) -> Option<IdleSession> {
+    pub(crate) async fn take(&self, startup: &[u8]) -> Option<IdleSession> {
         let deadline = tokio::time::Instant::now() + RESET_WAIT;
         loop {
             let returned = self.returned.notified();
@@ -176,7 +176,7 @@ impl Sessions {
 
     /// Marks a session of `startup` on `database` as being reset; [`Sessions::returned`] says how that
     /// ended.
-    pub fn resetting(&self, startup: &[u8], database: &str) {
+    pub(crate) fn resetting(&self, startup: &[u8], database: &str) {
         let mut state = self.state();
         state
             .by_startup
@@ -189,7 +189,7 @@ impl Sessions {
     /// A session of `startup` on `database` that was being reset: kept when `session` is given, the
     /// database was not forgotten since it opened, and there is room for it (the session kept longest
     /// ends to make room when all the sessions kept are too many).
-    pub fn returned(&self, startup: &[u8], database: &str, session: Option<IdleSession>) {
+    pub(crate) fn returned(&self, startup: &[u8], database: &str, session: Option<IdleSession>) {
         let mut state = self.state();
         if let Some(resetting) = state.resetting_on.get_mut(database) {
             *resetting = resetting.saturating_sub(1);
@@ -220,7 +220,7 @@ impl Sessions {
 
     /// Takes the idle sessions on `database` (it is about to be dropped, renamed or copied); any being
     /// reset now will not be kept.
-    pub fn forget(&self, database: &str) -> Vec<IdleSession> {
+    pub(crate) fn forget(&self, database: &str) -> Vec<IdleSession> {
         let mut state = self.state();
         *state.epochs.entry(database.to_owned()).or_default() += 1;
         let mut forgotten = Vec::new();
@@ -290,7 +290,7 @@ impl Sessions {
     }
 
     /// Closes every idle session.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for kept in self.state().by_startup.values_mut() {
             for session in kept.idle.drain(..) {
                 drop(session.end());
@@ -308,7 +308,7 @@ fn is_quiet(stream: &UnixStream) -> bool {
 /// Resets a session its client ended: `DISCARD ALL`, then the server's answer read up to the
 /// ReadyForQuery that says it is idle. Anything else (an error, a transaction left open, an answer still
 /// owed to the client, no answer in time) means the session is not handed on.
-pub async fn reset(stream: &mut UnixStream) -> bool {
+pub(crate) async fn reset(stream: &mut UnixStream) -> bool {
     let exchange = async {
         stream.write_all(&simple_query("DISCARD ALL")).await.ok()?;
         let mut discarded = false;

@@ -5,11 +5,11 @@
 //! statements need, and anything misread only costs a kept session.
 
 /// sqlx names every test database with this prefix (`_sqlx_test_<n>` in 0.7, `_sqlx_test_<hash>` in 0.8).
-pub const SQLX_TEST_PREFIX: &str = "_sqlx_test";
+pub(crate) const SQLX_TEST_PREFIX: &str = "_sqlx_test";
 
 /// A statement with which sqlx's `#[sqlx::test]` support makes or removes a test's database.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TestStatement {
+pub(crate) enum TestStatement {
     /// `create database "_sqlx_test_…"`
     Create(String),
     /// `drop database if exists "_sqlx_test_…";`
@@ -18,7 +18,7 @@ pub enum TestStatement {
 
 /// Recognises sqlx's own statements (keywords in any case, any spacing, an optional `;`) for databases
 /// named as sqlx names them; anything else, `None`.
-pub fn recognise(sql: &str) -> Option<TestStatement> {
+pub(crate) fn recognise(sql: &str) -> Option<TestStatement> {
     let sql = sql.trim().strip_suffix(';').unwrap_or(sql.trim());
     let words: Vec<&str> = sql.split_whitespace().collect();
     let keywords = |expected: &[&str]| {
@@ -48,7 +48,7 @@ fn sqlx_test_name(word: &str) -> Option<String> {
 /// The databases a statement (or several, `;`-separated) needs free of other sessions: the one dropped
 /// (`DROP DATABASE`), altered (`ALTER DATABASE … RENAME`, `SET TABLESPACE`, …) or copied (`CREATE
 /// DATABASE … TEMPLATE`, template1 when none is named). Identifiers fold as PostgreSQL folds them.
-pub fn databases_named(sql: &str) -> Vec<String> {
+pub(crate) fn databases_named(sql: &str) -> Vec<String> {
     let mentions_database = sql
         .as_bytes()
         .windows(8)

@@ -39,20 +39,20 @@ const COPY_RETRY_PAUSE: Duration = Duration::from_millis(20);
 const DROP_ATTEMPTS: u32 = 200;
 const DROP_RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// What sqlx's drop becomes: a statement that does nothing, quickly, and answers like any other.
-pub const NOTHING: &str = "DO $pgtest$BEGIN END$pgtest$";
+pub(crate) const NOTHING: &str = "DO $pgtest$BEGIN END$pgtest$";
 /// How long a drop waits for the worker to connect (it takes milliseconds) before it goes to the server
 /// as sqlx wrote it.
 const WORKER_WAIT: Duration = Duration::from_secs(1);
 
 /// What the gateway did, for the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolCounts {
+pub(crate) struct PoolCounts {
     /// Test databases handed out from the copies made ahead.
-    pub ready: u64,
+    pub(crate) ready: u64,
     /// Test databases copied while their test waited (no copy was ready).
-    pub inline: u64,
+    pub(crate) inline: u64,
     /// Used databases dropped off the critical path.
-    pub deferred_drops: u64,
+    pub(crate) deferred_drops: u64,
 }
 
 /// Whether the worker that drops used databases is there.
@@ -103,7 +103,7 @@ impl State {
 /// The pool: its state is shared between the connections (which rewrite) and one worker (which makes and
 /// drops databases).
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     state: Mutex<State>,
     /// Wakes the worker.
     wake: Notify,
@@ -118,7 +118,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(ahead: usize, clone_suffix: &'static str) -> Pool {
+    pub(crate) fn new(ahead: usize, clone_suffix: &'static str) -> Pool {
         Pool {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
@@ -137,7 +137,7 @@ impl Pool {
     }
 
     /// The statement to send instead of one of sqlx's test statements.
-    pub async fn rewrite(&self, statement: TestStatement) -> String {
+    pub(crate) async fn rewrite(&self, statement: TestStatement) -> String {
         match statement {
             TestStatement::Create(name) => {
                 self.until_dropped(&name).await;
@@ -220,11 +220,11 @@ impl Pool {
         }
     }
 
-    pub fn counts(&self) -> PoolCounts {
+    pub(crate) fn counts(&self) -> PoolCounts {
         self.state().counts
     }
 
-    pub fn broken(&self) -> Option<String> {
+    pub(crate) fn broken(&self) -> Option<String> {
         self.state().broken.clone()
     }
 
@@ -242,12 +242,12 @@ impl Pool {
     }
 
     /// Stops making copies ahead: tests get theirs made inline.
-    pub fn break_with(&self, reason: String) {
+    pub(crate) fn break_with(&self, reason: String) {
         self.state().broken = Some(reason);
     }
 
     /// Asks the worker to stop after the statement it is running.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.state().stopping = true;
         self.wake.notify_one();
     }
@@ -336,7 +336,7 @@ impl Pool {
     }
 
     /// Makes and drops databases until [`Pool::stop`].
-    pub async fn work(&self, databases: &Databases) {
+    pub(crate) async fn work(&self, databases: &Databases) {
         loop {
             match self.next_job() {
                 Job::Stop => return,
