@@ -133,20 +133,13 @@ pub(crate) async fn list_doc_tests(
     let Some(ignored) = ignored else {
         return Ok(None);
     };
-    let package_of_crate = |crate_name: &str| {
-        doc.packages
-            .iter()
-            .find(|p| p.replace('-', "_") == crate_name)
-            .cloned()
-            .unwrap_or_else(|| crate_name.to_owned())
-    };
     let only_ignored = args.ignored == IgnoredMode::Only;
     Ok(Some(
         all.into_iter()
             .filter(|test| !ignored.contains(test))
             .map(|(crate_name, name)| Listed {
                 test: TestId {
-                    binary: format!("{}::doc", package_of_crate(&crate_name)),
+                    binary: format!("{}::doc", doc.package_of_crate(&crate_name)),
                     name,
                 },
                 isolation: Kind::Shared,

@@ -146,6 +146,17 @@ pub(crate) struct DocTests {
     pub(crate) packages: Vec<String>,
 }
 
+impl DocTests {
+    /// The package a doc test's crate belongs to (crate names spell a package's `-` as `_`).
+    pub(crate) fn package_of_crate(&self, crate_name: &str) -> String {
+        self.packages
+            .iter()
+            .find(|p| p.replace('-', "_") == crate_name)
+            .cloned()
+            .unwrap_or_else(|| crate_name.to_owned())
+    }
+}
+
 /// Runs the plan against the cluster, sending events; returns once every test has ended, with the failed
 /// tests' databases left in the cluster ([`Plan::keep_failed`]). Every test chosen ends in one result: the
 /// ones never reached are NOT RUN, with the reason the run stopped.
@@ -451,13 +462,7 @@ impl Context<'_> {
             .endpoint()
             .env(&database, &self.settings.database_env);
         let cargo_args = doc::cargo_args(&doc, args, self.settings.jobs);
-        let package_of_crate = |crate_name: &str| {
-            doc.packages
-                .iter()
-                .find(|p| p.replace('-', "_") == crate_name)
-                .cloned()
-                .unwrap_or_else(|| crate_name.to_owned())
-        };
+        let package_of_crate = |crate_name: &str| doc.package_of_crate(crate_name);
         let limits = self.settings.limits;
         let cancel = self.cancel.clone();
         doc::run(
