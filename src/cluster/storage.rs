@@ -70,6 +70,20 @@ pub fn choose(
     override_dir: Option<PathBuf>,
     server_is_other_account: bool,
 ) -> Placement {
+    // PGTEST_TMPDIR stands in for the RAM places: with RAM turned off (`--no-tmpfs`, `tmpfs = false`) one on
+    // a tmpfs is not used, since the data would silently stay in RAM.
+    if let Some(ram_dir) = override_dir
+        .as_ref()
+        .filter(|dir| !want_tmpfs && is_tmpfs(dir))
+    {
+        let ram_dir = ram_dir.display().to_string();
+        return on_disk(Some(move |disk: &Path| {
+            format!(
+                "{ram_dir} (PGTEST_TMPDIR) is a tmpfs and RAM is turned off: the cluster's data is on disk in {}",
+                disk.display()
+            )
+        }));
+    }
     if let Some(parent) = override_dir {
         let on_tmpfs = is_tmpfs(&parent);
         let warning = (want_tmpfs && !on_tmpfs).then(|| {
@@ -322,6 +336,24 @@ fn stop_leftover_server(data_dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn with_ram_turned_off_a_pgtest_tmpdir_on_tmpfs_is_not_used() {
+        let shm = Path::new("/dev/shm");
+        if !is_tmpfs(shm) {
+            return;
+        }
+        let off = choose(false, Some(shm.to_owned()), false);
+        assert_eq!(off.kind, StorageKind::Disk);
+        assert_ne!(off.parent, shm);
+        assert!(off.warning.is_some_and(|w| w.contains("RAM is turned off")));
+        let on = choose(true, Some(shm.to_owned()), false);
+        assert_eq!(
+            (on.kind, on.parent, on.warning),
+            (StorageKind::Tmpfs, shm.to_owned(), None)
+        );
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
