@@ -249,17 +249,7 @@ fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
     }
     let project = Project::copy_of("fault-probe");
     let mount_point = project.cluster_parent.path();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(mount_point)
-        .status()
-        .is_ok_and(|status| status.success());
-    if !mounted {
-        // Even root may lack the privilege in a container.
-        common::skip(&format!(
-            "cannot mount a small tmpfs at {}",
-            mount_point.display()
-        ));
+    if !mount_small_tmpfs(mount_point, "8m") {
         return;
     }
     let segments_before = shared_memory_segments();
@@ -285,6 +275,24 @@ fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
             .ok_or_else(|| format!("left in /dev/shm: {new:?}"))
     })
     .unwrap();
+}
+
+/// Mounts a tmpfs of `size` at `mount_point`; false (after a skip note, a failure in CI) when that cannot be
+/// done: even root may lack the privilege in a container.
+#[cfg(target_os = "linux")]
+fn mount_small_tmpfs(mount_point: &std::path::Path, size: &str) -> bool {
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(mount_point)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        common::skip(&format!(
+            "cannot mount a small tmpfs at {}",
+            mount_point.display()
+        ));
+    }
+    mounted
 }
 
 #[cfg(target_os = "linux")]
@@ -320,6 +328,7 @@ fn a_panic_inside_cargo_pgtest_still_stops_and_removes_the_cluster() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
     if !common::postgres_available() || !common::root_for("mounting a small tmpfs") {
         return;
@@ -327,16 +336,7 @@ fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
     let project = Project::copy_of("fault-probe");
     let mount_point = project.cluster_parent.path();
     // Room for the cluster and a few test databases, but less than the 64 MiB margin left over.
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=100m", "tmpfs"])
-        .arg(mount_point)
-        .status()
-        .is_ok_and(|status| status.success());
-    if !mounted {
-        common::skip(&format!(
-            "cannot mount a small tmpfs at {}",
-            mount_point.display()
-        ));
+    if !mount_small_tmpfs(mount_point, "100m") {
         return;
     }
     let run = project.run(&["--no-cache", "passes"]);
