@@ -29,13 +29,8 @@ fn a_killed_run_leaves_no_server_and_the_next_run_removes_its_files() {
     run.wait().unwrap();
 
     let parent = project.cluster_parent.path();
-    poll(Duration::from_secs(10), || {
-        let left = common::processes_mentioning(parent);
-        left.is_empty()
-            .then_some(())
-            .ok_or_else(|| format!("still running: {left:?}"))
-    })
-    .expect("the server dies with the run that started it");
+    common::no_process_mentions(parent, Duration::from_secs(10))
+        .expect("the server dies with the run that started it");
     poll(Duration::from_secs(10), || {
         match kill(Pid::from_raw(test_pid), None) {
             Err(_) => Ok(()),

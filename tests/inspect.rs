@@ -298,13 +298,8 @@ fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running(
     kill(Pid::from_raw(psql.id() as i32), Signal::SIGKILL).unwrap();
     psql.wait().unwrap();
     let parent = project.cluster_parent.path();
-    poll(Duration::from_secs(10), || {
-        let left = common::processes_mentioning(parent);
-        left.is_empty()
-            .then_some(())
-            .ok_or_else(|| format!("still running: {left:?}"))
-    })
-    .expect("the server dies with cargo-pgtest");
+    common::no_process_mentions(parent, Duration::from_secs(10))
+        .expect("the server dies with cargo-pgtest");
     // psql still has its input open: only cargo-pgtest's death can end it.
     poll(Duration::from_secs(10), || gone(child)).expect("psql dies with cargo-pgtest");
     drop(input);

@@ -231,13 +231,8 @@ fn a_killed_cargo_pgtest_takes_nextest_its_tests_and_the_cluster_along() {
     run.wait().unwrap();
     assert_gone(test_pid);
     let parent = project.cluster_parent.path();
-    poll(Duration::from_secs(30), || {
-        let left = common::processes_mentioning(parent);
-        left.is_empty()
-            .then_some(())
-            .ok_or_else(|| format!("still running: {left:?}"))
-    })
-    .expect("the server dies with the run that started it");
+    common::no_process_mentions(parent, Duration::from_secs(30))
+        .expect("the server dies with the run that started it");
 }
 
 #[test]

@@ -262,6 +262,16 @@ pub fn nothing_left_in(dir: &Path) -> Result<(), String> {
     ))
 }
 
+/// Waits, up to `deadline`, until no process mentions `path` (a run's processes dying with it).
+pub fn no_process_mentions(path: &Path, deadline: Duration) -> Result<(), String> {
+    poll(deadline, || {
+        let left = processes_mentioning(path);
+        left.is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("still running: {left:?}"))
+    })
+}
+
 /// `<pid>: <command line>` of every process whose command line contains `path`.
 pub fn processes_mentioning(path: &Path) -> Vec<String> {
     let needle = path.to_string_lossy();
