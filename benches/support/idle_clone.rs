@@ -63,10 +63,17 @@ fn exports(serve: &mut Child) -> Result<BTreeMap<String, String>, String> {
 /// Runs the pairs through one psql session and returns their mean, in milliseconds.
 fn time_pairs(ctx: &Context, env: &BTreeMap<String, String>, label: &str) -> Result<f64, String> {
     let copy = env.get("PGDATABASE").cloned().unwrap_or_default();
-    let mut script = String::from("\\set ON_ERROR_STOP on\n\\timing on\n");
+    // The statements cargo-pgtest itself uses (src/template/databases.rs): FILE_COPY from 15 on, a forced
+    // drop. The strategy is picked before the timing starts.
+    let mut script = String::from(
+        "\\set ON_ERROR_STOP on\n\
+         SELECT CASE WHEN current_setting('server_version_num')::int >= 150000 \
+         THEN 'STRATEGY FILE_COPY' ELSE '' END AS strategy \\gset\n\\timing on\n",
+    );
     for n in 0..PAIRS {
         script.push_str(&format!(
-            "CREATE DATABASE bench_idle_{n} TEMPLATE \"{copy}\";\nDROP DATABASE bench_idle_{n};\n"
+            "CREATE DATABASE bench_idle_{n} TEMPLATE \"{copy}\" :strategy;\n\
+             DROP DATABASE bench_idle_{n} WITH (FORCE);\n"
         ));
     }
     let script_path = ctx.logs.join(format!("{label}.sql"));

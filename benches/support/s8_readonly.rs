@@ -84,8 +84,14 @@ impl ReadOnly {
             .collect();
         files.sort();
         files.push(self.project.dir.join("seed").join("seed.sql"));
-        let create = format!("DROP DATABASE IF EXISTS {DATABASE}; CREATE DATABASE {DATABASE};");
-        let mut steps = vec![(admin_url.to_owned(), vec!["-c".to_owned(), create])];
+        // Two commands: psql runs each `-c` on its own, outside a transaction block, as both need.
+        let create = vec![
+            "-c".to_owned(),
+            format!("DROP DATABASE IF EXISTS {DATABASE}"),
+            "-c".to_owned(),
+            format!("CREATE DATABASE {DATABASE}"),
+        ];
+        let mut steps = vec![(admin_url.to_owned(), create)];
         for file in files {
             let path = file.to_string_lossy().into_owned();
             steps.push((self.url.clone(), vec!["-f".to_owned(), path]));
