@@ -37,9 +37,6 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
     if nextest::is_wrapper_mode(&args) {
         return nextest::wrapper_main(args);
     }
-    if platform::exec_shim::is_shim_mode(&args) {
-        return platform::exec_shim::main(args);
-    }
     platform::exec_shim::enable();
     let cli = match cli::parse_from(args) {
         Ok(cli) => cli,

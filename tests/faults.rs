@@ -358,15 +358,17 @@ fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
     left.expect("the run removes what it made");
 }
 
-/// The exec shim test processes start through: a `sleep` started by a stand-in for cargo-pgtest (a shell,
+/// The exec shim test processes start through (`pgtest-spawn`, beside cargo-pgtest): a `sleep` started
+/// by a stand-in for cargo-pgtest (a shell,
 /// in the background) dies when that shell is killed with SIGKILL, and one whose parent is not the one
 /// named dies at once.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() {
-    let script = r#""$0" __pgtest-spawn $$ sleep 31 & echo $!; wait"#;
+    let shim = env!("CARGO_BIN_EXE_pgtest-spawn");
+    let script = r#""$0" $$ sleep 31 & echo $!; wait"#;
     let mut parent = std::process::Command::new("sh")
-        .args(["-c", script, common::BINARY])
+        .args(["-c", script, shim])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -399,8 +401,8 @@ fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() 
     poll(Duration::from_secs(10), || gone(child)).expect("the child dies with its parent");
 
     // A parent that is not the one named: the shim stops itself before running anything.
-    let status = std::process::Command::new(common::BINARY)
-        .args(["__pgtest-spawn", "1", "sh", "-c", "exit 0"])
+    let status = std::process::Command::new(shim)
+        .args(["1", "sh", "-c", "exit 0"])
         .status()
         .unwrap();
     assert_eq!(
