@@ -382,7 +382,7 @@ fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() 
     // The shim has become `sleep` (same pid) once its command line says so.
     poll(Duration::from_secs(10), || {
         let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
-        match String::from_utf8_lossy(&cmdline).starts_with("sleep\031") {
+        match String::from_utf8_lossy(&cmdline).starts_with("sleep\u{0}31") {
             true => Ok(()),
             false => Err(format!("{child} is not sleep yet: {cmdline:?}")),
         }
