@@ -10,7 +10,13 @@
 //! - 3: 200 small database tests, `--isolation test` vs `--isolation shared`.
 //! - 4: 100 `#[sqlx::test]` tests on a 22-table schema: plain cargo test against a hand-tuned server and a
 //!   stock server (both started here with pg_ctl, stopped at the end) vs cargo pgtest.
-//! - 5: the cluster's peak memory with two tests in flight (the runs of 3).
+//! - 5: the cluster's peak RAM (processes + data directory) with two tests in flight (the runs of 3).
+//! - 8 (issue 15): 200 read-only tests, whole `cargo pgtest` ÷ plain `cargo test` on one shared database of a
+//!   hand-tuned tmpfs server; 3 adds issue 15's writing-suite row (isolation cost ÷ idle clone + drop).
+//!
+//! Every scenario states its cache state and each run must show it (cold rows from an empty cache, warm
+//! rows from the cache their prepare run filled) and pass exactly the expected number of tests, as the
+//! baselines must.
 //!
 //! Knobs: `BENCH_RUNS` (rounds, default 5), `BENCH_JOBS` (`--jobs`, default the number of CPUs),
 //! `BENCH_ONLY=1,4` (scenarios to run; 2 and 5 come with 3). Every run's events and output are kept in
@@ -25,6 +31,7 @@ use support::machine::Machine;
 use support::s1_fixed::FixedOverhead;
 use support::s3_isolation::Isolation;
 use support::s4_sqlx::SqlxSuite;
+use support::s8_readonly::ReadOnly;
 use support::{generate, realistic, s2_clone, s5_memory, server, table, Problems};
 
 fn main() {
@@ -53,6 +60,9 @@ fn main() {
     let mut sqlx_suite = ctx
         .wants(4)
         .then(|| SqlxSuite::new(generated(realistic::project(&ctx)), ctx.jobs));
+    let mut readonly = ctx
+        .wants(8)
+        .then(|| ReadOnly::new(generated(generate::readonly(&ctx)), ctx.jobs));
 
     eprintln!("building and warming up (untimed; the first time compiles sqlx and tokio-postgres)");
     let building = Instant::now();
@@ -63,6 +73,9 @@ fn main() {
         s.prepare(&ctx, &mut problems);
     }
     if let Some(s) = &mut sqlx_suite {
+        s.prepare(&ctx, &machine.pg_bin, &mut problems);
+    }
+    if let Some(s) = &mut readonly {
         s.prepare(&ctx, &machine.pg_bin, &mut problems);
     }
     eprintln!("ready after {:.1}s", building.elapsed().as_secs_f64());
@@ -78,17 +91,26 @@ fn main() {
         if let Some(s) = &mut sqlx_suite {
             s.round(&ctx, round, &mut problems);
         }
+        if let Some(s) = &mut readonly {
+            s.round(&ctx, round, &mut problems);
+        }
     }
     if let Some(s) = &mut sqlx_suite {
         s.stop_servers();
     }
+    if let Some(s) = &mut readonly {
+        s.stop_server();
+    }
 
-    let rows = rows(
+    let mut rows = rows(
         &ctx,
         fixed.as_ref(),
         isolation.as_ref(),
         sqlx_suite.as_ref(),
     );
+    if let Some(s) = &readonly {
+        rows.extend(s.rows());
+    }
     report(&ctx, &machine, &rows, &problems, started);
 }
 

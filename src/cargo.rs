@@ -50,10 +50,13 @@ pub(crate) struct Project {
     /// Selected packages whose library has doc tests on (only those run `cargo test --doc`).
     pub(crate) packages_with_lib: Vec<String>,
     pub(crate) package_versions: BTreeMap<String, String>,
+    /// How long `cargo metadata` took: the build phase counts it (it is cargo's work on the project).
+    pub(crate) loaded_in: std::time::Duration,
 }
 
 /// Runs `cargo metadata` and reads the workspace, its members' manifests and the selected packages.
 pub(crate) async fn project(args: &CargoArgs) -> Result<Project, CargoError> {
+    let started = std::time::Instant::now();
     let mut command = Command::new(cargo_program());
     command.args(["metadata", "--format-version", "1", "--no-deps"]);
     if let Some(path) = &args.manifest_path {
@@ -83,7 +86,9 @@ pub(crate) async fn project(args: &CargoArgs) -> Result<Project, CargoError> {
     }
     let metadata = cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(&output.stdout))
         .map_err(CargoError::ParseMetadata)?;
-    project_from_metadata(&metadata, args)
+    let mut project = project_from_metadata(&metadata, args)?;
+    project.loaded_in = started.elapsed();
+    Ok(project)
 }
 
 fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project, CargoError> {
@@ -147,6 +152,7 @@ fn project_from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Projec
             .iter()
             .map(|p| (p.name.to_string(), p.version.to_string()))
             .collect(),
+        loaded_in: std::time::Duration::ZERO,
     })
 }
 
@@ -515,6 +521,7 @@ mod tests {
             target_dir: PathBuf::from("/p/target"),
             packages_with_lib: vec![],
             package_versions: BTreeMap::from([("app".to_owned(), "0.1.0".to_owned())]),
+            loaded_in: std::time::Duration::ZERO,
         };
         let artifact = |kind: &str, name: &str, test: bool, exe: &str| {
             format!(

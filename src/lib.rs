@@ -37,6 +37,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
     if nextest::is_wrapper_mode(&args) {
         return nextest::wrapper_main(args);
     }
+    platform::exec_shim::enable();
     let cli = match cli::parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {

@@ -357,3 +357,57 @@ fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
     );
     left.expect("the run removes what it made");
 }
+
+/// The exec shim test processes start through (`pgtest-spawn`, beside cargo-pgtest): a `sleep` started
+/// by a stand-in for cargo-pgtest (a shell,
+/// in the background) dies when that shell is killed with SIGKILL, and one whose parent is not the one
+/// named dies at once.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() {
+    let shim = env!("CARGO_BIN_EXE_pgtest-spawn");
+    let script = r#""$0" $$ sleep 31 & echo $!; wait"#;
+    let mut parent = std::process::Command::new("sh")
+        .args(["-c", script, shim])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(parent.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let child = Pid::from_raw(line.trim().parse().unwrap());
+    // The shim has become `sleep` (same pid) once its command line says so.
+    poll(Duration::from_secs(10), || {
+        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+        match String::from_utf8_lossy(&cmdline).starts_with("sleep\u{0}31") {
+            true => Ok(()),
+            false => Err(format!("{child} is not sleep yet: {cmdline:?}")),
+        }
+    })
+    .expect("the shim runs the program in its place");
+    kill(Pid::from_raw(parent.id() as i32), Signal::SIGKILL).unwrap();
+    parent.wait().unwrap();
+    let gone = |pid: Pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for init to reap it.
+        match stat.is_empty() || stat.contains(") Z ") {
+            true => Ok(()),
+            false => Err(format!("{pid} outlived its parent: {stat}")),
+        }
+    };
+    poll(Duration::from_secs(10), || gone(child)).expect("the child dies with its parent");
+
+    // A parent that is not the one named: the shim stops itself before running anything.
+    let status = std::process::Command::new(shim)
+        .args(["1", "sh", "-c", "exit 0"])
+        .status()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "{status}"
+    );
+}

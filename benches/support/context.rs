@@ -92,11 +92,6 @@ impl Context {
         self.area.join("src").join(name)
     }
 
-    /// Where cargo-pgtest keeps its initdb'd and migrated clusters for these projects.
-    pub fn pgtest_cache(&self) -> PathBuf {
-        self.area.join("pgtest").join("cache")
-    }
-
     /// A command with only the environment a user's shell would hand cargo-pgtest or cargo.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
         let mut command = Command::new(program);

@@ -238,3 +238,88 @@ pub fn exercise(test: i32) {
     assert_eq!(upper, 3);
 }
 "#;
+
+/// How many tests, tables and rows per table the read-only project of issue 15 has.
+pub const READONLY_TESTS: usize = 200;
+pub const READONLY_TABLES: usize = 12;
+pub const READONLY_ROWS: usize = 100;
+
+/// Issue 15: 200 tests that only read (12 tables of 100 rows; each test connects and runs two queries),
+/// with the same light client as `many`.
+pub fn readonly(ctx: &Context) -> io::Result<Project> {
+    let mut tests = String::from(
+        "//! Generated: 200 read-only tests, each connecting through DATABASE_URL and running two queries.\n\n\
+         mod common;\n",
+    );
+    for n in 1..=READONLY_TESTS {
+        let _ = write!(
+            tests,
+            "\n#[test]\nfn read_{n:03}() {{\n    common::read({n});\n}}\n"
+        );
+    }
+    let mut files = vec![
+        file(
+            "Cargo.toml",
+            manifest(
+                "bench-readonly",
+                "cargo-pgtest benchmark, issue 15: 200 read-only tests",
+                "tokio = { version = \"1\", default-features = false, features = [\"rt\"] }\n\
+                 tokio-postgres = \"0.7\"\n",
+                "migrations = \"migrations\"\nfixtures = [\"seed/seed.sql\"]\n",
+            ),
+        ),
+        file("tests/common/mod.rs", READONLY_COMMON),
+        file("tests/read.rs", tests),
+    ];
+    let mut seed = String::new();
+    for table in 1..=READONLY_TABLES {
+        files.push(file(
+            &format!("migrations/2024010100{table:04}_t{table:02}.sql"),
+            format!(
+                "CREATE TABLE t{table:02} (\n    id integer PRIMARY KEY,\n    name text NOT NULL,\n    \
+                 amount numeric NOT NULL,\n    created_at timestamptz NOT NULL DEFAULT now()\n);\n\
+                 CREATE INDEX t{table:02}_name ON t{table:02} (name);\n"
+            ),
+        ));
+        let _ = writeln!(
+            seed,
+            "INSERT INTO t{table:02} (id, name, amount) SELECT g, 'row ' || g, g * 1.5 \
+             FROM generate_series(1, {READONLY_ROWS}) g;"
+        );
+    }
+    files.push(file("seed/seed.sql", seed));
+    write(ctx, "bench-readonly", files)
+}
+
+const READONLY_COMMON: &str = r#"//! The read-only test body over tokio-postgres on a current-thread runtime.
+
+use tokio_postgres::NoTls;
+
+/// Connects, counts one table's rows and reads one row by key.
+pub fn read(test: i32) {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL is set");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connected");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let table = format!("t{:02}", 1 + test % 12);
+        let count: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(count, 100);
+        let name: String = client
+            .query_one(&format!("SELECT name FROM {table} WHERE id = $1"), &[&(1 + test % 100)])
+            .await
+            .expect("one row")
+            .get(0);
+        assert_eq!(name, format!("row {}", 1 + test % 100));
+    });
+}
+"#;

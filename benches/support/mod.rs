@@ -1,9 +1,11 @@
 //! The benchmark's parts: where things live and how children run (context), the generated projects
-//! (generate, realistic), runs of cargo-pgtest and their events (pgtest), target 4's reference servers
-//! (server), one module per scenario (s1…s5), statistics and the results table.
+//! (generate, realistic), runs of cargo-pgtest and their events (pgtest), the reference servers (server),
+//! clone + drop on an idle cluster (idle_clone), one module per scenario (s1…s5, s8), statistics and the
+//! results table.
 
 pub mod context;
 pub mod generate;
+pub mod idle_clone;
 pub mod machine;
 pub mod pgtest;
 pub mod realistic;
@@ -12,6 +14,7 @@ pub mod s2_clone;
 pub mod s3_isolation;
 pub mod s4_sqlx;
 pub mod s5_memory;
+pub mod s8_readonly;
 pub mod server;
 pub mod stats;
 pub mod table;

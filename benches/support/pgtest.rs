@@ -31,6 +31,11 @@ pub struct Report {
     /// Failed, crashed, timed out or not run.
     pub unsuccessful: u64,
     pub summary_seen: bool,
+    /// The summary's `peak_ram_bytes`: server processes + data directory (RAM on tmpfs), else the largest
+    /// `cluster_memory` `ram_peak_bytes`.
+    pub peak_ram: Option<u64>,
+    /// Wall time of the whole run, from our spawn to its exit.
+    pub wall: f64,
 }
 
 impl Report {
@@ -71,6 +76,9 @@ impl Report {
                     if let Some(peak) = value.get("peak_bytes").and_then(Value::as_u64) {
                         report.peak_memory = Some(report.peak_memory.map_or(peak, |p| p.max(peak)));
                     }
+                    if let Some(peak) = value.get("ram_peak_bytes").and_then(Value::as_u64) {
+                        report.peak_ram = Some(report.peak_ram.map_or(peak, |p| p.max(peak)));
+                    }
                 }
                 "summary" => {
                     report.summary_seen = true;
@@ -80,6 +88,9 @@ impl Report {
                         count("failed") + count("crashed") + count("timed_out") + count("not_run");
                     if let Some(peak) = value.get("peak_memory_bytes").and_then(Value::as_u64) {
                         report.peak_memory = Some(peak);
+                    }
+                    if let Some(peak) = value.get("peak_ram_bytes").and_then(Value::as_u64) {
+                        report.peak_ram = Some(peak);
                     }
                     if let Some(phases) = value.get("phases").and_then(Value::as_object) {
                         for (phase, seconds) in phases {
@@ -96,8 +107,25 @@ impl Report {
     }
 }
 
-/// Runs `cargo-pgtest pgtest --json <log>.jsonl <args>` in `project`. `Err` says why the run does not count:
-/// it failed, a test failed, or it reported no summary.
+/// The cache state a scenario states for its timed runs (prepare runs, which fill the cache whatever its
+/// state, expect nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// Every template must come from the cache (the scenario's untimed prepare run filled it).
+    Warm,
+    /// No template may come from the cache (the scenario emptied it just before).
+    Cold,
+}
+
+/// What a run must show to count: exactly `tests` passed, nothing else, in the stated cache state.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub tests: usize,
+    pub cache: Cache,
+}
+
+/// Runs `cargo-pgtest pgtest --json <log>.jsonl <args>` in `project` (building into the shared target
+/// directory). `Err` says why the run does not count: it failed, a test failed, or it reported no summary.
 pub fn run(
     ctx: &Context,
     project: &Path,
@@ -105,21 +133,61 @@ pub fn run(
     args: &[String],
     limit: Duration,
 ) -> Result<Report, String> {
+    run_in(ctx, project, &ctx.area, label, args, limit, None)
+}
+
+/// [`run`] with `CARGO_TARGET_DIR=target` (where the project's cache lives, `<target>/pgtest/cache`), and,
+/// with `expect`, the exact number of tests that must pass and the cache state the run must show.
+pub fn run_in(
+    ctx: &Context,
+    project: &Path,
+    target: &Path,
+    label: &str,
+    args: &[String],
+    limit: Duration,
+    expect: Option<Expect>,
+) -> Result<Report, String> {
     let log = ctx.logs.join(label);
     let json = log.with_extension("jsonl");
     let _ = std::fs::remove_file(&json);
     let mut command = ctx.command(BINARY, project);
-    command.arg("pgtest").arg("--json").arg(&json).args(args);
+    command
+        .env("CARGO_TARGET_DIR", target)
+        .arg("pgtest")
+        .arg("--json")
+        .arg(&json)
+        .args(args);
     let finished = context::run(&mut command, &log, limit)
         .map_err(|error| format!("{label}: could not run {BINARY}: {error}"))?;
-    let report = Report::parse(&std::fs::read_to_string(&json).unwrap_or_default());
-    if !finished.success() || !report.summary_seen || report.unsuccessful > 0 || report.passed == 0
+    let mut report = Report::parse(&std::fs::read_to_string(&json).unwrap_or_default());
+    report.wall = finished.wall.as_secs_f64();
+    let count_wrong = expect.is_some_and(|e| report.passed != e.tests as u64);
+    let cache_wrong = match expect.map(|e| e.cache) {
+        Some(Cache::Warm) => report.cache_hit != Some(true),
+        Some(Cache::Cold) => report.cache_hit != Some(false),
+        None => false,
+    };
+    if cache_wrong {
+        return Err(format!(
+            "{label}: the run's cache state is not the one its scenario states ({:?} expected, \
+             template_cache hit: {:?}); see {}",
+            expect.map(|e| e.cache),
+            report.cache_hit,
+            json.display()
+        ));
+    }
+    if !finished.success()
+        || !report.summary_seen
+        || report.unsuccessful > 0
+        || report.passed == 0
+        || count_wrong
     {
         return Err(format!(
-            "{label}: `cargo pgtest {}` in {} did not pass cleanly ({} passed, {} not, summary {}): {}",
+            "{label}: `cargo pgtest {}` in {} did not pass cleanly ({} passed{}, {} not, summary {}): {}",
             args.join(" "),
             project.display(),
             report.passed,
+            expect.map_or(String::new(), |e| format!(" of {} expected", e.tests)),
             report.unsuccessful,
             if report.summary_seen { "seen" } else { "missing" },
             finished.describe()

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::context::{self, cargo, Context};
 use super::generate::Project;
-use super::pgtest::{self, BUILD_LIMIT, RUN_LIMIT};
+use super::pgtest::{self, Cache, Expect, BUILD_LIMIT, RUN_LIMIT};
 use super::realistic::TESTS;
 use super::server::{Server, Tuning};
 use super::stats::Stats;
@@ -31,7 +31,7 @@ pub struct SqlxSuite {
     /// Per round: (a) ÷ (b), and (c) ÷ (a).
     speedup: Vec<f64>,
     stock_slowdown: Vec<f64>,
-    /// The cargo-pgtest runs' cluster peak memory, in bytes.
+    /// The cargo-pgtest runs' cluster peak RAM (processes + data directory), in bytes.
     pub peak_memory: Vec<u64>,
 }
 
@@ -150,15 +150,21 @@ impl SqlxSuite {
 
     pub fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
         let label = format!("r{round}");
-        let report = problems.keep(pgtest::run(
+        let expect = Expect {
+            tests: TESTS,
+            cache: Cache::Warm,
+        };
+        let report = problems.keep(pgtest::run_in(
             ctx,
             &self.project.dir,
+            &ctx.area,
             &format!("{label}-4-pgtest"),
             &self.pgtest_args(),
             RUN_LIMIT,
+            Some(expect),
         ));
         self.peak_memory
-            .extend(report.as_ref().and_then(|r| r.peak_memory));
+            .extend(report.as_ref().and_then(|r| r.peak_ram));
         let pgtest = report.and_then(|r| r.phase("tests"));
         let mut baseline = |server: &Option<Server>| {
             server

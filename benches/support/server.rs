@@ -55,9 +55,20 @@ fn parent(ctx: &Context, tuning: Tuning) -> PathBuf {
 impl Server {
     /// initdb, write the settings, `pg_ctl start -w`. Whatever fails, the guard already owns the directory.
     pub fn start(ctx: &Context, tuning: Tuning, bin: &Path) -> Result<Server, String> {
+        Server::start_named(ctx, tuning, bin, tuning.key())
+    }
+
+    /// [`Server::start`], for a scenario that needs a server of its own beside another one of the same
+    /// tuning: `name` tells their directories apart.
+    pub fn start_named(
+        ctx: &Context,
+        tuning: Tuning,
+        bin: &Path,
+        name: &str,
+    ) -> Result<Server, String> {
         let parent = parent(ctx, tuning);
         fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        let base = parent.join(format!("{PREFIX}{}-{}", std::process::id(), tuning.key()));
+        let base = parent.join(format!("{PREFIX}{}-{name}", std::process::id()));
         let mut server = Server {
             tuning,
             url: String::new(),
@@ -168,7 +179,7 @@ impl Server {
         command.args(args);
         let log = ctx.logs.join(format!(
             "server-{}-{}",
-            self.tuning.key(),
+            self.base.file_name().unwrap_or_default().to_string_lossy(),
             what.replace(' ', "-")
         ));
         let finished = context::run(&mut command, &log, Duration::from_secs(120))

@@ -2,6 +2,7 @@
 //! `cfg(target_os)` inside so that callers stay portable. What can be checked without the system (command
 //! lines, parsed output) is a pure function unit-tested on every platform.
 
+pub(crate) mod exec_shim;
 pub(crate) mod parent_death;
 pub(crate) mod peer;
 pub(crate) mod process;

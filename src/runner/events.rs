@@ -29,6 +29,8 @@ impl fmt::Display for TestId {
 pub(crate) enum Phase {
     ClusterBoot,
     Template,
+    /// cargo's part and what goes with it: `cargo metadata`, the build's database, `cargo test --no-run`,
+    /// the relation-cache warm-up beside it.
     Build,
     Tests,
     Teardown,

@@ -18,6 +18,7 @@ use tokio::process::{Child, Command};
 use super::dispatch::Dispatcher;
 use super::events::TestId;
 use super::Cancel;
+use crate::platform::exec_shim;
 
 /// How long a test may take.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +110,13 @@ pub(crate) async fn supervise(
 }
 
 /// Starts the child: own process group, parent-death signal, stdin closed, stdout and stderr into one pipe.
-fn spawn(mut command: Command) -> io::Result<(Child, pipe::Receiver)> {
+/// Through the exec shim when it is on, so that no hook forces a `fork()` of cargo-pgtest (see
+/// [`exec_shim`]); else with the parent-death signal set in a pre-exec hook.
+fn spawn(command: Command) -> io::Result<(Child, pipe::Receiver)> {
+    let mut command = match exec_shim::shim() {
+        Some(shim) => exec_shim::through(&command, shim, std::process::id()),
+        None => with_hook(command),
+    };
     let (sender, receiver) = pipe::pipe()?;
     let stdout = sender.into_blocking_fd()?;
     let stderr = stdout.try_clone()?;
@@ -120,12 +127,17 @@ fn spawn(mut command: Command) -> io::Result<(Child, pipe::Receiver)> {
         // Its own group, so a timeout or Ctrl-C stops the child and everything it started.
         .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: the hook only makes async-signal-safe system calls.
-    unsafe { command.pre_exec(crate::cluster::server::die_with_parent(libc::SIGKILL)) };
     let child = command.spawn();
     // The Command holds the pipe's write ends: without it the reader sees the end once the child is gone.
     drop(command);
     Ok((child?, receiver))
+}
+
+/// The parent-death signal set between `fork` and `exec`, when the shim is off.
+fn with_hook(mut command: Command) -> Command {
+    // SAFETY: the hook only makes async-signal-safe system calls.
+    unsafe { command.pre_exec(crate::cluster::server::die_with_parent(libc::SIGKILL)) };
+    command
 }
 
 fn kill_group(group: Option<Pid>) {

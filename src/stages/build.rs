@@ -73,23 +73,25 @@ pub(crate) async fn build(
     endpoint: &Endpoint,
     ready: &Ready,
 ) -> Result<Built, Error> {
+    // The phase is all of it: `cargo metadata` at the start of the run, the build's database, the build
+    // and the warm-up beside it, so that no work of a run falls outside every phase.
+    let started = Instant::now();
     let build_env = build_database(run, setup, endpoint, ready).await?;
     let cargo_args = CargoArgs::new(run.cli, run.styles);
     let build = async {
-        let started = Instant::now();
         let binaries = if run.cli.cargo.doc {
             Vec::new()
         } else {
             cargo::build_tests(&cargo_args.for_build(), &build_env, &setup.project).await?
         };
-        Ok::<_, Error>((binaries, started.elapsed()))
+        Ok::<_, Error>(binaries)
     };
     // Off the critical path, and done before the first clone.
     let warm = async { Ok(template::warm_relation_caches(endpoint, &ready.templates).await?) };
-    let ((binaries, build_time), ()) = run
+    let (binaries, ()) = run
         .unless_stopped(async { tokio::try_join!(build, warm) })
         .await?;
-    run.phase_finished(Phase::Build, build_time);
+    run.phase_finished(Phase::Build, setup.project.loaded_in + started.elapsed());
     Ok(Built {
         binaries,
         cargo_args,
