@@ -307,3 +307,48 @@ fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running(
     project.run(&args(&["psql"], NOTES)).expect(0, &[]);
     project.assert_nothing_left();
 }
+
+/// `fixtures/sqlx-kept`: the databases sqlx leaves for its failed `#[sqlx::test]`s are kept like the
+/// others' and opened by test name; `--keep-failed` caps them too (sqlx's over the cap are dropped). One
+/// test, in order: it builds into the shared target/fixtures (sqlx takes minutes to build anew), whose kept
+/// state no other test of this binary replaces.
+#[test]
+fn sqlx_tests_kept_databases_are_opened_by_name_and_capped() {
+    if !common::postgres_available() {
+        return;
+    }
+    let project = Project::copy_of("sqlx-kept");
+    let kept = |name: &str| format!("kept: cargo pgtest psql sqlx-kept::probe {name}\n");
+    let run = project.run(&[]);
+    run.expect(
+        100,
+        &[
+            &kept("writes_then_fails"),
+            &kept("writes_then_errs"),
+            "1 passed, 2 failed",
+        ],
+    );
+    project.assert_nothing_left();
+    let notes = ["--", "-XAt", "-c", "SELECT body FROM notes"];
+    let opened = project.run(&args(&["psql", "writes_then_fails"], &notes));
+    opened.expect(0, &[]);
+    assert_eq!(opened.stdout, "left by writes_then_fails\n");
+    let opened = project.run(&args(&["psql", "then_errs"], &notes));
+    opened.expect(0, &[]);
+    assert_eq!(opened.stdout, "left by writes_then_errs\n");
+    project.assert_nothing_left();
+
+    let capped = project.run(&["--keep-failed", "1"]);
+    capped.expect(100, &["1 passed, 2 failed"]);
+    let kept_lines = capped.stderr.lines().filter(|l| l.starts_with("kept: "));
+    assert_eq!(kept_lines.count(), 1, "{}", capped.stderr);
+    let (one, other) = match capped.stderr.contains(&kept("writes_then_fails")) {
+        true => ("writes_then_fails", "writes_then_errs"),
+        false => ("writes_then_errs", "writes_then_fails"),
+    };
+    let candidates = format!("\n  cargo pgtest psql sqlx-kept::probe {one}\n");
+    project
+        .run(&args(&["psql", other], &notes))
+        .expect(2, &["no kept test matches", &candidates]);
+    project.assert_nothing_left();
+}
