@@ -180,6 +180,32 @@ fn serve_prints_a_url_another_process_uses_until_sigterm() {
 }
 
 #[test]
+fn a_serve_killed_with_sigkill_leaves_no_server_and_its_directory_goes() {
+    let Some(project) = probe() else { return };
+    let (mut serve, url) = serve(&project, &[]);
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
+        "2"
+    );
+    let parent = project.cluster_parent.path();
+    assert!(
+        !common::processes_mentioning(parent).is_empty(),
+        "the server runs in the project's run directory"
+    );
+    kill(Pid::from_raw(serve.id() as i32), Signal::SIGKILL).unwrap();
+    serve.wait().unwrap();
+    common::no_process_mentions(parent, Duration::from_secs(10))
+        .expect("the server dies with cargo-pgtest");
+    assert!(
+        !other_psql(&url, "SELECT 1").status.success(),
+        "nothing serves the URL any more"
+    );
+    // The killed command's directory is removed by the next one, as after a killed run.
+    project.run(&args(&["psql"], NOTES)).expect(0, &[]);
+    project.assert_nothing_left();
+}
+
+#[test]
 fn serve_with_a_port_listens_on_the_loopback_address_with_a_password() {
     let Some(project) = probe() else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
