@@ -180,6 +180,32 @@ fn serve_prints_a_url_another_process_uses_until_sigterm() {
 }
 
 #[test]
+fn a_serve_killed_with_sigkill_leaves_no_server_and_its_directory_goes() {
+    let Some(project) = probe() else { return };
+    let (mut serve, url) = serve(&project, &[]);
+    assert_eq!(
+        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
+        "2"
+    );
+    let parent = project.cluster_parent.path();
+    assert!(
+        !common::processes_mentioning(parent).is_empty(),
+        "the server runs in the project's run directory"
+    );
+    kill(Pid::from_raw(serve.id() as i32), Signal::SIGKILL).unwrap();
+    serve.wait().unwrap();
+    common::no_process_mentions(parent, Duration::from_secs(10))
+        .expect("the server dies with cargo-pgtest");
+    assert!(
+        !other_psql(&url, "SELECT 1").status.success(),
+        "nothing serves the URL any more"
+    );
+    // The killed command's directory is removed by the next one, as after a killed run.
+    project.run(&args(&["psql"], NOTES)).expect(0, &[]);
+    project.assert_nothing_left();
+}
+
+#[test]
 fn serve_with_a_port_listens_on_the_loopback_address_with_a_password() {
     let Some(project) = probe() else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -305,5 +331,50 @@ fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running(
     drop(input);
     // The killed command's directory is removed by the next one, as after a killed run.
     project.run(&args(&["psql"], NOTES)).expect(0, &[]);
+    project.assert_nothing_left();
+}
+
+/// `fixtures/sqlx-kept`: the databases sqlx leaves for its failed `#[sqlx::test]`s are kept like the
+/// others' and opened by test name; `--keep-failed` caps them too (sqlx's over the cap are dropped). One
+/// test, in order: it builds into the shared target/fixtures (sqlx takes minutes to build anew), whose kept
+/// state no other test of this binary replaces.
+#[test]
+fn sqlx_tests_kept_databases_are_opened_by_name_and_capped() {
+    if !common::postgres_available() {
+        return;
+    }
+    let project = Project::copy_of("sqlx-kept");
+    let kept = |name: &str| format!("kept: cargo pgtest psql sqlx-kept::probe {name}\n");
+    let run = project.run(&[]);
+    run.expect(
+        100,
+        &[
+            &kept("writes_then_fails"),
+            &kept("writes_then_errs"),
+            "1 passed, 2 failed",
+        ],
+    );
+    project.assert_nothing_left();
+    let notes = ["--", "-XAt", "-c", "SELECT body FROM notes"];
+    let opened = project.run(&args(&["psql", "writes_then_fails"], &notes));
+    opened.expect(0, &[]);
+    assert_eq!(opened.stdout, "left by writes_then_fails\n");
+    let opened = project.run(&args(&["psql", "then_errs"], &notes));
+    opened.expect(0, &[]);
+    assert_eq!(opened.stdout, "left by writes_then_errs\n");
+    project.assert_nothing_left();
+
+    let capped = project.run(&["--keep-failed", "1"]);
+    capped.expect(100, &["1 passed, 2 failed"]);
+    let kept_lines = capped.stderr.lines().filter(|l| l.starts_with("kept: "));
+    assert_eq!(kept_lines.count(), 1, "{}", capped.stderr);
+    let (one, other) = match capped.stderr.contains(&kept("writes_then_fails")) {
+        true => ("writes_then_fails", "writes_then_errs"),
+        false => ("writes_then_errs", "writes_then_fails"),
+    };
+    let candidates = format!("\n  cargo pgtest psql sqlx-kept::probe {one}\n");
+    project
+        .run(&args(&["psql", other], &notes))
+        .expect(2, &["no kept test matches", &candidates]);
     project.assert_nothing_left();
 }

@@ -3,7 +3,8 @@
 //! runner builds a test's event. It also keeps the run's ledger, so every test announced in `RunStarted`
 //! ends in exactly one `TestFinished`: [`Dispatcher::close`] gives the ones never reached NOT RUN.
 //! Under `--fail-fast` it is also what notices the first failure, which the schedulers read before
-//! starting another test.
+//! starting another test, and which the supervisor awaits to stop a process running several tests
+//! (libtest would go on starting the rest).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ use super::events::{Event, EventSender, Outcome, TestId};
 pub(crate) struct Dispatcher {
     events: EventSender,
     ledger: Arc<Mutex<Ledger>>,
+    /// Turns true at the first failure under `--fail-fast`.
+    failed_fast: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +64,7 @@ impl Dispatcher {
         Dispatcher {
             events,
             ledger: Arc::default(),
+            failed_fast: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
@@ -111,6 +115,31 @@ impl Dispatcher {
     pub(crate) fn fail_fast(self, on: bool) -> Dispatcher {
         self.ledger().fail_fast = on;
         self
+    }
+
+    /// A test of a process running several failed; its result (and output) comes once the process is
+    /// gone. Under `--fail-fast`, with no retry left for it, it is the failure that stops the run.
+    pub(crate) fn failing(&self, test: &TestId) {
+        let mut ledger = self.ledger();
+        let retried = ledger.attempts.get(test).map_or(0, Vec::len) < ledger.retries;
+        if ledger.fail_fast && !retried && ledger.first_failure.is_none() {
+            ledger.first_failure = Some(test.clone());
+            drop(ledger);
+            self.failed_fast.send_replace(true);
+        }
+    }
+
+    /// Resolves once a test has failed under `--fail-fast` (at once if one has); never without it.
+    pub(crate) async fn failed_fast(&self) {
+        let mut failed = self.failed_fast.subscribe();
+        if failed.wait_for(|failed| *failed).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The test whose failure stopped the run under `--fail-fast`, if one did.
+    pub(crate) fn first_failure(&self) -> Option<TestId> {
+        self.ledger().first_failure.clone()
     }
 
     /// Why no further test may start because of a failure (`--fail-fast`); None while none may stop it.
@@ -206,10 +235,14 @@ impl Dispatcher {
             ledger.failed.insert(test.clone());
         }
         let failed = !matches!(result.outcome, Outcome::Passed | Outcome::NotRun { .. });
-        if ledger.fail_fast && failed && ledger.first_failure.is_none() {
+        let first = ledger.fail_fast && failed && ledger.first_failure.is_none();
+        if first {
             ledger.first_failure = Some(test.clone());
         }
         drop(ledger);
+        if first {
+            self.failed_fast.send_replace(true);
+        }
         self.send(Event::TestFinished {
             test,
             outcome: result.outcome,
@@ -335,5 +368,20 @@ mod tests {
             dispatch.stop_reason().as_deref(),
             Some("--fail-fast: not started after app c failed")
         );
+    }
+
+    #[test]
+    fn a_failure_told_before_its_result_stops_only_without_retries_left() {
+        let (sender, _receiver) = super::super::events::channel();
+        let retrying = Dispatcher::new(sender.clone()).fail_fast(true).retrying(1);
+        retrying.failing(&id("a"));
+        assert_eq!(retrying.stop_reason(), None, "a is run again first");
+        let once = Dispatcher::new(sender.clone()).fail_fast(true);
+        once.failing(&id("a"));
+        once.failing(&id("b"));
+        assert_eq!(once.first_failure(), Some(id("a")));
+        let off = Dispatcher::new(sender);
+        off.failing(&id("a"));
+        assert_eq!(off.stop_reason(), None, "no --fail-fast");
     }
 }

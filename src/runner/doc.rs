@@ -157,7 +157,7 @@ impl<F: Fn(&str) -> String + Send> DocWatch<F> {
             Some(Stop::Signal(signal)) if self.under_way.is_some() => {
                 dispatch.not_run([whole_run()], &format!("stopped by {signal}"));
             }
-            Some(Stop::Signal(_)) => {}
+            Some(Stop::Signal(_) | Stop::FailFast) => {}
             None if !ended.status.is_some_and(|s| s.success()) && !self.any_failed => {
                 dispatch.finished(whole_run(), result(outcome_of(ended.status)));
             }

@@ -119,7 +119,8 @@ pub(crate) async fn run_alone(
                 Some(Stop::Signal(signal)) => Outcome::NotRun {
                     reason: format!("stopped by {signal}"),
                 },
-                None => outcome_of(ended.status),
+                // A test alone is never stopped for another's failure.
+                Some(Stop::FailFast) | None => outcome_of(ended.status),
             },
             duration: Some(ended.ran),
             output: strip_libtest_framing(&output.text, &case.name),

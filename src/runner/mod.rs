@@ -16,6 +16,7 @@ pub(crate) mod partition;
 mod retry;
 pub(crate) mod schedule;
 pub(crate) mod shared;
+mod sqlx_kept;
 mod supervisor;
 
 use std::collections::BTreeMap;
@@ -430,13 +431,21 @@ impl Context<'_> {
                 retry::run_again(&case, &fresh, limits, self.cancel, self.dispatch).await;
             }
             // The tests share the database: one that failed for good keeps it. (sqlx's databases only make
-            // the tests' own, and are dropped after.)
+            // the tests' own, which sqlx leaves when they fail.)
             let keeps = database.starts_with(SHARED_PREFIX);
             for case in cases
                 .iter()
                 .filter(|c| keeps && self.dispatch.has_failed(&c.id()))
             {
                 self.keeper.keep(case.id(), &database);
+            }
+            if !keeps && self.cancel.signal().is_none() && cluster.is_running() {
+                let left = sqlx_kept::Left {
+                    endpoint: cluster.endpoint(),
+                    source: &database,
+                    databases: self.databases,
+                };
+                left.settle(&cases, self.dispatch, self.keeper).await;
             }
         }
         Ok(made)

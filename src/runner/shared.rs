@@ -5,6 +5,10 @@
 //! `--test-threads` at once, then the next one as each ends. That tells which tests are running and since
 //! when, so SLOW and TIMEOUT are per test as elsewhere. A failed test's captured output comes in the
 //! summary at the end, so its result is reported once that is read (or the process is gone).
+//!
+//! Under `--fail-fast` the process is stopped at the first failure (libtest itself would start every
+//! remaining test): the tests it was running and the ones it had not started are NOT RUN. libtest prints
+//! a failure's captured output only at its end, so that first failure comes without it, and says so.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -62,6 +66,9 @@ impl Together<'_> {
     }
 }
 
+/// The output of the failure that stopped its process under `--fail-fast`.
+const LOST_TO_FAIL_FAST: &str = "(its captured output is lost: --fail-fast stopped the process it shared with other tests before libtest printed it; run the test again without --fail-fast to see it)";
+
 /// What the output of a process running several tests tells about them.
 pub(crate) struct InOneProcess {
     binary: String,
@@ -118,6 +125,10 @@ impl InOneProcess {
     }
 
     fn start_next(&mut self, dispatch: &Dispatcher) {
+        // After a failure under --fail-fast the process is being stopped: what libtest starts now is not run.
+        if dispatch.stop_reason().is_some() {
+            return;
+        }
         while self.running.len() < self.threads {
             let Some(name) = self.waiting.pop_front() else {
                 return;
@@ -154,7 +165,10 @@ impl InOneProcess {
                 self.attempt_finished(test, result, true, dispatch);
             }
             Verdict::Ignored => dispatch.ignored(test),
-            Verdict::Failed => self.failed.push((name.to_owned(), duration)),
+            Verdict::Failed => {
+                dispatch.failing(&test);
+                self.failed.push((name.to_owned(), duration));
+            }
         }
         self.start_next(dispatch);
     }
@@ -176,9 +190,17 @@ impl InOneProcess {
     /// Reports what is left once the process is gone: failures with their output, the tests it was
     /// running, and the ones it never reached. Returns the tests to run again.
     pub(crate) fn finish(mut self, ended: &Ended, dispatch: &Dispatcher) -> BTreeSet<String> {
-        let may_retry = !matches!(ended.stopped, Some(Stop::Signal(_)));
+        let may_retry = !matches!(ended.stopped, Some(Stop::Signal(_) | Stop::FailFast));
+        let fail_fast = |test: &TestId| {
+            let first = dispatch.first_failure();
+            let first = first.as_ref().unwrap_or(test);
+            format!("--fail-fast: its process was stopped after {first} failed")
+        };
         for (name, duration) in std::mem::take(&mut self.failed) {
-            let output = self.outputs.remove(&name).unwrap_or_default();
+            let mut output = self.outputs.remove(&name).unwrap_or_default();
+            if output.is_empty() && ended.stopped == Some(Stop::FailFast) {
+                output = LOST_TO_FAIL_FAST.to_owned();
+            }
             let outcome = Outcome::Failed { exit_code: None };
             let result = TestResult {
                 outcome,
@@ -197,6 +219,9 @@ impl InOneProcess {
                 Some(Stop::TimedOut(late)) if *late == test => Outcome::TimedOut,
                 Some(Stop::TimedOut(late)) => Outcome::NotRun {
                     reason: format!("its process was stopped when {} timed out", late.name),
+                },
+                Some(Stop::FailFast) => Outcome::NotRun {
+                    reason: fail_fast(&test),
                 },
                 // It was running when the process ended by itself: whatever ended it ended the test.
                 None => match outcome_of(ended.status) {
@@ -218,6 +243,7 @@ impl InOneProcess {
             Some(Stop::TimedOut(late)) => {
                 format!("its process was stopped when {} timed out", late.name)
             }
+            Some(Stop::FailFast) => dispatch.stop_reason().unwrap_or_default(),
             None => "its process ended before it got to it".to_owned(),
         };
         let waiting: Vec<TestId> = self.waiting.iter().map(|name| self.id(name)).collect();
@@ -268,6 +294,10 @@ impl Watch for InOneProcess {
             .iter()
             .map(|(name, since)| (self.id(name), *since))
             .collect()
+    }
+
+    fn stops_on_failure(&self) -> bool {
+        true
     }
 }
 
@@ -365,6 +395,54 @@ mod tests {
             }
         }
         assert_eq!(finished, ["passes PASS", "hangs TIMEOUT", "waits NOT RUN"]);
+    }
+
+    #[tokio::test]
+    async fn under_fail_fast_the_first_failure_stops_the_process_and_the_rest_is_not_run() {
+        let (sender, mut receiver) = events::channel();
+        let dispatch = Dispatcher::new(sender).fail_fast(true);
+        let cases = ["a", "b", "c", "d"].map(String::from);
+        let mut watch = InOneProcess::new("app::it", cases, 2);
+        assert!(watch.stops_on_failure());
+        feed(&mut watch, "running 4 tests\ntest a ... ok", &dispatch);
+        assert_eq!(names(watch.running()), ["b", "c"]);
+        let stopped = tokio::time::timeout(Duration::from_millis(10), dispatch.failed_fast());
+        assert!(stopped.await.is_err(), "nothing failed yet");
+        feed(&mut watch, "test b ... FAILED", &dispatch);
+        let stopped = tokio::time::timeout(Duration::from_secs(5), dispatch.failed_fast());
+        assert!(stopped.await.is_ok(), "the supervisor is told to stop");
+        assert_eq!(names(watch.running()), ["c"], "d is not started");
+        let ended = Ended {
+            status: None,
+            stopped: Some(Stop::FailFast),
+            ran: Duration::ZERO,
+        };
+        watch.finish(&ended, &dispatch);
+        let mut finished = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            if let Event::TestFinished {
+                test,
+                outcome,
+                output,
+                ..
+            } = event
+            {
+                let reason = match outcome {
+                    Outcome::NotRun { reason } => reason,
+                    _ => output,
+                };
+                finished.push(format!("{} {}", test.name, reason));
+            }
+        }
+        assert_eq!(
+            finished,
+            [
+                "a ".to_owned(),
+                format!("b {LOST_TO_FAIL_FAST}"),
+                "c --fail-fast: its process was stopped after app::it b failed".to_owned(),
+                "d --fail-fast: not started after app::it b failed".to_owned(),
+            ]
+        );
     }
 
     #[test]

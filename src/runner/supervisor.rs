@@ -33,6 +33,11 @@ pub(crate) trait Watch: Send {
     fn line(&mut self, line: &str, dispatch: &Dispatcher);
     /// The tests running in the child now and when each started: what SLOW and TIMEOUT are measured on.
     fn running(&self) -> Vec<(TestId, Instant)>;
+    /// Whether the child is stopped at the first failure under `--fail-fast`: a child running several
+    /// tests would start the rest; one running a single test ends by itself.
+    fn stops_on_failure(&self) -> bool {
+        false
+    }
 }
 
 /// Why the supervisor stopped a child before it ended by itself.
@@ -40,6 +45,8 @@ pub(crate) trait Watch: Send {
 pub(crate) enum Stop {
     Signal(&'static str),
     TimedOut(TestId),
+    /// A test failed under `--fail-fast`.
+    FailFast,
 }
 
 /// How a child ended.
@@ -89,6 +96,10 @@ pub(crate) async fn supervise(
             }
             signal = cancel.cancelled(), if stopped.is_none() => {
                 stopped = Some(Stop::Signal(signal));
+                kill_group(group);
+            }
+            () = dispatch.failed_fast(), if stopped.is_none() && watch.stops_on_failure() => {
+                stopped = Some(Stop::FailFast);
                 kill_group(group);
             }
         }
