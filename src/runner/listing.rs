@@ -350,4 +350,28 @@ mod tests {
         let listed = arrange(vec![case(&a, "one", false)], Isolation::Test).listed();
         assert_eq!(to_text(&listed), "own    app::a one\n");
     }
+
+    #[test]
+    fn a_test_s_snapshot_is_listed_and_in_the_json_only_when_it_has_one() {
+        let a = binary("app::a");
+        let mut listed = arrange(
+            vec![case(&a, "one", false), case(&a, "two", false)],
+            Isolation::Test,
+        )
+        .listed();
+        listed[0].snapshot = Some("catalog".into());
+        listed[1].builds_snapshot = Some("built".into());
+        assert_eq!(
+            to_text(&listed),
+            "own    app::a one (from snapshot catalog)\nown    app::a two (builds snapshot built)\n"
+        );
+        let json = to_json_lines(&listed).unwrap();
+        let lines: Vec<serde_json::Value> = json
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["snapshot"], "catalog");
+        assert!(lines[0].get("builds_snapshot").is_none());
+        assert_eq!(lines[1]["builds_snapshot"], "built");
+    }
 }

@@ -189,3 +189,123 @@ pub(crate) fn not_applied(
         named.len()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cargo::TestBinary;
+    use crate::config::Origin;
+    use crate::template::snapshots::Planned;
+
+    fn plan() -> SnapshotPlan {
+        let snapshot = |name: &str, pattern: &str, from_test: Option<&str>| Planned {
+            name: name.into(),
+            database: format!("pgtest_snapshot_{name}"),
+            base: "pgtest_template".into(),
+            tests: vec![pattern.into()],
+            from_test: from_test.map(str::to_owned),
+            fixtures: Vec::new(),
+            origin: Origin {
+                table: String::new(),
+                manifest: PathBuf::new(),
+                line: None,
+            },
+        };
+        SnapshotPlan {
+            snapshots: vec![
+                snapshot("catalog", "catalog::", None),
+                snapshot("built", "built::", Some("setup::build")),
+            ],
+        }
+    }
+
+    fn cases(names: &[&str]) -> Vec<TestCase> {
+        let binary = Arc::new(TestBinary {
+            id: "app::it".into(),
+            package: "app".into(),
+            path: PathBuf::from("/bin/true"),
+            cwd: PathBuf::from("/"),
+            env: vec![],
+        });
+        names
+            .iter()
+            .map(|name| TestCase {
+                binary: Arc::clone(&binary),
+                name: (*name).into(),
+                ignored: false,
+            })
+            .collect()
+    }
+
+    fn names(cases: &[TestCase]) -> Vec<&str> {
+        cases.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_needed_builder_runs_first_even_when_filtered_out_and_only_then() {
+        let listed = cases(&["setup::build", "built::a", "catalog::b", "plain"]);
+        let mut run = cases(&["setup::build", "built::a", "plain"]);
+        let starts = decide(&plan(), &listed, &mut run, Isolation::Test).unwrap();
+        assert_eq!(
+            names(&run),
+            ["built::a", "plain"],
+            "the builder is taken out"
+        );
+        let builders: Vec<_> = starts
+            .builders
+            .iter()
+            .map(|(i, c)| (*i, c.name.as_str()))
+            .collect();
+        assert_eq!(builders, [(1, "setup::build")]);
+        assert_eq!(starts.of_test.len(), 1, "catalog::b is not chosen");
+
+        let mut filtered = cases(&["built::a"]);
+        let starts = decide(&plan(), &listed, &mut filtered, Isolation::Test).unwrap();
+        assert_eq!(
+            starts.builders.len(),
+            1,
+            "built although the filter left it out"
+        );
+
+        let mut unneeded = cases(&["catalog::b", "plain"]);
+        let starts = decide(&plan(), &listed, &mut unneeded, Isolation::Test).unwrap();
+        assert!(starts.builders.is_empty(), "no chosen test needs `built`");
+
+        let mut shared = cases(&["setup::build", "built::a"]);
+        let starts = decide(&plan(), &listed, &mut shared, Isolation::Shared).unwrap();
+        assert!(
+            starts.builders.is_empty() && shared.len() == 2,
+            "shared runs build nothing"
+        );
+        let ids: Vec<TestId> = shared.iter().map(TestCase::id).collect();
+        let warning = not_applied(&starts, &plan(), &ids).unwrap();
+        assert!(
+            warning
+                .starts_with("1 tests named by a snapshot (such as app::it built::a, by `built`)"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn tests_of_an_unbuilt_snapshot_are_not_run_and_the_others_get_their_database() {
+        let listed = cases(&["built::a", "catalog::b", "plain", "setup::build"]);
+        let mut run = listed.clone();
+        let starts = decide(&plan(), &listed, &mut run, Isolation::Test).unwrap();
+        let (events, mut receiver) = crate::runner::events::channel();
+        let dispatch = Dispatcher::new(events);
+        let failed = BTreeSet::from([1]);
+        let (kept, databases) = assign(run, &starts, &plan(), &failed, &dispatch);
+        assert_eq!(names(&kept), ["catalog::b", "plain"]);
+        let database: Vec<&str> = databases.values().map(String::as_str).collect();
+        assert_eq!(database, ["pgtest_snapshot_catalog"]);
+        let event = receiver.try_recv().unwrap();
+        let text = format!("{event:?}");
+        assert!(
+            text.contains("built::a") && text.contains("which was not built"),
+            "{text}"
+        );
+    }
+}
