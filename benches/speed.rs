@@ -11,6 +11,7 @@
 //! - 4: 100 `#[sqlx::test]` tests on a 22-table schema: plain cargo test against a hand-tuned server and a
 //!   stock server (both started here with pg_ctl, stopped at the end) vs cargo pgtest.
 //! - 5: the cluster's peak RAM (processes + data directory) with two tests in flight (the runs of 3).
+//! - 6: a test's cost when it starts from a named snapshot vs the same rows in the plain template.
 //! - 8 (issue 15): 200 read-only tests, whole `cargo pgtest` ÷ plain `cargo test` on one shared database of a
 //!   hand-tuned tmpfs server; 3 adds issue 15's writing-suite row (isolation cost ÷ idle clone + drop).
 //!
@@ -31,6 +32,7 @@ use support::machine::Machine;
 use support::s1_fixed::FixedOverhead;
 use support::s3_isolation::Isolation;
 use support::s4_sqlx::SqlxSuite;
+use support::s6_snapshot::Snapshot;
 use support::s8_readonly::ReadOnly;
 use support::{generate, realistic, s2_clone, s5_memory, server, table, Problems};
 
@@ -63,6 +65,9 @@ fn main() {
     let mut readonly = ctx
         .wants(8)
         .then(|| ReadOnly::new(generated(generate::readonly(&ctx)), ctx.jobs));
+    let mut snapshot = ctx
+        .wants(6)
+        .then(|| generated_6(Snapshot::new(&ctx, ctx.jobs)));
 
     eprintln!("building and warming up (untimed; the first time compiles sqlx and tokio-postgres)");
     let building = Instant::now();
@@ -78,6 +83,9 @@ fn main() {
     if let Some(s) = &mut readonly {
         s.prepare(&ctx, &machine.pg_bin, &mut problems);
     }
+    if let Some(s) = &snapshot {
+        s.prepare(&ctx, &mut problems);
+    }
     eprintln!("ready after {:.1}s", building.elapsed().as_secs_f64());
 
     for round in 1..=ctx.runs {
@@ -92,6 +100,9 @@ fn main() {
             s.round(&ctx, round, &mut problems);
         }
         if let Some(s) = &mut readonly {
+            s.round(&ctx, round, &mut problems);
+        }
+        if let Some(s) = &mut snapshot {
             s.round(&ctx, round, &mut problems);
         }
     }
@@ -111,7 +122,12 @@ fn main() {
     if let Some(s) = &readonly {
         rows.extend(s.rows());
     }
+    rows.extend(snapshot.iter().flat_map(Snapshot::rows));
     report(&ctx, &machine, &rows, &problems, started);
+}
+
+fn generated_6(result: std::io::Result<Snapshot>) -> Snapshot {
+    result.expect("could not write a generated project")
 }
 
 /// The table's rows, targets in order: 2 and 5 come from the runs of 3; 5 also shows the sqlx::test

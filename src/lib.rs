@@ -174,7 +174,8 @@ async fn with_cluster(
         if run.cli.list || run.cli.pgtest.no_run {
             ready.databases.close().await;
             if run.cli.list {
-                return stages::list::print(run, &setup, cluster.endpoint(), built, test_args)
+                let (endpoint, snapshots) = (cluster.endpoint(), &ready.snapshots);
+                return stages::list::print(run, &setup, endpoint, built, test_args, snapshots)
                     .await;
             }
             return Ok(());

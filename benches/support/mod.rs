@@ -14,6 +14,7 @@ pub mod s2_clone;
 pub mod s3_isolation;
 pub mod s4_sqlx;
 pub mod s5_memory;
+pub mod s6_snapshot;
 pub mod s8_readonly;
 pub mod server;
 pub mod stats;

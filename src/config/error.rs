@@ -65,6 +65,12 @@ pub enum ConfigError {
         origin: Box<Origin>,
         suggestion: Option<&'static str>,
     },
+    #[error("unknown key `{key}` in {origin}{}", snapshot_suggestion_text(*.suggestion))]
+    UnknownSnapshotKey {
+        key: String,
+        origin: Box<Origin>,
+        suggestion: Option<&'static str>,
+    },
     #[error("`{key}` in {origin} must be {expected}, but it is {found}")]
     WrongType {
         key: String,
@@ -132,6 +138,16 @@ fn suggestion_text(suggestion: Option<&'static str>) -> String {
     match suggestion {
         Some(key) => format!("; did you mean `{key}`?"),
         None => format!("; valid keys are {}", KEYS.join(", ")),
+    }
+}
+
+fn snapshot_suggestion_text(suggestion: Option<&'static str>) -> String {
+    match suggestion {
+        Some(key) => format!("; did you mean `{key}`?"),
+        None => format!(
+            "; a snapshot's keys are {}",
+            super::snapshots::SNAPSHOT_KEYS.join(", ")
+        ),
     }
 }
 

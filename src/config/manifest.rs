@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::error::closest_key;
 use super::schema::{SettingText, TableText, KEYS};
+use super::snapshots::{self, Snapshot};
 use super::{ConfigError, Isolation, Origin, PostgresChoice, Setting};
 
 /// A value and where it was written.
@@ -37,6 +38,8 @@ pub(crate) struct Table {
     pub(crate) fixtures: Option<Sourced<Vec<PathBuf>>>,
     pub(crate) extensions: Option<Sourced<Vec<String>>>,
     pub(crate) server: Option<Sourced<String>>,
+    /// The table's snapshots, in name order.
+    pub(crate) snapshots: Vec<Snapshot>,
 }
 
 /// A key of a parsed table and its value, spans included.
@@ -114,6 +117,7 @@ pub(crate) fn read_table(source: &Source<'_>) -> Result<Table, ConfigError> {
         });
     };
     check_keys(entries, source)?;
+    check_snapshot_keys(entries, source)?;
     let text = TableText::deserialize(ValueDeserializer::from(value.clone()))
         .map_err(|error| refused(entries, source, &error))?;
     anchor(text, source)
@@ -145,12 +149,39 @@ fn check_keys(entries: &DeTable<'_>, source: &Source<'_>) -> Result<(), ConfigEr
     }
 }
 
+/// Refuses a key a snapshot table does not have, naming the closest one.
+fn check_snapshot_keys(entries: &DeTable<'_>, source: &Source<'_>) -> Result<(), ConfigError> {
+    let Some(DeValue::Table(tables)) = entries.get("snapshots").map(Spanned::get_ref) else {
+        return Ok(());
+    };
+    for (name, table) in tables {
+        let DeValue::Table(keys) = table.get_ref() else {
+            continue;
+        };
+        let unknown = keys
+            .keys()
+            .find(|key| !snapshots::SNAPSHOT_KEYS.contains(&key.get_ref().as_ref()));
+        if let Some(key) = unknown {
+            return Err(ConfigError::UnknownSnapshotKey {
+                key: key.get_ref().to_string(),
+                origin: Box::new(source.origin(
+                    snapshots::header(source.section, name.get_ref()),
+                    key.span().start,
+                )),
+                suggestion: snapshots::closest_snapshot_key(key.get_ref()),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The error for a value the schema refused, naming the key (or setting) whose value holds the error.
 fn refused(entries: &DeTable<'_>, source: &Source<'_>, error: &toml::de::Error) -> ConfigError {
     let start = error.span().map_or(0, |span| span.start);
     let path = path_to(entries, start);
     let (header, key) = match path.as_slice() {
         ["settings", name, ..] => (source.settings_header(), *name),
+        ["snapshots", name, key, ..] => (snapshots::header(source.section, name), *key),
         [key, ..] => (source.header(), *key),
         [] => (source.header(), "pgtest"),
     };
@@ -198,6 +229,18 @@ fn anchor(text: TableText, source: &Source<'_>) -> Result<Table, ConfigError> {
         extensions: source.sourced(text.extensions, |names| {
             names.into_iter().map(|name| name.0).collect()
         }),
+        snapshots: text
+            .snapshots
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, table)| {
+                let origin = source.origin(
+                    snapshots::header(source.section, name.get_ref()),
+                    name.span().start,
+                );
+                snapshots::anchor(name.into_inner(), table, origin, base)
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 

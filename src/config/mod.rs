@@ -5,12 +5,14 @@
 //! - `schema`: the table as written (serde types, spans kept);
 //! - `manifest`: one manifest's table, keys checked, values anchored to where they were written;
 //! - `merge`: the workspace's table under each selected package's, and the templates they need;
-//! - `error`: [`ConfigError`] and [`Origin`].
+//! - `error`: [`ConfigError`] and [`Origin`];
+//! - `snapshots`: the `snapshots` tables, named states tests start from.
 
 mod error;
 mod manifest;
 mod merge;
 mod schema;
+pub(crate) mod snapshots;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 pub use error::{ConfigError, Origin};
 use manifest::{read_table, Source};
 use merge::{database_spec, RunKeys};
+pub(crate) use snapshots::{SnapshotSource, SnapshotSpec};
 
 /// Everything a run needs to know, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +52,8 @@ pub struct Config {
     pub(crate) postgres_origin: Option<Origin>,
     /// The `server` key: an existing server's URL, used instead of a cluster of our own.
     pub(crate) server: Option<String>,
+    /// Named database states some tests start from, each on one of `databases`.
+    pub(crate) snapshots: Vec<SnapshotSpec>,
 }
 
 /// Which PostgreSQL installation to use.
@@ -170,6 +175,7 @@ pub fn resolve(
     run.lay(&shared, None)?;
     let mut databases: Vec<DatabaseSpec> = Vec::new();
     let mut package_database = BTreeMap::new();
+    let mut package_snapshots = Vec::new();
     for member in &workspace.members {
         let table = read_table(&Source {
             section: "package",
@@ -189,7 +195,9 @@ pub fn resolve(
                 databases.len() - 1
             });
         package_database.insert(member.name.clone(), index);
+        package_snapshots.push((table.snapshots, index));
     }
+    let snapshots = snapshots::resolve(&shared.snapshots, &package_snapshots, databases.len())?;
     let (postgres, postgres_origin) = run.postgres();
     Ok(Config {
         postgres,
@@ -209,6 +217,7 @@ pub fn resolve(
         package_database,
         postgres_origin,
         server: run.server(),
+        snapshots,
     })
 }
 
@@ -225,6 +234,14 @@ impl Config {
             if let Some(origin) = &spec.origins.fixtures {
                 if let Some(file) = spec.fixtures.iter().find(|file| !file.is_file()) {
                     return Err(missing_path("fixtures", origin, file));
+                }
+            }
+        }
+        for snapshot in &self.snapshots {
+            if let SnapshotSource::Fixtures(files) = &snapshot.source {
+                if let Some(file) = files.iter().find(|file| !file.is_file()) {
+                    let key = format!("snapshots.{}.fixtures", snapshot.name);
+                    return Err(missing_path(&key, &snapshot.origin, file));
                 }
             }
         }

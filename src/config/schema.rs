@@ -25,6 +25,7 @@ pub(crate) const KEYS: &[&str] = &[
     "server",
     "settings",
     "slow_timeout",
+    "snapshots",
     "timeout",
     "tmpfs",
 ];
@@ -47,6 +48,8 @@ pub(crate) struct TableText {
     pub(crate) extensions: Option<Spanned<Vec<ExtensionName>>>,
     /// An existing server's URL, used instead of a cluster of our own.
     pub(crate) server: Option<Spanned<String>>,
+    /// Named database states tests start from (see [`super::snapshots`]).
+    pub(crate) snapshots: Option<super::snapshots::SnapshotsText>,
 }
 
 /// `postgres`: a major version (`15` or `"15"`), a bin directory (relative to the manifest until anchored),

@@ -478,3 +478,73 @@ fn retries_come_from_the_key_and_default_to_none() {
     let message = error_of("[package.metadata.pgtest]\nretries = -1\n");
     assert!(message.contains("`retries`"), "{message}");
 }
+
+#[test]
+fn snapshots_are_read_with_their_table_line_and_template() {
+    let config = resolve_one(
+        "[package.metadata.pgtest.snapshots.catalog]\nfixtures = [\"seed/catalog.sql\"]\n\
+         tests = [\"catalog::\"]\n\n[package.metadata.pgtest.snapshots.built]\n\
+         from_test = \"setup::build\"\ntests = [\"built::\", \"other\"]\n",
+    )
+    .unwrap();
+    let names: Vec<(&str, usize, Option<usize>)> = config
+        .snapshots
+        .iter()
+        .map(|s| (s.name.as_str(), s.base, s.origin.line))
+        .collect();
+    assert_eq!(names, [("built", 0, Some(9)), ("catalog", 0, Some(5))]);
+    assert_eq!(
+        config.snapshots[1].source,
+        SnapshotSource::Fixtures(vec![PathBuf::from("/p/seed/catalog.sql")])
+    );
+    assert_eq!(config.snapshots[0].tests, ["built::", "other"]);
+}
+
+#[test]
+fn snapshot_mistakes_name_the_snapshot_table_and_line() {
+    let unknown = error_of(
+        "[package.metadata.pgtest.snapshots.catalog]\nfixture = [\"a.sql\"]\ntests = [\"a\"]\n",
+    );
+    assert_eq!(
+        unknown,
+        "unknown key `fixture` in [package.metadata.pgtest.snapshots.catalog] in /p/Cargo.toml:6; \
+         did you mean `fixtures`?"
+    );
+    let wrong = error_of(
+        "[package.metadata.pgtest.snapshots.catalog]\nfixtures = [\"a.sql\"]\ntests = \"a\"\n",
+    );
+    assert!(
+        wrong.starts_with(
+            "`tests` in [package.metadata.pgtest.snapshots.catalog] in /p/Cargo.toml:7 must be"
+        ),
+        "{wrong}"
+    );
+    let both = error_of(
+        "[package.metadata.pgtest.snapshots.c]\nfixtures = [\"a.sql\"]\nfrom_test = \"t\"\ntests = [\"a\"]\n",
+    );
+    assert!(
+        both.contains("/p/Cargo.toml:5") && both.contains("both"),
+        "{both}"
+    );
+}
+
+#[test]
+fn a_missing_snapshot_fixture_is_named_before_anything_starts() {
+    let root = tempfile::tempdir().unwrap();
+    let mut workspace = package(
+        "[package.metadata.pgtest.snapshots.catalog]\nfixtures = [\"seed/none.sql\"]\ntests = [\"a\"]\n",
+    );
+    workspace.members[0].manifest_path = root.path().join("Cargo.toml");
+    let config = resolve(&workspace, &Overrides::default(), 1).unwrap();
+    let message = config.check_paths(&workspace).unwrap_err().to_string();
+    assert!(
+        message.starts_with(
+            "`snapshots.catalog.fixtures` in [package.metadata.pgtest.snapshots.catalog] in "
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("Cargo.toml:5 names") && message.contains("none.sql"),
+        "{message}"
+    );
+}

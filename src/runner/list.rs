@@ -178,6 +178,8 @@ pub(crate) struct Selection {
     /// Ignored tests not asked for: reported as IGNORED.
     pub(crate) ignored: Vec<TestCase>,
     pub(crate) filtered_out: usize,
+    /// Every test of the binary, chosen or not: where a snapshot's `from_test` is looked for.
+    pub(crate) listed: Vec<TestCase>,
 }
 
 /// Applies the arguments to one binary's full list and its list of ignored tests.
@@ -194,6 +196,7 @@ pub(crate) fn select(
             name: name.clone(),
             ignored: ignored.contains(name),
         };
+        selection.listed.push(case.clone());
         if !args.selects(name) {
             selection.filtered_out += 1;
             continue;

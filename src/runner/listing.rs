@@ -8,10 +8,12 @@ use std::time::Instant;
 use super::dispatch::Dispatcher;
 use super::events::{EventSender, TestId};
 use super::list::{IgnoredMode, TestArgs, TestCase};
+use super::snapshot_tests::decide;
 use super::supervisor::{self, Watch};
 use super::{by_binary, choose, self_isolating_batches, Batch, Cancel, DocTests, RunnerError};
 use crate::cargo::TestBinary;
 use crate::config::Isolation;
+use crate::template::snapshots::SnapshotPlan;
 
 /// How a test gets its database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +46,12 @@ pub(crate) struct Listed {
     pub(crate) isolation: Kind,
     /// An ignored test asked for (`--ignored`, `--include-ignored`).
     pub(crate) ignored: bool,
+    /// The named snapshot the test's database is a copy of, if not the plain template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) snapshot: Option<String>,
+    /// The `from_test` snapshot this test builds (it runs first, against a copy of the template).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) builds_snapshot: Option<String>,
 }
 
 /// The chosen tests, split the way the run executes them.
@@ -76,12 +84,20 @@ pub(super) fn arrange(cases: Vec<TestCase>, isolation: Isolation) -> Arrangement
 }
 
 impl Arrangement {
+    /// The tests that run together in a process (`#[sqlx::test]`s, shared isolation).
+    pub(super) fn batched<'a>(&'a self) -> impl Iterator<Item = &'a TestCase> {
+        let cases = |(_, cases): &'a Batch| cases.iter();
+        self.sqlx.iter().chain(&self.shared).flat_map(cases)
+    }
+
     /// Every test, in the order the run starts them, with its isolation.
     fn listed(&self) -> Vec<Listed> {
         let entry = |case: &TestCase, isolation| Listed {
             test: case.id(),
             isolation,
             ignored: case.ignored,
+            snapshot: None,
+            builds_snapshot: None,
         };
         let batched = |batches: &[Batch], kind| {
             batches
@@ -96,20 +112,40 @@ impl Arrangement {
     }
 }
 
-/// Lists the binaries and arranges their tests exactly as [`super::run`] does; None if stopped first.
+/// Lists the binaries and arranges their tests exactly as [`super::run`] does, with the snapshot each
+/// starts from (builders of `from_test` snapshots first, as they run); None if stopped first.
 pub(crate) async fn list(
     binaries: Vec<TestBinary>,
     args: &TestArgs,
-    isolation: Isolation,
+    (isolation, snapshots): (Isolation, &SnapshotPlan),
     partition: Option<super::partition::Partition>,
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<Option<Vec<Listed>>, RunnerError> {
     let dispatch = Dispatcher::new(events.clone());
-    let Some(chosen) = choose(binaries, args, partition, cancel, &dispatch).await? else {
+    let Some(mut chosen) = choose(binaries, args, partition, cancel, &dispatch).await? else {
         return Ok(None);
     };
-    Ok(Some(arrange(chosen.run, isolation).listed()))
+    let starts = decide(snapshots, &chosen.listed, &mut chosen.run, isolation)?;
+    let name_of = |index: &usize| snapshots.snapshots.get(*index).map(|s| s.name.clone());
+    let mut listed: Vec<Listed> = starts
+        .builders
+        .iter()
+        .map(|(index, case)| Listed {
+            test: case.id(),
+            isolation: Kind::Own,
+            ignored: case.ignored,
+            snapshot: None,
+            builds_snapshot: name_of(index),
+        })
+        .collect();
+    for mut entry in arrange(chosen.run, isolation).listed() {
+        if entry.isolation == Kind::Own {
+            entry.snapshot = starts.of_test.get(&entry.test).and_then(name_of);
+        }
+        listed.push(entry);
+    }
+    Ok(Some(listed))
 }
 
 /// The doc tests `cargo test --doc` would run, listed by it (`-- --list`) with the run's own arguments and
@@ -144,6 +180,8 @@ pub(crate) async fn list_doc_tests(
                 },
                 isolation: Kind::Shared,
                 ignored: only_ignored,
+                snapshot: None,
+                builds_snapshot: None,
             })
             .collect(),
     ))
@@ -216,8 +254,13 @@ pub(crate) fn to_text(listed: &[Listed]) -> String {
         .iter()
         .map(|entry| {
             let ignored = if entry.ignored { " (ignored)" } else { "" };
+            let snapshot = match (&entry.snapshot, &entry.builds_snapshot) {
+                (Some(name), _) => format!(" (from snapshot {name})"),
+                (None, Some(name)) => format!(" (builds snapshot {name})"),
+                (None, None) => String::new(),
+            };
             format!(
-                "{:<6} {} {}{ignored}\n",
+                "{:<6} {} {}{ignored}{snapshot}\n",
                 entry.isolation.label(),
                 entry.test.binary,
                 entry.test.name
@@ -226,7 +269,8 @@ pub(crate) fn to_text(listed: &[Listed]) -> String {
         .collect()
 }
 
-/// `list --json`'s text: one JSON object per line (`binary`, `name`, `isolation`, `ignored`).
+/// `list --json`'s text: one JSON object per line (`binary`, `name`, `isolation`, `ignored`, and
+/// `snapshot` / `builds_snapshot` when the test has one).
 pub(crate) fn to_json_lines(listed: &[Listed]) -> Result<String, serde_json::Error> {
     let mut text = String::new();
     for entry in listed {
@@ -305,5 +349,29 @@ mod tests {
         let a = binary("app::a");
         let listed = arrange(vec![case(&a, "one", false)], Isolation::Test).listed();
         assert_eq!(to_text(&listed), "own    app::a one\n");
+    }
+
+    #[test]
+    fn a_test_s_snapshot_is_listed_and_in_the_json_only_when_it_has_one() {
+        let a = binary("app::a");
+        let mut listed = arrange(
+            vec![case(&a, "one", false), case(&a, "two", false)],
+            Isolation::Test,
+        )
+        .listed();
+        listed[0].snapshot = Some("catalog".into());
+        listed[1].builds_snapshot = Some("built".into());
+        assert_eq!(
+            to_text(&listed),
+            "own    app::a one (from snapshot catalog)\nown    app::a two (builds snapshot built)\n"
+        );
+        let json = to_json_lines(&listed).unwrap();
+        let lines: Vec<serde_json::Value> = json
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["snapshot"], "catalog");
+        assert!(lines[0].get("builds_snapshot").is_none());
+        assert_eq!(lines[1]["builds_snapshot"], "built");
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod partition;
 mod retry;
 pub(crate) mod schedule;
 pub(crate) mod shared;
+pub(crate) mod snapshot_tests;
 mod sqlx_kept;
 mod supervisor;
 
@@ -52,6 +53,8 @@ pub(crate) enum RunnerError {
     },
     #[error("could not create the shared database: {0}")]
     SharedDatabase(String),
+    #[error(transparent)]
+    Snapshots(#[from] crate::template::snapshots::SnapshotsError),
 }
 
 /// Watches for Ctrl-C / SIGTERM; cloned into everything that must stop early.
@@ -102,6 +105,8 @@ pub(crate) struct Plan {
     pub(crate) retries: usize,
     /// `--fail-fast`: no test starts after one has failed.
     pub(crate) fail_fast: bool,
+    /// The named snapshots some tests start from.
+    pub(crate) snapshots: crate::template::snapshots::SnapshotPlan,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -208,12 +213,16 @@ async fn run_plan(
     keeper: &Keeper,
 ) -> Result<(), RunnerError> {
     let partition = plan.partition;
-    let Some(cases) = choose(plan.binaries, &plan.args, partition, cancel, dispatch).await? else {
+    let Some(mut cases) = choose(plan.binaries, &plan.args, partition, cancel, dispatch).await?
+    else {
         // Stopped while listing: nothing was chosen, nothing is left to report.
         return Ok(());
     };
+    let snapshots = &plan.snapshots;
+    let starts = snapshot_tests::decide(snapshots, &cases.listed, &mut cases.run, plan.isolation)?;
+    let builders = starts.builders.iter().map(|(_, case)| case.id());
     dispatch.run_started(
-        cases.run.iter().map(list::TestCase::id),
+        builders.chain(cases.run.iter().map(list::TestCase::id)),
         cases.filtered_out,
         plan.jobs,
         plan.isolation == Isolation::Shared,
@@ -236,10 +245,16 @@ async fn run_plan(
     };
     // The same split `cargo pgtest list` shows.
     let arranged = listing::arrange(cases.run, plan.isolation);
+    let not_own: Vec<_> = arranged.batched().map(list::TestCase::id).collect();
+    if let Some(warning) = snapshot_tests::not_applied(&starts, snapshots, &not_own) {
+        dispatch.warning(warning);
+    }
     match plan.isolation {
         Isolation::Test => {
+            let alone = context.build_snapshots(arranged.alone, &starts, snapshots, cluster);
+            let (alone, starting) = alone.await;
             context
-                .run_isolated(arranged.sqlx, arranged.alone, cluster)
+                .run_isolated(arranged.sqlx, alone, cluster, starting)
                 .await?
         }
         Isolation::Shared => {
@@ -281,6 +296,7 @@ async fn choose(
         chosen.run.extend(selection.run);
         chosen.ignored.extend(selection.ignored);
         chosen.filtered_out += selection.filtered_out;
+        chosen.listed.extend(selection.listed);
     }
     Ok(Some(chosen))
 }
@@ -341,6 +357,27 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Builds the `from_test` snapshots the tests need; returns the tests left to run and the snapshot
+    /// database each test starting from one is cloned from.
+    async fn build_snapshots(
+        &self,
+        alone: Vec<list::TestCase>,
+        starts: &snapshot_tests::Starts,
+        snapshots: &crate::template::snapshots::SnapshotPlan,
+        cluster: &Cluster,
+    ) -> (Vec<list::TestCase>, BTreeMap<events::TestId, String>) {
+        let builders = snapshot_tests::Builders {
+            databases: self.databases,
+            endpoint: cluster.endpoint(),
+            database_env: &self.settings.database_env,
+            limits: self.settings.limits,
+            cancel: self.cancel,
+            dispatch: self.dispatch,
+        };
+        let failed = builders.build(starts, snapshots).await;
+        snapshot_tests::assign(alone, starts, snapshots, &failed, self.dispatch)
+    }
+
     /// One process and one fresh database per test, except `#[sqlx::test]`s, which run together per
     /// binary (through the gateway when it starts) and make their own databases.
     async fn run_isolated(
@@ -348,6 +385,7 @@ impl Context<'_> {
         batches: Vec<Batch>,
         cases: Vec<list::TestCase>,
         cluster: &mut Cluster,
+        starting: BTreeMap<events::TestId, String>,
     ) -> Result<(), RunnerError> {
         let endpoint = cluster.endpoint().clone();
         let jobs = self.settings.jobs;
@@ -370,6 +408,7 @@ impl Context<'_> {
             databases: self.databases.clone(),
             endpoint,
             templates: Arc::new(self.settings.templates.clone()),
+            starting_points: Arc::new(starting),
             database_env: self.settings.database_env.clone(),
             jobs,
             limits: self.settings.limits,

@@ -90,9 +90,11 @@ impl Partition {
             run,
             ignored,
             filtered_out,
+            listed,
         } = selection;
         let mut kept = Selection {
             filtered_out,
+            listed,
             ..Selection::default()
         };
         // Every case with the same (binary, ignored) key is dealt from one deck, as nextest deals them.
@@ -171,6 +173,7 @@ mod tests {
             run,
             ignored,
             filtered_out: 2,
+            listed: Vec::new(),
         }
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct Isolated {
     pub(crate) endpoint: Endpoint,
     /// Package name → template database name.
     pub(crate) templates: Arc<BTreeMap<String, String>>,
+    /// Test → the snapshot database it is cloned from instead of its package's template.
+    pub(crate) starting_points: Arc<BTreeMap<TestId, String>>,
     pub(crate) database_env: String,
     pub(crate) jobs: usize,
     pub(crate) limits: Limits,
@@ -201,8 +203,11 @@ async fn run_one(
     (database, failed)
 }
 
-/// The template database `case`'s package's tests are cloned from.
+/// The template database `case` is cloned from: its snapshot's, else its package's.
 fn template_of(case: &TestCase, context: &Isolated) -> String {
+    if let Some(snapshot) = context.starting_points.get(&case.id()) {
+        return snapshot.clone();
+    }
     context
         .templates
         .get(&case.binary.package)

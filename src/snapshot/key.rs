@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::cluster::binaries::Binaries;
-use crate::config::{Config, DatabaseSpec};
+use crate::config::{Config, DatabaseSpec, SnapshotSource, SnapshotSpec};
 
 /// Collects labelled inputs into a key. Each part is fed with its length, so `("ab","c")` and `("a","bc")`
 /// give different keys; the same inputs give the same key with any build, so caches survive a toolchain
@@ -66,6 +66,7 @@ pub(crate) fn run_key(
     }
     hash_inputs(&config.databases, &mut hasher)?;
     hasher.add("template1", format!("{sqlx_test:?}").as_bytes());
+    hash_snapshots(&config.snapshots, &mut hasher)?;
     Ok(hasher.finish())
 }
 
@@ -90,6 +91,23 @@ fn hash_inputs(specs: &[DatabaseSpec], hasher: &mut KeyHasher) -> io::Result<()>
         }
         for extension in &spec.extensions {
             hasher.add("extension", extension.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Feeds the fixture snapshots (built into the cached cluster) into a key: name, template, and each SQL
+/// file's name and contents. Nothing is added without one, so such runs keep their keys. `from_test`
+/// snapshots are built by each run (their input is a test binary) and are not part of the cluster cached.
+fn hash_snapshots(snapshots: &[SnapshotSpec], hasher: &mut KeyHasher) -> io::Result<()> {
+    for snapshot in snapshots {
+        if let SnapshotSource::Fixtures(files) = &snapshot.source {
+            hasher
+                .add("snapshot", snapshot.name.as_bytes())
+                .add("on", &snapshot.base.to_le_bytes());
+            for file in files {
+                hasher.add("snapshot fixture", b"").add_file(file)?;
+            }
         }
     }
     Ok(())
@@ -146,5 +164,43 @@ mod tests {
         let before = of(&a);
         fs::write(&a, "CREATE TABLE t (id int);").unwrap();
         assert_ne!(of(&a), before);
+    }
+
+    #[test]
+    fn an_edited_snapshot_fixture_gives_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("catalog.sql");
+        fs::write(&file, "INSERT INTO t VALUES (1);").unwrap();
+        let snapshot = SnapshotSpec {
+            name: "catalog".into(),
+            base: 0,
+            source: SnapshotSource::Fixtures(vec![file.clone()]),
+            tests: vec!["catalog::".into()],
+            origin: crate::config::Origin {
+                table: String::new(),
+                manifest: PathBuf::new(),
+                line: None,
+            },
+        };
+        let key_of = |snapshots: &[SnapshotSpec]| {
+            let mut hasher = KeyHasher::default();
+            hash_snapshots(snapshots, &mut hasher).unwrap();
+            hasher.finish()
+        };
+        let none = key_of(&[]);
+        assert_eq!(
+            none,
+            KeyHasher::default().finish(),
+            "no snapshot, no change"
+        );
+        let before = key_of(std::slice::from_ref(&snapshot));
+        assert_ne!(before, none);
+        fs::write(&file, "INSERT INTO t VALUES (2);").unwrap();
+        assert_ne!(key_of(std::slice::from_ref(&snapshot)), before);
+        let from_test = SnapshotSpec {
+            source: SnapshotSource::FromTest("setup".into()),
+            ..snapshot
+        };
+        assert_eq!(key_of(&[from_test]), none, "built each run, not cached");
     }
 }

@@ -23,6 +23,8 @@ pub(crate) enum Error {
     #[error(transparent)]
     Runner(#[from] runner::RunnerError),
     #[error(transparent)]
+    Snapshots(#[from] template::snapshots::SnapshotsError),
+    #[error(transparent)]
     Inspect(#[from] inspect::InspectError),
     #[error(transparent)]
     Nextest(#[from] nextest::NextestError),

@@ -12,6 +12,7 @@ use super::context::{Run, Setup};
 use super::error::Error;
 use crate::cluster::Endpoint;
 use crate::runner::{self, list::TestArgs, listing};
+use crate::template::snapshots::SnapshotPlan;
 
 /// Lists the tests a run of the same command line would execute, and writes the list out.
 pub(crate) async fn print(
@@ -20,6 +21,7 @@ pub(crate) async fn print(
     endpoint: &Endpoint,
     built: Built,
     test_args: TestArgs,
+    snapshots: &SnapshotPlan,
 ) -> Result<(), Error> {
     let isolation = setup.config.isolation;
     let partition = run.cli.pgtest.partition;
@@ -29,7 +31,7 @@ pub(crate) async fn print(
     let listed = runner::listing::list(
         built.binaries,
         &test_args,
-        isolation,
+        (isolation, snapshots),
         partition,
         run.cancel,
         run.events,

@@ -60,6 +60,13 @@ pub(crate) async fn run_tests(
     ready: Ready,
     user_args: &[OsString],
 ) -> Result<(), Error> {
+    if !ready.snapshots.is_empty() {
+        run.warn(
+            "snapshots are not applied under `cargo pgtest nextest`: every test starts from the plain \
+             template; run `cargo pgtest` for them"
+                .to_owned(),
+        );
+    }
     let args = command::arguments(&run.cli.cargo, user_args)?;
     let runner_variable = command::runner_variable(&command::target_triple(user_args).await?);
     let exe = std::env::current_exe().map_err(NextestError::Exe)?;

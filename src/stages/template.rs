@@ -8,12 +8,15 @@ use super::error::Error;
 use crate::cluster::Cluster;
 use crate::runner::events::{Event, Phase};
 use crate::snapshot::{Plan, Templates};
+use crate::template::snapshots::{self, SnapshotPlan};
 use crate::template::{self, Databases, Template};
 
 /// The templates, ready to be cloned.
 pub(crate) struct Ready {
     pub(crate) templates: Vec<Template>,
     pub(crate) databases: Databases,
+    /// The named snapshots; the fixture ones are built (or came with the cached cluster).
+    pub(crate) snapshots: SnapshotPlan,
 }
 
 pub(crate) async fn prepare(
@@ -40,6 +43,15 @@ pub(crate) async fn prepare(
                     cluster.info.version.major,
                 ))
                 .await?;
+            let planned =
+                SnapshotPlan::new(&setup.config.snapshots, &templates, cluster.endpoint());
+            // Before the cluster is stored, so the cache holds them too (their files are in its key).
+            let major = cluster.info.version.major;
+            let endpoint = cluster.endpoint();
+            run.unless_stopped(snapshots::build_fixture_snapshots(
+                endpoint, &planned, major,
+            ))
+            .await?;
             let stored = match &plan {
                 Some(plan) => super::snapshot::store(run, plan, cluster, &templates).await?,
                 None => false,
@@ -48,6 +60,7 @@ pub(crate) async fn prepare(
             templates
         }
     };
+    let snapshots = SnapshotPlan::new(&setup.config.snapshots, &templates, cluster.endpoint());
     for template in &templates {
         run.info(format!(
             "template {}: {} migrations, {} fixture files",
@@ -65,5 +78,6 @@ pub(crate) async fn prepare(
     Ok(Ready {
         templates,
         databases,
+        snapshots,
     })
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod databases;
 pub(crate) mod migrations;
+pub(crate) mod snapshots;
 
 use std::path::{Path, PathBuf};
 
@@ -249,7 +250,10 @@ async fn create_extensions(
     Ok(())
 }
 
-async fn apply_fixture(connection: &mut PgConnection, path: &Path) -> Result<(), TemplateError> {
+pub(crate) async fn apply_fixture(
+    connection: &mut PgConnection,
+    path: &Path,
+) -> Result<(), TemplateError> {
     let sql = std::fs::read_to_string(path).map_err(|source| TemplateError::ReadFixture {
         path: path.to_owned(),
         source,
