@@ -65,6 +65,12 @@ pub enum ConfigError {
         origin: Box<Origin>,
         suggestion: Option<&'static str>,
     },
+    #[error("unknown key `{key}` in {origin}{}", database_suggestion_text(*.suggestion))]
+    UnknownDatabaseKey {
+        key: String,
+        origin: Box<Origin>,
+        suggestion: Option<&'static str>,
+    },
     #[error("`{key}` in {origin} must be {expected}, but it is {found}")]
     WrongType {
         key: String,
@@ -132,6 +138,16 @@ fn suggestion_text(suggestion: Option<&'static str>) -> String {
     match suggestion {
         Some(key) => format!("; did you mean `{key}`?"),
         None => format!("; valid keys are {}", KEYS.join(", ")),
+    }
+}
+
+fn database_suggestion_text(suggestion: Option<&'static str>) -> String {
+    match suggestion {
+        Some(key) => format!("; did you mean `{key}`?"),
+        None => format!(
+            "; valid keys are {}",
+            super::extra::DATABASE_KEYS.join(", ")
+        ),
     }
 }
 

@@ -37,6 +37,8 @@ pub(crate) struct Table {
     pub(crate) fixtures: Option<Sourced<Vec<PathBuf>>>,
     pub(crate) extensions: Option<Sourced<Vec<String>>>,
     pub(crate) server: Option<Sourced<String>>,
+    /// `databases.NAME`, in name order.
+    pub(crate) databases: Vec<super::extra::ExtraDatabase>,
 }
 
 /// A key of a parsed table and its value, spans included.
@@ -141,7 +143,9 @@ fn check_keys(entries: &DeTable<'_>, source: &Source<'_>) -> Result<(), ConfigEr
             origin: Box::new(source.origin(source.header(), key.span().start)),
             suggestion: closest_key(key.get_ref()),
         }),
-        None => Ok(()),
+        None => super::extra::check_keys(entries, source.section, |table, offset| {
+            source.origin(table, offset)
+        }),
     }
 }
 
@@ -151,6 +155,7 @@ fn refused(entries: &DeTable<'_>, source: &Source<'_>, error: &toml::de::Error) 
     let path = path_to(entries, start);
     let (header, key) = match path.as_slice() {
         ["settings", name, ..] => (source.settings_header(), *name),
+        ["databases", name, key, ..] => (super::extra::header(source.section, name), *key),
         [key, ..] => (source.header(), *key),
         [] => (source.header(), "pgtest"),
     };
@@ -198,6 +203,12 @@ fn anchor(text: TableText, source: &Source<'_>) -> Result<Table, ConfigError> {
         extensions: source.sourced(text.extensions, |names| {
             names.into_iter().map(|name| name.0).collect()
         }),
+        databases: super::extra::anchor(
+            text.databases.unwrap_or_default(),
+            source.section,
+            base,
+            |table, offset| source.origin(table, offset),
+        )?,
     })
 }
 

@@ -8,6 +8,7 @@
 //! - `error`: [`ConfigError`] and [`Origin`].
 
 mod error;
+pub(crate) mod extra;
 mod manifest;
 mod merge;
 mod schema;
@@ -49,6 +50,8 @@ pub struct Config {
     pub(crate) postgres_origin: Option<Origin>,
     /// The `server` key: an existing server's URL, used instead of a cluster of our own.
     pub(crate) server: Option<String>,
+    /// `databases.NAME`: the extra databases every test gets a fresh copy of, in name order.
+    pub(crate) extra_databases: Vec<extra::ExtraDatabase>,
 }
 
 /// Which PostgreSQL installation to use.
@@ -168,6 +171,8 @@ pub fn resolve(
     })?;
     let mut run = RunKeys::default();
     run.lay(&shared, None)?;
+    let mut extras = extra::RunDatabases::default();
+    extras.lay(&shared.databases, None)?;
     let mut databases: Vec<DatabaseSpec> = Vec::new();
     let mut package_database = BTreeMap::new();
     for member in &workspace.members {
@@ -180,6 +185,7 @@ pub fn resolve(
             continue;
         }
         run.lay(&table, Some(&member.name))?;
+        extras.lay(&table.databases, Some(&member.name))?;
         let spec = database_spec(&table, &shared, &member.manifest_path);
         let index = databases
             .iter()
@@ -191,6 +197,7 @@ pub fn resolve(
         package_database.insert(member.name.clone(), index);
     }
     let (postgres, postgres_origin) = run.postgres();
+    let extra_databases = extras.finish(&run.database_env())?;
     Ok(Config {
         postgres,
         tmpfs: run.tmpfs(overrides),
@@ -209,6 +216,7 @@ pub fn resolve(
         package_database,
         postgres_origin,
         server: run.server(),
+        extra_databases,
     })
 }
 
@@ -216,7 +224,8 @@ impl Config {
     /// Checks that every configured file and directory exists, before anything is started. Each path
     /// carries the origin of the key that named it; the workspace is not needed to find it.
     pub(crate) fn check_paths(&self, _workspace: &Workspace) -> Result<(), ConfigError> {
-        for spec in &self.databases {
+        let extras = self.extra_databases.iter().map(|extra| &extra.spec);
+        for spec in self.databases.iter().chain(extras) {
             if let (Some(dir), Some(origin)) = (&spec.migrations, &spec.origins.migrations) {
                 if !dir.is_dir() {
                     return Err(missing_path("migrations", origin, dir));

@@ -16,6 +16,7 @@ use super::{Isolation, PostgresChoice};
 /// Every key of a pgtest table, sorted (for suggestions and for the list shown when none is close).
 pub(crate) const KEYS: &[&str] = &[
     "database_env",
+    "databases",
     "extensions",
     "fixtures",
     "isolation",
@@ -47,6 +48,8 @@ pub(crate) struct TableText {
     pub(crate) extensions: Option<Spanned<Vec<ExtensionName>>>,
     /// An existing server's URL, used instead of a cluster of our own.
     pub(crate) server: Option<Spanned<String>>,
+    /// `databases.NAME`: the extra databases every test gets a copy of (see [`super::extra`]).
+    pub(crate) databases: Option<BTreeMap<Spanned<String>, Spanned<super::extra::DatabaseText>>>,
 }
 
 /// `postgres`: a major version (`15` or `"15"`), a bin directory (relative to the manifest until anchored),
