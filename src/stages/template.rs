@@ -8,12 +8,14 @@ use super::error::Error;
 use crate::cluster::Cluster;
 use crate::runner::events::{Event, Phase};
 use crate::snapshot::{Plan, Templates};
-use crate::template::{self, Databases, Template};
+use crate::template::{self, Databases, Extras, Template};
 
 /// The templates, ready to be cloned.
 pub(crate) struct Ready {
     pub(crate) templates: Vec<Template>,
     pub(crate) databases: Databases,
+    /// The extra databases every test gets a copy of (`databases.NAME`); none by default.
+    pub(crate) extras: Extras,
 }
 
 pub(crate) async fn prepare(
@@ -40,6 +42,15 @@ pub(crate) async fn prepare(
                     cluster.info.version.major,
                 ))
                 .await?;
+            let extras = run
+                .unless_stopped(template::extra::prepare(
+                    cluster.endpoint(),
+                    &setup.config.extra_databases,
+                    cluster.info.version.major,
+                ))
+                .await?;
+            // Stored as one list, the extra templates last (the cache key holds both).
+            let templates = [templates, extras].concat();
             let stored = match &plan {
                 Some(plan) => super::snapshot::store(run, plan, cluster, &templates).await?,
                 None => false,
@@ -48,7 +59,9 @@ pub(crate) async fn prepare(
             templates
         }
     };
-    for template in &templates {
+    let (templates, extras) = template::extra::split(templates, setup.config.databases.len());
+    let extras = Extras::new(&setup.config.extra_databases, extras);
+    for template in templates.iter().chain(extras.templates()) {
         run.info(format!(
             "template {}: {} migrations, {} fixture files",
             template.name, template.migrations, template.fixtures
@@ -65,5 +78,6 @@ pub(crate) async fn prepare(
     Ok(Ready {
         templates,
         databases,
+        extras,
     })
 }
