@@ -407,7 +407,8 @@ impl Context<'_> {
             let copies = (self.databases, extras);
             clone_once(&mut made, &binary.package, &database, templates, copies).await?;
             let env = endpoint.env(&database, &self.settings.database_env);
-            let env = extras.with_env(env, endpoint, &database);
+            // Reached directly: the `#[sqlx::test]` gateway is for the databases sqlx makes.
+            let env = extras.with_env(env, cluster.endpoint(), &database);
             let together = shared::Together {
                 binary: &binary,
                 cases: &cases,
