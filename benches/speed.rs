@@ -11,6 +11,7 @@
 //! - 4: 100 `#[sqlx::test]` tests on a 22-table schema: plain cargo test against a hand-tuned server and a
 //!   stock server (both started here with pg_ctl, stopped at the end) vs cargo pgtest.
 //! - 5: the cluster's peak memory with two tests in flight (the runs of 3).
+//! - 7: the 200 tests of 3 with one extra database declared vs none: cost per test, and the ratio.
 //!
 //! Knobs: `BENCH_RUNS` (rounds, default 5), `BENCH_JOBS` (`--jobs`, default the number of CPUs),
 //! `BENCH_ONLY=1,4` (scenarios to run; 2 and 5 come with 3). Every run's events and output are kept in
@@ -25,6 +26,7 @@ use support::machine::Machine;
 use support::s1_fixed::FixedOverhead;
 use support::s3_isolation::Isolation;
 use support::s4_sqlx::SqlxSuite;
+use support::s7_databases::TwoDatabases;
 use support::{generate, realistic, s2_clone, s5_memory, server, table, Problems};
 
 fn main() {
@@ -53,6 +55,9 @@ fn main() {
     let mut sqlx_suite = ctx
         .wants(4)
         .then(|| SqlxSuite::new(generated(realistic::project(&ctx)), ctx.jobs));
+    let mut two_databases = ctx
+        .wants(7)
+        .then(|| TwoDatabases::new(&ctx, ctx.jobs).expect("could not write a generated project"));
 
     eprintln!("building and warming up (untimed; the first time compiles sqlx and tokio-postgres)");
     let building = Instant::now();
@@ -64,6 +69,9 @@ fn main() {
     }
     if let Some(s) = &mut sqlx_suite {
         s.prepare(&ctx, &machine.pg_bin, &mut problems);
+    }
+    if let Some(s) = &two_databases {
+        s.prepare(&ctx, &mut problems);
     }
     eprintln!("ready after {:.1}s", building.elapsed().as_secs_f64());
 
@@ -78,17 +86,21 @@ fn main() {
         if let Some(s) = &mut sqlx_suite {
             s.round(&ctx, round, &mut problems);
         }
+        if let Some(s) = &mut two_databases {
+            s.round(&ctx, round, &mut problems);
+        }
     }
     if let Some(s) = &mut sqlx_suite {
         s.stop_servers();
     }
 
-    let rows = rows(
+    let mut rows = rows(
         &ctx,
         fixed.as_ref(),
         isolation.as_ref(),
         sqlx_suite.as_ref(),
     );
+    rows.extend(two_databases.iter().flat_map(TwoDatabases::rows));
     report(&ctx, &machine, &rows, &problems, started);
 }
 

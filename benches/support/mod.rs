@@ -12,6 +12,7 @@ pub mod s2_clone;
 pub mod s3_isolation;
 pub mod s4_sqlx;
 pub mod s5_memory;
+pub mod s7_databases;
 pub mod server;
 pub mod stats;
 pub mod table;
