@@ -110,3 +110,26 @@ fn serve_exports_every_extra_database_and_the_cache_follows_their_migrations() {
     );
     stop(server, &project);
 }
+
+#[test]
+fn a_kept_failed_tests_extra_databases_are_kept_with_it() {
+    let Some(project) = project() else { return };
+    let run = project.run_with(&["first"], &[("MODE", "fail")]);
+    run.expect(100, &["kept: cargo pgtest psql two-databases::three first"]);
+    // psql opens the kept main database, with AUDIT_DATABASE_URL naming its kept audit copy.
+    let audit = project.run(&[
+        "psql",
+        "first",
+        "--",
+        "-XAtq",
+        "-c",
+        "\\getenv url AUDIT_DATABASE_URL",
+        "-c",
+        "\\c :url",
+        "-c",
+        "SELECT string_agg(entry, ',' ORDER BY id) FROM audit_log",
+    ]);
+    audit.expect(0, &[]);
+    assert_eq!(audit.stdout.trim(), "seeded,first", "{}", audit.stderr);
+    project.assert_nothing_left();
+}

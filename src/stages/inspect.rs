@@ -56,7 +56,7 @@ struct Opened {
     cluster: Cluster,
     database: String,
     database_env: String,
-    /// The extra databases' copies that go with `database` (none for a kept database).
+    /// The extra databases' copies that go with `database`.
     extras: Extras,
 }
 
@@ -217,6 +217,8 @@ async fn open_kept(
         .into());
     };
     let database = kept.find(name)?.database.clone();
+    // A kept database's extra copies were kept with it, under the names a run gives them.
+    let extras = Extras::named(&config.extra_databases);
     config.postgres = PostgresChoice::BinDir(kept.bin_dir.clone());
     let found = super::cluster::find(run, &config).await?;
     let cluster = super::cluster::boot_from(run, &config, &found, pack).await?;
@@ -224,7 +226,7 @@ async fn open_kept(
         cluster,
         database,
         database_env: config.database_env,
-        extras: Extras::default(),
+        extras,
     })
 }
 

@@ -74,6 +74,21 @@ impl Extras {
         Extras(extras.into())
     }
 
+    /// The extra databases `declared`, only to name their copies (in a kept cluster, say): their
+    /// templates are named as [`prepare`] names them, and nothing more is known of them.
+    pub(crate) fn named(declared: &[ExtraDatabase]) -> Extras {
+        let templates = declared
+            .iter()
+            .map(|database| Template {
+                name: template_name(&database.name),
+                migrations: 0,
+                fixtures: 0,
+                unlogged_tables: false,
+            })
+            .collect();
+        Extras::new(declared, templates)
+    }
+
     pub(crate) fn templates(&self) -> impl Iterator<Item = &Template> {
         self.0.iter().map(|extra| &extra.template)
     }
