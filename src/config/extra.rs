@@ -5,8 +5,6 @@
 //!
 //! Extra databases are run-wide: in a workspace, every tested package's tests get all of them.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -92,7 +90,7 @@ pub(crate) fn check_keys(
             return Err(ConfigError::UnknownDatabaseKey {
                 key: key.get_ref().to_string(),
                 origin: Box::new(origin(header(section, name.get_ref()), key.span().start)),
-                suggestion: closest(key.get_ref()),
+                suggestion: closest(key.get_ref().as_ref()),
             });
         }
     }
@@ -100,7 +98,7 @@ pub(crate) fn check_keys(
 }
 
 /// The valid key closest to a misspelt one, when it is close enough to be what was meant.
-fn closest(unknown: &Cow<'_, str>) -> Option<&'static str> {
+fn closest(unknown: &str) -> Option<&'static str> {
     let unknown = unknown.to_ascii_lowercase().replace('-', "_");
     DATABASE_KEYS
         .iter()
@@ -447,8 +445,8 @@ mod tests {
 
     #[test]
     fn misspelt_keys_get_the_closest_one() {
-        assert_eq!(closest(&Cow::from("migration")), Some("migrations"));
-        assert_eq!(closest(&Cow::from("evn")), Some("env"));
-        assert_eq!(closest(&Cow::from("zzz")), None);
+        assert_eq!(closest("migration"), Some("migrations"));
+        assert_eq!(closest("evn"), Some("env"));
+        assert_eq!(closest("zzz"), None);
     }
 }
