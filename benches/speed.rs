@@ -12,6 +12,7 @@
 //!   stock server (both started here with pg_ctl, stopped at the end) vs cargo pgtest.
 //! - 5: the cluster's peak RAM (processes + data directory) with two tests in flight (the runs of 3).
 //! - 6: a test's cost when it starts from a named snapshot vs the same rows in the plain template.
+//! - 7: the 200 tests of 3 with one extra database declared vs none: cost per test, and the ratio.
 //! - 8 (issue 15): 200 read-only tests, whole `cargo pgtest` ÷ plain `cargo test` on one shared database of a
 //!   hand-tuned tmpfs server; 3 adds issue 15's writing-suite row (isolation cost ÷ idle clone + drop).
 //!
@@ -33,6 +34,7 @@ use support::s1_fixed::FixedOverhead;
 use support::s3_isolation::Isolation;
 use support::s4_sqlx::SqlxSuite;
 use support::s6_snapshot::Snapshot;
+use support::s7_databases::TwoDatabases;
 use support::s8_readonly::ReadOnly;
 use support::{generate, realistic, s2_clone, s5_memory, server, table, Problems};
 
@@ -68,6 +70,9 @@ fn main() {
     let mut snapshot = ctx
         .wants(6)
         .then(|| generated_6(Snapshot::new(&ctx, ctx.jobs)));
+    let mut two_databases = ctx
+        .wants(7)
+        .then(|| TwoDatabases::new(&ctx, ctx.jobs).expect("could not write a generated project"));
 
     eprintln!("building and warming up (untimed; the first time compiles sqlx and tokio-postgres)");
     let building = Instant::now();
@@ -84,6 +89,9 @@ fn main() {
         s.prepare(&ctx, &machine.pg_bin, &mut problems);
     }
     if let Some(s) = &snapshot {
+        s.prepare(&ctx, &mut problems);
+    }
+    if let Some(s) = &two_databases {
         s.prepare(&ctx, &mut problems);
     }
     eprintln!("ready after {:.1}s", building.elapsed().as_secs_f64());
@@ -105,6 +113,9 @@ fn main() {
         if let Some(s) = &mut snapshot {
             s.round(&ctx, round, &mut problems);
         }
+        if let Some(s) = &mut two_databases {
+            s.round(&ctx, round, &mut problems);
+        }
     }
     if let Some(s) = &mut sqlx_suite {
         s.stop_servers();
@@ -123,6 +134,7 @@ fn main() {
         rows.extend(s.rows());
     }
     rows.extend(snapshot.iter().flat_map(Snapshot::rows));
+    rows.extend(two_databases.iter().flat_map(TwoDatabases::rows));
     report(&ctx, &machine, &rows, &problems, started);
 }
 

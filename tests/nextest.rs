@@ -264,3 +264,18 @@ fn without_cargo_nextest_the_error_names_the_install_command() {
     );
     project.assert_nothing_left();
 }
+
+#[test]
+fn extra_databases_come_fresh_with_every_tests_database() {
+    if !can_run() {
+        return;
+    }
+    // Each test checks that its two extra databases are copies named after its own database, each with
+    // only its own migrations' table, and holding none of an earlier test's rows.
+    let project = Project::copy_of("two-databases");
+    let output = project.run(&["-v", "nextest"]);
+    output.expect(0, &["PASS", "4 tests run: 4 passed"]);
+    assert!(!output.stderr.contains("FAIL"), "{}", output.stderr);
+    assert_every_database_dropped(&output);
+    project.assert_nothing_left();
+}

@@ -1,6 +1,6 @@
 //! The benchmark's parts: where things live and how children run (context), the generated projects
 //! (generate, realistic), runs of cargo-pgtest and their events (pgtest), the reference servers (server),
-//! clone + drop on an idle cluster (idle_clone), one module per scenario (s1…s5, s8), statistics and the
+//! clone + drop on an idle cluster (idle_clone), one module per scenario (s1…s8), statistics and the
 //! results table.
 
 pub mod context;
@@ -15,6 +15,7 @@ pub mod s3_isolation;
 pub mod s4_sqlx;
 pub mod s5_memory;
 pub mod s6_snapshot;
+pub mod s7_databases;
 pub mod s8_readonly;
 pub mod server;
 pub mod stats;

@@ -59,14 +59,20 @@ pub enum ConfigError {
         line: Option<usize>,
         message: String,
     },
-    #[error("unknown key `{key}` in {origin}{}", suggestion_text(*.suggestion))]
+    #[error("unknown key `{key}` in {origin}{}", keys_text(*.suggestion, KEYS))]
     UnknownKey {
         key: String,
         origin: Box<Origin>,
         suggestion: Option<&'static str>,
     },
-    #[error("unknown key `{key}` in {origin}{}", snapshot_suggestion_text(*.suggestion))]
+    #[error("unknown key `{key}` in {origin}{}", keys_text(*.suggestion, super::snapshots::SNAPSHOT_KEYS))]
     UnknownSnapshotKey {
+        key: String,
+        origin: Box<Origin>,
+        suggestion: Option<&'static str>,
+    },
+    #[error("unknown key `{key}` in {origin}{}", keys_text(*.suggestion, super::extra::DATABASE_KEYS))]
+    UnknownDatabaseKey {
         key: String,
         origin: Box<Origin>,
         suggestion: Option<&'static str>,
@@ -134,20 +140,11 @@ fn location(manifest: &std::path::Path, line: Option<usize>) -> String {
     }
 }
 
-fn suggestion_text(suggestion: Option<&'static str>) -> String {
+/// A key's suggestion, or the valid keys of its table when none is close.
+fn keys_text(suggestion: Option<&'static str>, keys: &[&str]) -> String {
     match suggestion {
         Some(key) => format!("; did you mean `{key}`?"),
-        None => format!("; valid keys are {}", KEYS.join(", ")),
-    }
-}
-
-fn snapshot_suggestion_text(suggestion: Option<&'static str>) -> String {
-    match suggestion {
-        Some(key) => format!("; did you mean `{key}`?"),
-        None => format!(
-            "; a snapshot's keys are {}",
-            super::snapshots::SNAPSHOT_KEYS.join(", ")
-        ),
+        None => format!("; valid keys are {}", keys.join(", ")),
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct Table {
     pub(crate) server: Option<Sourced<String>>,
     /// The table's snapshots, in name order.
     pub(crate) snapshots: Vec<Snapshot>,
+    /// `databases.NAME`, in name order.
+    pub(crate) databases: Vec<super::extra::ExtraDatabase>,
 }
 
 /// A key of a parsed table and its value, spans included.
@@ -145,7 +147,9 @@ fn check_keys(entries: &DeTable<'_>, source: &Source<'_>) -> Result<(), ConfigEr
             origin: Box::new(source.origin(source.header(), key.span().start)),
             suggestion: closest_key(key.get_ref()),
         }),
-        None => Ok(()),
+        None => super::extra::check_keys(entries, source.section, |table, offset| {
+            source.origin(table, offset)
+        }),
     }
 }
 
@@ -182,6 +186,7 @@ fn refused(entries: &DeTable<'_>, source: &Source<'_>, error: &toml::de::Error) 
     let (header, key) = match path.as_slice() {
         ["settings", name, ..] => (source.settings_header(), *name),
         ["snapshots", name, key, ..] => (snapshots::header(source.section, name), *key),
+        ["databases", name, key, ..] => (super::extra::header(source.section, name), *key),
         [key, ..] => (source.header(), *key),
         [] => (source.header(), "pgtest"),
     };
@@ -241,6 +246,12 @@ fn anchor(text: TableText, source: &Source<'_>) -> Result<Table, ConfigError> {
                 snapshots::anchor(name.into_inner(), table, origin, base)
             })
             .collect::<Result<_, _>>()?,
+        databases: super::extra::anchor(
+            text.databases.unwrap_or_default(),
+            source.section,
+            base,
+            |table, offset| source.origin(table, offset),
+        )?,
     })
 }
 

@@ -6,9 +6,11 @@
 //! - `manifest`: one manifest's table, keys checked, values anchored to where they were written;
 //! - `merge`: the workspace's table under each selected package's, and the templates they need;
 //! - `error`: [`ConfigError`] and [`Origin`];
-//! - `snapshots`: the `snapshots` tables, named states tests start from.
+//! - `snapshots`: the `snapshots` tables, named states tests start from;
+//! - `extra`: the `databases` tables, extra databases every test gets a copy of.
 
 mod error;
+pub(crate) mod extra;
 mod manifest;
 mod merge;
 mod schema;
@@ -54,6 +56,8 @@ pub struct Config {
     pub(crate) server: Option<String>,
     /// Named database states some tests start from, each on one of `databases`.
     pub(crate) snapshots: Vec<SnapshotSpec>,
+    /// `databases.NAME`: the extra databases every test gets a fresh copy of, in name order.
+    pub(crate) extra_databases: Vec<extra::ExtraDatabase>,
 }
 
 /// Which PostgreSQL installation to use.
@@ -173,6 +177,8 @@ pub fn resolve(
     })?;
     let mut run = RunKeys::default();
     run.lay(&shared, None)?;
+    let mut extras = extra::RunDatabases::default();
+    extras.lay(&shared.databases, None)?;
     let mut databases: Vec<DatabaseSpec> = Vec::new();
     let mut package_database = BTreeMap::new();
     let mut package_snapshots = Vec::new();
@@ -186,6 +192,7 @@ pub fn resolve(
             continue;
         }
         run.lay(&table, Some(&member.name))?;
+        extras.lay(&table.databases, Some(&member.name))?;
         let spec = database_spec(&table, &shared, &member.manifest_path);
         let index = databases
             .iter()
@@ -199,6 +206,7 @@ pub fn resolve(
     }
     let snapshots = snapshots::resolve(&shared.snapshots, &package_snapshots, databases.len())?;
     let (postgres, postgres_origin) = run.postgres();
+    let extra_databases = extras.finish(&run.database_env())?;
     Ok(Config {
         postgres,
         tmpfs: run.tmpfs(overrides),
@@ -218,6 +226,7 @@ pub fn resolve(
         postgres_origin,
         server: run.server(),
         snapshots,
+        extra_databases,
     })
 }
 
@@ -225,7 +234,8 @@ impl Config {
     /// Checks that every configured file and directory exists, before anything is started. Each path
     /// carries the origin of the key that named it; the workspace is not needed to find it.
     pub(crate) fn check_paths(&self, _workspace: &Workspace) -> Result<(), ConfigError> {
-        for spec in &self.databases {
+        let extras = self.extra_databases.iter().map(|extra| &extra.spec);
+        for spec in self.databases.iter().chain(extras) {
             if let (Some(dir), Some(origin)) = (&spec.migrations, &spec.origins.migrations) {
                 if !dir.is_dir() {
                     return Err(missing_path("migrations", origin, dir));

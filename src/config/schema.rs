@@ -16,6 +16,7 @@ use super::{Isolation, PostgresChoice};
 /// Every key of a pgtest table, sorted (for suggestions and for the list shown when none is close).
 pub(crate) const KEYS: &[&str] = &[
     "database_env",
+    "databases",
     "extensions",
     "fixtures",
     "isolation",
@@ -50,6 +51,8 @@ pub(crate) struct TableText {
     pub(crate) server: Option<Spanned<String>>,
     /// Named database states tests start from (see [`super::snapshots`]).
     pub(crate) snapshots: Option<super::snapshots::SnapshotsText>,
+    /// `databases.NAME`: the extra databases every test gets a copy of (see [`super::extra`]).
+    pub(crate) databases: Option<BTreeMap<Spanned<String>, Spanned<super::extra::DatabaseText>>>,
 }
 
 /// `postgres`: a major version (`15` or `"15"`), a bin directory (relative to the manifest until anchored),

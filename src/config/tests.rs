@@ -133,7 +133,7 @@ fn a_typo_names_the_key_its_line_and_the_closest_valid_key() {
 fn a_key_far_from_every_valid_one_lists_them_all() {
     let message = error_of("[package.metadata.pgtest]\ncolour = true\n");
     assert!(
-        message.contains("valid keys are database_env, extensions"),
+        message.contains("valid keys are database_env, databases, extensions"),
         "{message}"
     );
 }

@@ -39,6 +39,8 @@ pub(crate) struct Handout {
     pub(crate) default_template: String,
     /// Variables nextest got for the build that a test must see as they were before cargo-pgtest set them.
     pub(crate) restore: Vec<Reply>,
+    /// The extra databases, whose copies' variables come with each database's.
+    pub(crate) extras: crate::template::Extras,
 }
 
 impl Handout {
@@ -51,6 +53,7 @@ impl Handout {
     /// The answer naming `database`: its variables, the restored ones, then `ready`.
     fn answer(&self, database: &str) -> Result<String, String> {
         let env = self.endpoint.env(database, &self.database_env);
+        let env = self.extras.with_env(env, &self.endpoint, database);
         answer(&env, &self.restore, database)
     }
 }

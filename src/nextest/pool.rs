@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::template::{self, Databases};
+use crate::template::{self, Databases, Extras};
 
 #[derive(Debug, Default)]
 struct State {
@@ -37,15 +37,19 @@ pub(crate) struct Pool {
     state: Mutex<State>,
     /// Wakes [`Pool::drain`] when a clone being made is done.
     made: Notify,
+    /// The extra databases each clone comes with (copies made and dropped with it).
+    extras: Extras,
 }
 
 impl Pool {
-    pub(crate) fn new(databases: Databases, ahead: usize) -> Arc<Pool> {
+    /// A pool whose every clone comes with copies of the `extras`.
+    pub(crate) fn new(databases: Databases, ahead: usize, extras: Extras) -> Arc<Pool> {
         Arc::new(Pool {
             databases,
             ahead: ahead.max(1),
             state: Mutex::new(State::default()),
             made: Notify::new(),
+            extras,
         })
     }
 
@@ -75,7 +79,10 @@ impl Pool {
     }
 
     async fn make(&self, template: String, name: String) {
-        let made = self.databases.create_from(&template, &name).await;
+        let made = self
+            .extras
+            .create_with(&self.databases, &template, &name)
+            .await;
         let mut state = self.state();
         if let Some(making) = state.making.get_mut(&template) {
             *making -= 1;
@@ -107,8 +114,8 @@ impl Pool {
             return Ok(name);
         }
         let name = fresh_name(&mut self.state());
-        self.databases
-            .create_from(template, &name)
+        self.extras
+            .create_with(&self.databases, template, &name)
             .await
             .map_err(|error| template::server_message(&error))?;
         self.state().handed_out.insert(name.clone());
@@ -118,7 +125,7 @@ impl Pool {
     /// Drops a clone whose test ended.
     pub(crate) async fn release(&self, name: &str) {
         // A failure leaves a database in a cluster that is removed at the end of the run.
-        let _ = self.databases.drop_database(name).await;
+        self.extras.drop_with(&self.databases, name).await;
         self.state().handed_out.remove(name);
     }
 

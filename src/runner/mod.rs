@@ -30,7 +30,7 @@ use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
 use crate::sqlx::gateway::{Gateway, GatewayReport};
-use crate::template::Databases;
+use crate::template::{Databases, Extras};
 use dispatch::Dispatcher;
 use events::EventSender;
 use exec::Limits;
@@ -107,6 +107,8 @@ pub(crate) struct Plan {
     pub(crate) fail_fast: bool,
     /// The named snapshots some tests start from.
     pub(crate) snapshots: crate::template::snapshots::SnapshotPlan,
+    /// The extra databases (`databases.NAME`) every test gets a copy of beside its own.
+    pub(crate) extras: Extras,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -235,6 +237,7 @@ async fn run_plan(
         limits: plan.limits,
         database_env: plan.database_env,
         templates: plan.templates,
+        extras: plan.extras,
     };
     let context = Context {
         settings: &settings,
@@ -345,6 +348,7 @@ struct Settings {
     limits: Limits,
     database_env: String,
     templates: BTreeMap<String, String>,
+    extras: Extras,
 }
 
 /// What every stage of a run shares.
@@ -402,7 +406,8 @@ impl Context<'_> {
             report_gateway(gateway.stop(), self.dispatch);
         }
         for database in made.iter().filter(|_| cluster.is_running()) {
-            let _ = self.databases.drop_database(database).await;
+            let extras = &self.settings.extras;
+            extras.drop_with(self.databases, database).await;
         }
         let context = schedule::Isolated {
             databases: self.databases.clone(),
@@ -413,6 +418,7 @@ impl Context<'_> {
             jobs,
             limits: self.settings.limits,
             keeper: self.keeper.clone(),
+            extras: self.settings.extras.clone(),
         };
         schedule::run(cases, &context, cluster, self.cancel, self.dispatch).await;
         Ok(())
@@ -437,15 +443,12 @@ impl Context<'_> {
             }
             let database = database_for(&binary.package);
             let templates = &self.settings.templates;
-            clone_once(
-                &mut made,
-                &binary.package,
-                &database,
-                templates,
-                self.databases,
-            )
-            .await?;
+            let extras = &self.settings.extras;
+            let copies = (self.databases, extras);
+            clone_once(&mut made, &binary.package, &database, templates, copies).await?;
             let env = endpoint.env(&database, &self.settings.database_env);
+            // Reached directly: the `#[sqlx::test]` gateway is for the databases sqlx makes.
+            let env = extras.with_env(env, cluster.endpoint(), &database);
             let together = shared::Together {
                 binary: &binary,
                 cases: &cases,
@@ -462,6 +465,7 @@ impl Context<'_> {
                     template: templates.get(&binary.package).cloned().unwrap_or_default(),
                     database_env: &self.settings.database_env,
                     base: database.clone(),
+                    extras,
                 },
                 false => retry::Fresh::Given(&env),
             };
@@ -499,16 +503,12 @@ impl Context<'_> {
     ) -> Result<(), RunnerError> {
         let package = doc.packages.first().cloned().unwrap_or_default();
         let database = format!("pgtest_doc_{}", sanitize(&package));
-        clone_for(
-            &package,
-            &database,
-            &self.settings.templates,
-            self.databases,
-        )
-        .await?;
-        let env = cluster
-            .endpoint()
-            .env(&database, &self.settings.database_env);
+        let extras = &self.settings.extras;
+        let copies = (self.databases, extras);
+        clone_for(&package, &database, &self.settings.templates, copies).await?;
+        let endpoint = cluster.endpoint();
+        let env = endpoint.env(&database, &self.settings.database_env);
+        let env = extras.with_env(env, endpoint, &database);
         let cargo_args = doc::cargo_args(&doc, args, self.settings.jobs);
         let package_of_crate = |crate_name: &str| doc.package_of_crate(crate_name);
         let limits = self.settings.limits;
@@ -531,7 +531,7 @@ async fn clone_once(
     package: &str,
     database: &str,
     templates: &BTreeMap<String, String>,
-    databases: &Databases,
+    databases: (&Databases, &Extras),
 ) -> Result<(), RunnerError> {
     if !made.iter().any(|m| m == database) {
         clone_for(package, database, templates, databases).await?;
@@ -540,16 +540,17 @@ async fn clone_once(
     Ok(())
 }
 
-/// Makes `database`, a copy of `package`'s template, for tests that share it.
+/// Makes `database`, a copy of `package`'s template, for tests that share it; and the extra databases'
+/// copies that go with it.
 async fn clone_for(
     package: &str,
     database: &str,
     templates: &BTreeMap<String, String>,
-    databases: &Databases,
+    (databases, extras): (&Databases, &Extras),
 ) -> Result<(), RunnerError> {
     let template = templates.get(package).cloned().unwrap_or_default();
-    databases
-        .create_from(&template, database)
+    extras
+        .create_with(databases, &template, database)
         .await
         .map_err(|e| RunnerError::SharedDatabase(crate::template::server_message(&e)))
 }

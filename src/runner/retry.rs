@@ -11,7 +11,7 @@ use super::exec::{self, Limits};
 use super::list::TestCase;
 use super::Cancel;
 use crate::cluster::Endpoint;
-use crate::template::{self, Databases};
+use crate::template::{self, Databases, Extras};
 
 /// Where each attempt of a retried test gets its fresh database.
 pub(crate) enum Fresh<'a> {
@@ -23,6 +23,8 @@ pub(crate) enum Fresh<'a> {
         database_env: &'a str,
         /// The attempts' databases are named after it (`<base>_retry2`…).
         base: String,
+        /// The extra databases each attempt gets fresh copies of too.
+        extras: &'a Extras,
     },
     /// The test makes its own database from this environment (`#[sqlx::test]`s make one per run).
     Given(&'a [(String, String)]),
@@ -42,9 +44,14 @@ pub(crate) async fn run_again(
             Ok((env, made)) => {
                 dispatch.started(case.id(), Some(waiting.elapsed()));
                 let result = exec::run_alone(case, &env, limits, cancel.clone(), dispatch).await;
-                if let (Some(name), Fresh::Clone { databases, .. }) = (made, fresh) {
-                    // A failure leaves only a database in a cluster that is removed at the end.
-                    let _ = databases.drop_database(&name).await;
+                if let (
+                    Some(name),
+                    Fresh::Clone {
+                        databases, extras, ..
+                    },
+                ) = (made, fresh)
+                {
+                    extras.drop_with(databases, &name).await;
                 }
                 result
             }
@@ -78,13 +85,15 @@ async fn database_for(
             template,
             database_env,
             base,
+            extras,
         } => {
             let name = format!("{base}_retry{attempt}");
-            databases
-                .create_from(template, &name)
+            extras
+                .create_with(databases, template, &name)
                 .await
                 .map_err(|error| template::server_message(&error))?;
-            Ok((endpoint.env(&name, database_env), Some(name)))
+            let env = extras.with_env(endpoint.env(&name, database_env), endpoint, &name);
+            Ok((env, Some(name)))
         }
     }
 }

@@ -16,7 +16,7 @@ use super::keep::Keeper;
 use super::list::TestCase;
 use super::{retry, Cancel};
 use crate::cluster::{Cluster, Endpoint};
-use crate::template::{self, Databases};
+use crate::template::{self, Databases, Extras};
 
 /// What every test of an isolated run shares.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub(crate) struct Isolated {
     pub(crate) limits: Limits,
     /// Where a failed test's database goes instead of being dropped, while the cap allows.
     pub(crate) keeper: Keeper,
+    /// The extra databases each test gets fresh copies of, made and dropped with its own.
+    pub(crate) extras: Extras,
 }
 
 /// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
@@ -82,10 +84,10 @@ pub(crate) async fn run(
             stopping = true;
             continue;
         }
-        let databases = context.databases.clone();
+        let (databases, extras) = (context.databases.clone(), context.extras.clone());
         drops.spawn(async move {
             // A failure here leaves only a database in a cluster that is about to be removed.
-            let _ = databases.drop_database(&database).await;
+            extras.drop_with(&databases, &database).await;
         });
     }
     makers.abort_all();
@@ -95,7 +97,7 @@ pub(crate) async fn run(
     if cluster.is_running() {
         for (mut ready, (_, database)) in clones.zip(&remaining) {
             if let Ok((Ok(()), _)) = ready.try_recv() {
-                let _ = context.databases.drop_database(database).await;
+                context.extras.drop_with(&context.databases, database).await;
             }
         }
     }
@@ -128,6 +130,7 @@ fn make_clones_ahead(
     }
     let mut makers = JoinSet::new();
     let (databases, dispatch) = (context.databases.clone(), dispatch.clone());
+    let extras = context.extras.clone();
     makers.spawn(async move {
         let mut in_flight = JoinSet::new();
         for (template, name, sender) in orders {
@@ -136,9 +139,10 @@ fn make_clones_ahead(
                 return;
             };
             let (databases, dispatch) = (databases.clone(), dispatch.clone());
+            let extras = extras.clone();
             in_flight.spawn(async move {
                 let started = Instant::now();
-                let made = databases.create_from(&template, &name).await;
+                let made = extras.create_with(&databases, &template, &name).await;
                 if made.is_ok() {
                     dispatch.database_cloned(started.elapsed());
                 }
@@ -173,6 +177,7 @@ async fn run_one(
     let result = match made {
         Ok(()) => {
             let env = context.endpoint.env(&database, &context.database_env);
+            let env = context.extras.with_env(env, &context.endpoint, &database);
             let result =
                 exec::run_alone(&case, &env, context.limits, cancel.clone(), dispatch).await;
             let may_retry = cancel.signal().is_none();
@@ -183,6 +188,7 @@ async fn run_one(
                     template: template_of(&case, context),
                     database_env: &context.database_env,
                     base: database.clone(),
+                    extras: &context.extras,
                 };
                 retry::run_again(&case, &fresh, context.limits, &cancel, dispatch).await;
             }

@@ -65,6 +65,10 @@ pub(crate) fn run_key(
         hasher.add(&setting.name, setting.value.as_bytes());
     }
     hash_inputs(&config.databases, &mut hasher)?;
+    for extra in &config.extra_databases {
+        hasher.add("extra database", extra.name.as_bytes());
+        hash_inputs(std::slice::from_ref(&extra.spec), &mut hasher)?;
+    }
     hasher.add("template1", format!("{sqlx_test:?}").as_bytes());
     hash_snapshots(&config.snapshots, &mut hasher)?;
     Ok(hasher.finish())

@@ -87,7 +87,13 @@ pub(crate) async fn build(
         Ok::<_, Error>(binaries)
     };
     // Off the critical path, and done before the first clone.
-    let warm = async { Ok(template::warm_relation_caches(endpoint, &ready.templates).await?) };
+    let all_templates: Vec<_> = ready
+        .templates
+        .iter()
+        .chain(ready.extras.templates())
+        .cloned()
+        .collect();
+    let warm = async { Ok(template::warm_relation_caches(endpoint, &all_templates).await?) };
     let (binaries, ()) = run
         .unless_stopped(async { tokio::try_join!(build, warm) })
         .await?;
@@ -113,8 +119,8 @@ pub(crate) async fn build_database(
         .unwrap_or_default();
     run.unless_stopped(async {
         ready
-            .databases
-            .create_from(&first_template, BUILD_DATABASE)
+            .extras
+            .create_with(&ready.databases, &first_template, BUILD_DATABASE)
             .await
             .map_err(|source| TemplateError::Sql {
                 name: BUILD_DATABASE.to_owned(),
@@ -127,6 +133,8 @@ pub(crate) async fn build_database(
     if setup.config.database_env != "DATABASE_URL" {
         env.push((setup.config.database_env.clone(), url));
     }
+    // `query!` against an extra database finds it migrated too, at its own variable.
+    env.extend(ready.extras.env(endpoint, BUILD_DATABASE));
     Ok(env)
 }
 

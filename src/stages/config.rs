@@ -23,6 +23,12 @@ pub(crate) fn resolve(
     config.postgres = postgres_choice(run.cli, config.postgres);
     config.check_paths(&project.workspace)?;
     template::check_migrations(&config.databases)?;
+    let extras: Vec<_> = config
+        .extra_databases
+        .iter()
+        .map(|extra| extra.spec.clone())
+        .collect();
+    template::check_migrations(&extras)?;
     Ok(config)
 }
 

@@ -20,7 +20,7 @@ use crate::inspect::{tcp, InspectError, ProjectArgs, PsqlArgs};
 use crate::report::styles::Styles;
 use crate::runner::events::{self, Event, EventReceiver};
 use crate::runner::{Cancel, KeptDatabase};
-use crate::template::Template;
+use crate::template::{Extras, Template};
 
 /// Saves the cluster holding the `kept` databases and tells, per test, the command that opens it; a
 /// failure to save is a warning (the run's outcome stands).
@@ -56,6 +56,8 @@ struct Opened {
     cluster: Cluster,
     database: String,
     database_env: String,
+    /// The extra databases' copies that go with `database`.
+    extras: Extras,
 }
 
 /// Runs `cargo pgtest psql` or `serve`; returns the exit code.
@@ -184,7 +186,7 @@ async fn serve(run: &Run<'_>, port: Option<u16>) -> Result<u8, Error> {
 async fn serve_until_stopped(run: &Run<'_>, opened: &mut Opened, tcp: bool) -> Result<u8, Error> {
     let socket = opened.cluster.endpoint().clone();
     let endpoint = if tcp { tcp::endpoint(&socket) } else { socket };
-    print_connection(&endpoint, &opened.database, &opened.database_env);
+    print_connection(&endpoint, opened);
     let mut cancel = run.cancel.clone();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
@@ -215,6 +217,8 @@ async fn open_kept(
         .into());
     };
     let database = kept.find(name)?.database.clone();
+    // A kept database's extra copies were kept with it, under the names a run gives them.
+    let extras = Extras::named(&config.extra_databases);
     config.postgres = PostgresChoice::BinDir(kept.bin_dir.clone());
     let found = super::cluster::find(run, &config).await?;
     let cluster = super::cluster::boot_from(run, &config, &found, pack).await?;
@@ -222,6 +226,7 @@ async fn open_kept(
         cluster,
         database,
         database_env: config.database_env,
+        extras,
     })
 }
 
@@ -242,10 +247,11 @@ async fn open_template(
         sqlx_test,
     };
     match copy_template(run, &setup, &mut cluster, cache, database).await {
-        Ok(()) => Ok(Opened {
+        Ok(extras) => Ok(Opened {
             cluster,
             database: database.to_owned(),
             database_env: setup.config.database_env,
+            extras,
         }),
         Err(error) => {
             super::cluster::shut_down(run, cluster).await;
@@ -260,7 +266,7 @@ async fn copy_template(
     cluster: &mut Cluster,
     cache: Option<crate::snapshot::Plan>,
     database: &str,
-) -> Result<(), Error> {
+) -> Result<Extras, Error> {
     let ready = super::template::prepare(run, setup, cluster, cache).await?;
     // The first selected package's template (each package may have its own).
     let index = setup
@@ -276,9 +282,12 @@ async fn copy_template(
         .get(index)
         .map(|t| t.name.clone())
         .unwrap_or_default();
-    let made = ready.databases.create_from(&template, database).await;
+    let made = ready
+        .extras
+        .create_with(&ready.databases, &template, database)
+        .await;
     ready.databases.close().await;
-    made.map_err(|error| {
+    made.map(|()| ready.extras).map_err(|error| {
         InspectError::Create {
             database: database.to_owned(),
             message: crate::template::server_message(&error),
@@ -308,7 +317,11 @@ async fn run_psql(
     let mut command = tokio::process::Command::new(&program);
     command
         .args(psql_args)
-        .envs(endpoint.env(&opened.database, &opened.database_env))
+        .envs(opened.extras.with_env(
+            endpoint.env(&opened.database, &opened.database_env),
+            endpoint,
+            &opened.database,
+        ))
         .kill_on_drop(true);
     // SAFETY: the hook only makes async-signal-safe system calls. psql must not outlive cargo-pgtest
     // (killed by SIGKILL, say) and the server it talks to.
@@ -346,12 +359,15 @@ async fn run_psql(
 }
 
 /// What `serve` prints on stdout: the URL alone on the first line (for scripts), then the same as `export`
-/// lines for a shell to eval. A reader that went away is no reason to stop serving.
-fn print_connection(endpoint: &Endpoint, database: &str, database_env: &str) {
+/// lines for a shell to eval, the extra databases' variables last. A reader that went away is no reason
+/// to stop serving.
+fn print_connection(endpoint: &Endpoint, opened: &Opened) {
     use std::io::Write;
+    let database = &opened.database;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", endpoint.url(database));
-    for (name, value) in endpoint.env(database, database_env) {
+    let env = endpoint.env(database, &opened.database_env);
+    for (name, value) in opened.extras.with_env(env, endpoint, database) {
         let _ = writeln!(out, "export {name}='{}'", value.replace('\'', r"'\''"));
     }
     let _ = out.flush();

@@ -72,9 +72,15 @@ pub(crate) async fn run_tests(
     let exe = std::env::current_exe().map_err(NextestError::Exe)?;
     let runner = command::runner_value(&exe)?;
     let build_env = super::build::build_database(run, setup, cluster.endpoint(), &ready).await?;
+    let all_templates: Vec<_> = ready
+        .templates
+        .iter()
+        .chain(ready.extras.templates())
+        .cloned()
+        .collect();
     run.unless_stopped(template::warm_relation_caches(
         cluster.endpoint(),
-        &ready.templates,
+        &all_templates,
     ))
     .await?;
     let databases_before = ready.databases.count().await.ok();
@@ -131,7 +137,11 @@ fn handout(
         .first()
         .map(|t| t.name.clone())
         .unwrap_or_default();
-    let pool = Pool::new(ready.databases.clone(), setup.config.jobs);
+    let pool = Pool::new(
+        ready.databases.clone(),
+        setup.config.jobs,
+        ready.extras.clone(),
+    );
     let used: BTreeSet<&String> = templates.values().chain([&default_template]).collect();
     for template in used {
         pool.fill(template);
@@ -151,6 +161,7 @@ fn handout(
         templates,
         default_template,
         restore,
+        extras: ready.extras.clone(),
     }
 }
 

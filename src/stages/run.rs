@@ -85,5 +85,6 @@ fn plan(
         retries: config.retries,
         fail_fast: false,
         snapshots: ready.snapshots.clone(),
+        extras: ready.extras.clone(),
     }
 }

@@ -9,7 +9,7 @@ use crate::cluster::Cluster;
 use crate::runner::events::{Event, Phase};
 use crate::snapshot::{Plan, Templates};
 use crate::template::snapshots::{self, SnapshotPlan};
-use crate::template::{self, Databases, Template};
+use crate::template::{self, Databases, Extras, Template};
 
 /// The templates, ready to be cloned.
 pub(crate) struct Ready {
@@ -17,6 +17,8 @@ pub(crate) struct Ready {
     pub(crate) databases: Databases,
     /// The named snapshots; the fixture ones are built (or came with the cached cluster).
     pub(crate) snapshots: SnapshotPlan,
+    /// The extra databases every test gets a copy of (`databases.NAME`); none by default.
+    pub(crate) extras: Extras,
 }
 
 pub(crate) async fn prepare(
@@ -52,6 +54,15 @@ pub(crate) async fn prepare(
                 endpoint, &planned, major,
             ))
             .await?;
+            let extras = run
+                .unless_stopped(template::extra::prepare(
+                    cluster.endpoint(),
+                    &setup.config.extra_databases,
+                    cluster.info.version.major,
+                ))
+                .await?;
+            // Stored as one list, the extra templates last (the cache key holds both).
+            let templates = [templates, extras].concat();
             let stored = match &plan {
                 Some(plan) => super::snapshot::store(run, plan, cluster, &templates).await?,
                 None => false,
@@ -60,8 +71,10 @@ pub(crate) async fn prepare(
             templates
         }
     };
+    let (templates, extras) = template::extra::split(templates, setup.config.databases.len());
+    let extras = Extras::new(&setup.config.extra_databases, extras);
     let snapshots = SnapshotPlan::new(&setup.config.snapshots, &templates, cluster.endpoint());
-    for template in &templates {
+    for template in templates.iter().chain(extras.templates()) {
         run.info(format!(
             "template {}: {} migrations, {} fixture files",
             template.name, template.migrations, template.fixtures
@@ -79,5 +92,6 @@ pub(crate) async fn prepare(
         templates,
         databases,
         snapshots,
+        extras,
     })
 }

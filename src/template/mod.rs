@@ -2,6 +2,7 @@
 //! sqlx records them) and fixture files applied once; then cheap clones of a template for tests, and drops.
 
 pub(crate) mod databases;
+pub(crate) mod extra;
 pub(crate) mod migrations;
 pub(crate) mod snapshots;
 
@@ -13,6 +14,7 @@ use sqlx::{Connection, PgConnection};
 use crate::cluster::Endpoint;
 use crate::config::DatabaseSpec;
 pub(crate) use databases::Databases;
+pub(crate) use extra::Extras;
 use migrations::{apply_migrations, read_migrations};
 pub use migrations::{parse_migration_name, MigrationName};
 
