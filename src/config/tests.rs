@@ -478,3 +478,19 @@ fn retries_come_from_the_key_and_default_to_none() {
     let message = error_of("[package.metadata.pgtest]\nretries = -1\n");
     assert!(message.contains("`retries`"), "{message}");
 }
+
+#[test]
+fn reuse_is_on_unless_the_key_turns_it_off() {
+    assert!(
+        resolve(&package(""), &Overrides::default(), 1)
+            .unwrap()
+            .reuse
+    );
+    let off = package("[package.metadata.pgtest]\nreuse = false\n");
+    assert!(!resolve(&off, &Overrides::default(), 1).unwrap().reuse);
+    let message = error_of("[package.metadata.pgtest]\nreuse = \"no\"\n");
+    assert!(
+        message.contains("`reuse` in [package.metadata.pgtest]") && message.contains("boolean"),
+        "{message}"
+    );
+}

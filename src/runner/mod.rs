@@ -28,6 +28,7 @@ use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
 use crate::sqlx::gateway::{Gateway, GatewayReport};
+use crate::template::reuse::Reuse;
 use crate::template::Databases;
 use dispatch::Dispatcher;
 use events::EventSender;
@@ -101,6 +102,8 @@ pub(crate) struct Plan {
     pub(crate) retries: usize,
     /// `--fail-fast`: no test starts after one has failed.
     pub(crate) fail_fast: bool,
+    /// The `reuse` key: a database its test left untouched goes to the next test.
+    pub(crate) reuse: bool,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -225,6 +228,7 @@ async fn run_plan(
         limits: plan.limits,
         database_env: plan.database_env,
         templates: plan.templates,
+        reuse: plan.reuse,
     };
     let context = Context {
         settings: &settings,
@@ -328,6 +332,7 @@ struct Settings {
     limits: Limits,
     database_env: String,
     templates: BTreeMap<String, String>,
+    reuse: bool,
 }
 
 /// What every stage of a run shares.
@@ -365,7 +370,12 @@ impl Context<'_> {
         for database in made.iter().filter(|_| cluster.is_running()) {
             let _ = self.databases.drop_database(database).await;
         }
+        let reuse = match self.settings.reuse && !cluster.is_existing() && !cases.is_empty() {
+            true => self.start_reuse(cluster).await,
+            false => None,
+        };
         let context = schedule::Isolated {
+            reuse,
             databases: self.databases.clone(),
             endpoint,
             templates: Arc::new(self.settings.templates.clone()),
@@ -376,6 +386,20 @@ impl Context<'_> {
         };
         schedule::run(cases, &context, cluster, self.cancel, self.dispatch).await;
         Ok(())
+    }
+
+    /// Reuse of untouched databases on our own cluster (its files are readable here); a warning and none
+    /// if it cannot start.
+    async fn start_reuse(&self, cluster: &Cluster) -> Option<Reuse> {
+        let pool = self.databases.pool().clone();
+        match Reuse::start(pool, cluster.data_dir().to_owned()).await {
+            Ok(reuse) => Some(reuse),
+            Err(error) => {
+                let message = format!("{error}; every test gets a fresh copy instead");
+                self.dispatch.warning(message);
+                None
+            }
+        }
     }
 
     /// Runs each binary's cases together ([`shared::Together`]) against its package's database

@@ -16,6 +16,7 @@ use super::keep::Keeper;
 use super::list::TestCase;
 use super::{retry, Cancel};
 use crate::cluster::{Cluster, Endpoint};
+use crate::template::reuse::{Reuse, Verdict};
 use crate::template::{self, Databases};
 
 /// What every test of an isolated run shares.
@@ -30,6 +31,8 @@ pub(crate) struct Isolated {
     pub(crate) limits: Limits,
     /// Where a failed test's database goes instead of being dropped, while the cap allows.
     pub(crate) keeper: Keeper,
+    /// Hands a database its test left untouched to a later test (None: `reuse = false`, or unavailable).
+    pub(crate) reuse: Option<Reuse>,
 }
 
 /// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
@@ -51,6 +54,7 @@ pub(crate) async fn run(
     let mut running: JoinSet<(String, Option<TestId>)> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
+    let mut started = 0;
     loop {
         while running.len() < context.jobs && !stopping {
             if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
@@ -61,6 +65,7 @@ pub(crate) async fn run(
                 break;
             };
             let Some(ready) = clones.next() else { break };
+            started += 1;
             let context = context.clone();
             let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
             running.spawn(async move {
@@ -74,14 +79,22 @@ pub(crate) async fn run(
             continue;
         };
         if failed.is_some_and(|test| context.keeper.keep(test, &database)) {
+            if let Some(reuse) = &context.reuse {
+                reuse.forget(&database);
+            }
             continue;
         }
         if !cluster.is_running() {
             stopping = true;
             continue;
         }
-        let databases = context.databases.clone();
+        let (databases, reuse) = (context.databases.clone(), context.reuse.clone());
         drops.spawn(async move {
+            if let Some(reuse) = reuse {
+                if reuse.check(&database).await == Verdict::Untouched {
+                    return reuse.give_back(&database);
+                }
+            }
             // A failure here leaves only a database in a cluster that is about to be removed.
             let _ = databases.drop_database(&database).await;
         });
@@ -98,6 +111,12 @@ pub(crate) async fn run(
         }
     }
     while drops.join_next().await.is_some() {}
+    if let Some(reuse) = &context.reuse {
+        if cluster.is_running() {
+            reuse.drop_idle().await;
+        }
+        dispatch.databases_reused(reuse.reused(), started);
+    }
     // What a leak check reads: every clone made for a test is gone again.
     if let (Some(before), true) = (databases_before, cluster.is_running()) {
         if let Ok(after) = context.databases.count().await {
@@ -126,6 +145,7 @@ fn make_clones_ahead(
     }
     let mut makers = JoinSet::new();
     let (databases, dispatch) = (context.databases.clone(), dispatch.clone());
+    let reuse = context.reuse.clone();
     makers.spawn(async move {
         let mut in_flight = JoinSet::new();
         for (template, name, sender) in orders {
@@ -134,11 +154,22 @@ fn make_clones_ahead(
                 return;
             };
             let (databases, dispatch) = (databases.clone(), dispatch.clone());
+            let reuse = reuse.clone();
             in_flight.spawn(async move {
+                if let Some(reuse) = &reuse {
+                    if reuse.take(&template, &name).await.is_some() {
+                        let _ = sender.send((Ok(()), slot));
+                        return;
+                    }
+                }
                 let started = Instant::now();
                 let made = databases.create_from(&template, &name).await;
                 if made.is_ok() {
                     dispatch.database_cloned(started.elapsed());
+                    if let Some(reuse) = &reuse {
+                        // A clone it could not record is only never reused.
+                        let _ = reuse.prepared(&template, &name).await;
+                    }
                 }
                 let made = made.map_err(|error| template::server_message(&error));
                 let _ = sender.send((made, slot));

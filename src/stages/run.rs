@@ -84,5 +84,6 @@ fn plan(
         partition: None,
         retries: config.retries,
         fail_fast: false,
+        reuse: config.reuse,
     }
 }
