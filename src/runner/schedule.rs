@@ -111,12 +111,11 @@ pub(crate) async fn run(
         }
     }
     while drops.join_next().await.is_some() {}
-    if let Some(reuse) = &context.reuse {
-        if cluster.is_running() {
-            reuse.drop_idle().await;
-        }
-        dispatch.databases_reused(reuse.reused(), started);
+    if let Some(reuse) = context.reuse.as_ref().filter(|_| cluster.is_running()) {
+        reuse.drop_idle().await;
     }
+    let reused = context.reuse.as_ref().map_or(0, Reuse::reused);
+    dispatch.databases_reused(reused, started);
     // What a leak check reads: every clone made for a test is gone again.
     if let (Some(before), true) = (databases_before, cluster.is_running()) {
         if let Ok(after) = context.databases.count().await {
