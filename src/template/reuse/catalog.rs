@@ -70,8 +70,9 @@ pub(crate) async fn held_elsewhere(
 
 /// The query whose one text value digests the shared-catalog rows about database `$1` (its `pg_database`
 /// row without the frozen-xid columns, which only VACUUM moves; its settings, comment, security labels and
-/// shared dependencies), when its statistics and the shared ones were last reset (a crash resets them) and
-/// when the server started. `server_major` picks where the checkpointer's reset time lives (17+).
+/// shared dependencies), when the shared statistics were last reset (a crash resets them), when the
+/// server started, and from 15 on when its own statistics were last reset. `server_major` also picks
+/// where the checkpointer's reset time lives (17+).
 pub(crate) fn digest_query(server_major: u32) -> String {
     let rows = |table: &str, condition: &str| {
         format!(
@@ -86,10 +87,14 @@ pub(crate) fn digest_query(server_major: u32) -> String {
         rows("pg_shdescription", on_database),
         rows("pg_shseclabel", on_database),
         rows("pg_shdepend", "r.dbid = $1::oid"),
-        "pg_stat_get_db_stat_reset_time($1::oid)::text".to_owned(),
         "(SELECT stats_reset::text FROM pg_stat_bgwriter)".to_owned(),
         "pg_postmaster_start_time()::text".to_owned(),
     ];
+    // Before 15 the statistics collector sets a database's reset time when it first hears of it (after
+    // any read), and hears of a reset asynchronously: neither says anything there.
+    if server_major >= 15 {
+        parts.push("pg_stat_get_db_stat_reset_time($1::oid)::text".to_owned());
+    }
     if server_major >= 17 {
         parts.push("(SELECT stats_reset::text FROM pg_stat_checkpointer)".to_owned());
     }

@@ -80,6 +80,13 @@ const CHANGES: &[(&str, &[Step])] = &[
     ),
 ];
 
+/// Changes that, before PostgreSQL 15, may leave nothing but statistics, which reach the server's view
+/// asynchronously there (over UDP to the statistics collector): a statistics reset, and a `VACUUM` of an
+/// already frozen table (the template's are), whose only trace on 13 is its `last_vacuum`. Like earlier
+/// reads, which reuse never hides, a later test sees them only in the statistics views. From 15 on each
+/// must be seen.
+const STATISTICS_ONLY_BEFORE_15: &[&str] = &["statistics reset", "vacuum"];
+
 /// Reads, each of which must leave the database to the next test.
 const READS: &[(&str, &[Step])] = &[
     ("nothing", &[]),
@@ -148,7 +155,8 @@ fn every_change_is_seen_and_reads_are_not() {
             }
             let verdict = lab.reuse.check(&name).await;
             eprintln!("{label} (flushed: {flushed}): {verdict:?}");
-            if (verdict == Verdict::Untouched) != expect_untouched {
+            let either = lab.major < 15 && STATISTICS_ONLY_BEFORE_15.contains(label);
+            if (verdict == Verdict::Untouched) != expect_untouched && !either {
                 wrong.push(format!("{label} (flushed: {flushed}): {verdict:?}"));
             }
             if *label == "prepared transaction" {

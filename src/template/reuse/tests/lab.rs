@@ -34,6 +34,7 @@ pub(super) struct World {
     pub(super) databases: Databases,
     pub(super) reuse: Reuse,
     pub(super) template: String,
+    pub(super) major: u32,
 }
 
 pub(super) struct Lab {
@@ -122,6 +123,7 @@ impl Lab {
                     databases,
                     reuse,
                     template,
+                    major,
                 },
             )
         });
