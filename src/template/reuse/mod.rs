@@ -188,12 +188,11 @@ impl Reuse {
     pub(crate) async fn take(&self, template: &str, name: &str) -> Option<()> {
         let old = self.idle().get_mut(template)?.pop()?;
         let baseline = self.baselines().remove(&old)?;
-        let renamed = self.rename(&old, name, baseline).await;
-        if let Err(error) = &renamed {
-            let _ = error;
+        if self.rename(&old, name, baseline).await.is_err() {
+            // Someone is on it after all, or the server is gone: it is not handed out.
             self.drop_database(&old).await;
+            return None;
         }
-        renamed.ok()?;
         self.inner.reused.fetch_add(1, Ordering::Relaxed);
         Some(())
     }

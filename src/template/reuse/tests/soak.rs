@@ -60,7 +60,9 @@ pub(super) async fn run(lab: &Lab, tests: usize, jobs: usize) -> Report {
         random ^= random << 13;
         random ^= random >> 7;
         random ^= random << 17;
-        let write = (random % 2 == 0).then(|| WRITES[(random >> 8) as usize % WRITES.len()]);
+        let write = random
+            .is_multiple_of(2)
+            .then(|| WRITES[(random >> 8) as usize % WRITES.len()]);
         running.spawn_local(one_test(world.clone(), format!("soak_{test}"), write));
     }
     while let Some(ended) = running.join_next().await {
