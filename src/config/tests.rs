@@ -490,7 +490,8 @@ fn reuse_is_on_unless_the_key_turns_it_off() {
     assert!(!resolve(&off, &Overrides::default(), 1).unwrap().reuse);
     let message = error_of("[package.metadata.pgtest]\nreuse = \"no\"\n");
     assert!(
-        message.contains("`reuse` in [package.metadata.pgtest]") && message.contains("boolean"),
+        message.contains("`reuse` in [package.metadata.pgtest]")
+            && message.contains("true or false"),
         "{message}"
     );
 }

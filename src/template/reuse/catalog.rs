@@ -69,7 +69,8 @@ pub(crate) async fn held_elsewhere(
 }
 
 /// The query whose one text value digests the shared-catalog rows about database `$1` (its `pg_database`
-/// row without the frozen-xid columns, which only VACUUM moves; its settings, comment, security labels and
+/// row without the frozen-xid columns, which only VACUUM moves, and without its name, which reuse changes
+/// and the check looks up by; its settings, comment, security labels and
 /// shared dependencies), when the shared statistics were last reset (a crash resets them), when the
 /// server started, and from 15 on when its own statistics were last reset. `server_major` also picks
 /// where the checkpointer's reset time lives (17+).
@@ -81,7 +82,7 @@ pub(crate) fn digest_query(server_major: u32) -> String {
     };
     let on_database = "r.objoid = $1::oid AND r.classoid = 'pg_database'::regclass";
     let mut parts = vec![
-        "(SELECT (to_jsonb(d) - 'datfrozenxid' - 'datminmxid')::text FROM pg_database d WHERE d.oid = $1::oid)"
+        "(SELECT (to_jsonb(d) - 'datname' - 'datfrozenxid' - 'datminmxid')::text FROM pg_database d WHERE d.oid = $1::oid)"
             .to_owned(),
         rows("pg_db_role_setting", "r.setdatabase = $1::oid"),
         rows("pg_shdescription", on_database),
