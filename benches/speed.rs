@@ -64,15 +64,7 @@ fn main() {
     let mut sqlx_suite = ctx
         .wants(4)
         .then(|| SqlxSuite::new(generated(realistic::project(&ctx)), ctx.jobs));
-    let mut readonly = ctx
-        .wants(8)
-        .then(|| ReadOnly::new(generated(generate::readonly(&ctx)), ctx.jobs));
-    let mut snapshot = ctx
-        .wants(6)
-        .then(|| generated_6(Snapshot::new(&ctx, ctx.jobs)));
-    let mut two_databases = ctx
-        .wants(7)
-        .then(|| TwoDatabases::new(&ctx, ctx.jobs).expect("could not write a generated project"));
+    let mut features = Features::new(&ctx);
 
     eprintln!("building and warming up (untimed; the first time compiles sqlx and tokio-postgres)");
     let building = Instant::now();
@@ -85,15 +77,7 @@ fn main() {
     if let Some(s) = &mut sqlx_suite {
         s.prepare(&ctx, &machine.pg_bin, &mut problems);
     }
-    if let Some(s) = &mut readonly {
-        s.prepare(&ctx, &machine.pg_bin, &mut problems);
-    }
-    if let Some(s) = &snapshot {
-        s.prepare(&ctx, &mut problems);
-    }
-    if let Some(s) = &two_databases {
-        s.prepare(&ctx, &mut problems);
-    }
+    features.prepare(&ctx, &machine.pg_bin, &mut problems);
     eprintln!("ready after {:.1}s", building.elapsed().as_secs_f64());
 
     for round in 1..=ctx.runs {
@@ -107,22 +91,12 @@ fn main() {
         if let Some(s) = &mut sqlx_suite {
             s.round(&ctx, round, &mut problems);
         }
-        if let Some(s) = &mut readonly {
-            s.round(&ctx, round, &mut problems);
-        }
-        if let Some(s) = &mut snapshot {
-            s.round(&ctx, round, &mut problems);
-        }
-        if let Some(s) = &mut two_databases {
-            s.round(&ctx, round, &mut problems);
-        }
+        features.round(&ctx, round, &mut problems);
     }
     if let Some(s) = &mut sqlx_suite {
         s.stop_servers();
     }
-    if let Some(s) = &mut readonly {
-        s.stop_server();
-    }
+    features.stop_servers();
 
     let mut rows = rows(
         &ctx,
@@ -130,16 +104,69 @@ fn main() {
         isolation.as_ref(),
         sqlx_suite.as_ref(),
     );
-    if let Some(s) = &readonly {
-        rows.extend(s.rows());
-    }
-    rows.extend(snapshot.iter().flat_map(Snapshot::rows));
-    rows.extend(two_databases.iter().flat_map(TwoDatabases::rows));
+    rows.extend(features.rows());
     report(&ctx, &machine, &rows, &problems, started);
 }
 
-fn generated_6(result: std::io::Result<Snapshot>) -> Snapshot {
-    result.expect("could not write a generated project")
+/// Scenarios 6–8, each on a project of its own: a snapshot, an extra database, a read-only suite.
+struct Features {
+    snapshot: Option<Snapshot>,
+    two_databases: Option<TwoDatabases>,
+    readonly: Option<ReadOnly>,
+}
+
+impl Features {
+    fn new(ctx: &Context) -> Features {
+        let written = "could not write a generated project";
+        Features {
+            snapshot: ctx
+                .wants(6)
+                .then(|| Snapshot::new(ctx, ctx.jobs).expect(written)),
+            two_databases: ctx
+                .wants(7)
+                .then(|| TwoDatabases::new(ctx, ctx.jobs).expect(written)),
+            readonly: ctx
+                .wants(8)
+                .then(|| ReadOnly::new(generate::readonly(ctx).expect(written), ctx.jobs)),
+        }
+    }
+
+    fn prepare(&mut self, ctx: &Context, pg_bin: &std::path::Path, problems: &mut Problems) {
+        if let Some(s) = &self.snapshot {
+            s.prepare(ctx, problems);
+        }
+        if let Some(s) = &self.two_databases {
+            s.prepare(ctx, problems);
+        }
+        if let Some(s) = &mut self.readonly {
+            s.prepare(ctx, pg_bin, problems);
+        }
+    }
+
+    fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
+        if let Some(s) = &mut self.snapshot {
+            s.round(ctx, round, problems);
+        }
+        if let Some(s) = &mut self.two_databases {
+            s.round(ctx, round, problems);
+        }
+        if let Some(s) = &mut self.readonly {
+            s.round(ctx, round, problems);
+        }
+    }
+
+    fn stop_servers(&mut self) {
+        if let Some(s) = &mut self.readonly {
+            s.stop_server();
+        }
+    }
+
+    fn rows(&self) -> Vec<table::Row> {
+        let mut rows: Vec<table::Row> = self.snapshot.iter().flat_map(Snapshot::rows).collect();
+        rows.extend(self.two_databases.iter().flat_map(TwoDatabases::rows));
+        rows.extend(self.readonly.iter().flat_map(ReadOnly::rows));
+        rows
+    }
 }
 
 /// The table's rows, targets in order: 2 and 5 come from the runs of 3; 5 also shows the sqlx::test

@@ -33,6 +33,7 @@ pub(crate) struct RunKeys {
     slow_timeout: Option<Layer<Duration>>,
     server: Option<Layer<String>>,
     retries: Option<Layer<u32>>,
+    reuse: Option<Layer<bool>>,
     /// Setting name → its value.
     settings: BTreeMap<String, Layer<String>>,
 }
@@ -59,6 +60,7 @@ impl RunKeys {
             package,
         )?;
         lay("retries", &mut self.retries, &table.retries, package)?;
+        lay("reuse", &mut self.reuse, &table.reuse, package)?;
         for (name, setting) in &table.settings {
             let written = Some(Sourced {
                 value: setting.value.clone(),
@@ -125,6 +127,11 @@ impl RunKeys {
             .retries
             .or(self.retries.as_ref().map(|layer| layer.value as usize))
             .unwrap_or(0)
+    }
+
+    /// The `reuse` key; on by default.
+    pub(crate) fn reuse(&self) -> bool {
+        self.reuse.as_ref().is_none_or(|layer| layer.value)
     }
 
     pub(crate) fn slow_timeout(&self) -> Duration {

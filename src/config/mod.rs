@@ -46,6 +46,8 @@ pub struct Config {
     pub(crate) slow_timeout: Duration,
     /// How many more times a failing test runs, each time in a fresh database.
     pub(crate) retries: usize,
+    /// Whether a database its test left untouched goes to the next test instead of a fresh clone.
+    pub(crate) reuse: bool,
     /// The distinct template databases the tested packages need.
     pub(crate) databases: Vec<DatabaseSpec>,
     /// Package name → index into `databases`.
@@ -221,6 +223,7 @@ pub fn resolve(
         timeout: run.timeout(overrides),
         slow_timeout: run.slow_timeout(),
         retries: run.retries(overrides),
+        reuse: run.reuse(),
         databases,
         package_database,
         postgres_origin,

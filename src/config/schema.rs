@@ -23,6 +23,7 @@ pub(crate) const KEYS: &[&str] = &[
     "migrations",
     "postgres",
     "retries",
+    "reuse",
     "server",
     "settings",
     "slow_timeout",
@@ -44,6 +45,8 @@ pub(crate) struct TableText {
     pub(crate) slow_timeout: Option<Spanned<Wait>>,
     /// How many more times a failing test runs before its failure counts.
     pub(crate) retries: Option<Spanned<u32>>,
+    /// Whether a database its test left untouched is handed to the next test (on by default).
+    pub(crate) reuse: Option<Spanned<Flag>>,
     pub(crate) migrations: Option<Spanned<String>>,
     pub(crate) fixtures: Option<Spanned<Vec<String>>>,
     pub(crate) extensions: Option<Spanned<Vec<ExtensionName>>>,

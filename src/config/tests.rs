@@ -548,3 +548,20 @@ fn a_missing_snapshot_fixture_is_named_before_anything_starts() {
         "{message}"
     );
 }
+
+#[test]
+fn reuse_is_on_unless_the_key_turns_it_off() {
+    assert!(
+        resolve(&package(""), &Overrides::default(), 1)
+            .unwrap()
+            .reuse
+    );
+    let off = package("[package.metadata.pgtest]\nreuse = false\n");
+    assert!(!resolve(&off, &Overrides::default(), 1).unwrap().reuse);
+    let message = error_of("[package.metadata.pgtest]\nreuse = \"no\"\n");
+    assert!(
+        message.contains("`reuse` in [package.metadata.pgtest]")
+            && message.contains("true or false"),
+        "{message}"
+    );
+}

@@ -125,6 +125,7 @@ impl Summary {
             | Event::TestStarted { .. }
             | Event::TestSlow { .. }
             | Event::DatabaseCloned { .. }
+            | Event::DatabasesReused { .. }
             | Event::TemplateCache { .. } => {}
         }
     }

@@ -280,6 +280,10 @@ impl Dispatcher {
         self.send(Event::DatabaseCloned { duration });
     }
 
+    pub(crate) fn databases_reused(&self, reused: usize, of: usize) {
+        self.send(Event::DatabasesReused { reused, of });
+    }
+
     pub(crate) fn info(&self, message: String) {
         self.send(Event::Info { message });
     }

@@ -170,6 +170,13 @@ pub(crate) enum Event {
         #[serde(rename = "seconds", serialize_with = "seconds")]
         duration: Duration,
     },
+    /// At the end of the per-test runs: how many tests got a database an earlier test had left untouched
+    /// instead of a fresh clone (see the `reuse` key), of how many that ran in a database of their own.
+    DatabasesReused {
+        #[serde(rename = "tests")]
+        reused: usize,
+        of: usize,
+    },
     /// Whether the migrated cluster came from the cache under the target directory (`hit`), or was built
     /// and stored there (`stored`).
     TemplateCache {
@@ -339,6 +346,10 @@ mod tests {
                 duration: Duration::from_millis(250)
             }),
             json!({ "type": "database_cloned", "seconds": 0.25 })
+        );
+        assert_eq!(
+            value(Event::DatabasesReused { reused: 3, of: 5 }),
+            json!({ "type": "databases_reused", "tests": 3, "of": 5 })
         );
         assert_eq!(
             value(Event::TestSlow {

@@ -30,6 +30,7 @@ use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
 use crate::sqlx::gateway::{Gateway, GatewayReport};
+use crate::template::reuse::Reuse;
 use crate::template::{Databases, Extras};
 use dispatch::Dispatcher;
 use events::EventSender;
@@ -109,6 +110,8 @@ pub(crate) struct Plan {
     pub(crate) snapshots: crate::template::snapshots::SnapshotPlan,
     /// The extra databases (`databases.NAME`) every test gets a copy of beside its own.
     pub(crate) extras: Extras,
+    /// The `reuse` key: a database its test left untouched goes to the next test.
+    pub(crate) reuse: bool,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -238,6 +241,7 @@ async fn run_plan(
         database_env: plan.database_env,
         templates: plan.templates,
         extras: plan.extras,
+        reuse: plan.reuse,
     };
     let context = Context {
         settings: &settings,
@@ -349,6 +353,7 @@ struct Settings {
     database_env: String,
     templates: BTreeMap<String, String>,
     extras: Extras,
+    reuse: bool,
 }
 
 /// What every stage of a run shares.
@@ -409,7 +414,12 @@ impl Context<'_> {
             let extras = &self.settings.extras;
             extras.drop_with(self.databases, database).await;
         }
+        let reuse = match self.settings.reuse && !cluster.is_existing() && !cases.is_empty() {
+            true => self.start_reuse(cluster).await,
+            false => None,
+        };
         let context = schedule::Isolated {
+            reuse,
             databases: self.databases.clone(),
             endpoint,
             templates: Arc::new(self.settings.templates.clone()),
@@ -422,6 +432,20 @@ impl Context<'_> {
         };
         schedule::run(cases, &context, cluster, self.cancel, self.dispatch).await;
         Ok(())
+    }
+
+    /// Reuse of untouched databases on our own cluster (its files are readable here); a warning and none
+    /// if it cannot start.
+    async fn start_reuse(&self, cluster: &Cluster) -> Option<Reuse> {
+        let pool = self.databases.pool().clone();
+        match Reuse::start(pool, cluster.data_dir().to_owned()).await {
+            Ok(reuse) => Some(reuse),
+            Err(error) => {
+                let message = format!("{error}; every test gets a fresh copy instead");
+                self.dispatch.warning(message);
+                None
+            }
+        }
     }
 
     /// Runs each binary's cases together ([`shared::Together`]) against its package's database

@@ -16,6 +16,7 @@ use super::keep::Keeper;
 use super::list::TestCase;
 use super::{retry, Cancel};
 use crate::cluster::{Cluster, Endpoint};
+use crate::template::reuse::Reuse;
 use crate::template::{self, Databases, Extras};
 
 /// What every test of an isolated run shares.
@@ -34,6 +35,8 @@ pub(crate) struct Isolated {
     pub(crate) keeper: Keeper,
     /// The extra databases each test gets fresh copies of, made and dropped with its own.
     pub(crate) extras: Extras,
+    /// Hands a database its test left untouched to a later test (None: `reuse = false`, or unavailable).
+    pub(crate) reuse: Option<Reuse>,
 }
 
 /// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
@@ -55,6 +58,7 @@ pub(crate) async fn run(
     let mut running: JoinSet<(String, Option<TestId>)> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
+    let mut started = 0;
     loop {
         while running.len() < context.jobs && !stopping {
             if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
@@ -65,6 +69,7 @@ pub(crate) async fn run(
                 break;
             };
             let Some(ready) = clones.next() else { break };
+            started += 1;
             let context = context.clone();
             let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
             running.spawn(async move {
@@ -78,6 +83,9 @@ pub(crate) async fn run(
             continue;
         };
         if failed.is_some_and(|test| context.keeper.keep(test, &database)) {
+            if let Some(reuse) = &context.reuse {
+                context.extras.forget_with(reuse, &database);
+            }
             continue;
         }
         if !cluster.is_running() {
@@ -85,9 +93,11 @@ pub(crate) async fn run(
             continue;
         }
         let (databases, extras) = (context.databases.clone(), context.extras.clone());
+        let reuse = context.reuse.clone();
         drops.spawn(async move {
-            // A failure here leaves only a database in a cluster that is about to be removed.
-            extras.drop_with(&databases, &database).await;
+            extras
+                .release_with(&databases, reuse.as_ref(), &database)
+                .await;
         });
     }
     makers.abort_all();
@@ -102,6 +112,11 @@ pub(crate) async fn run(
         }
     }
     while drops.join_next().await.is_some() {}
+    if let Some(reuse) = context.reuse.as_ref().filter(|_| cluster.is_running()) {
+        reuse.drop_idle().await;
+    }
+    let reused = context.reuse.as_ref().map_or(0, Reuse::reused);
+    dispatch.databases_reused(reused, started);
     // What a leak check reads: every clone made for a test is gone again.
     if let (Some(before), true) = (databases_before, cluster.is_running()) {
         if let Ok(after) = context.databases.count().await {
@@ -130,7 +145,7 @@ fn make_clones_ahead(
     }
     let mut makers = JoinSet::new();
     let (databases, dispatch) = (context.databases.clone(), dispatch.clone());
-    let extras = context.extras.clone();
+    let (extras, reuse) = (context.extras.clone(), context.reuse.clone());
     makers.spawn(async move {
         let mut in_flight = JoinSet::new();
         for (template, name, sender) in orders {
@@ -139,14 +154,17 @@ fn make_clones_ahead(
                 return;
             };
             let (databases, dispatch) = (databases.clone(), dispatch.clone());
-            let extras = extras.clone();
+            let (extras, reuse) = (extras.clone(), reuse.clone());
             in_flight.spawn(async move {
-                let started = Instant::now();
-                let made = extras.create_with(&databases, &template, &name).await;
-                if made.is_ok() {
-                    dispatch.database_cloned(started.elapsed());
+                let made = extras
+                    .obtain_with(&databases, reuse.as_ref(), &template, &name)
+                    .await;
+                if let Ok(Some(cloning)) = made {
+                    dispatch.database_cloned(cloning);
                 }
-                let made = made.map_err(|error| template::server_message(&error));
+                let made = made
+                    .map(|_| ())
+                    .map_err(|error| template::server_message(&error));
                 let _ = sender.send((made, slot));
             });
             // Reap finished clones as we go so the set stays small.

@@ -60,7 +60,9 @@ pub(crate) fn run_key(
     hasher
         .add("cargo-pgtest", env!("CARGO_PKG_VERSION").as_bytes())
         .add("postgres", binaries.version.to_string().as_bytes())
-        .add("bin_dir", binaries.bin_dir.as_os_str().as_encoded_bytes());
+        .add("bin_dir", binaries.bin_dir.as_os_str().as_encoded_bytes())
+        // How templates are prepared (settled for reuse: analyzed, frozen, checkpointed).
+        .add("template-preparation", b"settled-1");
     for setting in &config.settings {
         hasher.add(&setting.name, setting.value.as_bytes());
     }

@@ -86,5 +86,6 @@ fn plan(
         fail_fast: false,
         snapshots: ready.snapshots.clone(),
         extras: ready.extras.clone(),
+        reuse: config.reuse,
     }
 }

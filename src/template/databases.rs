@@ -89,6 +89,11 @@ impl Databases {
             .await
     }
 
+    /// The connections to the maintenance database (which reuse's checks share).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     fn name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
         self.endpoint.database_name(name)
     }

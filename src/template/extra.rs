@@ -5,9 +5,11 @@
 //! all clones take.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
+use super::reuse::{Reuse, Verdict};
 use super::{prepare_one, Databases, Template, TemplateError};
 use crate::cluster::Endpoint;
 use crate::config::extra::ExtraDatabase;
@@ -122,6 +124,54 @@ impl Extras {
         Ok(())
     }
 
+    /// Makes `base` from `template` and a copy of every extra database to go with it, each one either an
+    /// untouched database `reuse` hands over (renamed) or a fresh clone, recorded for reuse. Each database
+    /// is judged on its own, so a test that wrote only to its audit database still gets a reused main one.
+    /// The time spent cloning, or None when every database was reused.
+    pub(crate) async fn obtain_with(
+        &self,
+        databases: &Databases,
+        reuse: Option<&Reuse>,
+        template: &str,
+        base: &str,
+    ) -> Result<Option<Duration>, sqlx::Error> {
+        let main = obtain(databases, reuse, template, base).await?;
+        if let (None, Some(reuse)) = (main, reuse) {
+            reuse.count_reused();
+        }
+        let mut cloning = main;
+        for extra in self.0.iter() {
+            let copy = Self::copy_name(base, &extra.name);
+            if let Some(took) = obtain(databases, reuse, &extra.template.name, &copy).await? {
+                cloning = Some(cloning.unwrap_or_default() + took);
+            }
+        }
+        Ok(cloning)
+    }
+
+    /// After `base`'s test: `base` and each copy that goes with it goes back to `reuse` if the test left it
+    /// untouched, and is dropped otherwise (a failure leaves only a database in a cluster that is removed
+    /// at the end).
+    pub(crate) async fn release_with(
+        &self,
+        databases: &Databases,
+        reuse: Option<&Reuse>,
+        base: &str,
+    ) {
+        release(databases, reuse, base).await;
+        for extra in self.0.iter() {
+            release(databases, reuse, &Self::copy_name(base, &extra.name)).await;
+        }
+    }
+
+    /// Tells `reuse` that `base` and its copies are kept or dropped elsewhere: never handed out again.
+    pub(crate) fn forget_with(&self, reuse: &Reuse, base: &str) {
+        reuse.forget(base);
+        for extra in self.0.iter() {
+            reuse.forget(&Self::copy_name(base, &extra.name));
+        }
+    }
+
     /// Drops `base` and the copies that go with it. A failure leaves only a database in a cluster that is
     /// removed at the end.
     pub(crate) async fn drop_with(&self, databases: &Databases, base: &str) {
@@ -159,6 +209,38 @@ impl Extras {
         env.extend(self.env(endpoint, base));
         env
     }
+}
+
+/// `name` from `template`: taken from `reuse` when it holds an untouched one, else cloned (then recorded; a
+/// clone it could not record is only never reused). How long the clone took, None when reused.
+async fn obtain(
+    databases: &Databases,
+    reuse: Option<&Reuse>,
+    template: &str,
+    name: &str,
+) -> Result<Option<Duration>, sqlx::Error> {
+    if let Some(reuse) = reuse {
+        if reuse.take(template, name).await.is_some() {
+            return Ok(None);
+        }
+    }
+    let started = Instant::now();
+    databases.create_from(template, name).await?;
+    let took = started.elapsed();
+    if let Some(reuse) = reuse {
+        let _ = reuse.prepared(template, name).await;
+    }
+    Ok(Some(took))
+}
+
+/// `name` back to `reuse` when untouched, else dropped.
+async fn release(databases: &Databases, reuse: Option<&Reuse>, name: &str) {
+    if let Some(reuse) = reuse {
+        if reuse.check(name).await == Verdict::Untouched {
+            return reuse.give_back(name);
+        }
+    }
+    let _ = databases.drop_database(name).await;
 }
 
 #[cfg(test)]

@@ -246,6 +246,10 @@ impl<W: Write> Human<W> {
         match event {
             Event::Warning { message } => self.warning(message),
             Event::Info { message } if self.verbose => self.status("Info", message),
+            Event::DatabasesReused { reused, of } if self.verbose => self.status(
+                "Info",
+                &format!("{reused} of {of} tests got a database an earlier test left untouched"),
+            ),
             Event::ClusterReady(facts) => self.cluster_ready(facts),
             Event::PhaseFinished { phase, duration } if self.verbose => {
                 let time = self.styles.seconds(*duration);
@@ -292,6 +296,7 @@ impl<W: Write> Human<W> {
             | Event::TemplateCache { .. }
             | Event::TestStarted { .. }
             | Event::DatabaseCloned { .. }
+            | Event::DatabasesReused { .. }
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. }
             | Event::TestSlower { .. } => {}

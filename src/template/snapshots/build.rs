@@ -34,15 +34,18 @@ pub(crate) async fn build_fixture_snapshots(
                     source: Box::new(source),
                 })?;
         }
+        settle(&mut connection, snapshot).await?;
         let _ = connection.close().await;
         mark_template(&mut admin, snapshot).await?;
+        run(&mut admin, "CHECKPOINT", snapshot).await?;
         let _ = admin.close().await;
     }
     Ok(())
 }
 
 /// Makes the database a `from_test` snapshot's test left into a template: no new sessions, the ones its
-/// test left (a process that just exited may still have one closing) ended, so it can be copied.
+/// test left (a process that just exited may still have one closing) ended, so it can be copied; then
+/// settled like every template, so that copies only read from can be reused.
 pub(crate) async fn seal(endpoint: &Endpoint, snapshot: &Planned) -> Result<(), SnapshotsError> {
     let mut admin = connect(endpoint, "postgres", snapshot).await?;
     mark_template(&mut admin, snapshot).await?;
@@ -68,8 +71,24 @@ pub(crate) async fn seal(endpoint: &Endpoint, snapshot: &Planned) -> Result<(), 
         // A terminated backend is gone within milliseconds.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Its test is gone: only we connect, for the settling, and then nobody again.
+    let database = quote_ident(&snapshot.database);
+    let allow = format!("ALTER DATABASE {database} WITH ALLOW_CONNECTIONS true");
+    run(&mut admin, &allow, snapshot).await?;
+    let mut connection = connect(endpoint, &snapshot.database, snapshot).await?;
+    settle(&mut connection, snapshot).await?;
+    let _ = connection.close().await;
+    mark_template(&mut admin, snapshot).await?;
+    run(&mut admin, "CHECKPOINT", snapshot).await?;
     let _ = admin.close().await;
     Ok(())
+}
+
+/// [`crate::template::settle`]: reading a copy then dirties nothing, so reuse can hand it on.
+async fn settle(connection: &mut PgConnection, snapshot: &Planned) -> Result<(), SnapshotsError> {
+    crate::template::settle(connection)
+        .await
+        .map_err(|e| sql_error(snapshot, &e))
 }
 
 async fn mark_template(admin: &mut PgConnection, snapshot: &Planned) -> Result<(), SnapshotsError> {
