@@ -34,6 +34,13 @@ impl PartialEq for Remote {
 impl Eq for Remote {}
 
 impl Endpoint {
+    /// Whether this is a cluster of our own (not an existing server): only there are databases reused, so
+    /// only there are templates settled and checkpointed for it (a `CHECKPOINT` needs a privilege an
+    /// existing server's role may lack).
+    pub(crate) fn is_ours(&self) -> bool {
+        self.remote.is_none()
+    }
+
     /// The name `database` has in this run: itself on our own cluster; on an existing server, `pgtest_…`
     /// gets the run's prefix and `postgres` is the URL's database.
     pub(crate) fn database_name<'a>(&self, database: &'a str) -> Cow<'a, str> {

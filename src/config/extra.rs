@@ -16,7 +16,7 @@ use super::{ConfigError, DatabaseSpec, Origin, SpecOrigins};
 /// Every key of a `databases.NAME` table, sorted.
 pub(crate) const DATABASE_KEYS: &[&str] = &["env", "extensions", "fixtures", "migrations"];
 
-/// The longest name an extra database may have: its test copies are named `<test database>_<NAME>`, and
+/// The longest name an extra database may have: its test copies are named `<test database>__<NAME>`, and
 /// PostgreSQL cuts names at 63 bytes.
 const LONGEST_NAME: usize = 30;
 

@@ -149,7 +149,9 @@ async fn prepare_one(
             .fetch_one(&mut connection)
             .await
             .map_err(sql_error)?;
-    settle(&mut connection).await.map_err(sql_error)?;
+    if endpoint.is_ours() {
+        settle(&mut connection).await.map_err(sql_error)?;
+    }
     // Nobody may stay connected to a template while it is cloned.
     connection.close().await.map_err(sql_error)?;
     sqlx::raw_sql(&format!(
@@ -160,10 +162,12 @@ async fn prepare_one(
     .await
     .map_err(sql_error)?;
     // Its settled pages on disk, so that the clones (and a cached cluster) start from them.
-    sqlx::raw_sql("CHECKPOINT")
-        .execute(&mut *admin)
-        .await
-        .map_err(sql_error)?;
+    if endpoint.is_ours() {
+        sqlx::raw_sql("CHECKPOINT")
+            .execute(&mut *admin)
+            .await
+            .map_err(sql_error)?;
+    }
     let applied = migrations
         .iter()
         .filter(|(m, _)| !m.migration_type.is_down_migration())

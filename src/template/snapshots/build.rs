@@ -34,10 +34,12 @@ pub(crate) async fn build_fixture_snapshots(
                     source: Box::new(source),
                 })?;
         }
-        settle(&mut connection, snapshot).await?;
+        if endpoint.is_ours() {
+            settle(&mut connection, snapshot).await?;
+        }
         let _ = connection.close().await;
         mark_template(&mut admin, snapshot).await?;
-        run(&mut admin, "CHECKPOINT", snapshot).await?;
+        checkpoint(endpoint, &mut admin, snapshot).await?;
         let _ = admin.close().await;
     }
     Ok(())
@@ -71,17 +73,32 @@ pub(crate) async fn seal(endpoint: &Endpoint, snapshot: &Planned) -> Result<(), 
         // A terminated backend is gone within milliseconds.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // Its test is gone: only we connect, for the settling, and then nobody again.
-    let database = quote_ident(&snapshot.database);
-    let allow = format!("ALTER DATABASE {database} WITH ALLOW_CONNECTIONS true");
-    run(&mut admin, &allow, snapshot).await?;
-    let mut connection = connect(endpoint, &snapshot.database, snapshot).await?;
-    settle(&mut connection, snapshot).await?;
-    let _ = connection.close().await;
-    mark_template(&mut admin, snapshot).await?;
-    run(&mut admin, "CHECKPOINT", snapshot).await?;
+    if endpoint.is_ours() {
+        // Its test is gone: only we connect, for the settling, and then nobody again.
+        let database = quote_ident(&snapshot.database);
+        let allow = format!("ALTER DATABASE {database} WITH ALLOW_CONNECTIONS true");
+        run(&mut admin, &allow, snapshot).await?;
+        let mut connection = connect(endpoint, &snapshot.database, snapshot).await?;
+        settle(&mut connection, snapshot).await?;
+        let _ = connection.close().await;
+        mark_template(&mut admin, snapshot).await?;
+    }
+    checkpoint(endpoint, &mut admin, snapshot).await?;
     let _ = admin.close().await;
     Ok(())
+}
+
+/// A `CHECKPOINT` on our own cluster, so that copies start from the settled pages on disk (an existing
+/// server's role may not be allowed one, and nothing is reused there).
+async fn checkpoint(
+    endpoint: &Endpoint,
+    admin: &mut PgConnection,
+    snapshot: &Planned,
+) -> Result<(), SnapshotsError> {
+    match endpoint.is_ours() {
+        true => run(admin, "CHECKPOINT", snapshot).await,
+        false => Ok(()),
+    }
 }
 
 /// [`crate::template::settle`]: reading a copy then dirties nothing, so reuse can hand it on.
