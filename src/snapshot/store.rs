@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use super::pack::Pack;
 
-/// Entries kept per project: the newest few, so switching branches back and forth stays warm.
-const ENTRIES_KEPT: usize = 4;
+/// Entries kept per target directory: the most recently used few, so switching branches back and forth
+/// stays warm, and so do several projects (or packages tested one by one) sharing one target directory.
+const ENTRIES_KEPT: usize = 8;
 /// A half-written entry older than this belongs to a run that died while writing it.
 const STALE_STAGING: Duration = Duration::from_secs(600);
 const EXTENSION: &str = "pack";
