@@ -310,7 +310,12 @@ async fn choose(
 
 /// Starts the gateway through which `#[sqlx::test]`s get their databases; without it (it could not
 /// start, which the report says) they reach the server directly and make their databases as sqlx does.
-fn sqlx_gateway(cluster: &Cluster, jobs: usize, dispatch: &Dispatcher) -> Option<Gateway> {
+/// With `reuse`, it hands untouched databases on.
+fn sqlx_gateway(
+    cluster: &Cluster,
+    (jobs, reuse): (usize, bool),
+    dispatch: &Dispatcher,
+) -> Option<Gateway> {
     // The gateway lives in the run directory and relies on template1 migrated: a cluster of our own only.
     if cluster.is_existing() {
         return None;
@@ -318,8 +323,8 @@ fn sqlx_gateway(cluster: &Cluster, jobs: usize, dispatch: &Dispatcher) -> Option
     let started = Gateway::start(
         cluster.endpoint(),
         &cluster.info.run_dir,
-        cluster.info.version.major,
-        jobs,
+        (cluster.info.version.major, jobs),
+        reuse.then(|| cluster.data_dir().to_owned()),
     );
     match started {
         Ok(gateway) => Some(gateway),
@@ -335,10 +340,16 @@ fn sqlx_gateway(cluster: &Cluster, jobs: usize, dispatch: &Dispatcher) -> Option
 fn report_gateway(report: GatewayReport, dispatch: &Dispatcher) {
     let counts = report.counts;
     let message = format!(
-        "#[sqlx::test] databases: {} from copies made ahead, {} copied while the test waited, {} dropped after their test",
-        counts.ready, counts.inline, counts.deferred_drops
+        "#[sqlx::test] databases: {} from copies made ahead ({} of them used untouched before), {} copied while the test waited, {} dropped after their test",
+        counts.ready, counts.reused, counts.inline, counts.deferred_drops
     );
     dispatch.info(message);
+    dispatch.sqlx_databases_reused(counts.reused, counts.ready + counts.inline);
+    if let Some(reason) = report.reuse_failed {
+        dispatch.warning(format!(
+            "{reason}; every #[sqlx::test] gets a fresh copy instead"
+        ));
+    }
     if let Some(reason) = report.broken {
         dispatch.warning(format!(
             "copies for #[sqlx::test] stopped being made ahead: {reason}"
@@ -399,7 +410,7 @@ impl Context<'_> {
         let endpoint = cluster.endpoint().clone();
         let jobs = self.settings.jobs;
         let gateway = (!batches.is_empty())
-            .then(|| sqlx_gateway(cluster, jobs, self.dispatch))
+            .then(|| sqlx_gateway(cluster, (jobs, self.settings.reuse), self.dispatch))
             .flatten();
         let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
         // sqlx uses these databases, one per package, only to create each test's own.
