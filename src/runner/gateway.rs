@@ -37,7 +37,7 @@ pub(super) fn start(
 pub(super) fn report(report: GatewayReport, dispatch: &Dispatcher) {
     let counts = report.counts;
     let message = format!(
-        "#[sqlx::test] databases: {} from copies made ahead ({} of them used untouched before), {} copied while the test waited, {} dropped after their test",
+        "#[sqlx::test] databases: {} from copies made ahead ({} of them used untouched before), {} copied while the test waited, {} dropped or handed on after their test",
         counts.ready, counts.reused, counts.inline, counts.deferred_drops
     );
     dispatch.info(message);

@@ -58,7 +58,7 @@ pub(crate) struct PoolCounts {
     pub(crate) ready: u64,
     /// Test databases copied while their test waited (no copy was ready).
     pub(crate) inline: u64,
-    /// Used databases dropped off the critical path.
+    /// Used databases taken off the critical path: dropped later, or handed on.
     pub(crate) deferred_drops: u64,
     /// Test databases handed out that an earlier test had left untouched (counted in `ready` too).
     pub(crate) reused: u64,
