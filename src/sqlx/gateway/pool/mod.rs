@@ -413,9 +413,7 @@ impl Pool {
             }
         }
     }
-}
 
-impl Pool {
     /// Puts used database `name` back among the ready copies, renamed as they are named, if its test left
     /// it untouched; false if it must be dropped.
     async fn hand_on(&self, name: &str) -> bool {
