@@ -1,7 +1,9 @@
 //! Reuse of untouched databases, end to end on `fixtures/reuse-probe` (30 tests that read, 30 that write in
 //! six ways; every test first asserts that nothing an earlier test wrote is in its database): a reading
 //! suite hands databases on, and `--json` and `-v` say how many; a writing suite gets a fresh database for
-//! every test; mixed, no write reaches a later test; `reuse = false` turns it off.
+//! every test; mixed, no write reaches a later test; `reuse = false` turns it off. The same for
+//! `#[sqlx::test]`s on `fixtures/sqlx-reuse` (20 that read, 12 that write in four ways, each checking first),
+//! whose databases the gateway hands on.
 
 mod common;
 
@@ -84,5 +86,62 @@ fn mixed_no_write_reaches_a_later_test_and_the_key_turns_reuse_off() {
     off.expect(0, &[]);
     assert_eq!(passed(&off), 60, "{}{}", off.stdout, off.stderr);
     assert_eq!(reused(&off), (0, 60));
+    project.assert_nothing_left();
+}
+
+/// The `sqlx_databases_reused` event's (databases, of).
+fn sqlx_reused(run: &Run) -> (u64, u64) {
+    let events = run.events();
+    let event = events
+        .iter()
+        .find(|event| event["type"] == "sqlx_databases_reused")
+        .unwrap_or_else(|| panic!("no sqlx_databases_reused event in\n{}", run.stdout));
+    (
+        event["databases"].as_u64().unwrap(),
+        event["of"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn sqlx_tests_that_read_hand_their_databases_on_and_no_write_reaches_a_later_one() {
+    if !common::postgres_available() {
+        return;
+    }
+    // In the suite's shared target/fixtures, where the other sqlx fixtures built sqlx.
+    let project = Project::copy_of("sqlx-reuse");
+    let reads = project.run(&["--json", "-", "--jobs", "2", "--test", "reads"]);
+    reads.expect(0, &[]);
+    assert_eq!(passed(&reads), 20, "{}{}", reads.stdout, reads.stderr);
+    let (databases, of) = sqlx_reused(&reads);
+    assert_eq!(of, 20, "{}", reads.stdout);
+    assert!(
+        databases >= 10,
+        "{databases} of 20 reading #[sqlx::test]s got a database handed on"
+    );
+
+    let writes = project.run(&["--json", "-", "--jobs", "2", "--test", "writes"]);
+    writes.expect(0, &[]);
+    assert_eq!(passed(&writes), 12, "{}{}", writes.stdout, writes.stderr);
+    assert_eq!(
+        sqlx_reused(&writes),
+        (0, 12),
+        "no written database is handed on"
+    );
+
+    // Readers and writers together: every test checks first that nothing was written before it.
+    let mixed = project.run(&["-v", "--jobs", "2"]);
+    mixed.expect(
+        0,
+        &[
+            "#[sqlx::test] databases were ones an earlier test left untouched",
+            "32 passed, 0 failed",
+        ],
+    );
+
+    project.append_to_manifest("reuse = false\n");
+    let off = project.run(&["--json", "-", "--jobs", "2"]);
+    off.expect(0, &[]);
+    assert_eq!(passed(&off), 32, "{}{}", off.stdout, off.stderr);
+    assert_eq!(sqlx_reused(&off), (0, 32));
     project.assert_nothing_left();
 }

@@ -10,6 +10,12 @@ pub(crate) fn uid(stream: &UnixStream) -> io::Result<u32> {
     stream.peer_cred().map(|cred| cred.uid())
 }
 
+/// The id of the process that connected `stream`, where the platform says (Linux does).
+pub(crate) fn pid(stream: &UnixStream) -> Option<u32> {
+    let pid = stream.peer_cred().ok()?.pid()?;
+    u32::try_from(pid).ok()
+}
+
 /// Whether a peer running as `peer` may use a socket that serves `owner`: the owner itself, or root.
 pub(crate) fn may_connect(peer: u32, owner: u32) -> bool {
     peer == owner || peer == 0

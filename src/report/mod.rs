@@ -126,6 +126,7 @@ impl Summary {
             | Event::TestSlow { .. }
             | Event::DatabaseCloned { .. }
             | Event::DatabasesReused { .. }
+            | Event::SqlxDatabasesReused { .. }
             | Event::TemplateCache { .. } => {}
         }
     }

@@ -284,6 +284,10 @@ impl Dispatcher {
         self.send(Event::DatabasesReused { reused, of });
     }
 
+    pub(crate) fn sqlx_databases_reused(&self, reused: u64, of: u64) {
+        self.send(Event::SqlxDatabasesReused { reused, of });
+    }
+
     pub(crate) fn info(&self, message: String) {
         self.send(Event::Info { message });
     }

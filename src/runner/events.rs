@@ -177,6 +177,13 @@ pub(crate) enum Event {
         reused: usize,
         of: usize,
     },
+    /// When the `#[sqlx::test]` gateway stops: how many of the databases it handed to tests (`of`) were
+    /// ones an earlier test had left untouched instead of fresh copies (see the `reuse` key).
+    SqlxDatabasesReused {
+        #[serde(rename = "databases")]
+        reused: u64,
+        of: u64,
+    },
     /// Whether the migrated cluster came from the cache under the target directory (`hit`), or was built
     /// and stored there (`stored`).
     TemplateCache {
@@ -350,6 +357,10 @@ mod tests {
         assert_eq!(
             value(Event::DatabasesReused { reused: 3, of: 5 }),
             json!({ "type": "databases_reused", "tests": 3, "of": 5 })
+        );
+        assert_eq!(
+            value(Event::SqlxDatabasesReused { reused: 2, of: 4 }),
+            json!({ "type": "sqlx_databases_reused", "databases": 2, "of": 4 })
         );
         assert_eq!(
             value(Event::TestSlow {

@@ -8,6 +8,7 @@ mod dispatch;
 mod doc;
 pub(crate) mod events;
 pub(crate) mod exec;
+mod gateway;
 mod keep;
 mod libtest;
 pub(crate) mod list;
@@ -29,7 +30,7 @@ use tokio::sync::watch;
 use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
-use crate::sqlx::gateway::{Gateway, GatewayReport};
+use crate::sqlx::gateway::Gateway;
 use crate::template::reuse::Reuse;
 use crate::template::{Databases, Extras};
 use dispatch::Dispatcher;
@@ -308,44 +309,6 @@ async fn choose(
     Ok(Some(chosen))
 }
 
-/// Starts the gateway through which `#[sqlx::test]`s get their databases; without it (it could not
-/// start, which the report says) they reach the server directly and make their databases as sqlx does.
-fn sqlx_gateway(cluster: &Cluster, jobs: usize, dispatch: &Dispatcher) -> Option<Gateway> {
-    // The gateway lives in the run directory and relies on template1 migrated: a cluster of our own only.
-    if cluster.is_existing() {
-        return None;
-    }
-    let started = Gateway::start(
-        cluster.endpoint(),
-        &cluster.info.run_dir,
-        cluster.info.version.major,
-        jobs,
-    );
-    match started {
-        Ok(gateway) => Some(gateway),
-        Err(error) => {
-            dispatch.warning(format!(
-                "{error}; #[sqlx::test]s make their own databases instead"
-            ));
-            None
-        }
-    }
-}
-
-fn report_gateway(report: GatewayReport, dispatch: &Dispatcher) {
-    let counts = report.counts;
-    let message = format!(
-        "#[sqlx::test] databases: {} from copies made ahead, {} copied while the test waited, {} dropped after their test",
-        counts.ready, counts.inline, counts.deferred_drops
-    );
-    dispatch.info(message);
-    if let Some(reason) = report.broken {
-        dispatch.warning(format!(
-            "copies for #[sqlx::test] stopped being made ahead: {reason}"
-        ));
-    }
-}
-
 /// What the stages of a run need of the plan.
 struct Settings {
     jobs: usize,
@@ -399,7 +362,7 @@ impl Context<'_> {
         let endpoint = cluster.endpoint().clone();
         let jobs = self.settings.jobs;
         let gateway = (!batches.is_empty())
-            .then(|| sqlx_gateway(cluster, jobs, self.dispatch))
+            .then(|| gateway::start(cluster, (jobs, self.settings.reuse), self.dispatch))
             .flatten();
         let sqlx_endpoint = gateway.as_ref().map_or(&endpoint, Gateway::endpoint);
         // sqlx uses these databases, one per package, only to create each test's own.
@@ -408,7 +371,7 @@ impl Context<'_> {
             .run_together(batches, sqlx_database, sqlx_endpoint, false, cluster)
             .await?;
         if let Some(gateway) = gateway {
-            report_gateway(gateway.stop(), self.dispatch);
+            gateway::report(gateway.stop(), self.dispatch);
         }
         for database in made.iter().filter(|_| cluster.is_running()) {
             let extras = &self.settings.extras;

@@ -61,8 +61,9 @@ pub(crate) fn run_key(
         .add("cargo-pgtest", env!("CARGO_PKG_VERSION").as_bytes())
         .add("postgres", binaries.version.to_string().as_bytes())
         .add("bin_dir", binaries.bin_dir.as_os_str().as_encoded_bytes())
-        // How templates are prepared (settled for reuse: analyzed, frozen, checkpointed).
-        .add("template-preparation", b"settled-1");
+        // How templates are prepared (settled for reuse: analyzed, frozen, checkpointed; from 2 on a
+        // migrated template1 too, so a cluster cached before does not turn reuse off for #[sqlx::test]s).
+        .add("template-preparation", b"settled-2");
     for setting in &config.settings {
         hasher.add(&setting.name, setting.value.as_bytes());
     }

@@ -104,6 +104,13 @@ pub(crate) async fn prepare(
             None => Vec::new(),
         };
         apply_migrations(&mut template1, &migrations).await?;
+        // Like our templates: reading a copy then writes nothing, so the gateway may hand it on.
+        settle(&mut template1)
+            .await
+            .map_err(|source| TemplateError::Sql {
+                name: "template1".into(),
+                source,
+            })?;
         let _ = template1.close().await;
     }
     Ok(templates)

@@ -250,6 +250,12 @@ impl<W: Write> Human<W> {
                 "Info",
                 &format!("{reused} of {of} tests got a database an earlier test left untouched"),
             ),
+            Event::SqlxDatabasesReused { reused, of } if self.verbose => self.status(
+                "Info",
+                &format!(
+                    "{reused} of {of} #[sqlx::test] databases were ones an earlier test left untouched"
+                ),
+            ),
             Event::ClusterReady(facts) => self.cluster_ready(facts),
             Event::PhaseFinished { phase, duration } if self.verbose => {
                 let time = self.styles.seconds(*duration);
@@ -297,6 +303,7 @@ impl<W: Write> Human<W> {
             | Event::TestStarted { .. }
             | Event::DatabaseCloned { .. }
             | Event::DatabasesReused { .. }
+            | Event::SqlxDatabasesReused { .. }
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. }
             | Event::TestSlower { .. } => {}

@@ -6,6 +6,9 @@
 //! same one (see [`sessions`]). `relay` serves one client connection; `statements` reads the SQL the
 //! gateway acts on.
 //!
+//! With `reuse` (a data directory given), a database its test left untouched goes back among the copies
+//! made ahead instead of being dropped (see [`pool`]).
+//!
 //! It runs on a thread of its own with its own single-threaded runtime, so relaying never waits behind the
 //! runner's work. Only the invoking user (or root) may connect, checked from the socket's peer credentials,
 //! on top of the socket directory's 0700.
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use tokio::net::UnixListener;
 
 use crate::cluster::Endpoint;
+use crate::template::reuse::Reuse;
 use crate::template::Databases;
 use pool::Pool;
 pub(crate) use pool::PoolCounts;
@@ -49,6 +53,8 @@ pub(crate) struct GatewayReport {
     pub(crate) counts: PoolCounts,
     /// Why copies stopped being made ahead, if they did.
     pub(crate) broken: Option<String>,
+    /// Why reuse, asked for, could not start.
+    pub(crate) reuse_failed: Option<String>,
 }
 
 /// A running gateway; [`Gateway::stop`] (or dropping it) ends it.
@@ -63,12 +69,13 @@ pub(crate) struct Gateway {
 
 impl Gateway {
     /// Opens the gateway's socket beside the server's and starts relaying to `upstream`. `ahead` copies of
-    /// template1 are kept ready; `server_major` picks how they are copied.
+    /// template1 are kept ready; `server_major` picks how they are copied. With `reuse`, the server's data
+    /// directory (readable here), untouched databases are handed on.
     pub(crate) fn start(
         upstream: &Endpoint,
         run_dir: &Path,
-        server_major: u32,
-        ahead: usize,
+        (server_major, ahead): (u32, usize),
+        reuse: Option<PathBuf>,
     ) -> Result<Gateway, GatewayError> {
         let dir = run_dir.join(GATEWAY_DIR);
         let listen_error = |source| GatewayError::Listen {
@@ -96,8 +103,13 @@ impl Gateway {
             pool: Arc::clone(&pool),
             sessions: Arc::clone(&sessions),
             uid: nix::unistd::Uid::effective().as_raw(),
+            client: None,
         };
-        let maintenance = upstream.clone();
+        let upkeep = Upkeep {
+            maintenance: upstream.clone(),
+            server_major,
+            reuse,
+        };
         let thread = std::thread::Builder::new()
             .name("sqlx-gateway".into())
             .spawn(move || {
@@ -107,7 +119,7 @@ impl Gateway {
                 else {
                     return;
                 };
-                runtime.block_on(serve(listener, relay, maintenance, server_major, stopped));
+                runtime.block_on(serve(listener, relay, upkeep, stopped));
             })
             .map_err(GatewayError::Thread)?;
         Ok(Gateway {
@@ -134,6 +146,7 @@ impl Gateway {
         GatewayReport {
             counts: self.pool.counts(),
             broken: self.pool.broken(),
+            reuse_failed: self.pool.reuse_failed(),
         }
     }
 
@@ -164,12 +177,19 @@ fn private_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// What the pool's worker connects to and with.
+struct Upkeep {
+    maintenance: Endpoint,
+    server_major: u32,
+    /// The server's data directory, when reuse is on.
+    reuse: Option<PathBuf>,
+}
+
 /// Accepts connections and runs the pool's worker until told to stop.
 async fn serve(
     listener: std::os::unix::net::UnixListener,
     relay: Relay,
-    maintenance: Endpoint,
-    server_major: u32,
+    upkeep: Upkeep,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let Ok(listener) = UnixListener::from_std(listener) else {
@@ -179,8 +199,15 @@ async fn serve(
     let worker = tokio::spawn({
         let pool = Arc::clone(&pool);
         async move {
-            match Databases::connect(&maintenance, server_major, 1).await {
+            match Databases::connect(&upkeep.maintenance, upkeep.server_major, 1).await {
                 Ok(databases) => {
+                    if let Some(data_dir) = upkeep.reuse {
+                        // Before the worker takes drops: each is then checked.
+                        match Reuse::start(databases.pool().clone(), data_dir).await {
+                            Ok(reuse) => pool.reuse_with(reuse),
+                            Err(error) => pool.reuse_failed_with(error.to_string()),
+                        }
+                    }
                     pool.worker_ready();
                     pool.work(&databases).await;
                     pool.worker_gone();

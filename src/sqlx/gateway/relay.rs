@@ -33,6 +33,9 @@ pub(crate) struct Relay {
     pub(crate) sessions: Arc<Sessions>,
     /// Connections from other users are refused.
     pub(crate) uid: u32,
+    /// The process on the other end of this connection, where known (set as it starts): the pool hands on
+    /// only a database the process that created it drops.
+    pub(crate) client: Option<u32>,
 }
 
 /// How a relayed session ended.
@@ -56,10 +59,11 @@ struct Session {
 impl Relay {
     /// Serves one client connection: its startup, a server session (kept or new), the relay, and the
     /// session kept for the next client if it ended cleanly.
-    pub(crate) async fn connection(self, mut client: UnixStream) {
+    pub(crate) async fn connection(mut self, mut client: UnixStream) {
         if !crate::platform::peer::is_allowed(&client, self.uid) {
             return;
         }
+        self.client = crate::platform::peer::pid(&client);
         let Ok(Some((startup, database))) =
             tokio::time::timeout(STARTUP_TIMEOUT, self.startup(&mut client)).await
         else {
@@ -233,7 +237,7 @@ impl Relay {
             }
             TestStatement::DropIfExists(name) => Some(name.clone()),
         };
-        let sql = self.pool.rewrite(statement).await;
+        let sql = self.pool.rewrite(statement, self.client).await;
         match dropped {
             Some(name) if sql != pool::NOTHING => self.sessions.close(&[name]).await,
             Some(name) => drop(self.sessions.forget(&name)),

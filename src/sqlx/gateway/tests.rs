@@ -125,7 +125,7 @@ impl Harness {
             password: String::new(),
             remote: None,
         };
-        let gateway = Gateway::start(&upstream, dir.path(), 15, 2).unwrap();
+        let gateway = Gateway::start(&upstream, dir.path(), (15, 2), None).unwrap();
         Harness {
             dir,
             gateway: Some(gateway),

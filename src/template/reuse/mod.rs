@@ -15,7 +15,7 @@
 mod catalog;
 mod files;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -212,6 +212,24 @@ impl Reuse {
         sqlx::raw_sql(&sql).execute(&self.inner.pool).await?;
         self.baselines().insert(new.to_owned(), baseline);
         Ok(())
+    }
+
+    /// `old` (recorded, unused) was renamed `new` by someone else: its baseline follows, so that
+    /// [`Reuse::check`] finds it under its new name (with the same oid, or it counts as replaced).
+    pub(crate) fn moved(&self, old: &str, new: &str) {
+        let mut baselines = self.baselines();
+        if let Some(baseline) = baselines.remove(old) {
+            baselines.insert(new.to_owned(), baseline);
+        }
+    }
+
+    /// Renames `old`, found [`Verdict::Untouched`], to `new`, its baseline following; false if the rename
+    /// failed (someone is on it), and then it is forgotten: the caller drops it.
+    pub(crate) async fn hand_on(&self, old: &str, new: &str) -> bool {
+        let Some(baseline) = self.baselines().remove(old) else {
+            return false;
+        };
+        self.rename(old, new, baseline).await.is_ok()
     }
 
     /// Forgets `name` (its test's database is dropped or kept).

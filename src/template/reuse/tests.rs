@@ -3,7 +3,7 @@
 //! and a soak of random readers and writers beside concurrent checkpoints never lets a write reach a later
 //! test.
 
-mod lab;
+pub(crate) mod lab;
 mod soak;
 
 use lab::Lab;
@@ -12,7 +12,7 @@ use super::Verdict;
 
 /// A test's statements, run in its own database one at a time; `COPY` rows go in by the copy protocol.
 #[derive(Clone, Copy)]
-enum Step {
+pub(crate) enum Step {
     Sql(&'static str),
     CopyIn(&'static str, &'static str),
 }

@@ -16,6 +16,12 @@
 //! Should the same name be asked for again before that drop (two test binaries with the same module path),
 //! the create waits for it. Only a worker that is there takes drops: when it could not connect (or has
 //! not within a second), sqlx's drop goes to the server as sqlx wrote it, and nothing waits for a worker.
+//!
+//! With reuse ([`Reuse`], our own cluster and the `reuse` key on), each copy made ahead is recorded when
+//! made, and the worker checks a used database before it drops it: one its test left untouched is renamed
+//! back to a ready copy's name instead and handed to the next test. Only the drop sqlx sends after its test
+//! passed, from the process that created the database, may hand it on: sqlx sends the same statement
+//! before it creates a database, which may then drop one a failed test left (kept for inspection).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -26,6 +32,7 @@ use tokio::sync::Notify;
 use super::statements::TestStatement;
 
 use crate::template::databases::create_statement;
+use crate::template::reuse::{Reuse, Verdict};
 use crate::template::{quote_ident, Databases};
 
 /// The database every copy is made from: what sqlx's own `create database` copies.
@@ -51,8 +58,10 @@ pub(crate) struct PoolCounts {
     pub(crate) ready: u64,
     /// Test databases copied while their test waited (no copy was ready).
     pub(crate) inline: u64,
-    /// Used databases dropped off the critical path.
+    /// Used databases taken off the critical path: dropped later, or handed on.
     pub(crate) deferred_drops: u64,
+    /// Test databases handed out that an earlier test had left untouched (counted in `ready` too).
+    pub(crate) reused: u64,
 }
 
 /// Whether the worker that drops used databases is there.
@@ -77,8 +86,14 @@ struct State {
     used: VecDeque<String>,
     /// The used database the worker is dropping now.
     dropping: Option<String>,
-    /// Names handed to tests and not yet dropped.
-    handed_out: HashSet<String>,
+    /// Names handed to tests and not yet dropped, with the process that asked for each (where known).
+    handed_out: HashMap<String, Option<u32>>,
+    /// Ready copies that are used databases found untouched.
+    recycled: HashSet<String>,
+    /// Set by the worker when reuse is on.
+    reuse: Option<Reuse>,
+    /// Why reuse, asked for, could not start.
+    reuse_failed: Option<String>,
     next_id: u64,
     counts: PoolCounts,
     /// Copies that failed in a row.
@@ -136,8 +151,9 @@ impl Pool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The statement to send instead of one of sqlx's test statements.
-    pub(crate) async fn rewrite(&self, statement: TestStatement) -> String {
+    /// The statement to send instead of one of sqlx's test statements, sent by process `client` (where
+    /// known).
+    pub(crate) async fn rewrite(&self, statement: TestStatement, client: Option<u32>) -> String {
         match statement {
             TestStatement::Create(name) => {
                 self.until_dropped(&name).await;
@@ -145,6 +161,12 @@ impl Pool {
                 let sql = match state.ready.pop_front() {
                     Some(ready) => {
                         state.counts.ready += 1;
+                        if state.recycled.remove(&ready) {
+                            state.counts.reused += 1;
+                        }
+                        if let Some(reuse) = &state.reuse {
+                            reuse.moved(&ready, &name);
+                        }
                         format!(
                             "ALTER DATABASE {} RENAME TO {}",
                             quote_ident(&ready),
@@ -156,7 +178,7 @@ impl Pool {
                         create_statement(SOURCE, &name, self.clone_suffix)
                     }
                 };
-                state.handed_out.insert(name);
+                state.handed_out.insert(name, client);
                 drop(state);
                 self.wake.notify_one();
                 sql
@@ -166,7 +188,13 @@ impl Pool {
                 let mut state = self.state();
                 // Not one of ours (a database an earlier failed test left, say), or no worker to drop
                 // it later: dropped as sqlx asked.
-                if !state.handed_out.remove(&name) || state.worker != Worker::Working {
+                let creator = state.handed_out.remove(&name);
+                // Not the cleanup after the test passed: never handed on (see the module's documentation).
+                let by_creator = creator.flatten().is_some_and(|c| Some(c) == client);
+                if let (Some(reuse), false) = (&state.reuse, by_creator) {
+                    reuse.forget(&name);
+                }
+                if creator.is_none() || state.worker != Worker::Working {
                     return format!("drop database if exists {};", quote_ident(&name));
                 }
                 state.counts.deferred_drops += 1;
@@ -226,6 +254,24 @@ impl Pool {
 
     pub(crate) fn broken(&self) -> Option<String> {
         self.state().broken.clone()
+    }
+
+    /// Reuse is on: copies are recorded when made, used databases checked before they are dropped.
+    pub(crate) fn reuse_with(&self, reuse: Reuse) {
+        self.state().reuse = Some(reuse);
+    }
+
+    /// Reuse was asked for but could not start: every used database is dropped.
+    pub(crate) fn reuse_failed_with(&self, reason: String) {
+        self.state().reuse_failed = Some(reason);
+    }
+
+    pub(crate) fn reuse_failed(&self) -> Option<String> {
+        self.state().reuse_failed.clone()
+    }
+
+    fn reuse(&self) -> Option<Reuse> {
+        self.state().reuse.clone()
     }
 
     /// The worker connected: from now on it takes the drops.
@@ -345,6 +391,10 @@ impl Pool {
                         .create_from(SOURCE, &name)
                         .await
                         .map_err(|e| crate::template::server_message(&e));
+                    if let (Ok(()), Some(reuse)) = (&result, self.reuse()) {
+                        // Not recorded, it is simply dropped after its test.
+                        let _ = reuse.prepared(SOURCE, &name).await;
+                    }
                     if self.made(name, result) {
                         tokio::time::sleep(COPY_RETRY_PAUSE).await;
                     }
@@ -353,13 +403,35 @@ impl Pool {
                     if self.sessions_may_still_end(databases, &name).await {
                         continue;
                     }
-                    let _ = databases.drop_database(&name).await;
+                    if !self.hand_on(&name).await {
+                        let _ = databases.drop_database(&name).await;
+                    }
                     self.state().dropping = None;
                     self.dropped.notify_waiters();
                 }
                 Job::Wait => self.wake.notified().await,
             }
         }
+    }
+
+    /// Puts used database `name` back among the ready copies, renamed as they are named, if its test left
+    /// it untouched; false if it must be dropped.
+    async fn hand_on(&self, name: &str) -> bool {
+        let Some(reuse) = self.reuse() else {
+            return false;
+        };
+        if reuse.check(name).await != Verdict::Untouched {
+            return false;
+        }
+        let ready = self.state().fresh_name("ready");
+        if !reuse.hand_on(name, &ready).await {
+            return false;
+        }
+        let mut state = self.state();
+        state.recycled.insert(ready.clone());
+        // First in line: its pages are in the server's cache, and a fresh copy behind it may wait.
+        state.ready.push_front(ready);
+        true
     }
 }
 

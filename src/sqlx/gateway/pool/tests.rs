@@ -21,7 +21,7 @@ fn rewrite(pool: &Pool, statement: TestStatement) -> String {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(pool.rewrite(statement))
+        .block_on(pool.rewrite(statement, Some(1)))
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn a_name_asked_for_again_waits_for_its_drop() {
     runtime.block_on(async {
         let again = tokio::spawn({
             let pool = std::sync::Arc::clone(&pool);
-            async move { pool.rewrite(create()).await }
+            async move { pool.rewrite(create(), Some(1)).await }
         });
         tokio::task::yield_now().await;
         assert!(!again.is_finished(), "the old database still exists");
@@ -197,7 +197,7 @@ fn without_a_worker_drops_go_to_the_server_and_nothing_waits() {
             .build()
             .unwrap()
             .block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), pool.rewrite(create())).await
+                tokio::time::timeout(Duration::from_secs(10), pool.rewrite(create(), Some(1))).await
             });
         assert!(
             again.is_ok(),
@@ -219,7 +219,7 @@ fn a_worker_that_goes_releases_the_creates_waiting_for_it() {
     runtime.block_on(async {
         let again = tokio::spawn({
             let pool = std::sync::Arc::clone(&pool);
-            async move { pool.rewrite(create()).await }
+            async move { pool.rewrite(create(), Some(1)).await }
         });
         tokio::task::yield_now().await;
         assert!(!again.is_finished(), "the worker would drop it first");
@@ -269,11 +269,126 @@ fn a_drop_waits_a_moment_for_a_worker_still_connecting() {
     runtime.block_on(async {
         let dropping = tokio::spawn({
             let pool = std::sync::Arc::clone(&pool);
-            async move { pool.rewrite(drop_it()).await }
+            async move { pool.rewrite(drop_it(), Some(1)).await }
         });
         tokio::task::yield_now().await;
         assert!(!dropping.is_finished(), "the worker may connect any moment");
         pool.worker_ready();
         assert_eq!(dropping.await.unwrap(), NOTHING);
     });
+}
+
+/// Against a real cluster: sqlx's create and drop as a test binary sends them, through a pool with reuse.
+mod reuse {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::template::databases::clone_strategy;
+    use crate::template::reuse::tests::lab::{Lab, World};
+
+    /// The process a test binary would be.
+    const BINARY: Option<u32> = Some(7);
+
+    /// Polls `done` until it holds, failing after ten seconds.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn oid_of(world: &World, name: &str) -> Option<i64> {
+        let mut connection = world.connect("postgres").await;
+        let oid = sqlx::query_scalar("SELECT oid::int8 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut connection)
+            .await
+            .unwrap();
+        sqlx::Connection::close(connection).await.unwrap();
+        oid
+    }
+
+    /// One `#[sqlx::test]`: its database created (from a copy made ahead), `sql` run in it after checking
+    /// that no earlier test's row is there, then dropped by `dropper`; its database's oid, once the worker
+    /// has dropped or handed it on.
+    async fn one_test(
+        world: &World,
+        pool: &Pool,
+        name: &str,
+        sql: &str,
+        dropper: Option<u32>,
+    ) -> i64 {
+        until("a copy is ready", || !pool.state().ready.is_empty()).await;
+        let create = pool
+            .rewrite(TestStatement::Create(name.into()), BINARY)
+            .await;
+        world.sql("postgres", &create).await;
+        let oid = oid_of(world, name)
+            .await
+            .expect("the test's database exists");
+        world
+            .sql(
+                name,
+                "DO $$ BEGIN ASSERT (SELECT count(*) FROM markers) = 0; END $$",
+            )
+            .await;
+        world.sql(name, sql).await;
+        let drop = pool
+            .rewrite(TestStatement::DropIfExists(name.into()), dropper)
+            .await;
+        assert_eq!(drop, NOTHING);
+        until("the worker is done with it", || {
+            let state = pool.state();
+            state.used.is_empty() && state.dropping.is_none()
+        })
+        .await;
+        assert_eq!(oid_of(world, name).await, None, "dropped or renamed");
+        oid
+    }
+
+    #[test]
+    fn an_untouched_database_comes_back_and_a_written_or_foreign_one_does_not() {
+        let Some(lab) = Lab::boot(&[]) else {
+            return;
+        };
+        let world = lab.world.clone();
+        lab.block_on(async move {
+            let pool = Arc::new(Pool::new(1, clone_strategy(world.major)));
+            pool.reuse_with(world.reuse.clone());
+            pool.worker_ready();
+            let databases = Databases::connect(&world.endpoint, world.major, 1)
+                .await
+                .unwrap();
+            let worker = tokio::spawn({
+                let pool = Arc::clone(&pool);
+                async move {
+                    pool.work(&databases).await;
+                    databases.close().await;
+                }
+            });
+            let read = "SELECT * FROM items";
+            let first = one_test(&world, &pool, "_sqlx_test_1", read, BINARY).await;
+            let second = one_test(&world, &pool, "_sqlx_test_2", read, BINARY).await;
+            assert_eq!(second, first, "a read-only test's database is handed on");
+            let write = "INSERT INTO markers VALUES ('written')";
+            let third = one_test(&world, &pool, "_sqlx_test_3", write, BINARY).await;
+            assert_eq!(third, first, "handed on once more");
+            let fourth = one_test(&world, &pool, "_sqlx_test_4", read, BINARY).await;
+            assert_ne!(fourth, third, "a written database is dropped");
+            // Dropped by another process (sqlx's cleanup before a create, of a failed test's database).
+            let fifth = one_test(&world, &pool, "_sqlx_test_5", read, Some(8)).await;
+            assert_eq!(fifth, fourth);
+            let sixth = one_test(&world, &pool, "_sqlx_test_6", read, BINARY).await;
+            assert_ne!(
+                sixth, fifth,
+                "only its own binary's drop hands a database on"
+            );
+            assert_eq!(pool.counts().reused, 3);
+            pool.stop();
+            worker.await.unwrap();
+        });
+        lab.shut_down();
+    }
 }

@@ -1,5 +1,6 @@
 //! A real cluster for the reuse tests: booted the way a run boots one, with a template prepared by
-//! [`crate::template::prepare`] from a small schema (logged and unlogged tables and sequences).
+//! [`crate::template::prepare`] from a small schema (logged and unlogged tables and sequences), which
+//! template1 gets too; the gateway's pool is tried on it as well.
 
 use std::time::{Duration, Instant};
 
@@ -29,18 +30,18 @@ CREATE TABLE markers (what text);
 
 /// What the async parts share (cheap to clone into tasks).
 #[derive(Clone)]
-pub(super) struct World {
-    pub(super) endpoint: Endpoint,
-    pub(super) databases: Databases,
-    pub(super) reuse: Reuse,
-    pub(super) template: String,
-    pub(super) major: u32,
+pub(crate) struct World {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) databases: Databases,
+    pub(crate) reuse: Reuse,
+    pub(crate) template: String,
+    pub(crate) major: u32,
 }
 
-pub(super) struct Lab {
+pub(crate) struct Lab {
     runtime: tokio::runtime::Runtime,
     cluster: Option<Cluster>,
-    pub(super) world: World,
+    pub(crate) world: World,
     _migrations: tempfile::TempDir,
 }
 
@@ -61,7 +62,7 @@ fn skip(why: &str) {
 impl Lab {
     /// A cluster with `settings`, its template prepared and reuse started; None (skipped) without
     /// PostgreSQL.
-    pub(super) fn boot(settings: &[(&str, &str)]) -> Option<Lab> {
+    pub(crate) fn boot(settings: &[(&str, &str)]) -> Option<Lab> {
         let found = binaries::discover(&PostgresChoice::Newest, &SearchPlaces::from_env());
         let binaries = match found {
             Ok(binaries) => binaries,
@@ -105,7 +106,8 @@ impl Lab {
             let cluster = Cluster::boot(&spec, None).await.unwrap();
             let endpoint = cluster.endpoint().clone();
             let major = cluster.info.version.major;
-            let templates = template::prepare(&endpoint, &[database], None, major)
+            // template1 gets the schema too, as for `#[sqlx::test]`: the gateway's tests copy it.
+            let templates = template::prepare(&endpoint, &[database], Some(0), major)
                 .await
                 .unwrap();
             template::warm_relation_caches(&endpoint, &templates)
@@ -135,19 +137,19 @@ impl Lab {
         })
     }
 
-    pub(super) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
 
     /// Stops the server cleanly and starts it again.
-    pub(super) fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let cluster = self.cluster.as_mut().unwrap();
         self.runtime
             .block_on(cluster.while_stopped(|_| ()))
             .unwrap();
     }
 
-    pub(super) fn shut_down(mut self) {
+    pub(crate) fn shut_down(mut self) {
         self.runtime.block_on(self.world.databases.close());
         let cluster = self.cluster.take().unwrap();
         let (_, problems) = self.runtime.block_on(cluster.shutdown());
@@ -157,7 +159,7 @@ impl Lab {
 
 impl World {
     /// Clones `name` from the template and records it, as a run does before its test.
-    pub(super) async fn clone_database(&self, name: &str) {
+    pub(crate) async fn clone_database(&self, name: &str) {
         self.databases
             .create_from(&self.template, name)
             .await
@@ -165,14 +167,14 @@ impl World {
         self.reuse.prepared(&self.template, name).await.unwrap();
     }
 
-    pub(super) async fn connect(&self, name: &str) -> PgConnection {
+    pub(crate) async fn connect(&self, name: &str) -> PgConnection {
         PgConnection::connect_with(&self.endpoint.connect_options(name))
             .await
             .unwrap()
     }
 
     /// Runs `steps` in one session of `name`; the first error, if any.
-    pub(super) async fn try_steps(&self, name: &str, steps: &[Step]) -> Result<(), String> {
+    pub(crate) async fn try_steps(&self, name: &str, steps: &[Step]) -> Result<(), String> {
         let mut connection = self.connect(name).await;
         let mut result = Ok(());
         for step in steps {
@@ -190,25 +192,25 @@ impl World {
     }
 
     /// Runs `steps`, which must succeed unless one reads a table that does not exist.
-    pub(super) async fn run_steps(&self, name: &str, steps: &[Step]) {
+    pub(crate) async fn run_steps(&self, name: &str, steps: &[Step]) {
         if let Err(error) = self.try_steps(name, steps).await {
             assert!(error.contains("missing_table"), "{error}");
         }
     }
 
-    pub(super) async fn sql(&self, database: &str, sql: &str) {
+    pub(crate) async fn sql(&self, database: &str, sql: &str) {
         let mut connection = self.connect(database).await;
         sqlx::raw_sql(sql).execute(&mut connection).await.unwrap();
         connection.close().await.unwrap();
     }
 
-    pub(super) async fn drop_database(&self, name: &str) {
+    pub(crate) async fn drop_database(&self, name: &str) {
         self.reuse.forget(name);
         self.databases.drop_database(name).await.unwrap();
     }
 
     /// Kills one server process the way a crash would: the server restarts its shared memory and recovers.
-    pub(super) async fn crash_a_backend(&self) {
+    pub(crate) async fn crash_a_backend(&self) {
         let mut victim = self.connect("postgres").await;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut victim)

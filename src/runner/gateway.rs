@@ -1,0 +1,55 @@
+//! The `#[sqlx::test]` gateway as a run sees it: started on a cluster of our own, and what it did reported
+//! when it stops.
+
+use super::dispatch::Dispatcher;
+use crate::cluster::Cluster;
+use crate::sqlx::gateway::{Gateway, GatewayReport};
+
+/// Starts the gateway through which `#[sqlx::test]`s get their databases; without it (it could not
+/// start, which the report says) they reach the server directly and make their databases as sqlx does.
+/// With `reuse`, it hands untouched databases on.
+pub(super) fn start(
+    cluster: &Cluster,
+    (jobs, reuse): (usize, bool),
+    dispatch: &Dispatcher,
+) -> Option<Gateway> {
+    // The gateway lives in the run directory and relies on template1 migrated: a cluster of our own only.
+    if cluster.is_existing() {
+        return None;
+    }
+    let started = Gateway::start(
+        cluster.endpoint(),
+        &cluster.info.run_dir,
+        (cluster.info.version.major, jobs),
+        reuse.then(|| cluster.data_dir().to_owned()),
+    );
+    match started {
+        Ok(gateway) => Some(gateway),
+        Err(error) => {
+            dispatch.warning(format!(
+                "{error}; #[sqlx::test]s make their own databases instead"
+            ));
+            None
+        }
+    }
+}
+
+pub(super) fn report(report: GatewayReport, dispatch: &Dispatcher) {
+    let counts = report.counts;
+    let message = format!(
+        "#[sqlx::test] databases: {} from copies made ahead ({} of them used untouched before), {} copied while the test waited, {} dropped or handed on after their test",
+        counts.ready, counts.reused, counts.inline, counts.deferred_drops
+    );
+    dispatch.info(message);
+    dispatch.sqlx_databases_reused(counts.reused, counts.ready + counts.inline);
+    if let Some(reason) = report.reuse_failed {
+        dispatch.warning(format!(
+            "{reason}; every #[sqlx::test] gets a fresh copy instead"
+        ));
+    }
+    if let Some(reason) = report.broken {
+        dispatch.warning(format!(
+            "copies for #[sqlx::test] stopped being made ahead: {reason}"
+        ));
+    }
+}
