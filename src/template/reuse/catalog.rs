@@ -41,6 +41,18 @@ pub(crate) async fn sessions_gone(pool: &PgPool, oid: i64) -> Result<bool, sqlx:
     }
 }
 
+/// Rows inserted, updated or deleted in the database, as its statistics say so far. A count that grew
+/// proves a write; one that did not proves nothing (statistics can lag, or be off for a session).
+pub(crate) async fn rows_written(pool: &PgPool, oid: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT pg_stat_get_db_tuples_inserted($1::oid) + pg_stat_get_db_tuples_updated($1::oid) \
+                + pg_stat_get_db_tuples_deleted($1::oid)",
+    )
+    .bind(oid)
+    .fetch_one(pool)
+    .await
+}
+
 /// What is held for the database outside its files: prepared transactions, replication slots,
 /// subscriptions and dirty shared buffers. None if nothing is.
 pub(crate) async fn held_elsewhere(

@@ -117,6 +117,7 @@ impl Lab {
             let reuse = Reuse::start(databases.pool().clone(), cluster.data_dir().to_owned())
                 .await
                 .unwrap();
+            reuse.record_every_clone();
             let template = templates[0].name.clone();
             (
                 cluster,
