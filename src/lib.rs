@@ -166,7 +166,8 @@ async fn with_cluster(
         memory.phase_done(runner::events::Phase::Template);
         let ready = ready?;
         if let Some(nextest) = run.cli.nextest() {
-            return stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await;
+            stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await?;
+            return Ok(None);
         }
         let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await;
         memory.phase_done(runner::events::Phase::Build);
@@ -175,15 +176,17 @@ async fn with_cluster(
             ready.databases.close().await;
             if run.cli.list {
                 let (endpoint, snapshots) = (cluster.endpoint(), &ready.snapshots);
-                return stages::list::print(run, &setup, endpoint, built, test_args, snapshots)
-                    .await;
+                stages::list::print(run, &setup, endpoint, built, test_args, snapshots).await?;
             }
-            return Ok(());
+            return Ok(None);
         }
         stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
     };
     let result = result.await;
     memory.phase_done(runner::events::Phase::Tests);
     stages::memory::report(run, memory);
-    result
+    if let Some(to_keep) = result? {
+        stages::run::keep(run, cluster, to_keep).await;
+    }
+    Ok(())
 }

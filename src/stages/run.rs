@@ -11,6 +11,15 @@ use super::template::Ready;
 use crate::cluster::Cluster;
 use crate::runner::{self, events::Phase, exec::Limits, list::TestArgs};
 
+/// What a run that ended with failed tests' databases kept leaves to save, once the tests phase is over.
+pub(crate) struct ToKeep {
+    target_dir: std::path::PathBuf,
+    templates: Vec<crate::template::Template>,
+    kept: Vec<runner::KeptDatabase>,
+}
+
+/// Runs the tests; the kept databases come back to be saved after the tests phase (saving stops the
+/// server, which the phase's memory figure must not see).
 pub(crate) async fn run_tests(
     run: &Run<'_>,
     setup: Setup,
@@ -18,7 +27,7 @@ pub(crate) async fn run_tests(
     ready: Ready,
     built: Built,
     test_args: TestArgs,
-) -> Result<(), Error> {
+) -> Result<Option<ToKeep>, Error> {
     let mut plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
     plan.partition = run.cli.pgtest.partition;
     plan.fail_fast = run.cli.pgtest.fail_fast;
@@ -31,17 +40,22 @@ pub(crate) async fn run_tests(
     ready.databases.close().await;
     let kept = result?;
     // A stopped run tears down at once, as always: saving can wait for a run that ends by itself.
-    if !kept.is_empty() && cluster.is_running() && run.cancel.signal().is_none() {
-        super::inspect::keep(
-            run,
-            cluster,
-            &setup.project.target_dir,
-            &ready.templates,
-            &kept,
-        )
-        .await;
-    }
-    Ok(())
+    let keep = !kept.is_empty() && cluster.is_running() && run.cancel.signal().is_none();
+    Ok(keep.then(|| ToKeep {
+        target_dir: setup.project.target_dir.clone(),
+        templates: ready.templates,
+        kept,
+    }))
+}
+
+/// Saves the cluster holding the failed tests' databases (see `stages::inspect`).
+pub(crate) async fn keep(run: &Run<'_>, cluster: &mut Cluster, to_keep: ToKeep) {
+    let ToKeep {
+        target_dir,
+        templates,
+        kept,
+    } = to_keep;
+    super::inspect::keep(run, cluster, &target_dir, &templates, &kept).await;
 }
 
 /// `cargo test --doc`, when the run has doc tests to run (`list` asks the same).
