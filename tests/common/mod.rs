@@ -137,13 +137,15 @@ impl Project {
         child
     }
 
-    /// Waits (with a deadline) for the fixture's blocking test to say it started.
+    /// Waits (with a deadline) for the fixture's blocking test to say it started: the file written, not
+    /// only created (the fixture writes its pid into it).
     pub fn wait_for_probe(&self, file: &str) {
         let path = self.probe_dir.join(file);
         poll(Duration::from_secs(300), || {
-            path.exists()
+            fs::read_to_string(&path)
+                .is_ok_and(|text| !text.is_empty())
                 .then_some(())
-                .ok_or_else(|| format!("{} never appeared", path.display()))
+                .ok_or_else(|| format!("{} never appeared with its content", path.display()))
         })
         .unwrap();
     }
