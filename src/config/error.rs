@@ -148,10 +148,16 @@ fn keys_text(suggestion: Option<&'static str>, keys: &[&str]) -> String {
     }
 }
 
-/// The valid key closest to a misspelt one, when it is close enough to be what was meant.
+/// The valid `pgtest` key closest to a misspelt one, when it is close enough to be what was meant.
 pub(crate) fn closest_key(unknown: &str) -> Option<&'static str> {
+    closest_among(unknown, KEYS)
+}
+
+/// The key of `keys` closest to a misspelt one (case and `-` for `_` aside), when it is close enough to be
+/// what was meant.
+pub(crate) fn closest_among(unknown: &str, keys: &[&'static str]) -> Option<&'static str> {
     let unknown = unknown.to_ascii_lowercase().replace('-', "_");
-    KEYS.iter()
+    keys.iter()
         .map(|key| (strsim::damerau_levenshtein(&unknown, key), *key))
         .filter(|(distance, key)| *distance <= (key.len() / 3).max(1))
         .min()

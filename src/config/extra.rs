@@ -99,13 +99,7 @@ pub(crate) fn check_keys(
 
 /// The valid key closest to a misspelt one, when it is close enough to be what was meant.
 fn closest(unknown: &str) -> Option<&'static str> {
-    let unknown = unknown.to_ascii_lowercase().replace('-', "_");
-    DATABASE_KEYS
-        .iter()
-        .map(|key| (strsim::damerau_levenshtein(&unknown, key), *key))
-        .filter(|(distance, key)| *distance <= (key.len() / 3).max(1))
-        .min()
-        .map(|(_, key)| key)
+    super::error::closest_among(unknown, DATABASE_KEYS)
 }
 
 /// Turns the written tables into databases: names checked, paths joined to `base`, `env` defaulted.
@@ -251,32 +245,11 @@ fn env_clash(env: &str, database_env: &str, other: Option<&ExtraDatabase>) -> Op
 
 #[cfg(test)]
 mod tests {
-    use super::super::{resolve, Config, Member, Overrides, Workspace};
+    // The config tests' one-package project: its `pgtest` text starts on line 5 of its Cargo.toml.
+    use super::super::tests::{error_of as error, package as project, resolve_one as resolved};
+    use super::super::{resolve, Member, Overrides, Workspace};
     use super::*;
     use std::path::PathBuf;
-
-    /// A one-package project at /p whose Cargo.toml is a package header then `pgtest` (from line 4 on).
-    fn project(pgtest: &str) -> Workspace {
-        let text = format!("[package]\nname = \"app\"\n\n{pgtest}");
-        Workspace {
-            root: PathBuf::from("/p"),
-            root_manifest_text: text.clone(),
-            members: vec![Member {
-                name: "app".into(),
-                manifest_path: PathBuf::from("/p/Cargo.toml"),
-                manifest_text: text,
-            }],
-            selected: vec!["app".into()],
-        }
-    }
-
-    fn resolved(pgtest: &str) -> Result<Config, ConfigError> {
-        resolve(&project(pgtest), &Overrides::default(), 2)
-    }
-
-    fn error(pgtest: &str) -> String {
-        resolved(pgtest).unwrap_err().to_string()
-    }
 
     #[test]
     fn declared_databases_are_read_with_their_paths_and_variables() {
@@ -320,7 +293,7 @@ mod tests {
         assert_eq!(
             message,
             "unknown key `fixture` in [package.metadata.pgtest.databases.audit] in \
-             /p/Cargo.toml:6; did you mean `fixtures`?"
+             /p/Cargo.toml:7; did you mean `fixtures`?"
         );
         let message = error("[package.metadata.pgtest.databases.audit]\nzzz = 1\n");
         assert!(
@@ -334,7 +307,7 @@ mod tests {
         let message = error("[package.metadata.pgtest.databases.audit]\n\nmigrations = 3\n");
         assert!(
             message.starts_with(
-                "`migrations` in [package.metadata.pgtest.databases.audit] in /p/Cargo.toml:6 \
+                "`migrations` in [package.metadata.pgtest.databases.audit] in /p/Cargo.toml:7 \
                  must be a string"
             ),
             "{message}"
@@ -354,7 +327,7 @@ mod tests {
             ))
         };
         let message = clash("DATABASE_URL", "");
-        assert!(message.starts_with("`env` in [package.metadata.pgtest.databases.audit] in /p/Cargo.toml:7 is invalid: `DATABASE_URL` already carries the main database's URL"), "{message}");
+        assert!(message.starts_with("`env` in [package.metadata.pgtest.databases.audit] in /p/Cargo.toml:8 is invalid: `DATABASE_URL` already carries the main database's URL"), "{message}");
         assert!(clash("APP_URL", "database_env = \"APP_URL\"").contains("main database"));
         assert!(clash("PGDATABASE", "").contains("is a PG* variable"));
         assert!(
@@ -366,7 +339,7 @@ mod tests {
              [package.metadata.pgtest.databases.stats]\nenv = \"AUDIT_DATABASE_URL\"\n",
         );
         assert!(
-            message.contains("Cargo.toml:6 is invalid: `AUDIT_DATABASE_URL` is also the variable of database `audit`"),
+            message.contains("Cargo.toml:7 is invalid: `AUDIT_DATABASE_URL` is also the variable of database `audit`"),
             "{message}"
         );
     }
@@ -384,7 +357,7 @@ mod tests {
         let message = config.check_paths(&workspace).unwrap_err().to_string();
         assert!(
             message.starts_with("`migrations` in [package.metadata.pgtest.databases.audit] in ")
-                && message.contains("Cargo.toml:6 names ")
+                && message.contains("Cargo.toml:7 names ")
                 && message.contains("audit, which does not exist"),
             "{message}"
         );
@@ -392,7 +365,7 @@ mod tests {
         let message = config.check_paths(&workspace).unwrap_err().to_string();
         assert!(
             message.starts_with("`fixtures` in [package.metadata.pgtest.databases.audit] in ")
-                && message.contains("Cargo.toml:5 names "),
+                && message.contains("Cargo.toml:6 names "),
             "{message}"
         );
         std::fs::write(dir.path().join("seed.sql"), "").unwrap();

@@ -175,13 +175,7 @@ pub(crate) fn resolve(
 
 /// The valid snapshot key closest to a misspelt one.
 pub(crate) fn closest_snapshot_key(unknown: &str) -> Option<&'static str> {
-    let unknown = unknown.to_ascii_lowercase().replace('-', "_");
-    SNAPSHOT_KEYS
-        .iter()
-        .map(|key| (strsim::damerau_levenshtein(&unknown, key), *key))
-        .filter(|(distance, key)| *distance <= (key.len() / 3).max(1))
-        .min()
-        .map(|(_, key)| key)
+    super::error::closest_among(unknown, SNAPSHOT_KEYS)
 }
 
 #[cfg(test)]

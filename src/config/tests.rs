@@ -9,7 +9,7 @@ use super::*;
 const PACKAGE: &str = "[package]\nname = \"app\"\nversion = \"0.1.0\"\n\n";
 
 /// A one-package workspace at /p whose Cargo.toml is `PACKAGE` followed by `pgtest`.
-fn package(pgtest: &str) -> Workspace {
+pub(super) fn package(pgtest: &str) -> Workspace {
     let text = format!("{PACKAGE}{pgtest}");
     Workspace {
         root: PathBuf::from("/p"),
@@ -23,11 +23,11 @@ fn package(pgtest: &str) -> Workspace {
     }
 }
 
-fn resolve_one(pgtest: &str) -> Result<Config, ConfigError> {
+pub(super) fn resolve_one(pgtest: &str) -> Result<Config, ConfigError> {
     resolve(&package(pgtest), &Overrides::default(), 4)
 }
 
-fn error_of(pgtest: &str) -> String {
+pub(super) fn error_of(pgtest: &str) -> String {
     resolve_one(pgtest).unwrap_err().to_string()
 }
 
