@@ -87,12 +87,7 @@ pub(crate) async fn build(
         Ok::<_, Error>(binaries)
     };
     // Off the critical path, and done before the first clone.
-    let all_templates: Vec<_> = ready
-        .templates
-        .iter()
-        .chain(ready.extras.templates())
-        .cloned()
-        .collect();
+    let all_templates = ready.all_templates();
     let warm = async { Ok(template::warm_relation_caches(endpoint, &all_templates).await?) };
     let (binaries, ()) = run
         .unless_stopped(async { tokio::try_join!(build, warm) })

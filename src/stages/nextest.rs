@@ -72,12 +72,7 @@ pub(crate) async fn run_tests(
     let exe = std::env::current_exe().map_err(NextestError::Exe)?;
     let runner = command::runner_value(&exe)?;
     let build_env = super::build::build_database(run, setup, cluster.endpoint(), &ready).await?;
-    let all_templates: Vec<_> = ready
-        .templates
-        .iter()
-        .chain(ready.extras.templates())
-        .cloned()
-        .collect();
+    let all_templates = ready.all_templates();
     run.unless_stopped(template::warm_relation_caches(
         cluster.endpoint(),
         &all_templates,

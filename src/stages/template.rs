@@ -21,6 +21,14 @@ pub(crate) struct Ready {
     pub(crate) extras: Extras,
 }
 
+impl Ready {
+    /// The main templates, then the extra databases' (what relation caches are warmed for).
+    pub(crate) fn all_templates(&self) -> Vec<Template> {
+        let extras = self.extras.templates();
+        self.templates.iter().chain(extras).cloned().collect()
+    }
+}
+
 pub(crate) async fn prepare(
     run: &Run<'_>,
     setup: &Setup,
