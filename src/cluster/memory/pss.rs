@@ -32,12 +32,17 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 fn children_from_task_files(pid: u32) -> Option<Vec<u32>> {
+    // The main thread's file tells whether the kernel has them at all (CONFIG_PROC_CHILDREN).
+    fs::metadata(format!("/proc/{pid}/task/{pid}/children")).ok()?;
     let mut children = Vec::new();
     for task in fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .filter_map(Result::ok)
     {
-        let text = fs::read_to_string(task.path().join("children")).ok()?;
+        // A thread that ended since the listing has no children left to count.
+        let Ok(text) = fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
         children.extend(
             text.split_whitespace()
                 .filter_map(|c| c.parse::<u32>().ok()),
