@@ -34,12 +34,7 @@ pub(crate) async fn build_fixture_snapshots(
                     source: Box::new(source),
                 })?;
         }
-        if endpoint.is_ours() {
-            settle(&mut connection, snapshot).await?;
-        }
-        let _ = connection.close().await;
-        mark_template(&mut admin, snapshot).await?;
-        checkpoint(endpoint, &mut admin, snapshot).await?;
+        finish(endpoint, &mut admin, connection, snapshot).await?;
         let _ = admin.close().await;
     }
     Ok(())
@@ -78,23 +73,27 @@ pub(crate) async fn seal(endpoint: &Endpoint, snapshot: &Planned) -> Result<(), 
         let database = quote_ident(&snapshot.database);
         let allow = format!("ALTER DATABASE {database} WITH ALLOW_CONNECTIONS true");
         run(&mut admin, &allow, snapshot).await?;
-        let mut connection = connect(endpoint, &snapshot.database, snapshot).await?;
-        settle(&mut connection, snapshot).await?;
-        let _ = connection.close().await;
-        mark_template(&mut admin, snapshot).await?;
+        let connection = connect(endpoint, &snapshot.database, snapshot).await?;
+        finish(endpoint, &mut admin, connection, snapshot).await?;
     }
-    checkpoint(endpoint, &mut admin, snapshot).await?;
     let _ = admin.close().await;
     Ok(())
 }
 
-/// A `CHECKPOINT` on our own cluster, so that copies start from the settled pages on disk (an existing
-/// server's role may not be allowed one, and nothing is reused there).
-async fn checkpoint(
+/// Closes the snapshot's own `connection` and makes it a template. On our own cluster it is settled first
+/// and checkpointed last, so that copies start from settled pages on disk and can be reused (an existing
+/// server's role may not be allowed a `CHECKPOINT`, and nothing is reused there).
+async fn finish(
     endpoint: &Endpoint,
     admin: &mut PgConnection,
+    mut connection: PgConnection,
     snapshot: &Planned,
 ) -> Result<(), SnapshotsError> {
+    if endpoint.is_ours() {
+        settle(&mut connection, snapshot).await?;
+    }
+    let _ = connection.close().await;
+    mark_template(admin, snapshot).await?;
     match endpoint.is_ours() {
         true => run(admin, "CHECKPOINT", snapshot).await,
         false => Ok(()),
