@@ -28,17 +28,22 @@ fn passed(run: &Run) -> u64 {
         .unwrap_or(0)
 }
 
-/// The `databases_reused` event's (tests, of).
-fn reused(run: &Run) -> (u64, u64) {
+/// A count event's (`field`, `of`): how many of how many got a database an earlier test left untouched.
+fn counted(run: &Run, event_type: &str, field: &str) -> (u64, u64) {
     let events = run.events();
     let event = events
         .iter()
-        .find(|event| event["type"] == "databases_reused")
-        .unwrap_or_else(|| panic!("no databases_reused event in\n{}", run.stdout));
+        .find(|event| event["type"] == event_type)
+        .unwrap_or_else(|| panic!("no {event_type} event in\n{}", run.stdout));
     (
-        event["tests"].as_u64().unwrap(),
+        event[field].as_u64().unwrap(),
         event["of"].as_u64().unwrap(),
     )
+}
+
+/// The `databases_reused` event's (tests, of).
+fn reused(run: &Run) -> (u64, u64) {
+    counted(run, "databases_reused", "tests")
 }
 
 #[test]
@@ -91,15 +96,7 @@ fn mixed_no_write_reaches_a_later_test_and_the_key_turns_reuse_off() {
 
 /// The `sqlx_databases_reused` event's (databases, of).
 fn sqlx_reused(run: &Run) -> (u64, u64) {
-    let events = run.events();
-    let event = events
-        .iter()
-        .find(|event| event["type"] == "sqlx_databases_reused")
-        .unwrap_or_else(|| panic!("no sqlx_databases_reused event in\n{}", run.stdout));
-    (
-        event["databases"].as_u64().unwrap(),
-        event["of"].as_u64().unwrap(),
-    )
+    counted(run, "sqlx_databases_reused", "databases")
 }
 
 #[test]

@@ -312,6 +312,21 @@ mod tests {
         }
     }
 
+    /// The tests finished so far, in order: name, outcome and output.
+    fn finished_tests(receiver: &mut events::EventReceiver) -> Vec<(String, Outcome, String)> {
+        std::iter::from_fn(|| receiver.try_recv().ok())
+            .filter_map(|event| match event {
+                Event::TestFinished {
+                    test,
+                    outcome,
+                    output,
+                    ..
+                } => Some((test.name, outcome, output)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn names(running: Vec<(TestId, Instant)>) -> Vec<String> {
         running.into_iter().map(|(test, _)| test.name).collect()
     }
@@ -343,18 +358,10 @@ mod tests {
             ran: Duration::ZERO,
         };
         watch.finish(&ended, &dispatch);
-        let mut finished = Vec::new();
-        while let Ok(event) = receiver.try_recv() {
-            if let Event::TestFinished {
-                test,
-                outcome,
-                output,
-                ..
-            } = event
-            {
-                finished.push((test.name, outcome.label(), output));
-            }
-        }
+        let finished: Vec<_> = finished_tests(&mut receiver)
+            .into_iter()
+            .map(|(name, outcome, output)| (name, outcome.label(), output))
+            .collect();
         let row = |name: &str, label: &str, output: &str| {
             (name.to_owned(), label.to_owned(), output.to_owned())
         };
@@ -388,12 +395,10 @@ mod tests {
             ran: Duration::ZERO,
         };
         watch.finish(&ended, &dispatch);
-        let mut finished = Vec::new();
-        while let Ok(event) = receiver.try_recv() {
-            if let Event::TestFinished { test, outcome, .. } = event {
-                finished.push(format!("{} {}", test.name, outcome.label()));
-            }
-        }
+        let finished: Vec<_> = finished_tests(&mut receiver)
+            .into_iter()
+            .map(|(name, outcome, _)| format!("{name} {}", outcome.label()))
+            .collect();
         assert_eq!(finished, ["passes PASS", "hangs TIMEOUT", "waits NOT RUN"]);
     }
 
@@ -418,22 +423,13 @@ mod tests {
             ran: Duration::ZERO,
         };
         watch.finish(&ended, &dispatch);
-        let mut finished = Vec::new();
-        while let Ok(event) = receiver.try_recv() {
-            if let Event::TestFinished {
-                test,
-                outcome,
-                output,
-                ..
-            } = event
-            {
-                let reason = match outcome {
-                    Outcome::NotRun { reason } => reason,
-                    _ => output,
-                };
-                finished.push(format!("{} {}", test.name, reason));
-            }
-        }
+        let finished: Vec<_> = finished_tests(&mut receiver)
+            .into_iter()
+            .map(|(name, outcome, output)| match outcome {
+                Outcome::NotRun { reason } => format!("{name} {reason}"),
+                _ => format!("{name} {output}"),
+            })
+            .collect();
         assert_eq!(
             finished,
             [
