@@ -175,8 +175,10 @@ async fn with_cluster(
         if run.cli.list || run.cli.pgtest.no_run {
             ready.databases.close().await;
             if run.cli.list {
+                let read_only = stages::run::learned_read_only(run, &setup, cluster.is_existing());
                 let (endpoint, snapshots) = (cluster.endpoint(), &ready.snapshots);
-                stages::list::print(run, &setup, endpoint, built, test_args, snapshots).await?;
+                let listed = (built, test_args, snapshots, &read_only);
+                stages::list::print(run, &setup, endpoint, listed).await?;
             }
             return Ok(None);
         }

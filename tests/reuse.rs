@@ -1,7 +1,8 @@
 //! Reuse of untouched databases, end to end on `fixtures/reuse-probe` (30 tests that read, 30 that write in
 //! six ways; every test first asserts that nothing an earlier test wrote is in its database): a reading
 //! suite hands databases on, and `--json` and `-v` say how many; a writing suite gets a fresh database for
-//! every test; mixed, no write reaches a later test; `reuse = false` turns it off. The same for
+//! every test; mixed, no write reaches a later test; `reuse = false` turns it off. Read-only groups on its
+//! `turns` (12 tests that read, one of which writes when told to): learned, grouped, and undone. The same for
 //! `#[sqlx::test]`s on `fixtures/sqlx-reuse` (20 that read, 12 that write in four ways, each checking first),
 //! whose databases the gateway hands on.
 
@@ -65,7 +66,8 @@ fn a_reading_suite_reuses_and_a_writing_suite_does_not() {
     assert_eq!(passed(&writes), 30, "{}{}", writes.stdout, writes.stderr);
     assert_eq!(reused(&writes), (0, 30), "no written database is handed on");
 
-    let verbose = project.run(&["-v", "--jobs", "2", "--test", "reads"]);
+    // Without the history's marks (a first run), the reading tests run alone and hand databases on.
+    let verbose = project.run(&["-v", "--no-history", "--jobs", "2", "--test", "reads"]);
     verbose.expect(
         0,
         &["of 30 tests got a database an earlier test left untouched"],
@@ -78,7 +80,7 @@ fn mixed_no_write_reaches_a_later_test_and_the_key_turns_reuse_off() {
     let Some(project) = probe() else { return };
     let mixed = project.run(&["--json", "-", "--jobs", "2"]);
     mixed.expect(0, &[]);
-    assert_eq!(passed(&mixed), 60, "{}{}", mixed.stdout, mixed.stderr);
+    assert_eq!(passed(&mixed), 72, "{}{}", mixed.stdout, mixed.stderr);
     let (tests, _) = reused(&mixed);
     assert!(
         tests > 0,
@@ -89,8 +91,128 @@ fn mixed_no_write_reaches_a_later_test_and_the_key_turns_reuse_off() {
     project.append_to_manifest("\n[package.metadata.pgtest]\nreuse = false\n");
     let off = project.run(&["--json", "-", "--jobs", "2"]);
     off.expect(0, &[]);
-    assert_eq!(passed(&off), 60, "{}{}", off.stdout, off.stderr);
-    assert_eq!(reused(&off), (0, 60));
+    assert_eq!(passed(&off), 72, "{}{}", off.stdout, off.stderr);
+    assert_eq!(reused(&off), (0, 72));
+    assert!(
+        groups(&off).is_none(),
+        "no read-only groups without reuse's check"
+    );
+    project.assert_nothing_left();
+}
+
+/// The `read_only_groups` event's (tests, groups, ran_alone), if the run had one.
+fn groups(run: &Run) -> Option<(u64, u64, u64)> {
+    let events = run.events();
+    let event = events
+        .iter()
+        .find(|event| event["type"] == "read_only_groups")?;
+    let count = |field: &str| event[field].as_u64().unwrap();
+    Some((count("tests"), count("groups"), count("ran_alone")))
+}
+
+/// How many tests the run found read-only (`database_untouched` events).
+fn untouched(run: &Run) -> usize {
+    let events = run.events();
+    events
+        .iter()
+        .filter(|event| event["type"] == "database_untouched")
+        .count()
+}
+
+/// Runs `turns` with the environment given, its tests noting their process ids in a fresh file; returns
+/// the run and how many processes ran its tests (and how many ids were noted).
+fn run_turns(project: &Project, args: &[&str], env: &[(&str, &str)]) -> (Run, usize, usize) {
+    let pids = project.dir.join("pids");
+    let _ = std::fs::remove_file(&pids);
+    let pids_env = ("REUSE_PROBE_PIDS", pids.to_str().unwrap());
+    let mut env = env.to_vec();
+    env.push(pids_env);
+    let mut all = vec!["--json", "-", "--jobs", "2", "--test", "turns"];
+    all.extend(args);
+    let run = project.run_with(&all, &env);
+    let noted = std::fs::read_to_string(&pids).unwrap_or_default();
+    let mut distinct: Vec<&str> = noted.lines().collect();
+    let lines = distinct.len();
+    distinct.sort_unstable();
+    distinct.dedup();
+    (run, distinct.len(), lines)
+}
+
+#[test]
+fn tests_found_read_only_run_together_and_a_group_written_to_counts_for_nothing() {
+    let Some(project) = probe() else { return };
+    // A first run: each test alone, each found untouched.
+    let (first, processes, noted) = run_turns(&project, &[], &[]);
+    first.expect(0, &[]);
+    assert_eq!(passed(&first), 12, "{}{}", first.stdout, first.stderr);
+    assert_eq!(groups(&first), None, "nothing is learned yet");
+    assert_eq!((processes, noted), (12, 12), "one process per test");
+    assert_eq!(untouched(&first), 12, "{}", first.stdout);
+
+    // Learned: one group, one process, no test alone.
+    let (second, processes, noted) = run_turns(&project, &[], &[]);
+    second.expect(0, &[]);
+    assert_eq!(passed(&second), 12, "{}{}", second.stdout, second.stderr);
+    assert_eq!(groups(&second), Some((12, 1, 0)), "{}", second.stdout);
+    assert_eq!((processes, noted), (1, 12), "the group shares one process");
+    assert_eq!(
+        untouched(&second),
+        12,
+        "a counted group keeps its tests' marks"
+    );
+    let list = project.run(&["list", "--test", "turns", "--test", "reads"]);
+    list.expect(
+        0,
+        &[
+            "group  reuse-probe::turns turn_01",
+            "own    reuse-probe::reads read_01",
+        ],
+    );
+    let kinds: Vec<&str> = list
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|kind| **kind == "group").count(),
+        12,
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        kinds.first(),
+        Some(&"group"),
+        "groups run first:\n{}",
+        list.stdout
+    );
+
+    // turn_06 writes now: the group's database is written to, and tests after it in the group see its
+    // mark and fail there. None of that counts: every test runs again alone and passes.
+    let (third, processes, noted) = run_turns(&project, &[], &[("REUSE_PROBE_WRITE", "1")]);
+    third.expect(0, &[]);
+    assert_eq!(passed(&third), 12, "{}{}", third.stdout, third.stderr);
+    assert_eq!(groups(&third), Some((12, 1, 12)), "{}", third.stdout);
+    assert_eq!(
+        (processes, noted),
+        (13, 24),
+        "the group's process, then one per test"
+    );
+    assert_eq!(untouched(&third), 11, "turn_06 wrote, alone too");
+
+    // turn_06 lost its mark: the group is the other 11, and it counts.
+    let (fourth, processes, _) = run_turns(&project, &["-v"], &[("REUSE_PROBE_WRITE", "1")]);
+    fourth.expect(0, &[]);
+    assert_eq!(groups(&fourth), Some((11, 1, 0)), "{}", fourth.stdout);
+    assert_eq!(processes, 2, "the group's process and turn_06's");
+
+    // `--no-history` reads no marks; the key turns groups off.
+    let (unread, processes, _) = run_turns(&project, &["--no-history"], &[]);
+    unread.expect(0, &[]);
+    assert_eq!((groups(&unread), processes), (None, 12));
+    project.append_to_manifest("\n[package.metadata.pgtest]\ngroup_read_only = false\n");
+    let (off, processes, _) = run_turns(&project, &[], &[]);
+    off.expect(0, &[]);
+    assert_eq!((groups(&off), processes), (None, 12));
     project.assert_nothing_left();
 }
 

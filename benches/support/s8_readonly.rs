@@ -2,7 +2,9 @@
 //! tests (12 tables × 100 rows, two queries each) run as a whole `cargo pgtest` (wall time, warm: its
 //! prepare run filled its cache) and as a plain `cargo test` (wall time) against one shared database on a
 //! hand-tuned tmpfs server started here, migrated and seeded once. Both must pass exactly 200 tests; both go
-//! through cargo (a no-op build each). Per round: cargo pgtest ÷ cargo test.
+//! through cargo (a no-op build each). Per round: cargo pgtest ÷ cargo test. The prepare run also taught
+//! the test history that these tests read only, so the timed runs put them in read-only groups; a third run
+//! per round, with `--no-history`, shows a first run's cost, each test in a process of its own.
 
 use std::path::Path;
 
@@ -26,6 +28,9 @@ pub struct ReadOnly {
     pgtest_runs: Vec<f64>,
     plain_runs: Vec<f64>,
     ratio: Vec<f64>,
+    /// `--no-history`: nothing known read-only, every test alone.
+    first_runs: Vec<f64>,
+    first_ratio: Vec<f64>,
 }
 
 impl ReadOnly {
@@ -38,6 +43,8 @@ impl ReadOnly {
             pgtest_runs: Vec::new(),
             plain_runs: Vec::new(),
             ratio: Vec::new(),
+            first_runs: Vec::new(),
+            first_ratio: Vec::new(),
         }
     }
 
@@ -153,15 +160,32 @@ impl ReadOnly {
             Some(expect),
         ));
         let pgtest = report.map(|r| r.wall);
+        let mut first_args = self.pgtest_args();
+        first_args.push("--no-history".into());
+        let first = problems.keep(pgtest::run_in(
+            ctx,
+            &self.project.dir,
+            &ctx.area,
+            &format!("r{round}-8-pgtest-first"),
+            &first_args,
+            RUN_LIMIT,
+            Some(expect),
+        ));
+        let first = first.map(|r| r.wall);
         let plain = self
             .server
             .as_ref()
             .and_then(|_| problems.keep(self.cargo_test(ctx, &format!("r{round}"))));
         eprintln!(
-            "  8 read-only suite, wall: cargo pgtest {}, plain cargo test {}",
+            "  8 read-only suite, wall: cargo pgtest {}, first run (--no-history) {}, plain cargo test {}",
             secs(pgtest),
+            secs(first),
             secs(plain)
         );
+        self.first_runs.extend(first);
+        if let (Some(first), Some(plain)) = (first, plain) {
+            self.first_ratio.push(first / plain);
+        }
         self.pgtest_runs.extend(pgtest);
         self.plain_runs.extend(plain);
         if let (Some(ours), Some(plain)) = (pgtest, plain) {
@@ -192,6 +216,16 @@ impl ReadOnly {
                 "  cargo test, one shared database, hand-tuned tmpfs server",
                 Unit::Seconds,
                 Stats::of(&self.plain_runs),
+            ),
+            Row::info(
+                "  a first run (--no-history: every test alone) ÷ plain cargo test",
+                Unit::Times,
+                Stats::of(&self.first_ratio),
+            ),
+            Row::info(
+                "  cargo pgtest --no-history, whole run",
+                Unit::Seconds,
+                Stats::of(&self.first_runs),
             ),
         ]
     }

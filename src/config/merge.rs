@@ -34,6 +34,7 @@ pub(crate) struct RunKeys {
     server: Option<Layer<String>>,
     retries: Option<Layer<u32>>,
     reuse: Option<Layer<bool>>,
+    group_read_only: Option<Layer<bool>>,
     /// Setting name → its value.
     settings: BTreeMap<String, Layer<String>>,
 }
@@ -61,6 +62,12 @@ impl RunKeys {
         )?;
         lay("retries", &mut self.retries, &table.retries, package)?;
         lay("reuse", &mut self.reuse, &table.reuse, package)?;
+        lay(
+            "group_read_only",
+            &mut self.group_read_only,
+            &table.group_read_only,
+            package,
+        )?;
         for (name, setting) in &table.settings {
             let written = Some(Sourced {
                 value: setting.value.clone(),
@@ -132,6 +139,13 @@ impl RunKeys {
     /// The `reuse` key; on by default.
     pub(crate) fn reuse(&self) -> bool {
         self.reuse.as_ref().is_none_or(|layer| layer.value)
+    }
+
+    /// The `group_read_only` key; on by default (it needs `reuse`'s check).
+    pub(crate) fn group_read_only(&self) -> bool {
+        self.group_read_only
+            .as_ref()
+            .is_none_or(|layer| layer.value)
     }
 
     pub(crate) fn slow_timeout(&self) -> Duration {

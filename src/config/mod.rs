@@ -48,6 +48,8 @@ pub struct Config {
     pub(crate) retries: usize,
     /// Whether a database its test left untouched goes to the next test instead of a fresh clone.
     pub(crate) reuse: bool,
+    /// The `group_read_only` key: tests that read only in earlier runs run together.
+    pub(crate) group_read_only: bool,
     /// The distinct template databases the tested packages need.
     pub(crate) databases: Vec<DatabaseSpec>,
     /// Package name → index into `databases`.
@@ -224,6 +226,7 @@ pub fn resolve(
         slow_timeout: run.slow_timeout(),
         retries: run.retries(overrides),
         reuse: run.reuse(),
+        group_read_only: run.group_read_only(),
         databases,
         package_database,
         postgres_origin,

@@ -19,6 +19,7 @@ pub(crate) const KEYS: &[&str] = &[
     "databases",
     "extensions",
     "fixtures",
+    "group_read_only",
     "isolation",
     "migrations",
     "postgres",
@@ -47,6 +48,8 @@ pub(crate) struct TableText {
     pub(crate) retries: Option<Spanned<u32>>,
     /// Whether a database its test left untouched is handed to the next test (on by default).
     pub(crate) reuse: Option<Spanned<Flag>>,
+    /// Whether tests that read only in earlier runs run together, one database per group (on by default).
+    pub(crate) group_read_only: Option<Spanned<Flag>>,
     pub(crate) migrations: Option<Spanned<String>>,
     pub(crate) fixtures: Option<Spanned<Vec<String>>>,
     pub(crate) extensions: Option<Spanned<Vec<ExtensionName>>>,

@@ -550,6 +550,23 @@ fn a_missing_snapshot_fixture_is_named_before_anything_starts() {
 }
 
 #[test]
+fn read_only_groups_are_on_unless_the_key_turns_them_off() {
+    let on = resolve(&package(""), &Overrides::default(), 1).unwrap();
+    assert!(on.group_read_only);
+    let off = package("[package.metadata.pgtest]\ngroup_read_only = false\n");
+    assert!(
+        !resolve(&off, &Overrides::default(), 1)
+            .unwrap()
+            .group_read_only
+    );
+    let message = error_of("[package.metadata.pgtest]\ngroup_read_only = 1\n");
+    assert!(
+        message.contains("`group_read_only` in [package.metadata.pgtest]"),
+        "{message}"
+    );
+}
+
+#[test]
 fn reuse_is_on_unless_the_key_turns_it_off() {
     assert!(
         resolve(&package(""), &Overrides::default(), 1)

@@ -1,12 +1,13 @@
 //! The history file: `<target-dir>/pgtest/history/durations.jsonl`, one JSON object per line
-//! (`{"run":7,"binary":"app::it","name":"adds","seconds":0.042}`), oldest first, for passing tests only.
+//! (`{"run":7,"binary":"app::it","name":"adds","seconds":0.042}`, with `"read_only":true` when the test's
+//! database was found untouched after it), oldest first, for passing tests only.
 //!
 //! It stays bounded: each run keeps the last [`KEEP`] times of every test and forgets tests not seen for
 //! [`FORGET_AFTER`] runs. Two runs at once on one target directory must neither corrupt it nor lose each
 //! other's times, so a run reads, compares and rewrites it under an exclusive lock on a lock file beside
 //! it, and replaces it by renaming a complete new file over it: a reader never sees half a file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ struct Entry {
     binary: String,
     name: String,
     seconds: f64,
+    /// The test's database was found untouched after it: it only read (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
 }
 
 /// The history of one target directory.
@@ -60,11 +64,35 @@ impl Store {
         self.dir.join("durations.jsonl")
     }
 
-    /// Adds this run's passing tests to the history and returns those slower than their own past, in the
-    /// order given.
+    /// The tests whose latest passing run left their database untouched, with that run's time. A missing
+    /// or unreadable file knows none.
+    pub(crate) fn read_only(&self) -> BTreeMap<TestId, Duration> {
+        let text = fs::read_to_string(self.file()).unwrap_or_default();
+        let mut latest: BTreeMap<TestId, Entry> = BTreeMap::new();
+        for entry in parse(&text) {
+            let test = TestId {
+                binary: entry.binary.clone(),
+                name: entry.name.clone(),
+            };
+            if latest.get(&test).is_none_or(|known| known.run <= entry.run) {
+                latest.insert(test, entry);
+            }
+        }
+        latest
+            .into_iter()
+            .filter(|(_, entry)| entry.read_only)
+            .filter_map(|(test, entry)| {
+                Some((test, Duration::try_from_secs_f64(entry.seconds).ok()?))
+            })
+            .collect()
+    }
+
+    /// Adds this run's passing tests to the history (those in `read_only` marked so) and returns those
+    /// slower than their own past, in the order given.
     pub(crate) fn record(
         &self,
         passed: &[(TestId, Duration)],
+        read_only: &BTreeSet<TestId>,
     ) -> Result<Vec<(TestId, Slower)>, Error> {
         let io = |action, path: &Path| {
             let path = path.to_owned();
@@ -95,7 +123,7 @@ impl Store {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(error) => return Err(io("read the test history", &file)(error)),
         };
-        let (entries, slower) = update(parse(&text), passed);
+        let (entries, slower) = update(parse(&text), passed, read_only);
         let mut new = tempfile::NamedTempFile::new_in(&self.dir)
             .map_err(io("create a file in", &self.dir))?;
         new.write_all(render(&entries).as_bytes())
@@ -129,6 +157,7 @@ fn render(entries: &[Entry]) -> String {
 fn update(
     mut entries: Vec<Entry>,
     passed: &[(TestId, Duration)],
+    read_only: &BTreeSet<TestId>,
 ) -> (Vec<Entry>, Vec<(TestId, Slower)>) {
     let this_run = entries.iter().map(|e| e.run).max().unwrap_or(0) + 1;
     let mut earlier: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
@@ -152,6 +181,7 @@ fn update(
         binary: test.binary.clone(),
         name: test.name.clone(),
         seconds: time.as_secs_f64(),
+        read_only: read_only.contains(test),
     }));
     (trim(entries, this_run), slower)
 }
@@ -195,18 +225,50 @@ mod tests {
         Duration::from_millis(millis)
     }
 
+    fn none() -> BTreeSet<TestId> {
+        BTreeSet::new()
+    }
+
+    #[test]
+    fn a_test_is_read_only_while_its_latest_pass_left_its_database_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::in_target_dir(dir.path());
+        assert!(store.read_only().is_empty(), "no file knows none");
+        let reader: BTreeSet<TestId> = [id("reads"), id("wrote_later")].into();
+        let passed = [
+            (id("reads"), ms(4)),
+            (id("wrote_later"), ms(6)),
+            (id("writes"), ms(9)),
+        ];
+        store.record(&passed, &reader).unwrap();
+        assert_eq!(
+            store.read_only(),
+            BTreeMap::from([(id("reads"), ms(4)), (id("wrote_later"), ms(6))])
+        );
+        // A run that did not see `reads` (it failed, or was filtered out) leaves its mark as it was.
+        store
+            .record(&[(id("wrote_later"), ms(7))], &none())
+            .unwrap();
+        assert_eq!(store.read_only(), BTreeMap::from([(id("reads"), ms(4))]));
+        let text = fs::read_to_string(store.file()).unwrap();
+        assert!(
+            text.starts_with("{\"run\":1,\"binary\":\"app::it\",\"name\":\"reads\",\"seconds\":0.004,\"read_only\":true}\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_test_far_slower_than_its_runs_so_far_is_flagged_and_the_others_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::in_target_dir(dir.path());
         for _ in 0..3 {
             let flagged = store
-                .record(&[(id("slow"), ms(50)), (id("steady"), ms(50))])
+                .record(&[(id("slow"), ms(50)), (id("steady"), ms(50))], &none())
                 .unwrap();
             assert!(flagged.is_empty(), "{flagged:?}");
         }
         let flagged = store
-            .record(&[(id("slow"), ms(1000)), (id("steady"), ms(60))])
+            .record(&[(id("slow"), ms(1000)), (id("steady"), ms(60))], &none())
             .unwrap();
         assert_eq!(
             flagged,
@@ -237,7 +299,7 @@ mod tests {
             } else {
                 vec![(id("kept"), ms(10))]
             };
-            entries = update(entries, &passed).0;
+            entries = update(entries, &passed, &none()).0;
         }
         assert_eq!(entries.len(), KEEP, "only `kept`, 20 times");
         assert!(entries.iter().all(|e| e.name == "kept"));
@@ -260,7 +322,8 @@ mod tests {
                 std::thread::spawn(move || {
                     let store = Store::in_target_dir(&target);
                     for _ in 0..5 {
-                        store.record(&[(id(&format!("t{n}")), ms(10))]).unwrap();
+                        let passed = [(id(&format!("t{n}")), ms(10))];
+                        store.record(&passed, &none()).unwrap();
                     }
                 })
             })

@@ -126,6 +126,8 @@ impl Summary {
             | Event::TestSlow { .. }
             | Event::DatabaseCloned { .. }
             | Event::DatabasesReused { .. }
+            | Event::DatabaseUntouched { .. }
+            | Event::ReadOnlyGroups { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::TemplateCache { .. } => {}
         }

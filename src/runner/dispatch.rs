@@ -284,6 +284,19 @@ impl Dispatcher {
         self.send(Event::DatabasesReused { reused, of });
     }
 
+    /// `test`'s database was found untouched after it.
+    pub(crate) fn untouched(&self, test: TestId) {
+        self.send(Event::DatabaseUntouched { test });
+    }
+
+    pub(crate) fn read_only_groups(&self, tests: usize, groups: usize, ran_alone: usize) {
+        self.send(Event::ReadOnlyGroups {
+            tests,
+            groups,
+            ran_alone,
+        });
+    }
+
     pub(crate) fn sqlx_databases_reused(&self, reused: u64, of: u64) {
         self.send(Event::SqlxDatabasesReused { reused, of });
     }

@@ -177,6 +177,20 @@ pub(crate) enum Event {
         reused: usize,
         of: usize,
     },
+    /// A test's database was found untouched after it (see the `reuse` key): the test only read. The test
+    /// history remembers it, and later runs put such tests in read-only groups.
+    DatabaseUntouched {
+        test: TestId,
+    },
+    /// Before the per-test runs: `tests` that earlier runs found to read only ran together in `groups`
+    /// processes, one database per group, checked untouched afterwards; `ran_alone` of them ran again on
+    /// their own, each in a fresh database, because their group's database was written to or because
+    /// they did not pass there.
+    ReadOnlyGroups {
+        tests: usize,
+        groups: usize,
+        ran_alone: usize,
+    },
     /// When the `#[sqlx::test]` gateway stops: how many of the databases it handed to tests (`of`) were
     /// ones an earlier test had left untouched instead of fresh copies (see the `reuse` key).
     SqlxDatabasesReused {

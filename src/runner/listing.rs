@@ -3,11 +3,13 @@
 
 use serde::Serialize;
 
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use super::dispatch::Dispatcher;
 use super::events::{EventSender, TestId};
 use super::list::{IgnoredMode, TestArgs, TestCase};
+use super::read_only::Group;
 use super::snapshot_tests::decide;
 use super::supervisor::{self, Watch};
 use super::{by_binary, choose, self_isolating_batches, Batch, Cancel, DocTests, RunnerError};
@@ -25,6 +27,9 @@ pub(crate) enum Kind {
     Shared,
     /// A `#[sqlx::test]`: sqlx makes (and drops) its database itself.
     Sqlx,
+    /// Found read-only by earlier runs: runs with others of its binary in a read-only group, one
+    /// database per group (see [`super::read_only`]).
+    Group,
 }
 
 impl Kind {
@@ -34,6 +39,7 @@ impl Kind {
             Kind::Own => "own",
             Kind::Shared => "shared",
             Kind::Sqlx => "sqlx",
+            Kind::Group => "group",
         }
     }
 }
@@ -118,6 +124,7 @@ pub(crate) async fn list(
     binaries: Vec<TestBinary>,
     args: &TestArgs,
     (isolation, snapshots): (Isolation, &SnapshotPlan),
+    (read_only, jobs): (&BTreeMap<TestId, Duration>, usize),
     partition: Option<super::partition::Partition>,
     cancel: &Cancel,
     events: &EventSender,
@@ -139,12 +146,27 @@ pub(crate) async fn list(
             builds_snapshot: name_of(index),
         })
         .collect();
-    for mut entry in arrange(chosen.run, isolation).listed() {
+    let arranged = arrange(chosen.run, isolation);
+    let from_snapshot = |test: &TestId| starts.of_test.contains_key(test);
+    let (groups, _) =
+        super::read_only::split(arranged.alone.clone(), read_only, from_snapshot, jobs);
+    let grouped: BTreeSet<TestId> = groups.iter().flat_map(Group::tests).collect();
+    let mut arranged = arranged.listed();
+    for entry in &mut arranged {
         if entry.isolation == Kind::Own {
             entry.snapshot = starts.of_test.get(&entry.test).and_then(name_of);
         }
-        listed.push(entry);
+        if grouped.contains(&entry.test) {
+            entry.isolation = Kind::Group;
+        }
     }
+    // The read-only groups run before the tests that run alone.
+    arranged.sort_by_key(|entry| match entry.isolation {
+        Kind::Sqlx | Kind::Shared => 0,
+        Kind::Group => 1,
+        Kind::Own => 2,
+    });
+    listed.extend(arranged);
     Ok(Some(listed))
 }
 

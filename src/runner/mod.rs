@@ -14,6 +14,7 @@ mod libtest;
 pub(crate) mod list;
 pub(crate) mod listing;
 pub(crate) mod partition;
+pub(crate) mod read_only;
 mod retry;
 pub(crate) mod schedule;
 pub(crate) mod shared;
@@ -113,6 +114,9 @@ pub(crate) struct Plan {
     pub(crate) extras: Extras,
     /// The `reuse` key: a database its test left untouched goes to the next test.
     pub(crate) reuse: bool,
+    /// The tests that read only in their latest passing run, with that run's time: they run in read-only
+    /// groups ([`read_only`]). Empty when `reuse` or `group_read_only` is off, or with `--no-history`.
+    pub(crate) read_only: BTreeMap<events::TestId, std::time::Duration>,
 }
 
 /// How the databases of shared-isolation runs are named (then the package's name).
@@ -243,6 +247,7 @@ async fn run_plan(
         templates: plan.templates,
         extras: plan.extras,
         reuse: plan.reuse,
+        read_only: plan.read_only,
     };
     let context = Context {
         settings: &settings,
@@ -317,6 +322,7 @@ struct Settings {
     templates: BTreeMap<String, String>,
     extras: Extras,
     reuse: bool,
+    read_only: BTreeMap<events::TestId, std::time::Duration>,
 }
 
 /// What every stage of a run shares.
@@ -377,9 +383,14 @@ impl Context<'_> {
             let extras = &self.settings.extras;
             extras.drop_with(self.databases, database).await;
         }
+        let databases_before = self.databases.count().await.ok();
         let reuse = match self.settings.reuse && !cluster.is_existing() && !cases.is_empty() {
             true => self.start_reuse(cluster).await,
             false => None,
+        };
+        let cases = match &reuse {
+            Some(reuse) => self.run_read_only(cases, reuse, &starting, cluster).await,
+            None => cases,
         };
         let context = schedule::Isolated {
             reuse,
@@ -392,9 +403,42 @@ impl Context<'_> {
             limits: self.settings.limits,
             keeper: self.keeper.clone(),
             extras: self.settings.extras.clone(),
+            databases_before,
         };
         schedule::run(cases, &context, cluster, self.cancel, self.dispatch).await;
         Ok(())
+    }
+
+    /// Runs the tests the history found read-only in groups ([`read_only`]); returns the tests to run alone:
+    /// the others, and those whose group did not count.
+    async fn run_read_only(
+        &self,
+        cases: Vec<list::TestCase>,
+        reuse: &Reuse,
+        starting: &BTreeMap<events::TestId, String>,
+        cluster: &mut Cluster,
+    ) -> Vec<list::TestCase> {
+        let learned = &self.settings.read_only;
+        let from_snapshot = |test: &events::TestId| starting.contains_key(test);
+        let jobs = self.settings.jobs;
+        let (groups, mut alone) = read_only::split(cases, learned, from_snapshot, jobs);
+        if groups.is_empty() {
+            return alone;
+        }
+        let endpoint = cluster.endpoint().clone();
+        let grouped = read_only::Grouped {
+            databases: self.databases,
+            endpoint: &endpoint,
+            templates: &self.settings.templates,
+            extras: &self.settings.extras,
+            reuse,
+            database_env: &self.settings.database_env,
+            jobs: self.settings.jobs,
+            limits: self.settings.limits,
+        };
+        let stop = || must_stop(self.cancel, self.dispatch, cluster);
+        alone.extend(grouped.run(groups, self.cancel, self.dispatch, stop).await);
+        alone
     }
 
     /// Reuse of untouched databases on our own cluster (its files are readable here); a warning and none

@@ -37,6 +37,9 @@ pub(crate) struct Isolated {
     pub(crate) extras: Extras,
     /// Hands a database its test left untouched to a later test (None: `reuse = false`, or unavailable).
     pub(crate) reuse: Option<Reuse>,
+    /// How many databases the cluster held before the tests (read-only groups included), for the check
+    /// that every test's is gone again at the end.
+    pub(crate) databases_before: Option<i64>,
 }
 
 /// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
@@ -51,11 +54,10 @@ pub(crate) async fn run(
     cancel: &Cancel,
     dispatch: &Dispatcher,
 ) {
-    let databases_before = context.databases.count().await.ok();
     let names: Vec<String> = (0..cases.len()).map(|n| format!("pgtest_{n}")).collect();
     let (mut clones, mut makers) = make_clones_ahead(&cases, &names, context, dispatch);
     let mut pending = cases.into_iter().zip(names.iter().cloned());
-    let mut running: JoinSet<(String, Option<TestId>)> = JoinSet::new();
+    let mut running: JoinSet<Used> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
     let mut started = 0;
@@ -79,10 +81,15 @@ pub(crate) async fn run(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let Ok((database, failed)) = joined else {
+        let Ok(Used {
+            database,
+            test,
+            failed,
+        }) = joined
+        else {
             continue;
         };
-        if failed.is_some_and(|test| context.keeper.keep(test, &database)) {
+        if failed && context.keeper.keep(test.clone(), &database) {
             if let Some(reuse) = &context.reuse {
                 context.extras.forget_with(reuse, &database);
             }
@@ -93,11 +100,14 @@ pub(crate) async fn run(
             continue;
         }
         let (databases, extras) = (context.databases.clone(), context.extras.clone());
-        let reuse = context.reuse.clone();
+        let (reuse, dispatch) = (context.reuse.clone(), dispatch.clone());
         drops.spawn(async move {
-            extras
+            let untouched = extras
                 .release_with(&databases, reuse.as_ref(), &database)
                 .await;
+            if untouched {
+                dispatch.untouched(test);
+            }
         });
     }
     makers.abort_all();
@@ -118,7 +128,7 @@ pub(crate) async fn run(
     let reused = context.reuse.as_ref().map_or(0, Reuse::reused);
     dispatch.databases_reused(reused, started);
     // What a leak check reads: every clone made for a test is gone again.
-    if let (Some(before), true) = (databases_before, cluster.is_running()) {
+    if let (Some(before), true) = (context.databases_before, cluster.is_running()) {
         if let Ok(after) = context.databases.count().await {
             let message = format!("cluster databases before the tests: {before}, after: {after}");
             dispatch.info(message);
@@ -175,8 +185,14 @@ fn make_clones_ahead(
     (receivers.into_iter(), makers)
 }
 
-/// Waits for the test's database, runs the test against it, reports it; returns the database to drop, and
-/// the test if it failed (its database may be kept instead).
+/// A test's database once the test has ended: dropped, handed on, or kept if the test failed.
+struct Used {
+    database: String,
+    test: TestId,
+    failed: bool,
+}
+
+/// Waits for the test's database, runs the test against it, reports it; returns the database.
 async fn run_one(
     case: TestCase,
     database: String,
@@ -184,7 +200,7 @@ async fn run_one(
     context: &Isolated,
     cancel: Cancel,
     dispatch: &Dispatcher,
-) -> (String, Option<TestId>) {
+) -> Used {
     let waiting = Instant::now();
     let made = match ready.await {
         // The slot is given back as the test takes its database, so the next clone can start.
@@ -211,8 +227,12 @@ async fn run_one(
                 retry::run_again(&case, &fresh, context.limits, &cancel, dispatch).await;
             }
             // Failed for good: its first attempt's database may be kept (the retries' are dropped).
-            let failed = dispatch.has_failed(&case.id()).then(|| case.id());
-            return (database, failed);
+            let failed = dispatch.has_failed(&case.id());
+            return Used {
+                database,
+                test: case.id(),
+                failed,
+            };
         }
         Err(message) => TestResult {
             outcome: Outcome::NotRun {
@@ -222,9 +242,13 @@ async fn run_one(
             output: String::new(),
         },
     };
-    let failed = Keeper::worth_keeping(&result.outcome).then(|| case.id());
+    let failed = Keeper::worth_keeping(&result.outcome);
     dispatch.finished(case.id(), result);
-    (database, failed)
+    Used {
+        database,
+        test: case.id(),
+        failed,
+    }
 }
 
 /// The template database `case` is cloned from: its snapshot's, else its package's.

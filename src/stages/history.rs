@@ -1,8 +1,11 @@
 //! The test history around stage 7 (see [`crate::history`]): the runner's events pass through here on their
 //! way to the reporters so the passing tests' times are seen, and once the tests are done those times are
 //! compared with the history under the target directory and added to it. A test far slower than its own
-//! past becomes a `TestSlower` event, before the summary is written. `--no-history` skips the file.
+//! past becomes a `TestSlower` event, before the summary is written. The tests whose database was found
+//! untouched are marked read-only there, and the next run reads those marks back ([`read_only`]).
+//! `--no-history` skips the file.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -11,27 +14,51 @@ use super::context::Run;
 use crate::history::Store;
 use crate::runner::events::{Event, EventReceiver, Outcome, TestId};
 
-/// The passing tests' times, in the order they finished.
-pub(crate) type Passed = Vec<(TestId, Duration)>;
+/// What the history keeps of a run.
+#[derive(Debug, Default)]
+pub(crate) struct Passed {
+    /// The passing tests' times, in the order they finished.
+    times: Vec<(TestId, Duration)>,
+    /// The tests whose database was found untouched after them.
+    read_only: BTreeSet<TestId>,
+}
+
+impl Passed {
+    fn see(&mut self, event: &Event) {
+        match event {
+            Event::TestFinished {
+                test,
+                outcome: Outcome::Passed,
+                duration: Some(duration),
+                ..
+            } => self.times.push((test.clone(), *duration)),
+            Event::DatabaseUntouched { test } => {
+                self.read_only.insert(test.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The tests that read only in their latest passing run, with that run's time (none with `--no-history`):
+/// the runner groups them (see `runner::read_only`).
+pub(crate) fn read_only(run: &Run<'_>, target_dir: &Path) -> BTreeMap<TestId, Duration> {
+    if run.cli.pgtest.no_history {
+        return BTreeMap::new();
+    }
+    Store::in_target_dir(target_dir).read_only()
+}
 
 /// Awaits `running` while passing every event it sends into `taps` on to the reporters; returns its output
-/// and the passing tests' times.
+/// and what the history keeps of it.
 pub(crate) async fn forward<T>(
     run: &Run<'_>,
     running: impl Future<Output = T>,
     mut taps: EventReceiver,
 ) -> (T, Passed) {
-    let mut passed = Passed::new();
+    let mut passed = Passed::default();
     let mut pass_on = |event: Event| {
-        if let Event::TestFinished {
-            test,
-            outcome: Outcome::Passed,
-            duration: Some(duration),
-            ..
-        } = &event
-        {
-            passed.push((test.clone(), *duration));
-        }
+        passed.see(&event);
         run.send(event);
     };
     tokio::pin!(running);
@@ -52,11 +79,11 @@ pub(crate) async fn forward<T>(
 /// Compares the passing tests with their history, reports the ones far slower, and adds them to it. A
 /// history that cannot be read or written is a warning: it never fails the tests.
 pub(crate) fn settle(run: &Run<'_>, target_dir: &Path, passed: &Passed) {
-    if run.cli.pgtest.no_history || passed.is_empty() {
+    if run.cli.pgtest.no_history || passed.times.is_empty() {
         return;
     }
     let store = Store::in_target_dir(target_dir);
-    match store.record(passed) {
+    match store.record(&passed.times, &passed.read_only) {
         Ok(slower) => {
             for (test, flag) in slower {
                 run.send(Event::TestSlower {

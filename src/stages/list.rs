@@ -4,14 +4,16 @@
 //! The build before it is a run's build, against the migrated database: `query!` needs a `DATABASE_URL`
 //! to compile, and the same build makes the same binaries, so the list cannot differ from a run's.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::build::Built;
 use super::context::{Run, Setup};
 use super::error::Error;
 use crate::cluster::Endpoint;
-use crate::runner::{self, list::TestArgs, listing};
+use crate::runner::{self, events::TestId, list::TestArgs, listing};
 use crate::template::snapshots::SnapshotPlan;
 
 /// Lists the tests a run of the same command line would execute, and writes the list out.
@@ -19,9 +21,12 @@ pub(crate) async fn print(
     run: &Run<'_>,
     setup: &Setup,
     endpoint: &Endpoint,
-    built: Built,
-    test_args: TestArgs,
-    snapshots: &SnapshotPlan,
+    (built, test_args, snapshots, read_only): (
+        Built,
+        TestArgs,
+        &SnapshotPlan,
+        &BTreeMap<TestId, Duration>,
+    ),
 ) -> Result<(), Error> {
     let isolation = setup.config.isolation;
     let partition = run.cli.pgtest.partition;
@@ -32,6 +37,7 @@ pub(crate) async fn print(
         built.binaries,
         &test_args,
         (isolation, snapshots),
+        (read_only, setup.config.jobs),
         partition,
         run.cancel,
         run.events,

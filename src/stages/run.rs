@@ -31,6 +31,7 @@ pub(crate) async fn run_tests(
     let mut plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
     plan.partition = run.cli.pgtest.partition;
     plan.fail_fast = run.cli.pgtest.fail_fast;
+    plan.read_only = learned_read_only(run, &setup, cluster.is_existing());
     let started = Instant::now();
     let (taps, tapped) = runner::events::channel();
     let running = runner::run(plan, cluster, &ready.databases, run.cancel, &taps);
@@ -46,6 +47,20 @@ pub(crate) async fn run_tests(
         templates: ready.templates,
         kept,
     }))
+}
+
+/// The tests that run in read-only groups, if any do: with `reuse` and `group_read_only` on, on a cluster
+/// of our own (whose files the check reads), the tests the history found read-only.
+pub(crate) fn learned_read_only(
+    run: &Run<'_>,
+    setup: &Setup,
+    existing_server: bool,
+) -> BTreeMap<runner::events::TestId, std::time::Duration> {
+    let config = &setup.config;
+    if !config.reuse || !config.group_read_only || existing_server {
+        return BTreeMap::new();
+    }
+    super::history::read_only(run, &setup.project.target_dir)
 }
 
 /// Saves the cluster holding the failed tests' databases (see `stages::inspect`).
@@ -101,5 +116,6 @@ fn plan(
         snapshots: ready.snapshots.clone(),
         extras: ready.extras.clone(),
         reuse: config.reuse,
+        read_only: BTreeMap::new(),
     }
 }

@@ -135,14 +135,41 @@ impl Extras {
         template: &str,
         base: &str,
     ) -> Result<Option<Duration>, sqlx::Error> {
-        let main = obtain(databases, reuse, template, base).await?;
+        let recording = reuse.map(|reuse| (reuse, Recording::Paced));
+        self.obtain_recorded(databases, recording, template, base)
+            .await
+    }
+
+    /// [`Extras::obtain_with`], every fresh clone recorded whatever the pacing: for databases whose check
+    /// must be able to say untouched (a group of tests run together).
+    pub(crate) async fn obtain_checkable(
+        &self,
+        databases: &Databases,
+        reuse: &Reuse,
+        template: &str,
+        base: &str,
+    ) -> Result<Option<Duration>, sqlx::Error> {
+        let recording = Some((reuse, Recording::Always));
+        self.obtain_recorded(databases, recording, template, base)
+            .await
+    }
+
+    async fn obtain_recorded(
+        &self,
+        databases: &Databases,
+        recording: Option<(&Reuse, Recording)>,
+        template: &str,
+        base: &str,
+    ) -> Result<Option<Duration>, sqlx::Error> {
+        let reuse = recording.map(|(reuse, _)| reuse);
+        let main = obtain(databases, recording, template, base).await?;
         if let (None, Some(reuse)) = (main, reuse) {
             reuse.count_reused();
         }
         let mut cloning = main;
         for extra in self.0.iter() {
             let copy = Self::copy_name(base, &extra.name);
-            if let Some(took) = obtain(databases, reuse, &extra.template.name, &copy).await? {
+            if let Some(took) = obtain(databases, recording, &extra.template.name, &copy).await? {
                 cloning = Some(cloning.unwrap_or_default() + took);
             }
         }
@@ -151,17 +178,18 @@ impl Extras {
 
     /// After `base`'s test: `base` and each copy that goes with it goes back to `reuse` if the test left it
     /// untouched, and is dropped otherwise (a failure leaves only a database in a cluster that is removed
-    /// at the end).
+    /// at the end). Whether every one of them was found untouched.
     pub(crate) async fn release_with(
         &self,
         databases: &Databases,
         reuse: Option<&Reuse>,
         base: &str,
-    ) {
-        release(databases, reuse, base).await;
+    ) -> bool {
+        let mut untouched = release(databases, reuse, base).await;
         for extra in self.0.iter() {
-            release(databases, reuse, &Self::copy_name(base, &extra.name)).await;
+            untouched &= release(databases, reuse, &Self::copy_name(base, &extra.name)).await;
         }
+        untouched
     }
 
     /// Tells `reuse` that `base` and its copies are kept or dropped elsewhere: never handed out again.
@@ -211,15 +239,24 @@ impl Extras {
     }
 }
 
+/// Which fresh clones are recorded for reuse.
+#[derive(Debug, Clone, Copy)]
+enum Recording {
+    /// As [`Reuse::prepared`]'s pacing says.
+    Paced,
+    /// Every one ([`Reuse::record`]).
+    Always,
+}
+
 /// `name` from `template`: taken from `reuse` when it holds an untouched one, else cloned (then recorded; a
 /// clone it could not record is only never reused). How long the clone took, None when reused.
 async fn obtain(
     databases: &Databases,
-    reuse: Option<&Reuse>,
+    recording: Option<(&Reuse, Recording)>,
     template: &str,
     name: &str,
 ) -> Result<Option<Duration>, sqlx::Error> {
-    if let Some(reuse) = reuse {
+    if let Some((reuse, _)) = recording {
         if reuse.take(template, name).await.is_some() {
             return Ok(None);
         }
@@ -227,20 +264,25 @@ async fn obtain(
     let started = Instant::now();
     databases.create_from(template, name).await?;
     let took = started.elapsed();
-    if let Some(reuse) = reuse {
-        let _ = reuse.prepared(template, name).await;
-    }
+    // A clone that could not be recorded is only never reused.
+    let _ = match recording {
+        Some((reuse, Recording::Paced)) => reuse.prepared(template, name).await,
+        Some((reuse, Recording::Always)) => reuse.record(template, name).await,
+        None => Ok(()),
+    };
     Ok(Some(took))
 }
 
-/// `name` back to `reuse` when untouched, else dropped.
-async fn release(databases: &Databases, reuse: Option<&Reuse>, name: &str) {
+/// `name` back to `reuse` when untouched, else dropped; whether it was untouched.
+async fn release(databases: &Databases, reuse: Option<&Reuse>, name: &str) -> bool {
     if let Some(reuse) = reuse {
         if reuse.check(name).await == Verdict::Untouched {
-            return reuse.give_back(name);
+            reuse.give_back(name);
+            return true;
         }
     }
     let _ = databases.drop_database(name).await;
+    false
 }
 
 #[cfg(test)]

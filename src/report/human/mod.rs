@@ -246,9 +246,17 @@ impl<W: Write> Human<W> {
         match event {
             Event::Warning { message } => self.warning(message),
             Event::Info { message } if self.verbose => self.status("Info", message),
-            Event::DatabasesReused { reused, of } if self.verbose => self.status(
+            Event::DatabasesReused { reused, of } if self.verbose && *of > 0 => self.status(
                 "Info",
                 &format!("{reused} of {of} tests got a database an earlier test left untouched"),
+            ),
+            Event::ReadOnlyGroups {
+                tests,
+                groups,
+                ran_alone,
+            } if self.verbose => self.status(
+                "Info",
+                &read_only_groups(*tests, *groups, *ran_alone),
             ),
             Event::SqlxDatabasesReused { reused, of } if self.verbose => self.status(
                 "Info",
@@ -303,12 +311,27 @@ impl<W: Write> Human<W> {
             | Event::TestStarted { .. }
             | Event::DatabaseCloned { .. }
             | Event::DatabasesReused { .. }
+            | Event::DatabaseUntouched { .. }
+            | Event::ReadOnlyGroups { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. }
             | Event::TestSlower { .. } => {}
         }
     }
+}
+
+/// The `-v` line about the read-only groups.
+fn read_only_groups(tests: usize, groups: usize, ran_alone: usize) -> String {
+    let processes = match groups {
+        1 => "one process".to_owned(),
+        n => format!("{n} processes"),
+    };
+    let mut line = format!("{tests} tests that read only in earlier runs ran together in {processes}, one database each, found untouched afterwards");
+    if ran_alone > 0 {
+        line = format!("{tests} tests that read only in earlier runs ran together in {processes}; {ran_alone} of them ran again alone (their group's database was written to, or they did not pass together)");
+    }
+    line
 }
 
 impl<W: Write> Human<W> {

@@ -109,6 +109,12 @@ impl Reuse {
         if !self.inner.pacing.worth_recording() {
             return Ok(());
         }
+        self.record(template, name).await
+    }
+
+    /// Records `name`, just cloned from `template`, whatever the pacing: for a database whose check
+    /// decides more than its own reuse (a group of tests run together, [`crate::runner`]).
+    pub(crate) async fn record(&self, template: &str, name: &str) -> Result<(), String> {
         let oid = catalog::oid(&self.inner.pool, name)
             .await
             .map_err(|e| e.to_string())?
