@@ -175,7 +175,8 @@ async fn with_cluster(
         if run.cli.list || run.cli.pgtest.no_run {
             ready.databases.close().await;
             if run.cli.list {
-                let read_only = stages::run::learned_read_only(run, &setup, cluster.is_existing());
+                let existing = cluster.is_existing();
+                let read_only = stages::run::learned_read_only(run, &setup, existing, &test_args);
                 let (endpoint, snapshots) = (cluster.endpoint(), &ready.snapshots);
                 let listed = (built, test_args, snapshots, &read_only);
                 stages::list::print(run, &setup, endpoint, listed).await?;

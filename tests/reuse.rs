@@ -205,10 +205,14 @@ fn tests_found_read_only_run_together_and_a_group_written_to_counts_for_nothing(
     assert_eq!(groups(&fourth), Some((11, 1, 0)), "{}", fourth.stdout);
     assert_eq!(processes, 2, "the group's process and turn_06's");
 
-    // `--no-history` reads no marks; the key turns groups off.
+    // `--no-history` reads no marks; `--nocapture` asks for every test's output, which a group keeps to
+    // itself; the key turns groups off.
     let (unread, processes, _) = run_turns(&project, &["--no-history"], &[]);
     unread.expect(0, &[]);
     assert_eq!((groups(&unread), processes), (None, 12));
+    let (shown, processes, _) = run_turns(&project, &["--", "--nocapture"], &[]);
+    shown.expect(0, &[]);
+    assert_eq!((groups(&shown), processes), (None, 12));
     project.append_to_manifest("\n[package.metadata.pgtest]\ngroup_read_only = false\n");
     let (off, processes, _) = run_turns(&project, &[], &[]);
     off.expect(0, &[]);

@@ -1,6 +1,8 @@
 //! The history file: `<target-dir>/pgtest/history/durations.jsonl`, one JSON object per line
 //! (`{"run":7,"binary":"app::it","name":"adds","seconds":0.042}`, with `"read_only":true` when the test's
-//! database was found untouched after it), oldest first, for passing tests only.
+//! database was found untouched after it), oldest first, for passing tests only. Beside it,
+//! `read_only.jsonl` holds the latest entry of each test whose latest entry says read-only: what the next
+//! run reads to form its read-only groups.
 //!
 //! It stays bounded: each run keeps the last [`KEEP`] times of every test and forgets tests not seen for
 //! [`FORGET_AFTER`] runs. Two runs at once on one target directory must neither corrupt it nor lose each
@@ -64,25 +66,27 @@ impl Store {
         self.dir.join("durations.jsonl")
     }
 
+    /// The tests whose latest passing run left their database untouched: `read_only.jsonl`, which
+    /// [`Store::record`] derives from the history, so that a run reads a line per such test instead of the
+    /// whole history.
+    fn read_only_file(&self) -> PathBuf {
+        self.dir.join("read_only.jsonl")
+    }
+
     /// The tests whose latest passing run left their database untouched, with that run's time. A missing
     /// or unreadable file knows none.
     pub(crate) fn read_only(&self) -> BTreeMap<TestId, Duration> {
-        let text = fs::read_to_string(self.file()).unwrap_or_default();
-        let mut latest: BTreeMap<TestId, Entry> = BTreeMap::new();
-        for entry in parse(&text) {
-            let test = TestId {
-                binary: entry.binary.clone(),
-                name: entry.name.clone(),
-            };
-            if latest.get(&test).is_none_or(|known| known.run <= entry.run) {
-                latest.insert(test, entry);
-            }
-        }
-        latest
+        let text = fs::read_to_string(self.read_only_file()).unwrap_or_default();
+        parse(&text)
             .into_iter()
-            .filter(|(_, entry)| entry.read_only)
-            .filter_map(|(test, entry)| {
-                Some((test, Duration::try_from_secs_f64(entry.seconds).ok()?))
+            .filter(|entry| entry.read_only)
+            .filter_map(|entry| {
+                let time = Duration::try_from_secs_f64(entry.seconds).ok()?;
+                let test = TestId {
+                    binary: entry.binary,
+                    name: entry.name,
+                };
+                Some((test, time))
             })
             .collect()
     }
@@ -124,12 +128,17 @@ impl Store {
             Err(error) => return Err(io("read the test history", &file)(error)),
         };
         let (entries, slower) = update(parse(&text), passed, read_only);
-        let mut new = tempfile::NamedTempFile::new_in(&self.dir)
-            .map_err(io("create a file in", &self.dir))?;
-        new.write_all(render(&entries).as_bytes())
-            .map_err(io("write the test history beside", &file))?;
-        new.persist(&file)
-            .map_err(|error| io("replace the test history", &file)(error.error))?;
+        for (path, entries) in [
+            (file, entries.as_slice()),
+            (self.read_only_file(), &latest_read_only(&entries)),
+        ] {
+            let mut new = tempfile::NamedTempFile::new_in(&self.dir)
+                .map_err(io("create a file in", &self.dir))?;
+            new.write_all(render(entries).as_bytes())
+                .map_err(io("write the test history beside", &path))?;
+            new.persist(&path)
+                .map_err(|error| io("replace the test history", &path)(error.error))?;
+        }
         Ok(slower)
     }
 }
@@ -184,6 +193,24 @@ fn update(
         read_only: read_only.contains(test),
     }));
     (trim(entries, this_run), slower)
+}
+
+/// The latest entry of each test, where it says the test only read.
+fn latest_read_only(entries: &[Entry]) -> Vec<Entry> {
+    let mut latest: HashMap<(&str, &str), &Entry> = HashMap::new();
+    for entry in entries {
+        let key = (entry.binary.as_str(), entry.name.as_str());
+        if latest.get(&key).is_none_or(|known| known.run <= entry.run) {
+            latest.insert(key, entry);
+        }
+    }
+    let mut read_only: Vec<Entry> = latest
+        .into_values()
+        .filter(|entry| entry.read_only)
+        .cloned()
+        .collect();
+    read_only.sort_by(|a, b| (&a.binary, &a.name).cmp(&(&b.binary, &b.name)));
+    read_only
 }
 
 /// Keeps the last [`KEEP`] entries of each test seen in the last [`FORGET_AFTER`] runs, oldest first.
@@ -251,6 +278,7 @@ mod tests {
             .unwrap();
         assert_eq!(store.read_only(), BTreeMap::from([(id("reads"), ms(4))]));
         let text = fs::read_to_string(store.file()).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
         assert!(
             text.starts_with("{\"run\":1,\"binary\":\"app::it\",\"name\":\"reads\",\"seconds\":0.004,\"read_only\":true}\n"),
             "{text}"

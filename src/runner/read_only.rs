@@ -10,7 +10,7 @@
 //! fresh database, as every other test does. So does every test that did not pass in its group: a failure
 //! is reported only as it happens alone, never one that sharing a process or a database could have caused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +101,7 @@ pub(crate) struct Grouped<'a> {
 }
 
 impl Group {
+    /// The tests of the group, in the order its process starts them.
     pub(crate) fn tests(&self) -> impl Iterator<Item = TestId> + '_ {
         self.cases.iter().map(TestCase::id)
     }
@@ -146,7 +147,7 @@ impl Grouped<'_> {
         number: usize,
         cancel: &Cancel,
         dispatch: &Dispatcher,
-    ) -> Vec<TestId> {
+    ) -> BTreeSet<TestId> {
         let database = format!("pgtest_group_{number}");
         let template = self
             .templates
@@ -161,7 +162,7 @@ impl Grouped<'_> {
             // Whatever was made of it goes; the tests run alone, where a database that cannot be made is
             // reported for each.
             extras.drop_with(self.databases, &database).await;
-            return Vec::new();
+            return BTreeSet::new();
         }
         let env = self.endpoint.env(&database, self.database_env);
         let env = extras.with_env(env, self.endpoint, &database);
@@ -170,14 +171,14 @@ impl Grouped<'_> {
             .release_with(self.databases, Some(self.reuse), &database)
             .await;
         let Some(passed) = passed.filter(|_| untouched && cancel.signal().is_none()) else {
-            return Vec::new();
+            return BTreeSet::new();
         };
-        let mut counted = Vec::with_capacity(passed.len());
+        let mut counted = BTreeSet::new();
         for (test, result) in passed {
             dispatch.started(test.clone(), None);
             dispatch.finished(test.clone(), result);
             dispatch.untouched(test.clone());
-            counted.push(test);
+            counted.insert(test);
         }
         counted
     }

@@ -28,16 +28,17 @@ pub(crate) async fn run_tests(
     built: Built,
     test_args: TestArgs,
 ) -> Result<Option<ToKeep>, Error> {
+    // The phase holds the history's reading and writing too: every piece of a run's work is in one.
+    let started = Instant::now();
     let mut plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
     plan.partition = run.cli.pgtest.partition;
     plan.fail_fast = run.cli.pgtest.fail_fast;
-    plan.read_only = learned_read_only(run, &setup, cluster.is_existing());
-    let started = Instant::now();
+    plan.read_only = learned_read_only(run, &setup, cluster.is_existing(), &plan.args);
     let (taps, tapped) = runner::events::channel();
     let running = runner::run(plan, cluster, &ready.databases, run.cancel, &taps);
     let (result, passed) = super::history::forward(run, running, tapped).await;
-    run.phase_finished(Phase::Tests, started.elapsed());
     super::history::settle(run, &setup.project.target_dir, &passed);
+    run.phase_finished(Phase::Tests, started.elapsed());
     ready.databases.close().await;
     let kept = result?;
     // A stopped run tears down at once, as always: saving can wait for a run that ends by itself.
@@ -50,14 +51,16 @@ pub(crate) async fn run_tests(
 }
 
 /// The tests that run in read-only groups, if any do: with `reuse` and `group_read_only` on, on a cluster
-/// of our own (whose files the check reads), the tests the history found read-only.
+/// of our own (whose files the check reads), the tests the history found read-only. None when every test's
+/// output is asked for (`--nocapture`): libtest keeps a passing test's output to itself in a group.
 pub(crate) fn learned_read_only(
     run: &Run<'_>,
     setup: &Setup,
     existing_server: bool,
+    test_args: &TestArgs,
 ) -> BTreeMap<runner::events::TestId, std::time::Duration> {
     let config = &setup.config;
-    if !config.reuse || !config.group_read_only || existing_server {
+    if !config.reuse || !config.group_read_only || existing_server || test_args.show_output {
         return BTreeMap::new();
     }
     super::history::read_only(run, &setup.project.target_dir)
