@@ -13,6 +13,19 @@ pub(crate) const BUFFERCACHE: &str = "CREATE EXTENSION IF NOT EXISTS pg_bufferca
 /// How long a finished test's sessions may take to leave before the database counts as modified.
 const SESSIONS_DEADLINE: Duration = Duration::from_secs(2);
 
+/// Lets sessions connect to database `name` again, or keeps them out: no superuser either (`datallowconn`).
+pub(crate) async fn allow_connections(
+    pool: &PgPool,
+    name: &str,
+    allowed: bool,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allowed}",
+        super::quote_ident(name)
+    );
+    sqlx::raw_sql(&sql).execute(pool).await.map(drop)
+}
+
 /// The database's oid, or None if it does not exist.
 pub(crate) async fn oid(pool: &PgPool, name: &str) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT oid::int8 FROM pg_database WHERE datname = $1")
@@ -81,8 +94,9 @@ pub(crate) async fn held_elsewhere(
 }
 
 /// The query whose one text value digests the shared-catalog rows about database `$1` (its `pg_database`
-/// row without the frozen-xid columns, which only VACUUM moves, and without its name, which reuse changes
-/// and the check looks up by; its settings, comment, security labels and
+/// row without the frozen-xid columns, which only VACUUM moves, without its name, which reuse changes and
+/// the check looks up by, and without `datallowconn`, which the check turns off and a hand-out on again;
+/// its settings, comment, security labels and
 /// shared dependencies), when the shared statistics were last reset (a crash resets them), when the
 /// server started, and from 15 on when its own statistics were last reset. `server_major` also picks
 /// where the checkpointer's reset time lives (17+).
@@ -94,7 +108,7 @@ pub(crate) fn digest_query(server_major: u32) -> String {
     };
     let on_database = "r.objoid = $1::oid AND r.classoid = 'pg_database'::regclass";
     let mut parts = vec![
-        "(SELECT (to_jsonb(d) - 'datname' - 'datfrozenxid' - 'datminmxid')::text FROM pg_database d WHERE d.oid = $1::oid)"
+        "(SELECT (to_jsonb(d) - 'datname' - 'datallowconn' - 'datfrozenxid' - 'datminmxid')::text FROM pg_database d WHERE d.oid = $1::oid)"
             .to_owned(),
         rows("pg_db_role_setting", "r.setdatabase = $1::oid"),
         rows("pg_shdescription", on_database),

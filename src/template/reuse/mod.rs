@@ -5,10 +5,14 @@
 //! 1. templates are prepared so that reading dirties nothing (`ANALYZE`, `VACUUM FREEZE`, `CHECKPOINT`, see
 //!    [`super::prepare`]); after each clone every file of the new database is set to one old time
 //!    ([`Reuse::prepared`]) and the files and a digest of the shared-catalog rows about it are recorded;
-//! 2. after the test ([`Reuse::check`]): no session left (polled with a deadline), no prepared transaction,
-//!    replication slot or subscription for it, no dirty buffer of it; **then** the same files with the same
-//!    sizes, every time still the preset one (a buffer found clean was written out before this look, so its
-//!    write shows); then the same digest (which also covers statistics resets and server restarts).
+//! 2. after the test ([`Reuse::check`]): no session left (polled with a deadline); then no connection
+//!    allowed to it until it is handed out again (so no straggler of the test can write to it after the
+//!    check), and still no session; no prepared transaction, replication slot or subscription for it, no
+//!    dirty buffer of it; **then** the same files with the same sizes, every time still the preset one (a
+//!    buffer found clean was written out before this look, so its write shows); then the same digest
+//!    (which also covers statistics resets and server restarts).
+//! 3. a database handed out ([`Reuse::take`], [`Reuse::hand_on`]) is renamed and allows connections again
+//!    in one transaction.
 //!
 //! Anything else, any error or doubt, is [`Verdict::Modified`]: the database is dropped as before.
 
@@ -154,6 +158,10 @@ impl Reuse {
         };
         let verdict = self.compare(name, &baseline).await;
         self.inner.pacing.checked(matches!(verdict, Ok(None)));
+        if !matches!(verdict, Ok(None)) {
+            // Left as it was found, for whoever drops it (or looks into it); it is never handed out.
+            let _ = catalog::allow_connections(&self.inner.pool, name, true).await;
+        }
         match verdict {
             Ok(None) => {
                 self.baselines().insert(name.to_owned(), baseline);
@@ -185,6 +193,16 @@ impl Reuse {
             > baseline.rows_written
         {
             return Ok(Some("rows were written to it".to_owned()));
+        }
+        // From here on no session can start on it: what the checks below see is what the next test gets.
+        catalog::allow_connections(pool, name, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !catalog::sessions_gone(pool, oid)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(Some("a session came to it after its test".to_owned()));
         }
         if let Some(reason) = catalog::held_elsewhere(pool, oid, name)
             .await
@@ -239,13 +257,15 @@ impl Reuse {
         self.inner.reused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Renames `old` to `new`: a change of its `pg_database` row's name only, which the digest leaves
-    /// out (the check finds a database by name and oid together instead).
+    /// Renames `old` to `new` and lets sessions connect to it again, in one transaction: a change of its
+    /// `pg_database` row's name and `datallowconn` only, which the digest leaves out (the check finds a
+    /// database by name and oid together instead).
     async fn rename(&self, old: &str, new: &str, baseline: Baseline) -> Result<(), sqlx::Error> {
         let sql = format!(
-            "ALTER DATABASE {} RENAME TO {}",
+            // One query of two statements: PostgreSQL runs them as one transaction.
+            "ALTER DATABASE {} RENAME TO {new}; ALTER DATABASE {new} WITH ALLOW_CONNECTIONS true",
             quote_ident(old),
-            quote_ident(new)
+            new = quote_ident(new)
         );
         sqlx::raw_sql(&sql).execute(&self.inner.pool).await?;
         self.baselines().insert(new.to_owned(), baseline);

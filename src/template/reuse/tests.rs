@@ -7,6 +7,7 @@ pub(crate) mod lab;
 mod soak;
 
 use lab::Lab;
+use sqlx::{Connection, PgConnection};
 
 use super::Verdict;
 
@@ -193,6 +194,52 @@ fn a_server_restart_between_clone_and_check_is_a_change() {
         lab.crash_a_backend().await;
         let verdict = lab.reuse.check("across_crash").await;
         assert!(matches!(verdict, Verdict::Modified(_)), "{verdict:?}");
+    });
+    lab.shut_down();
+}
+
+#[test]
+fn nothing_can_connect_to_a_checked_database_until_it_is_handed_out() {
+    let Some(lab) = Lab::boot(&[]) else {
+        return;
+    };
+    lab.block_on(async {
+        lab.clone_database("checked").await;
+        lab.run_steps("checked", &[Sql("SELECT * FROM items")])
+            .await;
+        assert_eq!(lab.reuse.check("checked").await, Verdict::Untouched);
+        lab.reuse.give_back("checked");
+        // A straggler of the test (a child it left behind, say) that connects after the check would write
+        // to what the next test gets: it is turned away, superuser as it is.
+        let late = PgConnection::connect_with(&lab.endpoint.connect_options("checked")).await;
+        let refused = late.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            refused.contains("not currently accepting connections"),
+            "a connection after the check: {refused:?}"
+        );
+        lab.reuse
+            .take(&lab.template, "next")
+            .await
+            .expect("handed out");
+        lab.run_steps("next", &[Sql("SELECT * FROM items")]).await;
+        assert_eq!(
+            lab.reuse.check("next").await,
+            Verdict::Untouched,
+            "a rename and a re-allow change nothing the check sees"
+        );
+
+        // A database found modified is left open, for whoever drops or inspects it.
+        lab.clone_database("written").await;
+        lab.run_steps("written", &[Sql("SELECT nextval('counter')")])
+            .await;
+        assert!(matches!(
+            lab.reuse.check("written").await,
+            Verdict::Modified(_)
+        ));
+        lab.run_steps("written", &[Sql("SELECT * FROM items")])
+            .await;
+        lab.drop_database("written").await;
+        lab.drop_database("next").await;
     });
     lab.shut_down();
 }
