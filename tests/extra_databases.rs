@@ -1,7 +1,8 @@
 //! Extra databases (`[package.metadata.pgtest.databases.NAME]`) outside a test run, on
 //! `fixtures/two-databases` (extras `audit`, seeded, and `stats` with `env = "STATS_URL"`): `serve` prints
 //! each one's variable beside the main one's, and the extra templates are cached with the main one, an
-//! extra database's migrations in the cache key. The runs themselves are the fixture's own expect.toml.
+//! extra database's migrations in the cache key; a `from_test` snapshot's builder gets them too. The runs
+//! themselves are the fixture's own expect.toml.
 
 mod common;
 
@@ -131,5 +132,26 @@ fn a_kept_failed_tests_extra_databases_are_kept_with_it() {
     ]);
     audit.expect(0, &[]);
     assert_eq!(audit.stdout.trim(), "seeded,first", "{}", audit.stderr);
+    project.assert_nothing_left();
+}
+
+#[test]
+fn a_snapshot_builder_gets_the_extra_databases_too() {
+    let Some(project) = project() else { return };
+    // `first` builds a snapshot that `second` starts from; both talk to all three databases (MODE=shared
+    // skips the checks of rows, which the snapshot carries over from `first`).
+    project.append_to_manifest(
+        "\n[package.metadata.pgtest.snapshots.after_first]\nfrom_test = \"first\"\ntests = [\"second\"]\n",
+    );
+    let run = project.run_with(&["-v", "--", "first", "second"], &[("MODE", "shared")]);
+    run.expect(0, &["2 passed, 0 failed"]);
+    let list = project.run(&["list", "--", "first", "second"]);
+    list.expect(
+        0,
+        &[
+            "two-databases::three first (builds snapshot after_first)",
+            "two-databases::three second (from snapshot after_first)",
+        ],
+    );
     project.assert_nothing_left();
 }

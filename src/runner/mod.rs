@@ -348,6 +348,7 @@ impl Context<'_> {
             databases: self.databases,
             endpoint: cluster.endpoint(),
             database_env: &self.settings.database_env,
+            extras: &self.settings.extras,
             limits: self.settings.limits,
             cancel: self.cancel,
             dispatch: self.dispatch,

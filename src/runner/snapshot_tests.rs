@@ -17,7 +17,7 @@ use super::Cancel;
 use crate::cluster::Endpoint;
 use crate::config::Isolation;
 use crate::template::snapshots::{self, SnapshotPlan, SnapshotsError};
-use crate::template::{server_message, Databases};
+use crate::template::{server_message, Databases, Extras};
 
 /// What the snapshots mean for the chosen tests.
 #[derive(Debug, Default)]
@@ -70,6 +70,9 @@ pub(crate) struct Builders<'a> {
     pub(crate) databases: &'a Databases,
     pub(crate) endpoint: &'a Endpoint,
     pub(crate) database_env: &'a str,
+    /// The extra databases, of which a builder gets fresh copies like every test (a snapshot holds the
+    /// main database only: the copies are dropped after it).
+    pub(crate) extras: &'a Extras,
     pub(crate) limits: Limits,
     pub(crate) cancel: &'a Cancel,
     pub(crate) dispatch: &'a Dispatcher,
@@ -94,11 +97,12 @@ impl Builders<'_> {
     /// snapshot is ready.
     async fn build_one(&self, case: &TestCase, snapshot: &snapshots::Planned) -> bool {
         self.dispatch.started(case.id(), None);
-        if let Err(error) = self
-            .databases
-            .create_from(&snapshot.base, &snapshot.database)
+        let extras = self.extras;
+        if let Err(error) = extras
+            .create_with(self.databases, &snapshot.base, &snapshot.database)
             .await
         {
+            extras.drop_for(self.databases, &snapshot.database).await;
             let reason = format!(
                 "the database for snapshot `{}` could not be created: {}",
                 snapshot.name,
@@ -108,8 +112,10 @@ impl Builders<'_> {
             return false;
         }
         let env = self.endpoint.env(&snapshot.database, self.database_env);
+        let env = extras.with_env(env, self.endpoint, &snapshot.database);
         let cancel = self.cancel.clone();
         let result = exec::run_alone(case, &env, self.limits, cancel, self.dispatch).await;
+        extras.drop_for(self.databases, &snapshot.database).await;
         let passed = result.outcome == Outcome::Passed;
         let sealed = match passed {
             true => snapshots::seal(self.endpoint, snapshot).await,
