@@ -178,8 +178,8 @@ async fn with_cluster(
                 let existing = cluster.is_existing();
                 let read_only = stages::run::learned_read_only(run, &setup, existing, &test_args);
                 let (endpoint, snapshots) = (cluster.endpoint(), &ready.snapshots);
-                let listed = (built, test_args, snapshots, &read_only);
-                stages::list::print(run, &setup, endpoint, listed).await?;
+                let listing = (built, test_args);
+                stages::list::print(run, &setup, endpoint, listing, snapshots, &read_only).await?;
             }
             return Ok(None);
         }

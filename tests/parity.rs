@@ -53,10 +53,12 @@ fn list_is_what_a_run_executes_with_each_tests_isolation() {
         return;
     }
     let project = Project::copy_of("sqlx-app");
-    let list = project.run(&with(&SOME_TESTS, &["list", "--json"]));
+    // The fixtures share a target directory, so earlier runs may have found these tests read-only; without
+    // the history, none runs in a read-only group (tests/reuse.rs lists and runs those).
+    let list = project.run(&with(&SOME_TESTS, &["list", "--no-history", "--json"]));
     list.expect(0, &[]);
     let listed = listed(&list);
-    let run = project.run(&with(&SOME_TESTS, &["--json", "-"]));
+    let run = project.run(&with(&SOME_TESTS, &["--no-history", "--json", "-"]));
     run.expect(0, &["4 passed"]);
     let names: BTreeSet<(String, String)> = listed
         .iter()

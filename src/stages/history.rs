@@ -16,14 +16,14 @@ use crate::runner::events::{Event, EventReceiver, Outcome, TestId};
 
 /// What the history keeps of a run.
 #[derive(Debug, Default)]
-pub(crate) struct Passed {
+pub(crate) struct Seen {
     /// The passing tests' times, in the order they finished.
     times: Vec<(TestId, Duration)>,
     /// The tests whose database was found untouched after them.
     read_only: BTreeSet<TestId>,
 }
 
-impl Passed {
+impl Seen {
     fn see(&mut self, event: &Event) {
         match event {
             Event::TestFinished {
@@ -55,10 +55,10 @@ pub(crate) async fn forward<T>(
     run: &Run<'_>,
     running: impl Future<Output = T>,
     mut taps: EventReceiver,
-) -> (T, Passed) {
-    let mut passed = Passed::default();
+) -> (T, Seen) {
+    let mut seen = Seen::default();
     let mut pass_on = |event: Event| {
-        passed.see(&event);
+        seen.see(&event);
         run.send(event);
     };
     tokio::pin!(running);
@@ -73,17 +73,17 @@ pub(crate) async fn forward<T>(
     while let Ok(event) = taps.try_recv() {
         pass_on(event);
     }
-    (output, passed)
+    (output, seen)
 }
 
 /// Compares the passing tests with their history, reports the ones far slower, and adds them to it. A
 /// history that cannot be read or written is a warning: it never fails the tests.
-pub(crate) fn settle(run: &Run<'_>, target_dir: &Path, passed: &Passed) {
-    if run.cli.pgtest.no_history || passed.times.is_empty() {
+pub(crate) fn settle(run: &Run<'_>, target_dir: &Path, seen: &Seen) {
+    if run.cli.pgtest.no_history || seen.times.is_empty() {
         return;
     }
     let store = Store::in_target_dir(target_dir);
-    match store.record(&passed.times, &passed.read_only) {
+    match store.record(&seen.times, &seen.read_only) {
         Ok(slower) => {
             for (test, flag) in slower {
                 run.send(Event::TestSlower {

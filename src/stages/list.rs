@@ -21,12 +21,9 @@ pub(crate) async fn print(
     run: &Run<'_>,
     setup: &Setup,
     endpoint: &Endpoint,
-    (built, test_args, snapshots, read_only): (
-        Built,
-        TestArgs,
-        &SnapshotPlan,
-        &BTreeMap<TestId, Duration>,
-    ),
+    (built, test_args): (Built, TestArgs),
+    snapshots: &SnapshotPlan,
+    read_only: &BTreeMap<TestId, Duration>,
 ) -> Result<(), Error> {
     let isolation = setup.config.isolation;
     let partition = run.cli.pgtest.partition;

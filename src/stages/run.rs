@@ -36,8 +36,8 @@ pub(crate) async fn run_tests(
     plan.read_only = learned_read_only(run, &setup, cluster.is_existing(), &plan.args);
     let (taps, tapped) = runner::events::channel();
     let running = runner::run(plan, cluster, &ready.databases, run.cancel, &taps);
-    let (result, passed) = super::history::forward(run, running, tapped).await;
-    super::history::settle(run, &setup.project.target_dir, &passed);
+    let (result, seen) = super::history::forward(run, running, tapped).await;
+    super::history::settle(run, &setup.project.target_dir, &seen);
     run.phase_finished(Phase::Tests, started.elapsed());
     ready.databases.close().await;
     let kept = result?;
