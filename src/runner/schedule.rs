@@ -122,14 +122,28 @@ pub(crate) async fn run(
         }
     }
     while drops.join_next().await.is_some() {}
+    settle(context, cluster, dispatch, started).await;
+}
+
+/// Once every test has ended: what happens to the untouched databases still waiting, the reuse count and
+/// the leak check.
+async fn settle(context: &Isolated, cluster: &mut Cluster, dispatch: &Dispatcher, started: usize) {
+    // The untouched databases waiting for a test go with the cluster at teardown, at no cost; only a
+    // cluster saved for its kept databases is cleared of them first.
+    let saved = !context.keeper.kept().is_empty();
+    let mut idle = 0;
     if let Some(reuse) = context.reuse.as_ref().filter(|_| cluster.is_running()) {
-        reuse.drop_idle().await;
+        match saved {
+            true => reuse.drop_idle().await,
+            false => idle = reuse.idle_count(),
+        }
     }
     let reused = context.reuse.as_ref().map_or(0, Reuse::reused);
     dispatch.databases_reused(reused, started);
-    // What a leak check reads: every clone made for a test is gone again.
+    // What a leak check reads: every clone made for a test is gone again, or waits for reuse.
     if let (Some(before), true) = (context.databases_before, cluster.is_running()) {
         if let Ok(after) = context.databases.count().await {
+            let after = after - idle as i64;
             let message = format!("cluster databases before the tests: {before}, after: {after}");
             dispatch.info(message);
         }

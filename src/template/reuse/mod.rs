@@ -300,6 +300,11 @@ impl Reuse {
         self.inner.reused.load(Ordering::Relaxed)
     }
 
+    /// How many databases wait in the pool.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle().values().map(Vec::len).sum()
+    }
+
     /// Drops every database still waiting in the pool.
     pub(crate) async fn drop_idle(&self) {
         let idle: Vec<String> = std::mem::take(&mut *self.idle())
