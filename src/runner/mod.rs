@@ -389,10 +389,6 @@ impl Context<'_> {
             true => self.start_reuse(cluster).await,
             false => None,
         };
-        let cases = match &reuse {
-            Some(reuse) => self.run_read_only(cases, reuse, &starting, cluster).await,
-            None => cases,
-        };
         let context = schedule::Isolated {
             reuse,
             databases: self.databases.clone(),
@@ -406,37 +402,29 @@ impl Context<'_> {
             extras: self.settings.extras.clone(),
             databases_before,
         };
+        let cases = self.run_read_only(cases, &context, cluster).await;
         schedule::run(cases, &context, cluster, self.cancel, self.dispatch).await;
         Ok(())
     }
 
-    /// Runs the tests the history found read-only in groups ([`read_only`]); returns the tests to run alone:
-    /// the others, and those whose group did not count.
+    /// Runs the tests the history found read-only in groups ([`read_only`]), when reuse's check is there to
+    /// judge them; returns the tests to run alone: the others, and those whose group did not count.
     async fn run_read_only(
         &self,
         cases: Vec<list::TestCase>,
-        reuse: &Reuse,
-        starting: &BTreeMap<events::TestId, String>,
+        context: &schedule::Isolated,
         cluster: &mut Cluster,
     ) -> Vec<list::TestCase> {
+        let Some(reuse) = &context.reuse else {
+            return cases;
+        };
         let learned = &self.settings.read_only;
-        let from_snapshot = |test: &events::TestId| starting.contains_key(test);
-        let jobs = self.settings.jobs;
-        let (groups, mut alone) = read_only::split(cases, learned, from_snapshot, jobs);
+        let from_snapshot = |test: &events::TestId| context.starting_points.contains_key(test);
+        let (groups, mut alone) = read_only::split(cases, learned, from_snapshot, context.jobs);
         if groups.is_empty() {
             return alone;
         }
-        let endpoint = cluster.endpoint().clone();
-        let grouped = read_only::Grouped {
-            databases: self.databases,
-            endpoint: &endpoint,
-            templates: &self.settings.templates,
-            extras: &self.settings.extras,
-            reuse,
-            database_env: &self.settings.database_env,
-            jobs: self.settings.jobs,
-            limits: self.settings.limits,
-        };
+        let grouped = read_only::Grouped { context, reuse };
         let stop = || must_stop(self.cancel, self.dispatch, cluster);
         alone.extend(grouped.run(groups, self.cancel, self.dispatch, stop).await);
         alone

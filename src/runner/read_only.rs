@@ -16,14 +16,12 @@ use std::time::Duration;
 
 use super::dispatch::{Dispatcher, TestResult};
 use super::events::{self, Event, Outcome, TestId};
-use super::exec::Limits;
 use super::list::TestCase;
+use super::schedule::Isolated;
 use super::shared::Together;
 use super::Cancel;
 use crate::cargo::TestBinary;
-use crate::cluster::Endpoint;
 use crate::template::reuse::Reuse;
-use crate::template::{Databases, Extras};
 
 /// The most tests one group holds.
 const MOST_TESTS: usize = 256;
@@ -88,16 +86,10 @@ pub(crate) fn split(
     (groups, alone)
 }
 
-/// What running the groups needs of the run.
+/// The groups' share of an isolated run: its databases and settings, and reuse's check.
 pub(crate) struct Grouped<'a> {
-    pub(crate) databases: &'a Databases,
-    pub(crate) endpoint: &'a Endpoint,
-    pub(crate) templates: &'a BTreeMap<String, String>,
-    pub(crate) extras: &'a Extras,
+    pub(crate) context: &'a Isolated,
     pub(crate) reuse: &'a Reuse,
-    pub(crate) database_env: &'a str,
-    pub(crate) jobs: usize,
-    pub(crate) limits: Limits,
 }
 
 impl Group {
@@ -149,26 +141,29 @@ impl Grouped<'_> {
         dispatch: &Dispatcher,
     ) -> BTreeSet<TestId> {
         let database = format!("pgtest_group_{number}");
-        let template = self
-            .templates
-            .get(&group.binary.package)
-            .cloned()
-            .unwrap_or_default();
-        let extras = self.extras;
+        let context = self.context;
+        // Every test of a group starts from its package's template (see `split`).
+        let template = group
+            .cases
+            .first()
+            .map(|case| super::schedule::template_of(case, context));
+        let template = template.unwrap_or_default();
+        let (databases, extras) = (&context.databases, &context.extras);
         let obtained = extras
-            .obtain_checkable(self.databases, self.reuse, &template, &database)
+            .obtain_checkable(databases, self.reuse, &template, &database)
             .await;
         if obtained.is_err() {
             // Whatever was made of it goes; the tests run alone, where a database that cannot be made is
             // reported for each.
-            extras.drop_with(self.databases, &database).await;
+            extras.drop_with(databases, &database).await;
             return BTreeSet::new();
         }
-        let env = self.endpoint.env(&database, self.database_env);
-        let env = extras.with_env(env, self.endpoint, &database);
+        let endpoint = &context.endpoint;
+        let env = endpoint.env(&database, &context.database_env);
+        let env = extras.with_env(env, endpoint, &database);
         let passed = self.run_together(group, &env, cancel).await;
         let untouched = extras
-            .release_with(self.databases, Some(self.reuse), &database)
+            .release_with(databases, Some(self.reuse), &database)
             .await;
         let Some(passed) = passed.filter(|_| untouched && cancel.signal().is_none()) else {
             return BTreeSet::new();
@@ -196,8 +191,8 @@ impl Grouped<'_> {
         let together = Together {
             binary: &group.binary,
             cases: &group.cases,
-            threads: self.jobs,
-            limits: self.limits,
+            threads: self.context.jobs,
+            limits: self.context.limits,
         };
         together.run(env, cancel.clone(), &held).await.ok()?;
         let mut passed = Vec::new();

@@ -266,7 +266,7 @@ async fn run_one(
 }
 
 /// The template database `case` is cloned from: its snapshot's, else its package's.
-fn template_of(case: &TestCase, context: &Isolated) -> String {
+pub(super) fn template_of(case: &TestCase, context: &Isolated) -> String {
     if let Some(snapshot) = context.starting_points.get(&case.id()) {
         return snapshot.clone();
     }
