@@ -38,6 +38,13 @@ pub(crate) struct Group {
     cases: Vec<TestCase>,
 }
 
+impl Group {
+    /// The tests of the group, in the order its process starts them.
+    pub(crate) fn tests(&self) -> impl Iterator<Item = TestId> + '_ {
+        self.cases.iter().map(TestCase::id)
+    }
+}
+
 /// Takes the tests `read_only` names (with their past times) out of `cases`, in groups; the tests that
 /// start from a snapshot stay out. Returns the groups and the tests left to run alone.
 pub(crate) fn split(
@@ -50,6 +57,7 @@ pub(crate) fn split(
         let id = case.id();
         read_only.contains_key(&id) && !from_snapshot(&id)
     });
+    let budget = MOST_TIME * u32::try_from(jobs.max(1)).unwrap_or(u32::MAX);
     let mut groups = Vec::new();
     for (binary, mut cases) in super::by_binary(learned) {
         if cases.len() < FEWEST_TESTS {
@@ -58,7 +66,6 @@ pub(crate) fn split(
         }
         // libtest's own order, so a group's tests start in the order its process starts them.
         cases.sort_by(|a, b| a.name.cmp(&b.name));
-        let budget = MOST_TIME * u32::try_from(jobs.max(1)).unwrap_or(u32::MAX);
         let mut group: Vec<TestCase> = Vec::new();
         let mut time = Duration::ZERO;
         for case in cases {
@@ -90,13 +97,6 @@ pub(crate) fn split(
 pub(crate) struct Grouped<'a> {
     pub(crate) context: &'a Isolated,
     pub(crate) reuse: &'a Reuse,
-}
-
-impl Group {
-    /// The tests of the group, in the order its process starts them.
-    pub(crate) fn tests(&self) -> impl Iterator<Item = TestId> + '_ {
-        self.cases.iter().map(TestCase::id)
-    }
 }
 
 impl Grouped<'_> {

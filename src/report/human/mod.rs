@@ -327,11 +327,11 @@ fn read_only_groups(tests: usize, groups: usize, ran_alone: usize) -> String {
         1 => "one process".to_owned(),
         n => format!("{n} processes"),
     };
-    let mut line = format!("{tests} tests that read only in earlier runs ran together in {processes}, one database each, found untouched afterwards");
-    if ran_alone > 0 {
-        line = format!("{tests} tests that read only in earlier runs ran together in {processes}; {ran_alone} of them ran again alone (their group's database was written to, or they did not pass together)");
+    let ran = format!("{tests} tests that read only in earlier runs ran together in {processes}");
+    match ran_alone {
+        0 => format!("{ran}, one database each, found untouched afterwards"),
+        _ => format!("{ran}; {ran_alone} of them ran again alone (their group's database was written to, or they did not pass together)"),
     }
-    line
 }
 
 impl<W: Write> Human<W> {
