@@ -2,10 +2,12 @@
 //! in the order data flows (each one a module of [`stages`]): project → config → cluster → snapshot →
 //! template → build → run → report → exit code.
 
+mod cancel;
 pub(crate) mod cargo;
 pub(crate) mod cli;
 pub mod cluster;
 pub mod config;
+pub(crate) mod events;
 pub(crate) mod exit_code;
 pub(crate) mod history;
 pub(crate) mod inspect;
@@ -14,7 +16,7 @@ mod platform;
 mod refused;
 pub(crate) mod report;
 pub(crate) mod runner;
-pub mod snapshot;
+pub mod cache;
 pub(crate) mod sqlx;
 mod stages;
 pub mod template;
@@ -23,9 +25,9 @@ use std::process::ExitCode;
 
 use cli::{Cli, Command};
 use report::styles::Styles;
-use runner::events::{self, EventSender};
+use events::EventSender;
 use runner::list::TestArgs;
-use runner::Cancel;
+use cancel::Cancel;
 use stages::context::{Run, Setup};
 pub(crate) use stages::error::Error;
 use stages::report::fail;
@@ -132,7 +134,7 @@ async fn pipeline(
         None => {
             let found = stages::cluster::find(&run, &config).await?;
             let (sqlx_test, mut cache) =
-                stages::snapshot::look_up(&run, &project, &config, &found.binaries);
+                stages::cache::look_up(&run, &project, &config, &found.binaries);
             let cluster = stages::cluster::boot(&run, &config, &found, &mut cache).await?;
             (cluster, sqlx_test, cache)
         }
@@ -152,7 +154,7 @@ async fn with_cluster(
     run: &Run<'_>,
     setup: Setup,
     cluster: &mut cluster::Cluster,
-    cache: Option<snapshot::Plan>,
+    cache: Option<cache::Lookup>,
     test_args: TestArgs,
 ) -> Result<(), Error> {
     // Debug builds only: lets the test suite prove that a crash inside cargo-pgtest still stops and removes
@@ -163,14 +165,14 @@ async fn with_cluster(
     let memory = stages::memory::watch(run, cluster);
     let result = async {
         let ready = stages::template::prepare(run, &setup, cluster, cache).await;
-        memory.phase_done(runner::events::Phase::Template);
+        memory.phase_done(events::Phase::Template);
         let ready = ready?;
         if let Some(nextest) = run.cli.nextest() {
             stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await?;
             return Ok(None);
         }
         let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await;
-        memory.phase_done(runner::events::Phase::Build);
+        memory.phase_done(events::Phase::Build);
         let built = built?;
         if run.cli.list || run.cli.pgtest.no_run {
             ready.databases.close().await;
@@ -186,7 +188,7 @@ async fn with_cluster(
         stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
     };
     let result = result.await;
-    memory.phase_done(runner::events::Phase::Tests);
+    memory.phase_done(events::Phase::Tests);
     stages::memory::report(run, memory);
     if let Some(to_keep) = result? {
         stages::run::keep(run, cluster, to_keep).await;

@@ -174,10 +174,10 @@ fn a_cached_cluster_that_does_not_start_is_rebuilt_and_replaced() {
     assert_eq!(stored.len(), 1);
     // Overwrite the entry with a well-formed pack of an empty directory, with the manifest it had.
     let key = stored[0].trim_end_matches(".pack");
-    let cache = cargo_pgtest::snapshot::Store::in_target_dir(&probe.dir.join("target"));
+    let cache = cargo_pgtest::cache::Store::in_target_dir(&probe.dir.join("target"));
     let manifest = cache.get(key).expect("the entry reads back").manifest;
     let empty = tempfile::tempdir().unwrap();
-    let pack = cargo_pgtest::snapshot::Pack::read(empty.path(), &|_| true).unwrap();
+    let pack = cargo_pgtest::cache::Pack::read(empty.path(), &|_| true).unwrap();
     cache.put(key, &manifest, &pack).unwrap();
 
     let rebuilt = probe.run(&["--json", "-"]);

@@ -27,10 +27,10 @@ fn prepare_run_dir(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Makes the cluster's files those of a cached, stopped cluster (see [`crate::snapshot`]), in place of `init`.
+/// Makes the cluster's files those of a cached, stopped cluster (see [`crate::cache`]), in place of `init`.
 pub(crate) fn adopt(
     spec: &ServerSpec<'_>,
-    cached: &crate::snapshot::Pack,
+    cached: &crate::cache::Pack,
 ) -> Result<(), ServerError> {
     prepare_run_dir(spec)?;
     let data_dir = spec.run_dir.join(DATA_DIR);

@@ -116,7 +116,7 @@ impl Cluster {
     /// that cached cluster's instead of a fresh `initdb`.
     pub async fn boot(
         spec: &ClusterSpec<'_>,
-        from: Option<&crate::snapshot::Pack>,
+        from: Option<&crate::cache::Pack>,
     ) -> Result<Cluster, ClusterError> {
         storage::remove_stale_runs(&spec.placement.parent);
         let run_dir = RunDir::create(spec.placement)?;

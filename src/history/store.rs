@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::rule::{self, Slower};
-use crate::runner::events::TestId;
+use crate::events::TestId;
 
 /// How many times of each test the file keeps.
 pub(crate) const KEEP: usize = 20;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::InspectError;
 use crate::cluster::Cluster;
 use crate::runner::KeptDatabase;
-use crate::snapshot::{take::belongs_in_snapshot, Pack, Store};
+use crate::cache::{capture::belongs_in_cache, Pack, Store};
 use crate::template::Template;
 
 /// The one entry of the kept store.
@@ -103,7 +103,7 @@ pub(crate) async fn save(
             .collect(),
     };
     let data_dir = cluster.data_dir().to_owned();
-    let read = |dir: &Path| Pack::read(dir, &|path| belongs_in_snapshot(path, &[]));
+    let read = |dir: &Path| Pack::read(dir, &|path| belongs_in_cache(path, &[]));
     let pack = match cluster.while_stopped(read).await {
         Ok(Ok(pack)) => pack,
         Ok(Err(source)) => {

@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use tokio::process::Child;
 
 use crate::exit_code;
-use crate::runner::Cancel;
+use crate::cancel::Cancel;
 
 /// The first argument that puts cargo-pgtest in its target-runner mode.
 pub(crate) const WRAPPER_MODE: &str = "__pgtest-exec";

@@ -4,14 +4,14 @@
 //! The runner's own make-ahead ([`crate::runner::schedule`]) clones for a list of tests it knows in
 //! order; under nextest, cargo-pgtest does not know which test comes next (nextest filters, partitions,
 //! retries and orders), only that about `ahead` run at once. So each template keeps up to `ahead` clones
-//! ready, refilled as tests take them. The SQL is [`Databases`]'s, as everywhere.
+//! ready, refilled as tests take them. The SQL is [`MaintenancePool`]'s, as everywhere.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::template::{self, Databases, Extras};
+use crate::template::{self, MaintenancePool, Extras};
 
 #[derive(Debug, Default)]
 struct State {
@@ -32,7 +32,7 @@ struct State {
 /// Clones made ahead, per template.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    databases: Databases,
+    databases: MaintenancePool,
     ahead: usize,
     state: Mutex<State>,
     /// Wakes [`Pool::drain`] when a clone being made is done.
@@ -43,7 +43,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// A pool whose every clone comes with copies of the `extras`.
-    pub(crate) fn new(databases: Databases, ahead: usize, extras: Extras) -> Arc<Pool> {
+    pub(crate) fn new(databases: MaintenancePool, ahead: usize, extras: Extras) -> Arc<Pool> {
         Arc::new(Pool {
             databases,
             ahead: ahead.max(1),

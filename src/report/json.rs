@@ -12,7 +12,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{Error, Reporter, Summary};
-use crate::runner::events::{Event, Phase};
+use crate::events::{Event, Phase};
 
 /// The version of the line format, written on every line.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -116,7 +116,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::runner::events::{Outcome, TestId};
+    use crate::events::{Outcome, TestId};
 
     fn lines(events: &[Event], summary: &Summary) -> Vec<Value> {
         let mut buffer = Vec::new();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::{Error, Reporter, Summary};
-use crate::runner::events::{Event, Outcome, Phase, TestId};
+use crate::events::{Event, Outcome, Phase, TestId};
 
 pub(crate) struct Junit {
     path: PathBuf,

@@ -10,7 +10,7 @@ pub(crate) mod styles;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::runner::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, TestId};
+use crate::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, TestId};
 
 /// A report that could not be written; shown after "could not write a report:".
 #[derive(Debug, thiserror::Error)]

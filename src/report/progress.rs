@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::runner::events::{Event, Outcome, Phase, TestId};
+use crate::events::{Event, Outcome, Phase, TestId};
 
 /// Erases the terminal line the cursor is on (the status line), leaving the cursor at its start.
 pub(crate) const CLEAR_LINE: &str = "\r\x1b[2K";

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::events::{Event, EventSender, Outcome, TestId};
+use crate::events::{Event, EventSender, Outcome, TestId};
 
 /// Cheap to clone; every clone reports into the same run.
 #[derive(Debug, Clone)]
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn every_announced_test_ends_once() {
-        let (sender, mut receiver) = super::super::events::channel();
+        let (sender, mut receiver) = crate::events::channel();
         let dispatch = Dispatcher::new(sender);
         dispatch.run_started([id("a"), id("b"), id("c")], 0, 2, false);
         dispatch.slow(&id("a"), Duration::from_secs(2));
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn fail_fast_stops_at_the_first_failure_only() {
-        let (sender, _receiver) = super::super::events::channel();
+        let (sender, _receiver) = crate::events::channel();
         let dispatch = Dispatcher::new(sender).fail_fast(true);
         dispatch.run_started([id("a"), id("b"), id("c"), id("d")], 0, 1, false);
         dispatch.finished(id("a"), passed());
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_failure_told_before_its_result_stops_only_without_retries_left() {
-        let (sender, _receiver) = super::super::events::channel();
+        let (sender, _receiver) = crate::events::channel();
         let retrying = Dispatcher::new(sender.clone()).fail_fast(true).retrying(1);
         retrying.failing(&id("a"));
         assert_eq!(retrying.stop_reason(), None, "a is run again first");

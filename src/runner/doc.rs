@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::dispatch::{Dispatcher, TestResult};
-use super::events::{Outcome, TestId};
+use crate::events::{Outcome, TestId};
 use super::exec::{outcome_of, Limits};
 use super::libtest::{classify, Line, Verdict};
 use super::list::TestArgs;
 use super::supervisor::{self, Ended, Stop, Watch};
-use super::{Cancel, DocTests, RunnerError};
+use super::{DocTests, RunnerError};
+use crate::cancel::Cancel;
 
 /// The name results about the whole `cargo test --doc` run go under.
 pub(crate) fn whole_run() -> TestId {
@@ -208,7 +209,7 @@ impl<F: Fn(&str) -> String + Send> Watch for DocWatch<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::events::{self, Event};
+    use crate::events::{self, Event};
 
     #[test]
     fn doc_test_output_is_read_as_it_comes() {

@@ -9,10 +9,11 @@ use nix::sys::signal::Signal;
 use tokio::process::Command;
 
 use super::dispatch::{Dispatcher, TestResult};
-use super::events::{Outcome, TestId};
+use crate::events::{Outcome, TestId};
 use super::list::TestCase;
 use super::supervisor::{self, Stop, Watch};
-use super::{Cancel, RunnerError};
+use super::RunnerError;
+use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
 
 pub(crate) use super::supervisor::Limits;

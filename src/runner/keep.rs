@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::events::{Outcome, TestId};
+use crate::events::{Outcome, TestId};
 
 /// A database left in the cluster for a failed test.
 #[derive(Debug, Clone, PartialEq, Eq)]

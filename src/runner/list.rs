@@ -163,8 +163,8 @@ pub(crate) struct TestCase {
 }
 
 impl TestCase {
-    pub(crate) fn id(&self) -> crate::runner::events::TestId {
-        crate::runner::events::TestId {
+    pub(crate) fn id(&self) -> crate::events::TestId {
+        crate::events::TestId {
             binary: self.binary.id.clone(),
             name: self.name.clone(),
         }

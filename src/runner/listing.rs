@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::dispatch::Dispatcher;
-use super::events::{EventSender, TestId};
+use crate::events::{EventSender, TestId};
 use super::list::{IgnoredMode, TestArgs, TestCase};
 use super::read_only::Group;
 use super::snapshot_tests::decide;
 use super::supervisor::{self, Watch};
-use super::{by_binary, choose, self_isolating_batches, Batch, Cancel, DocTests, RunnerError};
+use super::{by_binary, choose, self_isolating_batches, Batch, DocTests, RunnerError};
+use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
 use crate::config::Isolation;
-use crate::template::snapshots::SnapshotPlan;
+use crate::template::snapshots::NamedSnapshots;
 
 /// How a test gets its database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,7 +124,7 @@ impl Arrangement {
 pub(crate) async fn list(
     binaries: Vec<TestBinary>,
     args: &TestArgs,
-    (isolation, snapshots): (Isolation, &SnapshotPlan),
+    (isolation, snapshots): (Isolation, &NamedSnapshots),
     (read_only, jobs): (&BTreeMap<TestId, Duration>, usize),
     partition: Option<super::partition::Partition>,
     cancel: &Cancel,
@@ -350,7 +351,7 @@ mod tests {
 
     #[test]
     fn doc_test_lists_are_read_crate_by_crate() {
-        let (sender, _receiver) = super::super::events::channel();
+        let (sender, _receiver) = crate::events::channel();
         let dispatch = Dispatcher::new(sender);
         let mut watch = DocList::default();
         let text = "   Doc-tests my_app\nsrc/lib.rs - add (line 3): test\n\n1 test, 0 benchmarks\n   Doc-tests other\nsrc/lib.rs - x (line 1): test\n";

@@ -6,7 +6,7 @@
 
 mod dispatch;
 mod doc;
-pub(crate) mod events;
+
 pub(crate) mod exec;
 mod gateway;
 mod keep;
@@ -26,16 +26,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+
 
 use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
 use crate::sqlx::gateway::Gateway;
 use crate::template::reuse::Reuse;
-use crate::template::{Databases, Extras};
+use crate::template::{MaintenancePool, Extras};
 use dispatch::Dispatcher;
-use events::EventSender;
+use crate::cancel::Cancel;
+use crate::events::{self, EventSender};
 use exec::Limits;
 use keep::Keeper;
 pub(crate) use keep::KeptDatabase;
@@ -60,34 +61,6 @@ pub(crate) enum RunnerError {
     Snapshots(#[from] crate::template::snapshots::SnapshotsError),
 }
 
-/// Watches for Ctrl-C / SIGTERM; cloned into everything that must stop early.
-#[derive(Debug, Clone)]
-pub(crate) struct Cancel(watch::Receiver<Option<&'static str>>);
-
-impl Cancel {
-    pub(crate) fn new() -> (watch::Sender<Option<&'static str>>, Cancel) {
-        let (sender, receiver) = watch::channel(None);
-        (sender, Cancel(receiver))
-    }
-
-    /// The signal that stopped the run, if one did.
-    pub(crate) fn signal(&self) -> Option<&'static str> {
-        *self.0.borrow()
-    }
-
-    /// Resolves with the signal's name once the run is stopped; never, if it is not.
-    pub(crate) async fn cancelled(&mut self) -> &'static str {
-        loop {
-            if let Some(signal) = *self.0.borrow_and_update() {
-                return signal;
-            }
-            if self.0.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-}
-
 /// What to run and how.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -109,7 +82,7 @@ pub(crate) struct Plan {
     /// `--fail-fast`: no test starts after one has failed.
     pub(crate) fail_fast: bool,
     /// The named snapshots some tests start from.
-    pub(crate) snapshots: crate::template::snapshots::SnapshotPlan,
+    pub(crate) snapshots: crate::template::snapshots::NamedSnapshots,
     /// The extra databases (`databases.NAME`) every test gets a copy of beside its own.
     pub(crate) extras: Extras,
     /// The `reuse` key: a database its test left untouched goes to the next test.
@@ -179,7 +152,7 @@ impl DocTests {
 pub(crate) async fn run(
     plan: Plan,
     cluster: &mut Cluster,
-    databases: &Databases,
+    databases: &MaintenancePool,
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<Vec<KeptDatabase>, RunnerError> {
@@ -217,7 +190,7 @@ fn must_stop(cancel: &Cancel, dispatch: &Dispatcher, cluster: &mut Cluster) -> b
 async fn run_plan(
     plan: Plan,
     cluster: &mut Cluster,
-    databases: &Databases,
+    databases: &MaintenancePool,
     cancel: &Cancel,
     dispatch: &Dispatcher,
     keeper: &Keeper,
@@ -328,7 +301,7 @@ struct Settings {
 /// What every stage of a run shares.
 struct Context<'a> {
     settings: &'a Settings,
-    databases: &'a Databases,
+    databases: &'a MaintenancePool,
     cancel: &'a Cancel,
     dispatch: &'a Dispatcher,
     keeper: &'a Keeper,
@@ -341,7 +314,7 @@ impl Context<'_> {
         &self,
         alone: Vec<list::TestCase>,
         starts: &snapshot_tests::Starts,
-        snapshots: &crate::template::snapshots::SnapshotPlan,
+        snapshots: &crate::template::snapshots::NamedSnapshots,
         cluster: &Cluster,
     ) -> (Vec<list::TestCase>, BTreeMap<events::TestId, String>) {
         let builders = snapshot_tests::Builders {
@@ -551,7 +524,7 @@ async fn clone_once(
     package: &str,
     database: &str,
     templates: &BTreeMap<String, String>,
-    databases: (&Databases, &Extras),
+    databases: (&MaintenancePool, &Extras),
 ) -> Result<(), RunnerError> {
     if !made.iter().any(|m| m == database) {
         clone_for(package, database, templates, databases).await?;
@@ -566,7 +539,7 @@ async fn clone_for(
     package: &str,
     database: &str,
     templates: &BTreeMap<String, String>,
-    (databases, extras): (&Databases, &Extras),
+    (databases, extras): (&MaintenancePool, &Extras),
 ) -> Result<(), RunnerError> {
     let template = templates.get(package).cloned().unwrap_or_default();
     extras

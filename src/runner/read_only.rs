@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dispatch::{Dispatcher, TestResult};
-use super::events::{self, Event, Outcome, TestId};
+use crate::events::{self, Event, Outcome, TestId};
 use super::list::TestCase;
 use super::schedule::Isolated;
 use super::shared::Together;
-use super::Cancel;
+use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
 use crate::template::reuse::Reuse;
 

@@ -6,18 +6,18 @@
 use std::time::{Duration, Instant};
 
 use super::dispatch::{Dispatcher, Next, TestResult};
-use super::events::Outcome;
+use crate::events::Outcome;
 use super::exec::{self, Limits};
 use super::list::TestCase;
-use super::Cancel;
+use crate::cancel::Cancel;
 use crate::cluster::Endpoint;
-use crate::template::{self, Databases, Extras};
+use crate::template::{self, MaintenancePool, Extras};
 
 /// Where each attempt of a retried test gets its fresh database.
 pub(crate) enum Fresh<'a> {
     /// A new copy of `template` per attempt, dropped after it.
     Clone {
-        databases: &'a Databases,
+        databases: &'a MaintenancePool,
         endpoint: &'a Endpoint,
         template: String,
         database_env: &'a str,
@@ -127,7 +127,7 @@ pub(crate) fn last_attempt(earlier: Vec<TestResult>, last: TestResult) -> TestRe
 
 #[cfg(test)]
 mod tests {
-    use super::super::events::{self, Event, TestId};
+    use crate::events::{self, Event, TestId};
     use super::*;
 
     fn failed(output: &str) -> TestResult {

@@ -10,19 +10,20 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::dispatch::{Dispatcher, Next, TestResult};
-use super::events::{Outcome, TestId};
+use crate::events::{Outcome, TestId};
 use super::exec::{self, Limits};
 use super::keep::Keeper;
 use super::list::TestCase;
-use super::{retry, Cancel};
+use super::retry;
+use crate::cancel::Cancel;
 use crate::cluster::{Cluster, Endpoint};
 use crate::template::reuse::Reuse;
-use crate::template::{self, Databases, Extras};
+use crate::template::{self, MaintenancePool, Extras};
 
 /// What every test of an isolated run shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Isolated {
-    pub(crate) databases: Databases,
+    pub(crate) databases: MaintenancePool,
     pub(crate) endpoint: Endpoint,
     /// Package name → template database name.
     pub(crate) templates: Arc<BTreeMap<String, String>>,

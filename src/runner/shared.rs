@@ -14,12 +14,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::dispatch::{Dispatcher, Next, TestResult};
-use super::events::{Outcome, TestId};
+use crate::events::{Outcome, TestId};
 use super::exec::{base_command, outcome_of, Limits};
 use super::libtest::{classify, Line, Verdict};
 use super::list::TestCase;
 use super::supervisor::{self, Ended, Stop, Watch};
-use super::{Cancel, RunnerError};
+use super::RunnerError;
+use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
 
 /// One binary's cases, run in one process with `threads` test threads.
@@ -304,7 +305,7 @@ impl Watch for InOneProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::events::{self, Event};
+    use crate::events::{self, Event};
 
     fn feed(watch: &mut InOneProcess, text: &str, dispatch: &Dispatcher) {
         for line in text.lines() {

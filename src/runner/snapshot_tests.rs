@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::dispatch::{Dispatcher, TestResult};
-use super::events::{Outcome, TestId};
+use crate::events::{Outcome, TestId};
 use super::exec::{self, Limits};
 use super::list::TestCase;
-use super::Cancel;
+use crate::cancel::Cancel;
 use crate::cluster::Endpoint;
 use crate::config::Isolation;
-use crate::template::snapshots::{self, SnapshotPlan, SnapshotsError};
-use crate::template::{server_message, Databases, Extras};
+use crate::template::snapshots::{self, NamedSnapshots, SnapshotsError};
+use crate::template::{server_message, MaintenancePool, Extras};
 
 /// What the snapshots mean for the chosen tests.
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ pub(crate) struct Starts {
 /// test named by two snapshots is refused whatever the filter; finds the builders the chosen tests need
 /// (under per-test isolation) and takes them out of `run`, since they run first.
 pub(crate) fn decide(
-    plan: &SnapshotPlan,
+    plan: &NamedSnapshots,
     listed: &[TestCase],
     run: &mut Vec<TestCase>,
     isolation: Isolation,
@@ -67,7 +67,7 @@ pub(crate) fn decide(
 
 /// What running the builders needs.
 pub(crate) struct Builders<'a> {
-    pub(crate) databases: &'a Databases,
+    pub(crate) databases: &'a MaintenancePool,
     pub(crate) endpoint: &'a Endpoint,
     pub(crate) database_env: &'a str,
     /// The extra databases, of which a builder gets fresh copies like every test (a snapshot holds the
@@ -80,7 +80,7 @@ pub(crate) struct Builders<'a> {
 
 impl Builders<'_> {
     /// Builds the `from_test` snapshots, one builder after another; returns those that were not built.
-    pub(crate) async fn build(&self, starts: &Starts, plan: &SnapshotPlan) -> BTreeSet<usize> {
+    pub(crate) async fn build(&self, starts: &Starts, plan: &NamedSnapshots) -> BTreeSet<usize> {
         let mut failed = BTreeSet::new();
         for (index, case) in &starts.builders {
             let Some(snapshot) = plan.snapshots.get(*index) else {
@@ -95,7 +95,7 @@ impl Builders<'_> {
 
     /// Runs `case` against a fresh copy of the snapshot's template and seals what it leaves; true when the
     /// snapshot is ready.
-    async fn build_one(&self, case: &TestCase, snapshot: &snapshots::Planned) -> bool {
+    async fn build_one(&self, case: &TestCase, snapshot: &snapshots::NamedSnapshot) -> bool {
         self.dispatch.started(case.id(), None);
         let extras = self.extras;
         if let Err(error) = extras
@@ -140,7 +140,7 @@ impl Builders<'_> {
 pub(crate) fn assign(
     cases: Vec<TestCase>,
     starts: &Starts,
-    plan: &SnapshotPlan,
+    plan: &NamedSnapshots,
     failed: &BTreeSet<usize>,
     dispatch: &Dispatcher,
 ) -> (Vec<TestCase>, BTreeMap<TestId, String>) {
@@ -176,7 +176,7 @@ pub(crate) fn assign(
 /// isolation, `#[sqlx::test]`): they start from the plain template.
 pub(crate) fn not_applied(
     starts: &Starts,
-    plan: &SnapshotPlan,
+    plan: &NamedSnapshots,
     tests: &[TestId],
 ) -> Option<String> {
     let named: Vec<&TestId> = tests
@@ -204,10 +204,10 @@ mod tests {
     use super::*;
     use crate::cargo::TestBinary;
     use crate::config::Origin;
-    use crate::template::snapshots::Planned;
+    use crate::template::snapshots::NamedSnapshot;
 
-    fn plan() -> SnapshotPlan {
-        let snapshot = |name: &str, pattern: &str, from_test: Option<&str>| Planned {
+    fn plan() -> NamedSnapshots {
+        let snapshot = |name: &str, pattern: &str, from_test: Option<&str>| NamedSnapshot {
             name: name.into(),
             database: format!("pgtest_snapshot_{name}"),
             base: "pgtest_template".into(),
@@ -220,7 +220,7 @@ mod tests {
                 line: None,
             },
         };
-        SnapshotPlan {
+        NamedSnapshots {
             snapshots: vec![
                 snapshot("catalog", "catalog::", None),
                 snapshot("built", "built::", Some("setup::build")),
@@ -300,7 +300,7 @@ mod tests {
         let listed = cases(&["built::a", "catalog::b", "plain", "setup::build"]);
         let mut run = listed.clone();
         let starts = decide(&plan(), &listed, &mut run, Isolation::Test).unwrap();
-        let (events, mut receiver) = crate::runner::events::channel();
+        let (events, mut receiver) = crate::events::channel();
         let dispatch = Dispatcher::new(events);
         let failed = BTreeSet::from([1]);
         let (kept, databases) = assign(run, &starts, &plan(), &failed, &dispatch);

@@ -10,7 +10,7 @@ use super::dispatch::Dispatcher;
 use super::keep::Keeper;
 use super::list::TestCase;
 use crate::cluster::Endpoint;
-use crate::template::Databases;
+use crate::template::MaintenancePool;
 
 /// What a batch needs to settle the databases its tests left.
 pub(crate) struct Left<'a> {
@@ -18,7 +18,7 @@ pub(crate) struct Left<'a> {
     pub(crate) endpoint: &'a Endpoint,
     /// The database sqlx made the tests' databases from.
     pub(crate) source: &'a str,
-    pub(crate) databases: &'a Databases,
+    pub(crate) databases: &'a MaintenancePool,
 }
 
 impl Left<'_> {

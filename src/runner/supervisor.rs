@@ -16,8 +16,8 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 
 use super::dispatch::Dispatcher;
-use super::events::TestId;
-use super::Cancel;
+use crate::events::TestId;
+use crate::cancel::Cancel;
 use crate::platform::exec_shim;
 
 /// How long a test may take.
@@ -259,7 +259,7 @@ mod tests {
         limits: Option<Limits>,
         cancel: Cancel,
     ) -> (Ended, Vec<String>, Vec<String>) {
-        let (sender, mut receiver) = super::super::events::channel();
+        let (sender, mut receiver) = crate::events::channel();
         let dispatch = Dispatcher::new(sender);
         let mut probe = Probe {
             since: Instant::now(),
@@ -305,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn a_stop_request_kills_the_whole_group_at_once() {
         let (stop, cancel) = Cancel::new();
-        let (sender, _receiver) = super::super::events::channel();
+        let (sender, _receiver) = crate::events::channel();
         let dispatch = Dispatcher::new(sender);
         // Asks for the stop once the child has told the pid of the process it left in the background.
         struct StopOnFirstLine(

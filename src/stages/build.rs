@@ -10,7 +10,7 @@ use crate::cargo::{self, TestBinary};
 use crate::cli::Cli;
 use crate::cluster::Endpoint;
 use crate::report::styles::Styles;
-use crate::runner::events::Phase;
+use crate::events::Phase;
 use crate::template::{self, TemplateError};
 
 /// The database the build connects to.

@@ -14,8 +14,8 @@ use crate::cluster::privileges::{self, ServerUser};
 use crate::cluster::storage::{self, Placement};
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
 use crate::config::{self, Config, Overrides, PostgresChoice};
-use crate::runner::events::{ClusterFacts, Event, Phase};
-use crate::snapshot::{self, Pack};
+use crate::events::{ClusterFacts, Event, Phase};
+use crate::cache::{self, Pack};
 
 /// What the cluster is made of, found before anything is started.
 pub(crate) struct Found {
@@ -84,12 +84,12 @@ fn locate(choice: &PostgresChoice) -> Result<(Binaries, Option<String>), Cluster
     Ok((found, note))
 }
 
-/// Boots the cluster, from the cache on a hit (see [`snapshot::policy::boot`] for the fallback).
+/// Boots the cluster, from the cache on a hit (see [`cache::policy::boot`] for the fallback).
 pub async fn boot(
     run: &Run<'_>,
     config: &Config,
     found: &Found,
-    cache: &mut Option<snapshot::Plan>,
+    cache: &mut Option<cache::Lookup>,
 ) -> Result<Cluster, Error> {
     let started = Instant::now();
     let spec = ClusterSpec {
@@ -104,7 +104,7 @@ pub async fn boot(
         async move { run.unless_stopped(Cluster::boot(spec, from.as_ref())).await }
     };
     let interrupted = |error: &Error| matches!(error, Error::Interrupted(_));
-    let (cluster, warning) = snapshot::policy::boot(cache, boot, interrupted).await?;
+    let (cluster, warning) = cache::policy::boot(cache, boot, interrupted).await?;
     if let Some(warning) = warning {
         run.warn(warning);
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::error::Error;
 use crate::cli::Cli;
 use crate::report::styles::Styles;
-use crate::runner::events::{Event, EventSender, Phase};
-use crate::runner::Cancel;
+use crate::events::{Event, EventSender, Phase};
+use crate::cancel::Cancel;
 
 /// What every stage of one run shares.
 pub(crate) struct Run<'a> {

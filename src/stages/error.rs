@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{cargo, cluster, config, exit_code, inspect, nextest, runner, snapshot, template};
+use crate::{cache, cargo, cluster, config, exit_code, inspect, nextest, runner, template};
 
 /// Everything that can stop a run before its tests are done, with the exit code each one means.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,7 @@ pub(crate) enum Error {
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
     #[error(transparent)]
-    Snapshot(#[from] snapshot::SnapshotError),
+    Cache(#[from] cache::CacheError),
     #[error(transparent)]
     Template(#[from] template::TemplateError),
     #[error(transparent)]

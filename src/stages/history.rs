@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::context::Run;
 use crate::history::Store;
-use crate::runner::events::{Event, EventReceiver, Outcome, TestId};
+use crate::events::{Event, EventReceiver, Outcome, TestId};
 
 /// What the history keeps of a run.
 #[derive(Debug, Default)]

@@ -18,8 +18,9 @@ use crate::exit_code;
 use crate::inspect::state::{self, KeptState};
 use crate::inspect::{tcp, InspectError, ProjectArgs, PsqlArgs};
 use crate::report::styles::Styles;
-use crate::runner::events::{self, Event, EventReceiver};
-use crate::runner::{Cancel, KeptDatabase};
+use crate::events::{self, Event, EventReceiver};
+use crate::cancel::Cancel;
+use crate::runner::KeptDatabase;
 use crate::template::{Extras, Template};
 
 /// Saves the cluster holding the `kept` databases and tells, per test, the command that opens it; a
@@ -239,7 +240,7 @@ async fn open_template(
     database: &str,
 ) -> Result<Opened, Error> {
     let found = super::cluster::find(run, &config).await?;
-    let (sqlx_test, mut cache) = super::snapshot::look_up(run, &project, &config, &found.binaries);
+    let (sqlx_test, mut cache) = super::cache::look_up(run, &project, &config, &found.binaries);
     let mut cluster = super::cluster::boot(run, &config, &found, &mut cache).await?;
     let setup = Setup {
         project,
@@ -264,7 +265,7 @@ async fn copy_template(
     run: &Run<'_>,
     setup: &Setup,
     cluster: &mut Cluster,
-    cache: Option<crate::snapshot::Plan>,
+    cache: Option<crate::cache::Lookup>,
     database: &str,
 ) -> Result<Extras, Error> {
     let ready = super::template::prepare(run, setup, cluster, cache).await?;

@@ -13,8 +13,9 @@ use super::build::Built;
 use super::context::{Run, Setup};
 use super::error::Error;
 use crate::cluster::Endpoint;
-use crate::runner::{self, events::TestId, list::TestArgs, listing};
-use crate::template::snapshots::SnapshotPlan;
+use crate::events::TestId;
+use crate::runner::{self, list::TestArgs, listing};
+use crate::template::snapshots::NamedSnapshots;
 
 /// Lists the tests a run of the same command line would execute, and writes the list out.
 pub(crate) async fn print(
@@ -22,7 +23,7 @@ pub(crate) async fn print(
     setup: &Setup,
     endpoint: &Endpoint,
     (built, test_args): (Built, TestArgs),
-    snapshots: &SnapshotPlan,
+    snapshots: &NamedSnapshots,
     read_only: &BTreeMap<TestId, Duration>,
 ) -> Result<(), Error> {
     let isolation = setup.config.isolation;

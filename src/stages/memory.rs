@@ -6,7 +6,7 @@ use super::context::Run;
 use crate::cluster::memory::watch::{Watch, Watched};
 use crate::cluster::storage::StorageKind;
 use crate::cluster::Cluster;
-use crate::runner::events::Event;
+use crate::events::Event;
 
 /// Starts sampling `cluster`.
 pub(crate) fn watch(run: &Run<'_>, cluster: &Cluster) -> Watch {

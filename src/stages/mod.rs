@@ -16,5 +16,5 @@ pub(crate) mod project;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod server;
-pub(crate) mod snapshot;
+pub(crate) mod cache;
 pub(crate) mod template;

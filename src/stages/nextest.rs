@@ -16,7 +16,7 @@ use crate::nextest::command;
 use crate::nextest::pool::Pool;
 use crate::nextest::protocol::Reply;
 use crate::nextest::{self, NextestError};
-use crate::runner::events::Phase;
+use crate::events::Phase;
 use crate::template;
 
 /// Under `cargo pgtest nextest`, fails unless cargo-nextest is installed; otherwise does nothing.

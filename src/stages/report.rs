@@ -6,7 +6,7 @@ use crate::cli::Cli;
 use crate::exit_code;
 use crate::report::styles::Styles;
 use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters};
-use crate::runner::events::EventReceiver;
+use crate::events::EventReceiver;
 use crate::runner::list::TestArgs;
 
 /// Opens the reporters; an error when a report file cannot be created.

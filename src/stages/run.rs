@@ -9,7 +9,8 @@ use super::context::{Run, Setup};
 use super::error::Error;
 use super::template::Ready;
 use crate::cluster::Cluster;
-use crate::runner::{self, events::Phase, exec::Limits, list::TestArgs};
+use crate::events::{self, Phase};
+use crate::runner::{self, exec::Limits, list::TestArgs};
 
 /// What a run that ended with failed tests' databases kept leaves to save, once the tests phase is over.
 pub(crate) struct ToKeep {
@@ -34,7 +35,7 @@ pub(crate) async fn run_tests(
     plan.partition = run.cli.pgtest.partition;
     plan.fail_fast = run.cli.pgtest.fail_fast;
     plan.read_only = learned_read_only(run, &setup, cluster.is_existing(), &plan.args);
-    let (taps, tapped) = runner::events::channel();
+    let (taps, tapped) = events::channel();
     let running = runner::run(plan, cluster, &ready.databases, run.cancel, &taps);
     let (result, seen) = super::history::forward(run, running, tapped).await;
     super::history::settle(run, &setup.project.target_dir, &seen);
@@ -58,7 +59,7 @@ pub(crate) fn learned_read_only(
     setup: &Setup,
     existing_server: bool,
     test_args: &TestArgs,
-) -> BTreeMap<runner::events::TestId, std::time::Duration> {
+) -> BTreeMap<events::TestId, std::time::Duration> {
     let config = &setup.config;
     if !config.reuse || !config.group_read_only || existing_server || test_args.show_output {
         return BTreeMap::new();

@@ -6,17 +6,17 @@ use std::time::Instant;
 use super::context::{Run, Setup};
 use super::error::Error;
 use crate::cluster::Cluster;
-use crate::runner::events::{Event, Phase};
-use crate::snapshot::{Plan, Templates};
-use crate::template::snapshots::{self, SnapshotPlan};
-use crate::template::{self, Databases, Extras, Template};
+use crate::events::{Event, Phase};
+use crate::cache::{Lookup, Templates};
+use crate::template::snapshots::{self, NamedSnapshots};
+use crate::template::{self, MaintenancePool, Extras, Template};
 
 /// The templates, ready to be cloned.
 pub(crate) struct Ready {
     pub(crate) templates: Vec<Template>,
-    pub(crate) databases: Databases,
+    pub(crate) databases: MaintenancePool,
     /// The named snapshots; the fixture ones are built (or came with the cached cluster).
-    pub(crate) snapshots: SnapshotPlan,
+    pub(crate) snapshots: NamedSnapshots,
     /// The extra databases every test gets a copy of (`databases.NAME`); none by default.
     pub(crate) extras: Extras,
 }
@@ -33,10 +33,10 @@ pub(crate) async fn prepare(
     run: &Run<'_>,
     setup: &Setup,
     cluster: &mut Cluster,
-    cache: Option<Plan>,
+    cache: Option<Lookup>,
 ) -> Result<Ready, Error> {
     let started = Instant::now();
-    let templates = match Plan::templates(cache) {
+    let templates = match Lookup::templates(cache) {
         Templates::Cached(templates) => {
             run.send(Event::TemplateCache {
                 hit: true,
@@ -54,7 +54,7 @@ pub(crate) async fn prepare(
                 ))
                 .await?;
             let planned =
-                SnapshotPlan::new(&setup.config.snapshots, &templates, cluster.endpoint());
+                NamedSnapshots::new(&setup.config.snapshots, &templates, cluster.endpoint());
             // Before the cluster is stored, so the cache holds them too (their files are in its key).
             let major = cluster.info.version.major;
             let endpoint = cluster.endpoint();
@@ -72,7 +72,7 @@ pub(crate) async fn prepare(
             // Stored as one list, the extra templates last (the cache key holds both).
             let templates = [templates, extras].concat();
             let stored = match &plan {
-                Some(plan) => super::snapshot::store(run, plan, cluster, &templates).await?,
+                Some(plan) => super::cache::store(run, plan, cluster, &templates).await?,
                 None => false,
             };
             run.send(Event::TemplateCache { hit: false, stored });
@@ -81,7 +81,7 @@ pub(crate) async fn prepare(
     };
     let (templates, extras) = template::extra::split(templates, setup.config.databases.len());
     let extras = Extras::new(&setup.config.extra_databases, extras);
-    let snapshots = SnapshotPlan::new(&setup.config.snapshots, &templates, cluster.endpoint());
+    let snapshots = NamedSnapshots::new(&setup.config.snapshots, &templates, cluster.endpoint());
     for template in templates.iter().chain(extras.templates()) {
         run.info(format!(
             "template {}: {} migrations, {} fixture files",
@@ -89,7 +89,7 @@ pub(crate) async fn prepare(
         ));
     }
     let databases = run
-        .unless_stopped(Databases::connect(
+        .unless_stopped(MaintenancePool::connect(
             cluster.endpoint(),
             cluster.info.version.major,
             setup.config.jobs as u32 + 2,

@@ -1,7 +1,7 @@
 //! The extra databases (`[package.metadata.pgtest.databases.NAME]`): one template each, prepared like the
 //! main ones (extensions, migrations, fixtures) and cached with them; then, for every database a test (or
 //! the build, or a shared run) gets, a copy of each extra template named after it, its URL in the
-//! database's own variable, and its drop. Every copy is made by [`Databases::create_from`], the one path
+//! database's own variable, and its drop. Every copy is made by [`MaintenancePool::create_from`], the one path
 //! all clones take.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use super::reuse::{Reuse, Verdict};
-use super::{prepare_one, Databases, Template, TemplateError};
+use super::{prepare_one, MaintenancePool, Template, TemplateError};
 use crate::cluster::Endpoint;
 use crate::config::extra::ExtraDatabase;
 
@@ -103,7 +103,7 @@ impl Extras {
     /// Makes `base` from `template`, then a copy of every extra database to go with it.
     pub(crate) async fn create_with(
         &self,
-        databases: &Databases,
+        databases: &MaintenancePool,
         template: &str,
         base: &str,
     ) -> Result<(), sqlx::Error> {
@@ -114,7 +114,7 @@ impl Extras {
     /// Makes a copy of every extra database to go with database `base`.
     pub(crate) async fn create_for(
         &self,
-        databases: &Databases,
+        databases: &MaintenancePool,
         base: &str,
     ) -> Result<(), sqlx::Error> {
         for extra in self.0.iter() {
@@ -130,7 +130,7 @@ impl Extras {
     /// The time spent cloning, or None when every database was reused.
     pub(crate) async fn obtain_with(
         &self,
-        databases: &Databases,
+        databases: &MaintenancePool,
         reuse: Option<&Reuse>,
         template: &str,
         base: &str,
@@ -144,7 +144,7 @@ impl Extras {
     /// must be able to say untouched (a group of tests run together).
     pub(crate) async fn obtain_checkable(
         &self,
-        databases: &Databases,
+        databases: &MaintenancePool,
         reuse: &Reuse,
         template: &str,
         base: &str,
@@ -156,7 +156,7 @@ impl Extras {
 
     async fn obtain_recorded(
         &self,
-        databases: &Databases,
+        databases: &MaintenancePool,
         recording: Option<(&Reuse, Recording)>,
         template: &str,
         base: &str,
@@ -181,7 +181,7 @@ impl Extras {
     /// at the end). Whether every one of them was found untouched.
     pub(crate) async fn release_with(
         &self,
-        databases: &Databases,
+        databases: &MaintenancePool,
         reuse: Option<&Reuse>,
         base: &str,
     ) -> bool {
@@ -202,13 +202,13 @@ impl Extras {
 
     /// Drops `base` and the copies that go with it. A failure leaves only a database in a cluster that is
     /// removed at the end.
-    pub(crate) async fn drop_with(&self, databases: &Databases, base: &str) {
+    pub(crate) async fn drop_with(&self, databases: &MaintenancePool, base: &str) {
         let _ = databases.drop_database(base).await;
         self.drop_for(databases, base).await;
     }
 
     /// Drops the copies that go with database `base` (those that were made).
-    pub(crate) async fn drop_for(&self, databases: &Databases, base: &str) {
+    pub(crate) async fn drop_for(&self, databases: &MaintenancePool, base: &str) {
         for extra in self.0.iter() {
             let _ = databases
                 .drop_database(&Self::copy_name(base, &extra.name))
@@ -251,7 +251,7 @@ enum Recording {
 /// `name` from `template`: taken from `reuse` when it holds an untouched one, else cloned (then recorded; a
 /// clone it could not record is only never reused). How long the clone took, None when reused.
 async fn obtain(
-    databases: &Databases,
+    databases: &MaintenancePool,
     recording: Option<(&Reuse, Recording)>,
     template: &str,
     name: &str,
@@ -274,7 +274,7 @@ async fn obtain(
 }
 
 /// `name` back to `reuse` when untouched, else dropped; whether it was untouched.
-async fn release(databases: &Databases, reuse: Option<&Reuse>, name: &str) -> bool {
+async fn release(databases: &MaintenancePool, reuse: Option<&Reuse>, name: &str) -> bool {
     if let Some(reuse) = reuse {
         if reuse.check(name).await == Verdict::Untouched {
             reuse.give_back(name);

@@ -1,7 +1,7 @@
 //! The template databases: extensions, migrations (sqlx's layout, recorded in `_sqlx_migrations` exactly as
 //! sqlx records them) and fixture files applied once; then cheap clones of a template for tests, and drops.
 
-pub(crate) mod databases;
+pub(crate) mod maintenance;
 pub(crate) mod extra;
 pub(crate) mod migrations;
 pub(crate) mod reuse;
@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::cluster::Endpoint;
 use crate::config::DatabaseSpec;
-pub(crate) use databases::Databases;
+pub(crate) use maintenance::MaintenancePool;
 pub(crate) use extra::Extras;
 use migrations::{apply_migrations, read_migrations};
 pub use migrations::{parse_migration_name, MigrationName};
@@ -137,7 +137,7 @@ async fn prepare_one(
     sqlx::raw_sql(&format!(
         "CREATE DATABASE {} TEMPLATE template0{}",
         quote_ident(&name),
-        databases::clone_strategy(server_major)
+        maintenance::clone_strategy(server_major)
     ))
     .execute(&mut *admin)
     .await

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::data_dir::{walk_all, DirSize};
 use super::pss::cluster_pss;
-use crate::runner::events::{Event, EventSender, MemoryPeak, Phase, PhaseMemory};
+use crate::events::{Event, EventSender, MemoryPeak, Phase, PhaseMemory};
 
 /// How often the cluster is sampled.
 pub(crate) const EVERY: Duration = Duration::from_millis(100);
@@ -225,7 +225,7 @@ mod tests {
     async fn the_data_directory_is_counted_and_each_phase_gets_its_peak() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("relation"), vec![1u8; 1 << 20]).unwrap();
-        let (events, _receiver) = crate::runner::events::channel();
+        let (events, _receiver) = crate::events::channel();
         let watch = Watch::start(Watched {
             postmaster: Some(std::process::id()),
             data_dir: dir.path().to_owned(),

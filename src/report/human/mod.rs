@@ -9,7 +9,7 @@ use owo_colors::OwoColorize;
 use super::progress::{eraser, Progress};
 use super::styles::Styles;
 use super::{Error, Reporter, Summary};
-use crate::runner::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, TestId};
+use crate::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, TestId};
 
 const SLOWEST_SHOWN: usize = 5;
 

@@ -89,7 +89,7 @@ fn phases_and_the_cluster_are_summarised() {
             phase: Phase::Build,
             duration: Duration::from_secs(3),
         },
-        Event::ClusterReady(crate::runner::events::ClusterFacts {
+        Event::ClusterReady(crate::events::ClusterFacts {
             version: "PostgreSQL 15.18".into(),
             in_ram: true,
             run_dir: "/dev/shm/x".into(),
@@ -179,7 +179,7 @@ fn the_cluster_line_counts_the_data_directory_and_slower_tests_are_listed() {
             jobs: 2,
             shared: false,
         },
-        Event::ClusterReady(crate::runner::events::ClusterFacts {
+        Event::ClusterReady(crate::events::ClusterFacts {
             version: "PostgreSQL 15.18".into(),
             in_ram: true,
             run_dir: "/dev/shm/x".into(),
@@ -194,7 +194,7 @@ fn the_cluster_line_counts_the_data_directory_and_slower_tests_are_listed() {
         Event::ClusterMemory {
             peak_bytes: 45 << 20,
             ram: peak(40, 60),
-            phases: vec![crate::runner::events::PhaseMemory {
+            phases: vec![crate::events::PhaseMemory {
                 phase: Phase::Template,
                 peak: peak(30, 50),
             }],

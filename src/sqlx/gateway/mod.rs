@@ -29,7 +29,7 @@ use tokio::net::UnixListener;
 
 use crate::cluster::Endpoint;
 use crate::template::reuse::Reuse;
-use crate::template::Databases;
+use crate::template::MaintenancePool;
 use pool::Pool;
 pub(crate) use pool::PoolCounts;
 use relay::Relay;
@@ -90,7 +90,7 @@ impl Gateway {
 
         let pool = Arc::new(Pool::new(
             ahead,
-            crate::template::databases::clone_strategy(server_major),
+            crate::template::maintenance::clone_strategy(server_major),
         ));
         // Each test may hold a few sessions at once, and `ahead` tests run at once; the cap in all stays
         // far below the server's connections (a dozen per job).
@@ -199,7 +199,7 @@ async fn serve(
     let worker = tokio::spawn({
         let pool = Arc::clone(&pool);
         async move {
-            match Databases::connect(&upkeep.maintenance, upkeep.server_major, 1).await {
+            match MaintenancePool::connect(&upkeep.maintenance, upkeep.server_major, 1).await {
                 Ok(databases) => {
                     if let Some(data_dir) = upkeep.reuse {
                         // Before the worker takes drops: each is then checked.

@@ -6,23 +6,23 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-use super::{Planned, SnapshotPlan, SnapshotsError};
+use super::{NamedSnapshot, NamedSnapshots, SnapshotsError};
 use crate::cluster::Endpoint;
-use crate::template::{apply_fixture, databases, quote_ident, server_message};
+use crate::template::{apply_fixture, maintenance, quote_ident, server_message};
 
 /// Builds every fixture snapshot of `plan` (right after the templates, so the cluster cache stores them
 /// too); `from_test` snapshots are left to the runner.
 pub(crate) async fn build_fixture_snapshots(
     endpoint: &Endpoint,
-    plan: &SnapshotPlan,
+    plan: &NamedSnapshots,
     server_major: u32,
 ) -> Result<(), SnapshotsError> {
     for snapshot in plan.snapshots.iter().filter(|s| s.from_test.is_none()) {
         let mut admin = connect(endpoint, "postgres", snapshot).await?;
-        let create = databases::create_statement(
+        let create = maintenance::create_statement(
             &snapshot.base,
             &snapshot.database,
-            databases::clone_strategy(server_major),
+            maintenance::clone_strategy(server_major),
         );
         run(&mut admin, &create, snapshot).await?;
         let mut connection = connect(endpoint, &snapshot.database, snapshot).await?;
@@ -43,7 +43,7 @@ pub(crate) async fn build_fixture_snapshots(
 /// Makes the database a `from_test` snapshot's test left into a template: no new sessions, the ones its
 /// test left (a process that just exited may still have one closing) ended, so it can be copied; then
 /// settled like every template, so that copies only read from can be reused.
-pub(crate) async fn seal(endpoint: &Endpoint, snapshot: &Planned) -> Result<(), SnapshotsError> {
+pub(crate) async fn seal(endpoint: &Endpoint, snapshot: &NamedSnapshot) -> Result<(), SnapshotsError> {
     let mut admin = connect(endpoint, "postgres", snapshot).await?;
     mark_template(&mut admin, snapshot).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -87,7 +87,7 @@ async fn finish(
     endpoint: &Endpoint,
     admin: &mut PgConnection,
     mut connection: PgConnection,
-    snapshot: &Planned,
+    snapshot: &NamedSnapshot,
 ) -> Result<(), SnapshotsError> {
     if endpoint.is_ours() {
         settle(&mut connection, snapshot).await?;
@@ -101,13 +101,13 @@ async fn finish(
 }
 
 /// [`crate::template::settle`]: reading a copy then dirties nothing, so reuse can hand it on.
-async fn settle(connection: &mut PgConnection, snapshot: &Planned) -> Result<(), SnapshotsError> {
+async fn settle(connection: &mut PgConnection, snapshot: &NamedSnapshot) -> Result<(), SnapshotsError> {
     crate::template::settle(connection)
         .await
         .map_err(|e| sql_error(snapshot, &e))
 }
 
-async fn mark_template(admin: &mut PgConnection, snapshot: &Planned) -> Result<(), SnapshotsError> {
+async fn mark_template(admin: &mut PgConnection, snapshot: &NamedSnapshot) -> Result<(), SnapshotsError> {
     let sql = format!(
         "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
         quote_ident(&snapshot.database)
@@ -118,7 +118,7 @@ async fn mark_template(admin: &mut PgConnection, snapshot: &Planned) -> Result<(
 async fn connect(
     endpoint: &Endpoint,
     database: &str,
-    snapshot: &Planned,
+    snapshot: &NamedSnapshot,
 ) -> Result<PgConnection, SnapshotsError> {
     PgConnection::connect_with(&endpoint.connect_options(database))
         .await
@@ -131,7 +131,7 @@ async fn connect(
 async fn run(
     admin: &mut PgConnection,
     sql: &str,
-    snapshot: &Planned,
+    snapshot: &NamedSnapshot,
 ) -> Result<(), SnapshotsError> {
     sqlx::raw_sql(sql)
         .execute(&mut *admin)
@@ -140,7 +140,7 @@ async fn run(
         .map_err(|e| sql_error(snapshot, &e))
 }
 
-fn sql_error(snapshot: &Planned, error: &sqlx::Error) -> SnapshotsError {
+fn sql_error(snapshot: &NamedSnapshot, error: &sqlx::Error) -> SnapshotsError {
     SnapshotsError::Sql {
         name: snapshot.name.clone(),
         database: snapshot.database.clone(),

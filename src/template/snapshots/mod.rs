@@ -1,10 +1,10 @@
 //! Named snapshots: database states built once on top of a template, that the tests named by a snapshot's
 //! `tests` patterns are cloned from instead of the plain template (through the same clone path,
-//! [`super::Databases::create_from`]).
+//! [`super::MaintenancePool::create_from`]).
 //!
-//! - [`SnapshotPlan`]: the run's snapshots with their database names and base templates, and the one
-//!   place that decides which test starts from which snapshot ([`SnapshotPlan::starting_points`]) and which
-//!   test builds a `from_test` snapshot ([`SnapshotPlan::builder`]);
+//! - [`NamedSnapshots`]: the run's snapshots with their database names and base templates, and the one
+//!   place that decides which test starts from which snapshot ([`NamedSnapshots::starting_points`]) and which
+//!   test builds a `from_test` snapshot ([`NamedSnapshots::builder`]);
 //! - `build`: the SQL that makes them: a fixture snapshot is built with the templates (so it is cached
 //!   with the migrated cluster, its fixture files in the cache key); a `from_test` snapshot is a copy of
 //!   the template that its test runs against, then sealed as a template. It is built in every run, not
@@ -17,14 +17,14 @@ use std::path::PathBuf;
 
 use crate::cluster::Endpoint;
 use crate::config::{Origin, SnapshotSource, SnapshotSpec};
-use crate::runner::events::TestId;
+use crate::events::TestId;
 
 use super::Template;
 pub(crate) use build::{build_fixture_snapshots, seal};
 
 /// One snapshot of the run.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Planned {
+pub(crate) struct NamedSnapshot {
     pub(crate) name: String,
     /// The snapshot database (a template once built).
     pub(crate) database: String,
@@ -40,8 +40,8 @@ pub(crate) struct Planned {
 
 /// The run's snapshots; empty when none is configured.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct SnapshotPlan {
-    pub(crate) snapshots: Vec<Planned>,
+pub(crate) struct NamedSnapshots {
+    pub(crate) snapshots: Vec<NamedSnapshot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,20 +98,20 @@ pub(crate) fn full_name(test: &TestId) -> String {
     format!("{} {}", test.binary, test.name)
 }
 
-impl SnapshotPlan {
+impl NamedSnapshots {
     /// The snapshots of `specs`, each on its template in `templates` (in spec order); names made the
     /// run's own on an existing server.
     pub(crate) fn new(
         specs: &[SnapshotSpec],
         templates: &[Template],
         endpoint: &Endpoint,
-    ) -> SnapshotPlan {
+    ) -> NamedSnapshots {
         let snapshots = specs
             .iter()
             .filter_map(|spec| {
                 let base = templates.get(spec.base)?.name.clone();
                 let database = format!("pgtest_snapshot_{}", spec.name.to_ascii_lowercase());
-                Some(Planned {
+                Some(NamedSnapshot {
                     name: spec.name.clone(),
                     database: endpoint.database_name(&database).into_owned(),
                     base,
@@ -128,7 +128,7 @@ impl SnapshotPlan {
                 })
             })
             .collect();
-        SnapshotPlan { snapshots }
+        NamedSnapshots { snapshots }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -12,8 +12,8 @@ fn origin(line: usize) -> Origin {
     }
 }
 
-fn snapshot(name: &str, tests: &[&str], from_test: Option<&str>, line: usize) -> Planned {
-    Planned {
+fn snapshot(name: &str, tests: &[&str], from_test: Option<&str>, line: usize) -> NamedSnapshot {
+    NamedSnapshot {
         name: name.into(),
         database: format!("pgtest_snapshot_{name}"),
         base: "pgtest_template".into(),
@@ -33,7 +33,7 @@ fn test(binary: &str, name: &str) -> TestId {
 
 #[test]
 fn tests_start_from_the_snapshot_whose_pattern_their_full_name_contains() {
-    let plan = SnapshotPlan {
+    let plan = NamedSnapshots {
         snapshots: vec![
             snapshot("catalog", &["catalog::"], None, 3),
             snapshot("tenant", &["app::tenants "], None, 7),
@@ -56,7 +56,7 @@ fn tests_start_from_the_snapshot_whose_pattern_their_full_name_contains() {
 
 #[test]
 fn a_test_named_by_two_snapshots_is_refused_naming_both() {
-    let plan = SnapshotPlan {
+    let plan = NamedSnapshots {
         snapshots: vec![
             snapshot("catalog", &["catalog::"], None, 3),
             snapshot("big", &["::big"], None, 7),
@@ -79,7 +79,7 @@ fn a_test_named_by_two_snapshots_is_refused_naming_both() {
 
 #[test]
 fn the_builder_is_found_once_and_starts_from_the_template() {
-    let plan = SnapshotPlan {
+    let plan = NamedSnapshots {
         snapshots: vec![snapshot("built", &["built::"], Some("built::setup"), 3)],
     };
     let tests = [
@@ -105,7 +105,7 @@ fn the_builder_is_found_once_and_starts_from_the_template() {
         none.contains("names no test") && none.contains("Cargo.toml:3"),
         "{none}"
     );
-    let vague = SnapshotPlan {
+    let vague = NamedSnapshots {
         snapshots: vec![snapshot("built", &["x"], Some("setup"), 3)],
     };
     let several = vague.builder(0, &tests).unwrap_err().to_string();

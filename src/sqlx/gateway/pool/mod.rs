@@ -31,9 +31,9 @@ use tokio::sync::Notify;
 
 use super::statements::TestStatement;
 
-use crate::template::databases::create_statement;
+use crate::template::maintenance::create_statement;
 use crate::template::reuse::{Reuse, Verdict};
-use crate::template::{quote_ident, Databases};
+use crate::template::{quote_ident, MaintenancePool};
 
 /// The database every copy is made from: what sqlx's own `create database` copies.
 const SOURCE: &str = "template1";
@@ -334,7 +334,7 @@ impl Pool {
     /// Puts the drop of `name` back when sessions its test closed are still ending (PostgreSQL would pause
     /// the drop 100 ms for each check that finds one), unless a create waits for it or it waited long
     /// enough; pauses briefly when there is nothing else to do.
-    async fn sessions_may_still_end(&self, databases: &Databases, name: &str) -> bool {
+    async fn sessions_may_still_end(&self, databases: &MaintenancePool, name: &str) -> bool {
         let open = databases.sessions_on(name).await.unwrap_or(0) > 0;
         let Some(idle) = self.put_back(name, open) else {
             return false;
@@ -382,7 +382,7 @@ impl Pool {
     }
 
     /// Makes and drops databases until [`Pool::stop`].
-    pub(crate) async fn work(&self, databases: &Databases) {
+    pub(crate) async fn work(&self, databases: &MaintenancePool) {
         loop {
             match self.next_job() {
                 Job::Stop => return,

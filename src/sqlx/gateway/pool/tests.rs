@@ -284,7 +284,7 @@ mod reuse {
     use std::time::Instant;
 
     use super::*;
-    use crate::template::databases::clone_strategy;
+    use crate::template::maintenance::clone_strategy;
     use crate::template::reuse::tests::lab::{Lab, World};
 
     /// The process a test binary would be.
@@ -358,7 +358,7 @@ mod reuse {
             let pool = Arc::new(Pool::new(1, clone_strategy(world.major)));
             pool.reuse_with(world.reuse.clone());
             pool.worker_ready();
-            let databases = Databases::connect(&world.endpoint, world.major, 1)
+            let databases = MaintenancePool::connect(&world.endpoint, world.major, 1)
                 .await
                 .unwrap();
             let worker = tokio::spawn({

@@ -11,7 +11,7 @@ use crate::cluster::binaries::{self, SearchPlaces};
 use crate::cluster::{privileges, storage, Cluster, ClusterSpec, Endpoint};
 use crate::config::{DatabaseSpec, Origin, PostgresChoice, Setting};
 use crate::template::reuse::Reuse;
-use crate::template::{self, Databases};
+use crate::template::{self, MaintenancePool};
 
 const SCHEMA: &str = "
 CREATE TABLE items (id serial PRIMARY KEY, v text);
@@ -32,7 +32,7 @@ CREATE TABLE markers (what text);
 #[derive(Clone)]
 pub(crate) struct World {
     pub(crate) endpoint: Endpoint,
-    pub(crate) databases: Databases,
+    pub(crate) databases: MaintenancePool,
     pub(crate) reuse: Reuse,
     pub(crate) template: String,
     pub(crate) major: u32,
@@ -113,7 +113,7 @@ impl Lab {
             template::warm_relation_caches(&endpoint, &templates)
                 .await
                 .unwrap();
-            let databases = Databases::connect(&endpoint, major, 6).await.unwrap();
+            let databases = MaintenancePool::connect(&endpoint, major, 6).await.unwrap();
             let reuse = Reuse::start(databases.pool().clone(), cluster.data_dir().to_owned())
                 .await
                 .unwrap();

@@ -1,5 +1,5 @@
 //! Stage 4, snapshot: whether this run's migrated cluster is in the cache, and storing it there once the
-//! templates are prepared. What is decided lives in [`crate::snapshot::policy`]; this stage tells the
+//! templates are prepared. What is decided lives in [`crate::cache::policy`]; this stage tells the
 //! reporters.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use crate::cargo::Project;
 use crate::cluster::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::snapshot::{self, Plan};
+use crate::cache::{self, Lookup};
 use crate::template::Template;
 
 /// Whether `#[sqlx::test]`s get a migrated template1 (which of the database specs), and this run's cache
@@ -20,7 +20,7 @@ pub(crate) fn look_up(
     project: &Project,
     config: &Config,
     binaries: &Binaries,
-) -> (Option<usize>, Option<Plan>) {
+) -> (Option<usize>, Option<Lookup>) {
     let package_dirs: Vec<PathBuf> = project
         .workspace
         .members
@@ -36,7 +36,7 @@ pub(crate) fn look_up(
         );
     }
     let enabled = !run.cli.pgtest.no_cache;
-    let plan = Plan::look_up(enabled, &project.target_dir, binaries, config, sqlx_test);
+    let plan = Lookup::look_up(enabled, &project.target_dir, binaries, config, sqlx_test);
     if let Some(plan) = &plan {
         run.info(plan.describe());
     }
@@ -46,12 +46,12 @@ pub(crate) fn look_up(
 /// Stores the freshly prepared cluster; returns whether it was stored.
 pub(crate) async fn store(
     run: &Run<'_>,
-    plan: &Plan,
+    plan: &Lookup,
     cluster: &mut Cluster,
     templates: &[Template],
 ) -> Result<bool, Error> {
     let stored = run
-        .unless_stopped(snapshot::policy::store(plan, cluster, templates))
+        .unless_stopped(cache::policy::store(plan, cluster, templates))
         .await?;
     if !stored {
         run.warn(

@@ -114,7 +114,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::pack::tests::sample_cluster;
+    use crate::cache::pack::tests::sample_cluster;
     use std::os::unix::fs::MetadataExt;
 
     #[test]

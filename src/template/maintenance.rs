@@ -27,7 +27,7 @@ pub(crate) fn create_statement(template: &str, name: &str, clone_suffix: &str) -
 
 /// Makes and drops the per-test databases over a small pool of connections to the maintenance database.
 #[derive(Debug, Clone)]
-pub(crate) struct Databases {
+pub(crate) struct MaintenancePool {
     pool: PgPool,
     /// `STRATEGY FILE_COPY` on PostgreSQL 15+, measured about twice as fast here as the default WAL_LOG.
     clone_suffix: &'static str,
@@ -35,12 +35,12 @@ pub(crate) struct Databases {
     endpoint: Endpoint,
 }
 
-impl Databases {
+impl MaintenancePool {
     pub(crate) async fn connect(
         endpoint: &Endpoint,
         server_major: u32,
         connections: u32,
-    ) -> Result<Databases, TemplateError> {
+    ) -> Result<MaintenancePool, TemplateError> {
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(1))
             // sqlx waits 30 s by default; a server that died mid-run must not hold the run up that long.
@@ -49,7 +49,7 @@ impl Databases {
             .await
             .map_err(TemplateError::Connect)?;
         let clone_suffix = clone_strategy(server_major);
-        Ok(Databases {
+        Ok(MaintenancePool {
             pool,
             clone_suffix,
             endpoint: endpoint.clone(),

@@ -7,9 +7,9 @@ pub(crate) mod manifest;
 pub(crate) mod pack;
 pub(crate) mod policy;
 pub(crate) mod store;
-pub(crate) mod take;
+pub(crate) mod capture;
 
 pub use pack::Pack;
-pub(crate) use policy::{Plan, Templates};
+pub(crate) use policy::{Lookup, Templates};
 pub use store::{Entry, Store};
-pub(crate) use take::SnapshotError;
+pub(crate) use capture::CacheError;

@@ -11,7 +11,7 @@ use super::store::Store;
 use crate::cluster::{Cluster, ClusterError};
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SnapshotError {
+pub(crate) enum CacheError {
     #[error("could not take a snapshot of the migrated cluster for the cache: {0}")]
     Sql(#[source] sqlx::Error),
     #[error("could not read the cluster's data directory {} for the cache: {source}", path.display())]
@@ -25,7 +25,7 @@ pub(crate) enum SnapshotError {
 
 /// How a snapshot is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SnapshotOf {
+pub(crate) enum Capture {
     /// The running cluster, after a checkpoint: a later start recovers from it.
     RunningCluster,
     /// The cluster stopped cleanly, then started again: needed when templates hold unlogged tables, which
@@ -36,7 +36,7 @@ pub(crate) enum SnapshotOf {
 /// Reads the cluster's data directory into memory and stores what it read in `store` under `key`, on a
 /// blocking thread that `Cluster::shutdown` waits for. Returns whether a snapshot was taken.
 ///
-/// Of the running cluster ([`SnapshotOf::RunningCluster`]): it is idle meanwhile (no session but ours,
+/// Of the running cluster ([`Capture::RunningCluster`]): it is idle meanwhile (no session but ours,
 /// no autovacuum, no timed checkpoint), so after `CHECKPOINT` its files hold everything and nothing
 /// changes them; the copy is what a file-system snapshot would be, and a run that starts from it
 /// recovers from that checkpoint with nothing to redo. That costs this run less than a clean stop and a
@@ -48,49 +48,49 @@ pub(crate) async fn take(
     store: &Store,
     key: &str,
     manifest: &Manifest,
-    of: SnapshotOf,
-) -> Result<bool, SnapshotError> {
+    of: Capture,
+) -> Result<bool, CacheError> {
     let mut connection =
         sqlx::PgConnection::connect_with(&cluster.endpoint().connect_options("postgres"))
             .await
-            .map_err(SnapshotError::Sql)?;
+            .map_err(CacheError::Sql)?;
     let templates: Vec<String> = sqlx::query_scalar(
         "SELECT 'base/' || oid FROM pg_database WHERE datistemplate AND datname <> 'template0'",
     )
     .fetch_all(&mut connection)
     .await
-    .map_err(SnapshotError::Sql)?;
+    .map_err(CacheError::Sql)?;
     let read = |data_dir: &Path| {
-        Pack::read(data_dir, &|path| belongs_in_snapshot(path, &templates)).map_err(|source| {
-            SnapshotError::Read {
+        Pack::read(data_dir, &|path| belongs_in_cache(path, &templates)).map_err(|source| {
+            CacheError::Read {
                 path: data_dir.to_owned(),
                 source,
             }
         })
     };
     let pack = match of {
-        SnapshotOf::RunningCluster => {
+        Capture::RunningCluster => {
             let wal_position = "SELECT pg_current_wal_insert_lsn()::text";
             sqlx::raw_sql("CHECKPOINT")
                 .execute(&mut connection)
                 .await
-                .map_err(SnapshotError::Sql)?;
+                .map_err(CacheError::Sql)?;
             let before: String = sqlx::query_scalar(wal_position)
                 .fetch_one(&mut connection)
                 .await
-                .map_err(SnapshotError::Sql)?;
+                .map_err(CacheError::Sql)?;
             let pack = read(cluster.data_dir())?;
             let after: String = sqlx::query_scalar(wal_position)
                 .fetch_one(&mut connection)
                 .await
-                .map_err(SnapshotError::Sql)?;
+                .map_err(CacheError::Sql)?;
             let _ = connection.close().await;
             if before != after {
                 return Ok(false);
             }
             pack
         }
-        SnapshotOf::StoppedCluster => {
+        Capture::StoppedCluster => {
             let _ = connection.close().await;
             cluster.while_stopped(read).await??
         }
@@ -116,7 +116,7 @@ pub(crate) async fn take(
 /// drop of a test database would otherwise write and delete. Both maps are hints PostgreSQL rebuilds as it
 /// needs them; a missing one reads as empty (no free space known, no page known all-visible), which is also
 /// what a freshly migrated table has.
-pub(crate) fn belongs_in_snapshot(path: &Path, templates: &[String]) -> bool {
+pub(crate) fn belongs_in_cache(path: &Path, templates: &[String]) -> bool {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     if matches!(
         name.as_ref(),
@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn a_snapshot_leaves_out_the_running_server_and_the_templates_maps() {
         let templates = ["base/1".to_owned(), "base/16384".to_owned()];
-        let kept = |path: &str| belongs_in_snapshot(Path::new(path), &templates);
+        let kept = |path: &str| belongs_in_cache(Path::new(path), &templates);
         assert!(!kept("postmaster.pid"));
         assert!(!kept("postmaster.opts"));
         assert!(!kept("global/pg_internal.init"));

@@ -1,9 +1,9 @@
 //! Where the migrated-cluster cache is decided, from start to end of a run:
-//! 1. [`Plan::look_up`]: off (`--no-cache`, or a key that cannot be computed), a miss, or a hit that reads
+//! 1. [`Lookup::look_up`]: off (`--no-cache`, or a key that cannot be computed), a miss, or a hit that reads
 //!    back whole with a manifest this build understands.
 //! 2. [`boot`]: a hit boots from the cached cluster; if that fails (a damaged or unusable entry), a fresh
 //!    cluster is booted and the hit forgotten, so the fresh result is stored over the entry.
-//! 3. [`Plan::templates`]: a hit's templates come from its manifest; otherwise they are prepared.
+//! 3. [`Lookup::templates`]: a hit's templates come from its manifest; otherwise they are prepared.
 //! 4. [`store`]: prepared templates are stored under the key, from the running cluster or, when a template
 //!    holds unlogged tables, from the stopped one.
 
@@ -15,7 +15,7 @@ use super::key;
 use super::manifest::Manifest;
 use super::pack::Pack;
 use super::store::Store;
-use super::take::{self, SnapshotError, SnapshotOf};
+use super::capture::{self, CacheError, Capture};
 use crate::cluster::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -23,7 +23,7 @@ use crate::template::Template;
 
 /// The cache for this run: where, under which key, and what it already holds.
 #[derive(Debug)]
-pub(crate) struct Plan {
+pub(crate) struct Lookup {
     store: Store,
     key: String,
     /// The cached data directory on a hit, until the cluster boots from it.
@@ -38,10 +38,10 @@ pub(crate) enum Templates {
     /// From the cached cluster the run booted: nothing to prepare.
     Cached(Vec<Template>),
     /// To be prepared; then stored under the plan, when there is one.
-    Prepare(Option<Plan>),
+    Prepare(Option<Lookup>),
 }
 
-impl Plan {
+impl Lookup {
     /// Looks the run's migrated cluster up in the store under `target_dir`. `None` when the cache is off,
     /// or when the key cannot be computed (an unreadable migration or fixture, which preparing the template
     /// reports properly).
@@ -51,21 +51,21 @@ impl Plan {
         binaries: &Binaries,
         config: &Config,
         sqlx_test: Option<usize>,
-    ) -> Option<Plan> {
+    ) -> Option<Lookup> {
         if !enabled {
             return None;
         }
         let key = key::run_key(binaries, config, sqlx_test).ok()?;
-        Some(Plan::in_store(Store::in_target_dir(target_dir), key))
+        Some(Lookup::in_store(Store::in_target_dir(target_dir), key))
     }
 
     /// The plan for `key` in `store`: a hit when the entry reads back whole and its manifest is readable.
-    fn in_store(store: Store, key: String) -> Plan {
+    fn in_store(store: Store, key: String) -> Lookup {
         let (pack, cached) = store
             .get(&key)
             .and_then(|entry| Some((entry.pack, Manifest::from_json(&entry.manifest)?)))
             .unzip();
-        Plan {
+        Lookup {
             store,
             key,
             pack,
@@ -83,9 +83,9 @@ impl Plan {
     }
 
     /// Where the templates come from, once the cluster is booted.
-    pub(crate) fn templates(plan: Option<Plan>) -> Templates {
+    pub(crate) fn templates(plan: Option<Lookup>) -> Templates {
         match plan {
-            Some(Plan {
+            Some(Lookup {
                 cached: Some(manifest),
                 ..
             }) => Templates::Cached(manifest.templates),
@@ -98,7 +98,7 @@ impl Plan {
 /// was stopped meanwhile, `is_interruption`) falls back to a fresh boot and is forgotten, so that the
 /// templates are prepared and stored over the bad entry; the warning to show is returned with the cluster.
 pub async fn boot<T, E: Display, F, Fut>(
-    plan: &mut Option<Plan>,
+    plan: &mut Option<Lookup>,
     mut boot: F,
     is_interruption: impl Fn(&E) -> bool,
 ) -> Result<(T, Option<String>), E>
@@ -124,32 +124,32 @@ where
 
 /// How prepared `templates` are snapshotted: recovery would empty unlogged tables, so a cluster with any
 /// is read stopped.
-fn snapshot_of(templates: &[Template]) -> SnapshotOf {
+fn snapshot_of(templates: &[Template]) -> Capture {
     if templates.iter().any(|t| t.unlogged_tables) {
-        SnapshotOf::StoppedCluster
+        Capture::StoppedCluster
     } else {
-        SnapshotOf::RunningCluster
+        Capture::RunningCluster
     }
 }
 
 /// Stores the cluster with its freshly prepared `templates` under the plan's key. `false` when the cluster
 /// changed while it was read (not stored this time).
 pub(crate) async fn store(
-    plan: &Plan,
+    plan: &Lookup,
     cluster: &mut Cluster,
     templates: &[Template],
-) -> Result<bool, SnapshotError> {
+) -> Result<bool, CacheError> {
     let manifest = Manifest {
         templates: templates.to_vec(),
     };
     let of = snapshot_of(templates);
-    take::take(cluster, &plan.store, &plan.key, &manifest, of).await
+    capture::take(cluster, &plan.store, &plan.key, &manifest, of).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::pack::tests::sample_cluster;
+    use crate::cache::pack::tests::sample_cluster;
 
     fn template(unlogged_tables: bool) -> Template {
         Template {
@@ -183,7 +183,7 @@ mod tests {
     /// Boots with `outcomes` in turn (`Err("stopped")` stands for an interruption); returns the result and
     /// which boots were from the cache.
     fn boot_with(
-        plan: &mut Option<Plan>,
+        plan: &mut Option<Lookup>,
         outcomes: &[Result<u8, &'static str>],
     ) -> (Booted, Vec<bool>) {
         let mut calls = Vec::new();
@@ -202,19 +202,19 @@ mod tests {
     #[test]
     fn a_miss_boots_fresh_then_prepares_and_stores() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Plan::in_store(Store::in_target_dir(dir.path()), "k".into()));
+        let mut plan = Some(Lookup::in_store(Store::in_target_dir(dir.path()), "k".into()));
         let (result, calls) = boot_with(&mut plan, &[Ok(1)]);
         assert_eq!((result, calls), (Ok((1, None)), vec![false]));
-        assert!(matches!(Plan::templates(plan), Templates::Prepare(Some(_))));
+        assert!(matches!(Lookup::templates(plan), Templates::Prepare(Some(_))));
     }
 
     #[test]
     fn a_hit_boots_from_the_cache_and_uses_its_templates() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Plan::in_store(store_with_entry(dir.path()), "k".into()));
+        let mut plan = Some(Lookup::in_store(store_with_entry(dir.path()), "k".into()));
         let (result, calls) = boot_with(&mut plan, &[Ok(1)]);
         assert_eq!((result, calls), (Ok((1, None)), vec![true]));
-        match Plan::templates(plan) {
+        match Lookup::templates(plan) {
             Templates::Cached(templates) => assert_eq!(templates, [template(false)]),
             other => panic!("expected the cached templates, got {other:?}"),
         }
@@ -223,14 +223,14 @@ mod tests {
     #[test]
     fn a_hit_that_does_not_boot_falls_back_and_is_stored_over() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Plan::in_store(store_with_entry(dir.path()), "k".into()));
+        let mut plan = Some(Lookup::in_store(store_with_entry(dir.path()), "k".into()));
         let (result, calls) = boot_with(&mut plan, &[Err("damaged"), Ok(2)]);
         assert_eq!(calls, [true, false], "from the cache, then fresh");
         let (cluster, warning) = result.unwrap();
         assert_eq!(cluster, 2);
         let warning = warning.expect("a warning");
         assert!(warning.contains("could not be used (damaged)"), "{warning}");
-        match Plan::templates(plan) {
+        match Lookup::templates(plan) {
             Templates::Prepare(Some(plan)) => assert_eq!(plan.key, "k", "stored over the entry"),
             other => panic!("expected to prepare and store, got {other:?}"),
         }
@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn a_stopped_run_does_not_fall_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Plan::in_store(store_with_entry(dir.path()), "k".into()));
+        let mut plan = Some(Lookup::in_store(store_with_entry(dir.path()), "k".into()));
         let (result, calls) = boot_with(&mut plan, &[Err("stopped"), Ok(2)]);
         assert_eq!((result, calls), (Err("stopped"), vec![true]));
     }
@@ -249,7 +249,7 @@ mod tests {
         let mut plan = None;
         let (result, calls) = boot_with(&mut plan, &[Ok(1)]);
         assert_eq!((result, calls), (Ok((1, None)), vec![false]));
-        assert!(matches!(Plan::templates(plan), Templates::Prepare(None)));
+        assert!(matches!(Lookup::templates(plan), Templates::Prepare(None)));
     }
 
     #[test]
@@ -260,16 +260,16 @@ mod tests {
         store
             .put("k", "{\"from\":\"another version\"}", &pack)
             .unwrap();
-        let plan = Plan::in_store(store, "k".into());
+        let plan = Lookup::in_store(store, "k".into());
         assert!(plan.pack.is_none() && plan.cached.is_none());
     }
 
     #[test]
     fn unlogged_tables_are_snapshotted_from_the_stopped_cluster() {
-        assert_eq!(snapshot_of(&[template(false)]), SnapshotOf::RunningCluster);
+        assert_eq!(snapshot_of(&[template(false)]), Capture::RunningCluster);
         assert_eq!(
             snapshot_of(&[template(false), template(true)]),
-            SnapshotOf::StoppedCluster
+            Capture::StoppedCluster
         );
     }
 }
