@@ -79,10 +79,10 @@ fn answer(env: &[(String, String)], restore: &[Reply], database: &str) -> Result
 /// How the broker's connections ended.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed {
-    /// MaintenancePool still held by a test process when the broker stopped (a process that outlived nextest,
+    /// Databases still held by a test process when the broker stopped (a process that outlived nextest,
     /// or a drop not noticed in time); dropped at the stop.
     pub(crate) held_at_stop: usize,
-    /// MaintenancePool handed out from the clones made ahead, and made while their test waited.
+    /// Databases handed out from the clones made ahead, and made while their test waited.
     pub(crate) counts: (u64, u64),
 }
 

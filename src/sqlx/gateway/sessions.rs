@@ -69,7 +69,7 @@ struct State {
     by_startup: HashMap<Vec<u8>, Kept>,
     /// How often each database was forgotten.
     epochs: HashMap<String, u64>,
-    /// MaintenancePool sqlx's test support made test databases from: sessions on them may be kept.
+    /// Databases sqlx's test support made test databases from: sessions on them may be kept.
     sources: HashSet<String>,
     /// Sessions being reset now, by database.
     resetting_on: HashMap<String, usize>,

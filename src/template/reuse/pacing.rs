@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// MaintenancePool found modified in a row before recording slows down.
+/// Databases found modified in a row before recording slows down.
 const MODIFIED_IN_A_ROW: usize = 4;
 /// While slowed down, one clone in this many is recorded.
 const PROBE_EVERY: usize = 8;
