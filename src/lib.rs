@@ -2,6 +2,7 @@
 //! in the order data flows (each one a module of [`stages`]): project → config → cluster → snapshot →
 //! template → build → run → report → exit code.
 
+pub mod cache;
 mod cancel;
 pub(crate) mod cargo;
 pub(crate) mod cli;
@@ -16,18 +17,17 @@ mod platform;
 mod refused;
 pub(crate) mod report;
 pub(crate) mod runner;
-pub mod cache;
 pub(crate) mod sqlx;
 mod stages;
 pub mod template;
 
 use std::process::ExitCode;
 
-use cli::{Cli, Command};
-use report::styles::Styles;
-use events::EventSender;
-use runner::list::TestArgs;
 use cancel::Cancel;
+use cli::{Cli, Command};
+use events::EventSender;
+use report::styles::Styles;
+use runner::selection::TestArgs;
 use stages::context::{Run, Setup};
 pub(crate) use stages::error::Error;
 use stages::report::fail;
@@ -154,7 +154,7 @@ async fn with_cluster(
     run: &Run<'_>,
     setup: Setup,
     cluster: &mut cluster::Cluster,
-    cache: Option<cache::Lookup>,
+    cache: Option<cache::Cache>,
     test_args: TestArgs,
 ) -> Result<(), Error> {
     // Debug builds only: lets the test suite prove that a crash inside cargo-pgtest still stops and removes
@@ -174,18 +174,18 @@ async fn with_cluster(
         let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await;
         memory.phase_done(events::Phase::Build);
         let built = built?;
-        if run.cli.list || run.cli.pgtest.no_run {
+        if run.cli.pgtest.no_run && !run.cli.list {
             ready.databases.close().await;
-            if run.cli.list {
-                let existing = cluster.is_existing();
-                let read_only = stages::run::learned_read_only(run, &setup, existing, &test_args);
-                let (endpoint, snapshots) = (cluster.endpoint(), &ready.snapshots);
-                let listing = (built, test_args);
-                stages::list::print(run, &setup, endpoint, listing, snapshots, &read_only).await?;
-            }
             return Ok(None);
         }
-        stages::run::run_tests(run, setup, cluster, ready, built, test_args).await
+        let settings = stages::run::settings(run, &setup, cluster, &built, test_args);
+        if run.cli.list {
+            let listed = stages::list::print(run, &ready, built, &settings).await;
+            ready.databases.close().await;
+            listed?;
+            return Ok(None);
+        }
+        stages::run::run_tests(run, setup, cluster, ready, built, &settings).await
     };
     let result = result.await;
     memory.phase_done(events::Phase::Tests);

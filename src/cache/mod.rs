@@ -2,14 +2,14 @@
 //! the target directory ([`store`]), the manifest beside each entry ([`manifest`]), taking a snapshot of
 //! the cluster ([`take`]), and the one place where a run's use of the cache is decided ([`policy`]).
 
+pub(crate) mod capture;
 pub(crate) mod key;
 pub(crate) mod manifest;
 pub(crate) mod pack;
 pub(crate) mod policy;
 pub(crate) mod store;
-pub(crate) mod capture;
 
-pub use pack::Pack;
-pub(crate) use policy::{Lookup, Templates};
-pub use store::{Entry, Store};
 pub(crate) use capture::CacheError;
+pub use pack::Pack;
+pub(crate) use policy::{Cache, Templates};
+pub use store::{Entry, Store};

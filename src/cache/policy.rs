@@ -1,9 +1,9 @@
 //! Where the migrated-cluster cache is decided, from start to end of a run:
-//! 1. [`Lookup::look_up`]: off (`--no-cache`, or a key that cannot be computed), a miss, or a hit that reads
+//! 1. [`Cache::look_up`]: off (`--no-cache`, or a key that cannot be computed), a miss, or a hit that reads
 //!    back whole with a manifest this build understands.
 //! 2. [`boot`]: a hit boots from the cached cluster; if that fails (a damaged or unusable entry), a fresh
 //!    cluster is booted and the hit forgotten, so the fresh result is stored over the entry.
-//! 3. [`Lookup::templates`]: a hit's templates come from its manifest; otherwise they are prepared.
+//! 3. [`Cache::templates`]: a hit's templates come from its manifest; otherwise they are prepared.
 //! 4. [`store`]: prepared templates are stored under the key, from the running cluster or, when a template
 //!    holds unlogged tables, from the stopped one.
 
@@ -11,11 +11,11 @@ use std::fmt::Display;
 use std::future::Future;
 use std::path::Path;
 
+use super::capture::{self, CacheError, Capture};
 use super::key;
 use super::manifest::Manifest;
 use super::pack::Pack;
 use super::store::Store;
-use super::capture::{self, CacheError, Capture};
 use crate::cluster::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -23,7 +23,7 @@ use crate::template::Template;
 
 /// The cache for this run: where, under which key, and what it already holds.
 #[derive(Debug)]
-pub(crate) struct Lookup {
+pub(crate) struct Cache {
     store: Store,
     key: String,
     /// The cached data directory on a hit, until the cluster boots from it.
@@ -38,10 +38,10 @@ pub(crate) enum Templates {
     /// From the cached cluster the run booted: nothing to prepare.
     Cached(Vec<Template>),
     /// To be prepared; then stored under the plan, when there is one.
-    Prepare(Option<Lookup>),
+    Prepare(Option<Cache>),
 }
 
-impl Lookup {
+impl Cache {
     /// Looks the run's migrated cluster up in the store under `target_dir`. `None` when the cache is off,
     /// or when the key cannot be computed (an unreadable migration or fixture, which preparing the template
     /// reports properly).
@@ -51,21 +51,21 @@ impl Lookup {
         binaries: &Binaries,
         config: &Config,
         sqlx_test: Option<usize>,
-    ) -> Option<Lookup> {
+    ) -> Option<Cache> {
         if !enabled {
             return None;
         }
         let key = key::run_key(binaries, config, sqlx_test).ok()?;
-        Some(Lookup::in_store(Store::in_target_dir(target_dir), key))
+        Some(Cache::in_store(Store::in_target_dir(target_dir), key))
     }
 
     /// The plan for `key` in `store`: a hit when the entry reads back whole and its manifest is readable.
-    fn in_store(store: Store, key: String) -> Lookup {
+    fn in_store(store: Store, key: String) -> Cache {
         let (pack, cached) = store
             .get(&key)
             .and_then(|entry| Some((entry.pack, Manifest::from_json(&entry.manifest)?)))
             .unzip();
-        Lookup {
+        Cache {
             store,
             key,
             pack,
@@ -83,9 +83,9 @@ impl Lookup {
     }
 
     /// Where the templates come from, once the cluster is booted.
-    pub(crate) fn templates(plan: Option<Lookup>) -> Templates {
+    pub(crate) fn templates(plan: Option<Cache>) -> Templates {
         match plan {
-            Some(Lookup {
+            Some(Cache {
                 cached: Some(manifest),
                 ..
             }) => Templates::Cached(manifest.templates),
@@ -98,7 +98,7 @@ impl Lookup {
 /// was stopped meanwhile, `is_interruption`) falls back to a fresh boot and is forgotten, so that the
 /// templates are prepared and stored over the bad entry; the warning to show is returned with the cluster.
 pub async fn boot<T, E: Display, F, Fut>(
-    plan: &mut Option<Lookup>,
+    plan: &mut Option<Cache>,
     mut boot: F,
     is_interruption: impl Fn(&E) -> bool,
 ) -> Result<(T, Option<String>), E>
@@ -135,7 +135,7 @@ fn snapshot_of(templates: &[Template]) -> Capture {
 /// Stores the cluster with its freshly prepared `templates` under the plan's key. `false` when the cluster
 /// changed while it was read (not stored this time).
 pub(crate) async fn store(
-    plan: &Lookup,
+    plan: &Cache,
     cluster: &mut Cluster,
     templates: &[Template],
 ) -> Result<bool, CacheError> {
@@ -183,7 +183,7 @@ mod tests {
     /// Boots with `outcomes` in turn (`Err("stopped")` stands for an interruption); returns the result and
     /// which boots were from the cache.
     fn boot_with(
-        plan: &mut Option<Lookup>,
+        plan: &mut Option<Cache>,
         outcomes: &[Result<u8, &'static str>],
     ) -> (Booted, Vec<bool>) {
         let mut calls = Vec::new();
@@ -202,19 +202,25 @@ mod tests {
     #[test]
     fn a_miss_boots_fresh_then_prepares_and_stores() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Lookup::in_store(Store::in_target_dir(dir.path()), "k".into()));
+        let mut plan = Some(Cache::in_store(
+            Store::in_target_dir(dir.path()),
+            "k".into(),
+        ));
         let (result, calls) = boot_with(&mut plan, &[Ok(1)]);
         assert_eq!((result, calls), (Ok((1, None)), vec![false]));
-        assert!(matches!(Lookup::templates(plan), Templates::Prepare(Some(_))));
+        assert!(matches!(
+            Cache::templates(plan),
+            Templates::Prepare(Some(_))
+        ));
     }
 
     #[test]
     fn a_hit_boots_from_the_cache_and_uses_its_templates() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Lookup::in_store(store_with_entry(dir.path()), "k".into()));
+        let mut plan = Some(Cache::in_store(store_with_entry(dir.path()), "k".into()));
         let (result, calls) = boot_with(&mut plan, &[Ok(1)]);
         assert_eq!((result, calls), (Ok((1, None)), vec![true]));
-        match Lookup::templates(plan) {
+        match Cache::templates(plan) {
             Templates::Cached(templates) => assert_eq!(templates, [template(false)]),
             other => panic!("expected the cached templates, got {other:?}"),
         }
@@ -223,14 +229,14 @@ mod tests {
     #[test]
     fn a_hit_that_does_not_boot_falls_back_and_is_stored_over() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Lookup::in_store(store_with_entry(dir.path()), "k".into()));
+        let mut plan = Some(Cache::in_store(store_with_entry(dir.path()), "k".into()));
         let (result, calls) = boot_with(&mut plan, &[Err("damaged"), Ok(2)]);
         assert_eq!(calls, [true, false], "from the cache, then fresh");
         let (cluster, warning) = result.unwrap();
         assert_eq!(cluster, 2);
         let warning = warning.expect("a warning");
         assert!(warning.contains("could not be used (damaged)"), "{warning}");
-        match Lookup::templates(plan) {
+        match Cache::templates(plan) {
             Templates::Prepare(Some(plan)) => assert_eq!(plan.key, "k", "stored over the entry"),
             other => panic!("expected to prepare and store, got {other:?}"),
         }
@@ -239,7 +245,7 @@ mod tests {
     #[test]
     fn a_stopped_run_does_not_fall_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut plan = Some(Lookup::in_store(store_with_entry(dir.path()), "k".into()));
+        let mut plan = Some(Cache::in_store(store_with_entry(dir.path()), "k".into()));
         let (result, calls) = boot_with(&mut plan, &[Err("stopped"), Ok(2)]);
         assert_eq!((result, calls), (Err("stopped"), vec![true]));
     }
@@ -249,7 +255,7 @@ mod tests {
         let mut plan = None;
         let (result, calls) = boot_with(&mut plan, &[Ok(1)]);
         assert_eq!((result, calls), (Ok((1, None)), vec![false]));
-        assert!(matches!(Lookup::templates(plan), Templates::Prepare(None)));
+        assert!(matches!(Cache::templates(plan), Templates::Prepare(None)));
     }
 
     #[test]
@@ -260,7 +266,7 @@ mod tests {
         store
             .put("k", "{\"from\":\"another version\"}", &pack)
             .unwrap();
-        let plan = Lookup::in_store(store, "k".into());
+        let plan = Cache::in_store(store, "k".into());
         assert!(plan.pack.is_none() && plan.cached.is_none());
     }
 

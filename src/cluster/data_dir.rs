@@ -28,10 +28,7 @@ fn prepare_run_dir(spec: &ServerSpec<'_>) -> Result<(), ServerError> {
 }
 
 /// Makes the cluster's files those of a cached, stopped cluster (see [`crate::cache`]), in place of `init`.
-pub(crate) fn adopt(
-    spec: &ServerSpec<'_>,
-    cached: &crate::cache::Pack,
-) -> Result<(), ServerError> {
+pub(crate) fn adopt(spec: &ServerSpec<'_>, cached: &crate::cache::Pack) -> Result<(), ServerError> {
     prepare_run_dir(spec)?;
     let data_dir = spec.run_dir.join(DATA_DIR);
     cached

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use super::InspectError;
-use crate::cluster::Cluster;
-use crate::runner::KeptDatabase;
 use crate::cache::{capture::belongs_in_cache, Pack, Store};
+use crate::cluster::Cluster;
+use crate::template::KeptDatabase;
 use crate::template::Template;
 
 /// The one entry of the kept store.

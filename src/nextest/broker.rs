@@ -4,7 +4,6 @@
 //! root) may connect, checked from the socket's peer credentials, inside a directory only its owner may
 //! enter.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +16,6 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::pool::Pool;
 use super::protocol::{Reply, Request};
-use crate::cluster::Endpoint;
 
 /// The directory in the run directory that holds the socket.
 const SOCKET_DIR: &str = "nextest";
@@ -30,30 +28,16 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// What the broker hands out, and how.
 #[derive(Debug)]
 pub(crate) struct Handout {
+    /// The clones made ahead, from the run's test databases.
     pub(crate) pool: Arc<Pool>,
-    pub(crate) endpoint: Endpoint,
-    /// The variable that names the database (`database_env`, DATABASE_URL by default).
-    pub(crate) database_env: String,
-    /// Package → its template; a package not in it gets `default_template`.
-    pub(crate) templates: BTreeMap<String, String>,
-    pub(crate) default_template: String,
     /// Variables nextest got for the build that a test must see as they were before cargo-pgtest set them.
     pub(crate) restore: Vec<Reply>,
-    /// The extra databases, whose copies' variables come with each database's.
-    pub(crate) extras: crate::template::Extras,
 }
 
 impl Handout {
-    fn template_for(&self, package: &str) -> &str {
-        self.templates
-            .get(package)
-            .unwrap_or(&self.default_template)
-    }
-
-    /// The answer naming `database`: its variables, the restored ones, then `ready`.
+    /// The answer naming `database`: its variables (and its extra copies'), the restored ones, then `ready`.
     fn answer(&self, database: &str) -> Result<String, String> {
-        let env = self.endpoint.env(database, &self.database_env);
-        let env = self.extras.with_env(env, &self.endpoint, database);
+        let env = self.pool.databases().env(database);
         answer(&env, &self.restore, database)
     }
 }
@@ -187,7 +171,12 @@ async fn serve_one(stream: UnixStream, handout: Arc<Handout>) {
         Ok(request) => {
             handout
                 .pool
-                .take(handout.template_for(&request.package))
+                .take(
+                    &handout
+                        .pool
+                        .databases()
+                        .template_for(&request.package, None),
+                )
                 .await
         }
         Err(message) => Err(message),
@@ -221,6 +210,7 @@ async fn serve_one(stream: UnixStream, handout: Arc<Handout>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Endpoint;
 
     #[test]
     fn a_test_gets_its_database_and_not_the_builds() {

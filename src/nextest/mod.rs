@@ -20,8 +20,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::Child;
 
-use crate::exit_code;
 use crate::cancel::Cancel;
+use crate::exit_code;
 
 /// The first argument that puts cargo-pgtest in its target-runner mode.
 pub(crate) const WRAPPER_MODE: &str = "__pgtest-exec";

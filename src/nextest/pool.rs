@@ -1,17 +1,18 @@
 //! The databases handed to nextest's test processes: clones of each package's template, made ahead so a
 //! test rarely waits for `CREATE DATABASE`, and dropped when their test ends.
 //!
-//! The runner's own make-ahead ([`crate::runner::schedule`]) clones for a list of tests it knows in
+//! The runner's own make-ahead clones for a list of tests it knows in
 //! order; under nextest, cargo-pgtest does not know which test comes next (nextest filters, partitions,
 //! retries and orders), only that about `ahead` run at once. So each template keeps up to `ahead` clones
-//! ready, refilled as tests take them. The SQL is [`MaintenancePool`]'s, as everywhere.
+//! ready, refilled as tests take them. Every clone is leased from the run's
+//! [`TestDatabases`], as everywhere.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::template::{self, MaintenancePool, Extras};
+use crate::template::{self, Obtain, Return, TestDatabases};
 
 #[derive(Debug, Default)]
 struct State {
@@ -32,25 +33,27 @@ struct State {
 /// Clones made ahead, per template.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    databases: MaintenancePool,
+    databases: TestDatabases,
     ahead: usize,
     state: Mutex<State>,
     /// Wakes [`Pool::drain`] when a clone being made is done.
     made: Notify,
-    /// The extra databases each clone comes with (copies made and dropped with it).
-    extras: Extras,
 }
 
 impl Pool {
-    /// A pool whose every clone comes with copies of the `extras`.
-    pub(crate) fn new(databases: MaintenancePool, ahead: usize, extras: Extras) -> Arc<Pool> {
+    /// A pool keeping up to `ahead` clones of each template ready.
+    pub(crate) fn new(databases: TestDatabases, ahead: usize) -> Arc<Pool> {
         Arc::new(Pool {
             databases,
             ahead: ahead.max(1),
             state: Mutex::new(State::default()),
             made: Notify::new(),
-            extras,
         })
+    }
+
+    /// The run's test databases the clones are leased from.
+    pub(crate) fn databases(&self) -> &TestDatabases {
+        &self.databases
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -79,10 +82,7 @@ impl Pool {
     }
 
     async fn make(&self, template: String, name: String) {
-        let made = self
-            .extras
-            .create_with(&self.databases, &template, &name)
-            .await;
+        let made = self.databases.lease(&template, &name, Obtain::Fresh).await;
         let mut state = self.state();
         if let Some(making) = state.making.get_mut(&template) {
             *making -= 1;
@@ -114,8 +114,8 @@ impl Pool {
             return Ok(name);
         }
         let name = fresh_name(&mut self.state());
-        self.extras
-            .create_with(&self.databases, template, &name)
+        self.databases
+            .lease(template, &name, Obtain::Fresh)
             .await
             .map_err(|error| template::server_message(&error))?;
         self.state().handed_out.insert(name.clone());
@@ -125,7 +125,7 @@ impl Pool {
     /// Drops a clone whose test ended.
     pub(crate) async fn release(&self, name: &str) {
         // A failure leaves a database in a cluster that is removed at the end of the run.
-        self.extras.drop_with(&self.databases, name).await;
+        self.databases.give_back(name, Return::Drop).await;
         self.state().handed_out.remove(name);
     }
 

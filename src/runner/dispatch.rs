@@ -231,7 +231,7 @@ impl Dispatcher {
             return;
         }
         ledger.pending.remove(&test);
-        if super::keep::Keeper::worth_keeping(&result.outcome) {
+        if crate::template::keep::Keeper::worth_keeping(&result.outcome) {
             ledger.failed.insert(test.clone());
         }
         let failed = !matches!(result.outcome, Outcome::Passed | Outcome::NotRun { .. });

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::dispatch::{Dispatcher, TestResult};
-use crate::events::{Outcome, TestId};
 use super::exec::{outcome_of, Limits};
 use super::libtest::{classify, Line, Verdict};
-use super::list::TestArgs;
+use super::selection::TestArgs;
 use super::supervisor::{self, Ended, Stop, Watch};
 use super::{DocTests, RunnerError};
 use crate::cancel::Cancel;
+use crate::events::{Outcome, TestId};
 
 /// The name results about the whole `cargo test --doc` run go under.
 pub(crate) fn whole_run() -> TestId {

@@ -9,12 +9,12 @@ use nix::sys::signal::Signal;
 use tokio::process::Command;
 
 use super::dispatch::{Dispatcher, TestResult};
-use crate::events::{Outcome, TestId};
-use super::list::TestCase;
+use super::selection::TestCase;
 use super::supervisor::{self, Stop, Watch};
 use super::RunnerError;
 use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
+use crate::events::{Outcome, TestId};
 
 pub(crate) use super::supervisor::Limits;
 
@@ -58,7 +58,7 @@ async fn list_with(
             stderr: crate::cluster::server::last_lines(&output.text, 20),
         });
     }
-    Ok(Some(super::list::parse_terse_list(&output.text)))
+    Ok(Some(super::selection::parse_terse_list(&output.text)))
 }
 
 /// A test binary's command, with the environment and directory cargo would give it.

@@ -1,18 +1,17 @@
 //! The `#[sqlx::test]` gateway as a run sees it: started on a cluster of our own, and what it did reported
 //! when it stops.
 
+use std::path::Path;
+
 use super::dispatch::Dispatcher;
+use super::Runner;
 use crate::cluster::Cluster;
 use crate::sqlx::gateway::{Gateway, GatewayReport};
 
 /// Starts the gateway through which `#[sqlx::test]`s get their databases; without it (it could not
 /// start, which the report says) they reach the server directly and make their databases as sqlx does.
 /// With `reuse`, it hands untouched databases on.
-pub(super) fn start(
-    cluster: &Cluster,
-    (jobs, reuse): (usize, bool),
-    dispatch: &Dispatcher,
-) -> Option<Gateway> {
+pub(super) fn start(cluster: &Cluster, runner: &Runner<'_>) -> Option<Gateway> {
     // The gateway lives in the run directory and relies on template1 migrated: a cluster of our own only.
     if cluster.is_existing() {
         return None;
@@ -20,13 +19,13 @@ pub(super) fn start(
     let started = Gateway::start(
         cluster.endpoint(),
         &cluster.info.run_dir,
-        (cluster.info.version.major, jobs),
-        reuse.then(|| cluster.data_dir().to_owned()),
+        (cluster.info.version.major, runner.settings.jobs),
+        runner.databases.reuse_in().map(Path::to_path_buf),
     );
     match started {
         Ok(gateway) => Some(gateway),
         Err(error) => {
-            dispatch.warning(format!(
+            runner.dispatch.warning(format!(
                 "{error}; #[sqlx::test]s make their own databases instead"
             ));
             None

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use xxhash_rust::xxh64::xxh64;
 
-use super::list::{Selection, TestCase};
+use super::selection::{Selection, TestCase};
 
 /// A `--partition` value that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

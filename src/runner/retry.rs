@@ -6,25 +6,20 @@
 use std::time::{Duration, Instant};
 
 use super::dispatch::{Dispatcher, Next, TestResult};
-use crate::events::Outcome;
 use super::exec::{self, Limits};
-use super::list::TestCase;
+use super::selection::TestCase;
 use crate::cancel::Cancel;
-use crate::cluster::Endpoint;
-use crate::template::{self, MaintenancePool, Extras};
+use crate::events::Outcome;
+use crate::template::{self, Obtain, Return, TestDatabases};
 
 /// Where each attempt of a retried test gets its fresh database.
-pub(crate) enum Fresh<'a> {
-    /// A new copy of `template` per attempt, dropped after it.
+pub(crate) enum AttemptDatabase<'a> {
+    /// A new copy of `template` (with the extra databases' copies) per attempt, dropped after it; named
+    /// after `base` (`<base>_retry2`…).
     Clone {
-        databases: &'a MaintenancePool,
-        endpoint: &'a Endpoint,
+        databases: &'a TestDatabases,
         template: String,
-        database_env: &'a str,
-        /// The attempts' databases are named after it (`<base>_retry2`…).
-        base: String,
-        /// The extra databases each attempt gets fresh copies of too.
-        extras: &'a Extras,
+        base: &'a str,
     },
     /// The test makes its own database from this environment (`#[sqlx::test]`s make one per run).
     Given(&'a [(String, String)]),
@@ -33,7 +28,7 @@ pub(crate) enum Fresh<'a> {
 /// Runs `case` again, alone, until the dispatcher has its result: it passes, or its retries are spent.
 pub(crate) async fn run_again(
     case: &TestCase,
-    fresh: &Fresh<'_>,
+    fresh: &AttemptDatabase<'_>,
     limits: Limits,
     cancel: &Cancel,
     dispatch: &Dispatcher,
@@ -44,14 +39,8 @@ pub(crate) async fn run_again(
             Ok((env, made)) => {
                 dispatch.started(case.id(), Some(waiting.elapsed()));
                 let result = exec::run_alone(case, &env, limits, cancel.clone(), dispatch).await;
-                if let (
-                    Some(name),
-                    Fresh::Clone {
-                        databases, extras, ..
-                    },
-                ) = (made, fresh)
-                {
-                    extras.drop_with(databases, &name).await;
+                if let (Some(name), AttemptDatabase::Clone { databases, .. }) = (made, fresh) {
+                    databases.give_back(&name, Return::Drop).await;
                 }
                 result
             }
@@ -74,26 +63,22 @@ pub(crate) async fn run_again(
 
 /// The environment of one attempt, and the database made for it (to drop afterwards), if one was.
 async fn database_for(
-    fresh: &Fresh<'_>,
+    fresh: &AttemptDatabase<'_>,
     attempt: usize,
 ) -> Result<(Vec<(String, String)>, Option<String>), String> {
     match fresh {
-        Fresh::Given(env) => Ok((env.to_vec(), None)),
-        Fresh::Clone {
+        AttemptDatabase::Given(env) => Ok((env.to_vec(), None)),
+        AttemptDatabase::Clone {
             databases,
-            endpoint,
             template,
-            database_env,
             base,
-            extras,
         } => {
             let name = format!("{base}_retry{attempt}");
-            extras
-                .create_with(databases, template, &name)
+            let lease = databases
+                .lease(template, &name, Obtain::Fresh)
                 .await
                 .map_err(|error| template::server_message(&error))?;
-            let env = extras.with_env(endpoint.env(&name, database_env), endpoint, &name);
-            Ok((env, Some(name)))
+            Ok((lease.env, Some(name)))
         }
     }
 }
@@ -127,8 +112,8 @@ pub(crate) fn last_attempt(earlier: Vec<TestResult>, last: TestResult) -> TestRe
 
 #[cfg(test)]
 mod tests {
-    use crate::events::{self, Event, TestId};
     use super::*;
+    use crate::events::{self, Event, TestId};
 
     fn failed(output: &str) -> TestResult {
         TestResult {

@@ -1,279 +1,416 @@
-//! Per-test isolation: up to `jobs` tests at a time, each in a database of its own cloned from its package's
-//! template. Clones are made ahead, in the order the tests will start, so a test rarely waits for one; used
-//! databases are dropped off the critical path.
+//! The schedule: what a run executes, how each test gets its database, and in what order, as a plain value
+//! computed once from the chosen tests (the listing after filters and partition), the isolation, the named
+//! snapshots, the history's read-only tests and which tests are `#[sqlx::test]`s. `cargo pgtest list`
+//! prints [`Schedule::entries`]; a run hands the same value to [`drive`], which walks it in that order
+//! through the runner's [`Steps`]. A property test drives it through a dry run and checks that both agree.
+//!
+//! The order: the builders of `from_test` snapshots (one after another), the batches that run a binary's
+//! tests together (`#[sqlx::test]`s, or every test under `isolation = "shared"`), the read-only groups,
+//! then the tests that run alone, `jobs` at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use serde::Serialize;
 
-use super::dispatch::{Dispatcher, Next, TestResult};
-use crate::events::{Outcome, TestId};
-use super::exec::{self, Limits};
-use super::keep::Keeper;
-use super::list::TestCase;
-use super::retry;
-use crate::cancel::Cancel;
-use crate::cluster::{Cluster, Endpoint};
-use crate::template::reuse::Reuse;
-use crate::template::{self, MaintenancePool, Extras};
+use super::selection::{Selection, TestCase};
+use crate::cargo::TestBinary;
+use crate::config::Isolation;
+use crate::events::TestId;
+use crate::template::snapshots::{NamedSnapshots, SnapshotsError};
 
-/// What every test of an isolated run shares.
-#[derive(Debug, Clone)]
-pub(crate) struct Isolated {
-    pub(crate) databases: MaintenancePool,
-    pub(crate) endpoint: Endpoint,
-    /// Package name → template database name.
-    pub(crate) templates: Arc<BTreeMap<String, String>>,
-    /// Test → the snapshot database it is cloned from instead of its package's template.
-    pub(crate) starting_points: Arc<BTreeMap<TestId, String>>,
-    pub(crate) database_env: String,
+/// The most tests one read-only group holds.
+const GROUP_MOST_TESTS: usize = 256;
+/// A group is closed once its tests' past times, spread over the jobs, add up to this: its results are
+/// held back until it ends, so a group stays short enough for them to come steadily.
+const GROUP_MOST_TIME: Duration = Duration::from_secs(2);
+/// Fewer learned tests than this in a binary are not worth a group: they run alone.
+const GROUP_FEWEST_TESTS: usize = 2;
+
+/// What the schedule is computed from, besides the chosen tests.
+pub(crate) struct Inputs<'a> {
+    pub(crate) isolation: Isolation,
+    pub(crate) snapshots: &'a NamedSnapshots,
+    /// The tests whose latest passing run only read, with that run's time; empty when groups are off
+    /// (`reuse` or `group_read_only` off, an existing server, `--nocapture`, `--no-history`).
+    pub(crate) read_only: &'a BTreeMap<TestId, Duration>,
+    /// Whether a test is a `#[sqlx::test]`, which makes its own database.
+    pub(crate) self_isolating: &'a dyn Fn(&TestCase) -> bool,
     pub(crate) jobs: usize,
-    pub(crate) limits: Limits,
-    /// Where a failed test's database goes instead of being dropped, while the cap allows.
-    pub(crate) keeper: Keeper,
-    /// The extra databases each test gets fresh copies of, made and dropped with its own.
-    pub(crate) extras: Extras,
-    /// Hands a database its test left untouched to a later test (None: `reuse = false`, or unavailable).
-    pub(crate) reuse: Option<Reuse>,
-    /// How many databases the cluster held before the tests (read-only groups included), for the check
-    /// that every test's is gone again at the end.
-    pub(crate) databases_before: Option<i64>,
 }
 
-/// A clone on its way: the outcome of `CREATE DATABASE`, and the slot it holds among the clones made ahead.
-type CloneReady = oneshot::Receiver<(Result<(), String>, OwnedSemaphorePermit)>;
+/// A test that builds a `from_test` snapshot: it runs first, alone, against a copy of the template.
+#[derive(Debug, Clone)]
+pub(crate) struct Builder {
+    /// Index of the snapshot in the run's [`NamedSnapshots`].
+    pub(crate) snapshot: usize,
+    pub(crate) case: TestCase,
+}
 
-/// Runs the cases, each of them unless the run is stopped (or the server dies, or a test fails under
-/// `--fail-fast`) first: the ones not started then are left to the dispatcher's NOT RUN.
-pub(crate) async fn run(
-    cases: Vec<TestCase>,
-    context: &Isolated,
-    cluster: &mut Cluster,
-    cancel: &Cancel,
-    dispatch: &Dispatcher,
-) {
-    let names: Vec<String> = (0..cases.len()).map(|n| format!("pgtest_{n}")).collect();
-    let (mut clones, mut makers) = make_clones_ahead(&cases, &names, context, dispatch);
-    let mut pending = cases.into_iter().zip(names.iter().cloned());
-    let mut running: JoinSet<Used> = JoinSet::new();
-    let mut drops: JoinSet<()> = JoinSet::new();
-    let mut stopping = false;
-    let mut started = 0;
-    loop {
-        while running.len() < context.jobs && !stopping {
-            if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
-                stopping = true;
-                break;
-            }
-            let Some((case, database)) = pending.next() else {
-                break;
-            };
-            let Some(ready) = clones.next() else { break };
-            started += 1;
-            let context = context.clone();
-            let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
-            running.spawn(async move {
-                run_one(case, database, ready, &context, cancel, &dispatch).await
-            });
+/// How the tests of a batch get their database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BatchKind {
+    /// `#[sqlx::test]`s: sqlx makes (and drops) each test's database itself.
+    Sqlx,
+    /// `isolation = "shared"`: one database of the package for all of them.
+    Shared,
+}
+
+/// A binary's tests run together in one process, as `cargo test` runs them.
+#[derive(Debug, Clone)]
+pub(crate) struct Batch {
+    pub(crate) kind: BatchKind,
+    pub(crate) binary: Arc<TestBinary>,
+    pub(crate) cases: Vec<TestCase>,
+}
+
+/// Tests of one binary that read only in earlier runs: one process and one database for all of them
+/// (see [`super::read_only`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub(crate) binary: Arc<TestBinary>,
+    /// In the order its process starts them (libtest's: by name).
+    pub(crate) cases: Vec<TestCase>,
+}
+
+/// A test in a process and a database of its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Alone {
+    pub(crate) case: TestCase,
+    /// The named snapshot (index) its database is a copy of, if not its package's template.
+    pub(crate) snapshot: Option<usize>,
+}
+
+/// What a run executes, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Schedule {
+    pub(crate) builders: Vec<Builder>,
+    pub(crate) batches: Vec<Batch>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) alone: Vec<Alone>,
+    /// Ignored tests not asked for: reported IGNORED.
+    pub(crate) ignored: Vec<TestCase>,
+    pub(crate) filtered_out: usize,
+    /// Tests a snapshot names that run in a batch, and so start from the plain template.
+    pub(crate) snapshot_warning: Option<String>,
+}
+
+/// Computes the schedule of the chosen tests. Fails only when two snapshots name one test.
+pub(crate) fn compute(
+    selection: Selection,
+    inputs: &Inputs<'_>,
+) -> Result<Schedule, SnapshotsError> {
+    let Selection {
+        mut run,
+        ignored,
+        filtered_out,
+        listed,
+    } = selection;
+    let starts = starting_points(inputs.snapshots, &listed, &mut run, inputs.isolation)?;
+    let (batches, alone) = match inputs.isolation {
+        Isolation::Shared => (batches_of(run, BatchKind::Shared), Vec::new()),
+        Isolation::Test => {
+            let (sqlx, alone): (Vec<_>, Vec<_>) = run
+                .into_iter()
+                .partition(|case| !case.ignored && (inputs.self_isolating)(case));
+            (batches_of(sqlx, BatchKind::Sqlx), alone)
         }
-        let Some(joined) = running.join_next().await else {
-            break;
-        };
-        let Ok(Used {
-            database,
-            test,
-            failed,
-        }) = joined
-        else {
-            continue;
-        };
-        if failed && context.keeper.keep(test.clone(), &database) {
-            if let Some(reuse) = &context.reuse {
-                context.extras.forget_with(reuse, &database);
-            }
-            continue;
+    };
+    let batched = batches.iter().flat_map(|batch| &batch.cases);
+    let snapshot_warning = not_applied(&starts.of_test, inputs.snapshots, batched);
+    let from_snapshot = |test: &TestId| starts.of_test.contains_key(test);
+    let (groups, alone) = read_only_groups(alone, inputs.read_only, from_snapshot, inputs.jobs);
+    let alone = alone
+        .into_iter()
+        .map(|case| Alone {
+            snapshot: starts.of_test.get(&case.id()).copied(),
+            case,
+        })
+        .collect();
+    Ok(Schedule {
+        builders: starts.builders,
+        batches,
+        groups,
+        alone,
+        ignored,
+        filtered_out,
+        snapshot_warning,
+    })
+}
+
+/// How a test gets its database, as `list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Kind {
+    /// A fresh clone of its package's template (or snapshot), in a process of its own.
+    Own,
+    /// Its binary's tests run together against one database of the package (`isolation = "shared"`).
+    Shared,
+    /// A `#[sqlx::test]`: sqlx makes (and drops) its database itself.
+    Sqlx,
+    /// Found read-only by earlier runs: runs in a read-only group.
+    Group,
+}
+
+impl Kind {
+    /// The word `list` prints.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::Own => "own",
+            Kind::Shared => "shared",
+            Kind::Sqlx => "sqlx",
+            Kind::Group => "group",
         }
-        if !cluster.is_running() {
-            stopping = true;
-            continue;
+    }
+}
+
+/// One test of the schedule, as `list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Entry {
+    #[serde(flatten)]
+    pub(crate) test: TestId,
+    pub(crate) isolation: Kind,
+    /// An ignored test asked for (`--ignored`, `--include-ignored`).
+    pub(crate) ignored: bool,
+    /// The named snapshot the test's database is a copy of, if not the plain template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) snapshot: Option<String>,
+    /// The `from_test` snapshot this test builds (it runs first, against a copy of the template).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) builds_snapshot: Option<String>,
+}
+
+impl Entry {
+    fn of(case: &TestCase, isolation: Kind) -> Entry {
+        Entry {
+            test: case.id(),
+            isolation,
+            ignored: case.ignored,
+            snapshot: None,
+            builds_snapshot: None,
         }
-        let (databases, extras) = (context.databases.clone(), context.extras.clone());
-        let (reuse, dispatch) = (context.reuse.clone(), dispatch.clone());
-        drops.spawn(async move {
-            let untouched = extras
-                .release_with(&databases, reuse.as_ref(), &database)
-                .await;
-            if untouched {
-                dispatch.untouched(test);
-            }
+    }
+}
+
+impl Schedule {
+    /// Every test the schedule runs, in the order a run starts them, with how it gets its database.
+    pub(crate) fn entries(&self, snapshots: &NamedSnapshots) -> Vec<Entry> {
+        let name_of = |index: usize| snapshots.snapshots.get(index).map(|s| s.name.clone());
+        let builders = self.builders.iter().map(|builder| Entry {
+            builds_snapshot: name_of(builder.snapshot),
+            ..Entry::of(&builder.case, Kind::Own)
         });
+        let batches = self.batches.iter().flat_map(|batch| {
+            let kind = match batch.kind {
+                BatchKind::Sqlx => Kind::Sqlx,
+                BatchKind::Shared => Kind::Shared,
+            };
+            batch.cases.iter().map(move |case| Entry::of(case, kind))
+        });
+        let groups = self.groups.iter().flat_map(|group| &group.cases);
+        let groups = groups.map(|case| Entry::of(case, Kind::Group));
+        let alone = self.alone.iter().map(|alone| Entry {
+            snapshot: alone.snapshot.and_then(name_of),
+            ..Entry::of(&alone.case, Kind::Own)
+        });
+        builders.chain(batches).chain(groups).chain(alone).collect()
     }
-    makers.abort_all();
-    while makers.join_next().await.is_some() {}
-    let remaining: Vec<(TestCase, String)> = pending.collect();
-    // Clones made for tests that will not run now (a dead server has nothing left to drop).
-    if cluster.is_running() {
-        for (mut ready, (_, database)) in clones.zip(&remaining) {
-            if let Ok((Ok(()), _)) = ready.try_recv() {
-                context.extras.drop_with(&context.databases, database).await;
+
+    /// Every test that will end in a result (the ignored ones aside), builders first.
+    pub(crate) fn tests(&self) -> impl Iterator<Item = TestId> + '_ {
+        let builders = self.builders.iter().map(|builder| builder.case.id());
+        let batches = self
+            .batches
+            .iter()
+            .flat_map(|b| b.cases.iter().map(TestCase::id));
+        let groups = self
+            .groups
+            .iter()
+            .flat_map(|g| g.cases.iter().map(TestCase::id));
+        let alone = self.alone.iter().map(|alone| alone.case.id());
+        builders.chain(batches).chain(groups).chain(alone)
+    }
+}
+
+/// The steps a run takes, in the order [`drive`] calls them. The runner's real steps start processes; the
+/// property test's only record what they are given.
+pub(crate) trait Steps {
+    /// Builds the `from_test` snapshots; returns the snapshots (indexes) that were not built.
+    fn build_snapshots(&mut self, builders: &[Builder]) -> impl Future<Output = BTreeSet<usize>>;
+    /// Runs the batches, one after another.
+    fn batches(
+        &mut self,
+        batches: &[Batch],
+    ) -> impl Future<Output = Result<(), super::RunnerError>>;
+    /// Runs the read-only groups; returns the tests to run alone after all (a group that did not count).
+    fn groups(&mut self, groups: &[Group]) -> impl Future<Output = Vec<TestCase>>;
+    /// Runs the tests alone, `jobs` at a time, in order; a test whose snapshot is `unbuilt` is NOT RUN.
+    fn alone(
+        &mut self,
+        tests: Vec<Alone>,
+        unbuilt: &BTreeSet<usize>,
+    ) -> impl Future<Output = Result<(), super::RunnerError>>;
+}
+
+/// Walks the schedule through `steps`, in the schedule's order: the one place a run's order is decided.
+pub(crate) async fn drive(
+    schedule: Schedule,
+    steps: &mut impl Steps,
+) -> Result<(), super::RunnerError> {
+    let unbuilt = steps.build_snapshots(&schedule.builders).await;
+    steps.batches(&schedule.batches).await?;
+    let again = steps.groups(&schedule.groups).await;
+    let mut alone = schedule.alone;
+    // A test whose group did not count starts from its package's template: groups hold no snapshot test.
+    alone.extend(again.into_iter().map(|case| Alone {
+        case,
+        snapshot: None,
+    }));
+    steps.alone(alone, &unbuilt).await
+}
+
+/// What the snapshots mean for the chosen tests.
+#[derive(Debug, Default)]
+struct Starts {
+    /// A chosen test → the snapshot (index) it starts from.
+    of_test: BTreeMap<TestId, usize>,
+    /// The tests that build the `from_test` snapshots the chosen tests need, run first.
+    builders: Vec<Builder>,
+}
+
+/// Decides which of the chosen tests (`run`) start from which snapshot, over every `listed` test so that a
+/// test named by two snapshots is refused whatever the filter; finds the builders the chosen tests need
+/// (under per-test isolation) and takes them out of `run`, since they run first.
+fn starting_points(
+    snapshots: &NamedSnapshots,
+    listed: &[TestCase],
+    run: &mut Vec<TestCase>,
+    isolation: Isolation,
+) -> Result<Starts, SnapshotsError> {
+    if snapshots.is_empty() {
+        return Ok(Starts::default());
+    }
+    let ids: Vec<TestId> = listed.iter().map(TestCase::id).collect();
+    let all = snapshots.starting_points(&ids)?;
+    let chosen: BTreeSet<TestId> = run.iter().map(TestCase::id).collect();
+    let mut of_test: BTreeMap<TestId, usize> = all
+        .into_iter()
+        .filter(|(test, _)| chosen.contains(test))
+        .collect();
+    let mut builders = Vec::new();
+    if isolation == Isolation::Test {
+        let needed: BTreeSet<usize> = of_test.values().copied().collect();
+        for index in needed {
+            let Some(builder) = snapshots.builder(index, &ids)? else {
+                continue;
+            };
+            let builder = builder.clone();
+            run.retain(|case| case.id() != builder);
+            of_test.remove(&builder);
+            if let Some(case) = listed.iter().find(|case| case.id() == builder) {
+                builders.push(Builder {
+                    snapshot: index,
+                    case: case.clone(),
+                });
             }
         }
     }
-    while drops.join_next().await.is_some() {}
-    settle(context, cluster, dispatch, started).await;
+    Ok(Starts { of_test, builders })
 }
 
-/// Once every test has ended: what happens to the untouched databases still waiting, the reuse count and
-/// the leak check.
-async fn settle(context: &Isolated, cluster: &mut Cluster, dispatch: &Dispatcher, started: usize) {
-    // The untouched databases waiting for a test go with the cluster at teardown, at no cost; only a
-    // cluster saved for its kept databases is cleared of them first.
-    let saved = !context.keeper.kept().is_empty();
-    let mut idle = 0;
-    if let Some(reuse) = context.reuse.as_ref().filter(|_| cluster.is_running()) {
-        match saved {
-            true => reuse.drop_idle().await,
-            false => idle = reuse.idle_count(),
-        }
-    }
-    let reused = context.reuse.as_ref().map_or(0, Reuse::reused);
-    dispatch.databases_reused(reused, started);
-    // What a leak check reads: every clone made for a test is gone again, or waits for reuse.
-    if let (Some(before), true) = (context.databases_before, cluster.is_running()) {
-        if let Ok(after) = context.databases.count().await {
-            let after = after - idle as i64;
-            let message = format!("cluster databases before the tests: {before}, after: {after}");
-            dispatch.info(message);
-        }
-    }
+/// The warning for chosen tests a snapshot names but that run in a batch (shared isolation,
+/// `#[sqlx::test]`): they start from the plain template.
+fn not_applied<'a>(
+    of_test: &BTreeMap<TestId, usize>,
+    snapshots: &NamedSnapshots,
+    batched: impl Iterator<Item = &'a TestCase>,
+) -> Option<String> {
+    let named: Vec<TestId> = batched
+        .map(TestCase::id)
+        .filter(|test| of_test.contains_key(test))
+        .collect();
+    let first = named.first()?;
+    let snapshot = of_test
+        .get(first)
+        .and_then(|index| snapshots.snapshots.get(*index))
+        .map_or("", |s| s.name.as_str());
+    Some(format!(
+        "{} tests named by a snapshot (such as {first}, by `{snapshot}`) start from the plain template: \
+         snapshots apply to tests with a database of their own (isolation = \"test\", not #[sqlx::test])",
+        named.len()
+    ))
 }
 
-/// Starts cloning the cases' databases in order, never more than `jobs` made and not yet taken by a test (and
-/// so never more than `jobs` clones competing with the tests for the CPUs).
-fn make_clones_ahead(
-    cases: &[TestCase],
-    names: &[String],
-    context: &Isolated,
-    dispatch: &Dispatcher,
-) -> (std::vec::IntoIter<CloneReady>, JoinSet<()>) {
-    let slots = Arc::new(Semaphore::new(context.jobs.max(1)));
-    let mut receivers = Vec::with_capacity(cases.len());
-    let mut orders = Vec::with_capacity(cases.len());
-    for (case, name) in cases.iter().zip(names) {
-        let (sender, receiver) = oneshot::channel();
-        receivers.push(receiver);
-        let template = template_of(case, context);
-        orders.push((template, name.clone(), sender));
-    }
-    let mut makers = JoinSet::new();
-    let (databases, dispatch) = (context.databases.clone(), dispatch.clone());
-    let (extras, reuse) = (context.extras.clone(), context.reuse.clone());
-    makers.spawn(async move {
-        let mut in_flight = JoinSet::new();
-        for (template, name, sender) in orders {
-            // Semaphores are fair: slots are handed out in test order.
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (databases, dispatch) = (databases.clone(), dispatch.clone());
-            let (extras, reuse) = (extras.clone(), reuse.clone());
-            in_flight.spawn(async move {
-                let made = extras
-                    .obtain_with(&databases, reuse.as_ref(), &template, &name)
-                    .await;
-                if let Ok(Some(cloning)) = made {
-                    dispatch.database_cloned(cloning);
-                }
-                let made = made
-                    .map(|_| ())
-                    .map_err(|error| template::server_message(&error));
-                let _ = sender.send((made, slot));
-            });
-            // Reap finished clones as we go so the set stays small.
-            while in_flight.try_join_next().is_some() {}
+/// Groups cases by their binary, binaries in the order they first come.
+fn batches_of(cases: Vec<TestCase>, kind: BatchKind) -> Vec<Batch> {
+    let mut batches: Vec<Batch> = Vec::new();
+    for case in cases {
+        match batches
+            .iter_mut()
+            .find(|batch| batch.binary.path == case.binary.path)
+        {
+            Some(batch) => batch.cases.push(case),
+            None => batches.push(Batch {
+                kind,
+                binary: Arc::clone(&case.binary),
+                cases: vec![case],
+            }),
         }
-        while in_flight.join_next().await.is_some() {}
+    }
+    batches
+}
+
+/// Takes the tests `read_only` names (with their past times) out of `cases`, in groups per binary; the
+/// tests that start from a snapshot stay out. Returns the groups and the tests left to run alone.
+fn read_only_groups(
+    cases: Vec<TestCase>,
+    read_only: &BTreeMap<TestId, Duration>,
+    from_snapshot: impl Fn(&TestId) -> bool,
+    jobs: usize,
+) -> (Vec<Group>, Vec<TestCase>) {
+    let (learned, mut alone): (Vec<_>, Vec<_>) = cases.into_iter().partition(|case| {
+        let id = case.id();
+        read_only.contains_key(&id) && !from_snapshot(&id)
     });
-    (receivers.into_iter(), makers)
-}
-
-/// A test's database once the test has ended: dropped, handed on, or kept if the test failed.
-struct Used {
-    database: String,
-    test: TestId,
-    failed: bool,
-}
-
-/// Waits for the test's database, runs the test against it, reports it; returns the database.
-async fn run_one(
-    case: TestCase,
-    database: String,
-    ready: CloneReady,
-    context: &Isolated,
-    cancel: Cancel,
-    dispatch: &Dispatcher,
-) -> Used {
-    let waiting = Instant::now();
-    let made = match ready.await {
-        // The slot is given back as the test takes its database, so the next clone can start.
-        Ok((made, _slot)) => made,
-        Err(_) => Err("the cloning task stopped".to_owned()),
-    };
-    dispatch.started(case.id(), Some(waiting.elapsed()));
-    let result = match made {
-        Ok(()) => {
-            let env = context.endpoint.env(&database, &context.database_env);
-            let env = context.extras.with_env(env, &context.endpoint, &database);
-            let result =
-                exec::run_alone(&case, &env, context.limits, cancel.clone(), dispatch).await;
-            let may_retry = cancel.signal().is_none();
-            if dispatch.attempt_finished(case.id(), result, may_retry) == Next::Retry {
-                let fresh = retry::Fresh::Clone {
-                    databases: &context.databases,
-                    endpoint: &context.endpoint,
-                    template: template_of(&case, context),
-                    database_env: &context.database_env,
-                    base: database.clone(),
-                    extras: &context.extras,
-                };
-                retry::run_again(&case, &fresh, context.limits, &cancel, dispatch).await;
-            }
-            // Failed for good: its first attempt's database may be kept (the retries' are dropped).
-            let failed = dispatch.has_failed(&case.id());
-            return Used {
-                database,
-                test: case.id(),
-                failed,
-            };
+    let budget = GROUP_MOST_TIME * u32::try_from(jobs.max(1)).unwrap_or(u32::MAX);
+    let mut groups = Vec::new();
+    for Batch {
+        binary, mut cases, ..
+    } in batches_of(learned, BatchKind::Shared)
+    {
+        if cases.len() < GROUP_FEWEST_TESTS {
+            alone.extend(cases);
+            continue;
         }
-        Err(message) => TestResult {
-            outcome: Outcome::NotRun {
-                reason: format!("its database could not be created: {message}"),
-            },
-            duration: Some(Duration::ZERO),
-            output: String::new(),
-        },
-    };
-    let failed = Keeper::worth_keeping(&result.outcome);
-    dispatch.finished(case.id(), result);
-    Used {
-        database,
-        test: case.id(),
-        failed,
+        // libtest's own order, so a group's tests start in the order its process starts them.
+        cases.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut group: Vec<TestCase> = Vec::new();
+        let mut time = Duration::ZERO;
+        for case in cases {
+            let past = read_only.get(&case.id()).copied().unwrap_or_default();
+            if !group.is_empty() && (group.len() >= GROUP_MOST_TESTS || time + past > budget) {
+                groups.push(Group {
+                    binary: Arc::clone(&binary),
+                    cases: std::mem::take(&mut group),
+                });
+                time = Duration::ZERO;
+            }
+            time += past;
+            group.push(case);
+        }
+        match group.len() {
+            0 => {}
+            1 => alone.extend(group),
+            _ => groups.push(Group {
+                binary,
+                cases: group,
+            }),
+        }
     }
+    (groups, alone)
 }
 
-/// The template database `case` is cloned from: its snapshot's, else its package's.
-pub(super) fn template_of(case: &TestCase, context: &Isolated) -> String {
-    if let Some(snapshot) = context.starting_points.get(&case.id()) {
-        return snapshot.clone();
-    }
-    context
-        .templates
-        .get(&case.binary.package)
-        .cloned()
-        .unwrap_or_default()
-}
+#[cfg(test)]
+mod tests;

@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::dispatch::{Dispatcher, Next, TestResult};
-use crate::events::{Outcome, TestId};
 use super::exec::{base_command, outcome_of, Limits};
 use super::libtest::{classify, Line, Verdict};
-use super::list::TestCase;
+use super::selection::TestCase;
 use super::supervisor::{self, Ended, Stop, Watch};
 use super::RunnerError;
 use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
+use crate::events::{Outcome, TestId};
 
 /// One binary's cases, run in one process with `threads` test threads.
 pub(crate) struct Together<'a> {

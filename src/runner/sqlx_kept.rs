@@ -7,10 +7,9 @@
 use sqlx::{Connection, PgConnection};
 
 use super::dispatch::Dispatcher;
-use super::keep::Keeper;
-use super::list::TestCase;
+use super::selection::TestCase;
 use crate::cluster::Endpoint;
-use crate::template::MaintenancePool;
+use crate::template::TestDatabases;
 
 /// What a batch needs to settle the databases its tests left.
 pub(crate) struct Left<'a> {
@@ -18,14 +17,14 @@ pub(crate) struct Left<'a> {
     pub(crate) endpoint: &'a Endpoint,
     /// The database sqlx made the tests' databases from.
     pub(crate) source: &'a str,
-    pub(crate) databases: &'a MaintenancePool,
+    pub(crate) databases: &'a TestDatabases,
 }
 
 impl Left<'_> {
     /// Keeps or drops every database sqlx left for `cases`, and forgets them in sqlx's bookkeeping so the
     /// next binary of the package does not see them again. Nothing to read (no test got that far, or the
     /// server is gone) leaves nothing to do.
-    pub(crate) async fn settle(&self, cases: &[TestCase], dispatch: &Dispatcher, keeper: &Keeper) {
+    pub(crate) async fn settle(&self, cases: &[TestCase], dispatch: &Dispatcher) {
         let Ok(mut connection) =
             PgConnection::connect_with(&self.endpoint.connect_options(self.source)).await
         else {
@@ -43,10 +42,9 @@ impl Left<'_> {
                 continue;
             };
             let failed = dispatch.has_failed(&case.id());
-            if !(failed && keeper.keep(case.id(), &database)) {
-                // A failure leaves only a database in a cluster that is removed at the end of the run.
-                let _ = self.databases.drop_database(&database).await;
-            }
+            self.databases
+                .keep_or_drop(case.id(), &database, failed)
+                .await;
             settled.push(database);
         }
         let _ = sqlx::query("DELETE FROM _sqlx_test.databases WHERE db_name = ANY($1)")

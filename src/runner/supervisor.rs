@@ -16,8 +16,8 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 
 use super::dispatch::Dispatcher;
-use crate::events::TestId;
 use crate::cancel::Cancel;
+use crate::events::TestId;
 use crate::platform::exec_shim;
 
 /// How long a test may take.

@@ -9,9 +9,9 @@ use super::template::Ready;
 use crate::cargo::{self, TestBinary};
 use crate::cli::Cli;
 use crate::cluster::Endpoint;
-use crate::report::styles::Styles;
 use crate::events::Phase;
-use crate::template::{self, TemplateError};
+use crate::report::styles::Styles;
+use crate::template::{self, Obtain, TemplateError};
 
 /// The database the build connects to.
 pub(super) const BUILD_DATABASE: &str = "pgtest_build";
@@ -107,20 +107,14 @@ pub(crate) async fn build_database(
     endpoint: &Endpoint,
     ready: &Ready,
 ) -> Result<Vec<(String, String)>, Error> {
-    let first_template = ready
-        .templates
-        .first()
-        .map(|t| t.name.clone())
-        .unwrap_or_default();
+    let first_template = ready.first_template();
     run.unless_stopped(async {
-        ready
-            .extras
-            .create_with(&ready.databases, &first_template, BUILD_DATABASE)
-            .await
-            .map_err(|source| TemplateError::Sql {
-                name: BUILD_DATABASE.to_owned(),
-                source,
-            })
+        let databases = &ready.databases;
+        let lease = databases.lease(&first_template, BUILD_DATABASE, Obtain::Fresh);
+        lease.await.map_err(|source| TemplateError::Sql {
+            name: BUILD_DATABASE.to_owned(),
+            source,
+        })
     })
     .await?;
     let url = endpoint.url(BUILD_DATABASE);
@@ -129,7 +123,7 @@ pub(crate) async fn build_database(
         env.push((setup.config.database_env.clone(), url));
     }
     // `query!` against an extra database finds it migrated too, at its own variable.
-    env.extend(ready.extras.env(endpoint, BUILD_DATABASE));
+    env.extend(ready.databases.extras().env(endpoint, BUILD_DATABASE));
     Ok(env)
 }
 

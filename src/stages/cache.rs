@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use super::context::Run;
 use super::error::Error;
+use crate::cache::{self, Cache};
 use crate::cargo::Project;
 use crate::cluster::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::cache::{self, Lookup};
 use crate::template::Template;
 
 /// Whether `#[sqlx::test]`s get a migrated template1 (which of the database specs), and this run's cache
@@ -20,7 +20,7 @@ pub(crate) fn look_up(
     project: &Project,
     config: &Config,
     binaries: &Binaries,
-) -> (Option<usize>, Option<Lookup>) {
+) -> (Option<usize>, Option<Cache>) {
     let package_dirs: Vec<PathBuf> = project
         .workspace
         .members
@@ -36,7 +36,7 @@ pub(crate) fn look_up(
         );
     }
     let enabled = !run.cli.pgtest.no_cache;
-    let plan = Lookup::look_up(enabled, &project.target_dir, binaries, config, sqlx_test);
+    let plan = Cache::look_up(enabled, &project.target_dir, binaries, config, sqlx_test);
     if let Some(plan) = &plan {
         run.info(plan.describe());
     }
@@ -46,7 +46,7 @@ pub(crate) fn look_up(
 /// Stores the freshly prepared cluster; returns whether it was stored.
 pub(crate) async fn store(
     run: &Run<'_>,
-    plan: &Lookup,
+    plan: &Cache,
     cluster: &mut Cluster,
     templates: &[Template],
 ) -> Result<bool, Error> {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::context::Run;
 use super::error::Error;
+use crate::cache::{self, Pack};
 use crate::cargo;
 use crate::cli::Cli;
 use crate::cluster::binaries::{self, Binaries, SearchPlaces};
@@ -15,7 +16,6 @@ use crate::cluster::storage::{self, Placement};
 use crate::cluster::{Cluster, ClusterError, ClusterSpec};
 use crate::config::{self, Config, Overrides, PostgresChoice};
 use crate::events::{ClusterFacts, Event, Phase};
-use crate::cache::{self, Pack};
 
 /// What the cluster is made of, found before anything is started.
 pub(crate) struct Found {
@@ -89,7 +89,7 @@ pub async fn boot(
     run: &Run<'_>,
     config: &Config,
     found: &Found,
-    cache: &mut Option<cache::Lookup>,
+    cache: &mut Option<cache::Cache>,
 ) -> Result<Cluster, Error> {
     let started = Instant::now();
     let spec = ClusterSpec {

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::error::Error;
-use crate::cli::Cli;
-use crate::report::styles::Styles;
-use crate::events::{Event, EventSender, Phase};
 use crate::cancel::Cancel;
+use crate::cli::Cli;
+use crate::events::{Event, EventSender, Phase};
+use crate::report::styles::Styles;
 
 /// What every stage of one run shares.
 pub(crate) struct Run<'a> {

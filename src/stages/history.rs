@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::context::Run;
-use crate::history::Store;
 use crate::events::{Event, EventReceiver, Outcome, TestId};
+use crate::history::Store;
 
 /// What the history keeps of a run.
 #[derive(Debug, Default)]

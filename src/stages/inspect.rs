@@ -11,17 +11,17 @@ use owo_colors::OwoColorize;
 
 use super::context::{Run, Setup};
 use super::error::Error;
+use crate::cancel::Cancel;
 use crate::cli::{Cli, Command};
 use crate::cluster::{Cluster, Endpoint};
 use crate::config::PostgresChoice;
+use crate::events::{self, Event, EventReceiver};
 use crate::exit_code;
 use crate::inspect::state::{self, KeptState};
 use crate::inspect::{tcp, InspectError, ProjectArgs, PsqlArgs};
 use crate::report::styles::Styles;
-use crate::events::{self, Event, EventReceiver};
-use crate::cancel::Cancel;
-use crate::runner::KeptDatabase;
-use crate::template::{Extras, Template};
+use crate::template::KeptDatabase;
+use crate::template::{Extras, Obtain, Template};
 
 /// Saves the cluster holding the `kept` databases and tells, per test, the command that opens it; a
 /// failure to save is a warning (the run's outcome stands).
@@ -265,7 +265,7 @@ async fn copy_template(
     run: &Run<'_>,
     setup: &Setup,
     cluster: &mut Cluster,
-    cache: Option<crate::cache::Lookup>,
+    cache: Option<crate::cache::Cache>,
     database: &str,
 ) -> Result<Extras, Error> {
     let ready = super::template::prepare(run, setup, cluster, cache).await?;
@@ -284,17 +284,18 @@ async fn copy_template(
         .map(|t| t.name.clone())
         .unwrap_or_default();
     let made = ready
-        .extras
-        .create_with(&ready.databases, &template, database)
+        .databases
+        .lease(&template, database, Obtain::Fresh)
         .await;
     ready.databases.close().await;
-    made.map(|()| ready.extras).map_err(|error| {
-        InspectError::Create {
-            database: database.to_owned(),
-            message: crate::template::server_message(&error),
-        }
-        .into()
-    })
+    made.map(|_| ready.databases.extras().clone())
+        .map_err(|error| {
+            InspectError::Create {
+                database: database.to_owned(),
+                message: crate::template::server_message(&error),
+            }
+            .into()
+        })
 }
 
 /// Runs psql (the one beside the server's binaries, else PATH's) on the opened database, as the invoking

@@ -4,61 +4,43 @@
 //! The build before it is a run's build, against the migrated database: `query!` needs a `DATABASE_URL`
 //! to compile, and the same build makes the same binaries, so the list cannot differ from a run's.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::build::Built;
-use super::context::{Run, Setup};
+use super::context::Run;
 use super::error::Error;
-use crate::cluster::Endpoint;
-use crate::events::TestId;
-use crate::runner::{self, list::TestArgs, listing};
-use crate::template::snapshots::NamedSnapshots;
+use super::template::Ready;
+use crate::runner::{self, list_command};
 
-/// Lists the tests a run of the same command line would execute, and writes the list out.
+/// Lists the tests a run of the same command line would execute, in its order, and writes the list out.
 pub(crate) async fn print(
     run: &Run<'_>,
-    setup: &Setup,
-    endpoint: &Endpoint,
-    (built, test_args): (Built, TestArgs),
-    snapshots: &NamedSnapshots,
-    read_only: &BTreeMap<TestId, Duration>,
+    ready: &Ready,
+    built: Built,
+    settings: &runner::Settings,
 ) -> Result<(), Error> {
-    let isolation = setup.config.isolation;
-    let partition = run.cli.pgtest.partition;
-    // Doc tests all run on the first shard of a partition, as in a run.
-    let doc_tests = super::run::doc_tests(setup, &built)
-        .filter(|_| partition.is_none_or(|p| p.runs_doc_tests()));
-    let listed = runner::listing::list(
-        built.binaries,
-        &test_args,
-        (isolation, snapshots),
-        (read_only, setup.config.jobs),
-        partition,
-        run.cancel,
-        run.events,
-    )
-    .await?;
-    let Some(mut listed) = listed else {
+    let databases = &ready.databases;
+    let listed = runner::list(built.binaries, settings, databases, run.cancel, run.events);
+    let Some(mut listed) = listed.await? else {
         return Err(stopped(run));
     };
     // Doc tests run last, against a database of their own; listing them builds against the build's.
-    if let Some(doc) = doc_tests {
-        let env = endpoint.env(super::build::BUILD_DATABASE, &setup.config.database_env);
-        let docs = runner::listing::list_doc_tests(&doc, &test_args, &env, run.cancel, run.events);
+    if let Some(doc) = settings.doc_tests() {
+        let env = databases.env(super::build::BUILD_DATABASE);
+        let docs = list_command::list_doc_tests(doc, &settings.args, &env, run.cancel, run.events);
         listed.extend(docs.await?.ok_or_else(|| stopped(run))?);
     }
     match &run.cli.pgtest.json {
         Some(path) => {
-            let text = listing::to_json_lines(&listed).map_err(|source| Error::ReportFile {
-                path: path.clone(),
-                source: source.into(),
-            })?;
+            let text =
+                list_command::to_json_lines(&listed).map_err(|source| Error::ReportFile {
+                    path: path.clone(),
+                    source: source.into(),
+                })?;
             write(path, &text)
         }
-        None => write(Path::new("-"), &listing::to_text(&listed)),
+        None => write(Path::new("-"), &list_command::to_text(&listed)),
     }
 }
 

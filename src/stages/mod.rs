@@ -3,6 +3,7 @@
 //! [`context::Run`] and the typed results of the stages before it.
 
 pub(crate) mod build;
+pub(crate) mod cache;
 pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod context;
@@ -16,5 +17,4 @@ pub(crate) mod project;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod server;
-pub(crate) mod cache;
 pub(crate) mod template;

@@ -2,7 +2,7 @@
 //! process it starts gets a database of its own through [`crate::nextest`]'s target runner and broker.
 //! cargo-nextest is looked for before the cluster boots, so a missing one costs nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::time::Instant;
 
@@ -11,12 +11,12 @@ use super::error::Error;
 use super::template::Ready;
 use crate::cli::Cli;
 use crate::cluster::Cluster;
+use crate::events::Phase;
 use crate::nextest::broker::{Broker, Closed, Handout};
 use crate::nextest::command;
 use crate::nextest::pool::Pool;
 use crate::nextest::protocol::Reply;
 use crate::nextest::{self, NextestError};
-use crate::events::Phase;
 use crate::template;
 
 /// Under `cargo pgtest nextest`, fails unless cargo-nextest is installed; otherwise does nothing.
@@ -60,7 +60,7 @@ pub(crate) async fn run_tests(
     ready: Ready,
     user_args: &[OsString],
 ) -> Result<(), Error> {
-    if !ready.snapshots.is_empty() {
+    if !ready.databases.snapshots().is_empty() {
         run.warn(
             "snapshots are not applied under `cargo pgtest nextest`: every test starts from the plain \
              template; run `cargo pgtest` for them"
@@ -79,7 +79,7 @@ pub(crate) async fn run_tests(
     ))
     .await?;
     let databases_before = ready.databases.count().await.ok();
-    let handout = handout(setup, cluster, &ready, &build_env);
+    let handout = handout(setup, &ready, &build_env);
     let broker =
         Broker::start(&cluster.info.run_dir, handout).map_err(|source| NextestError::Socket {
             dir: cluster.info.run_dir.display().to_string(),
@@ -113,31 +113,12 @@ pub(crate) async fn run_tests(
 }
 
 /// What the broker hands out: clones of each package's template, started ahead now.
-fn handout(
-    setup: &Setup,
-    cluster: &Cluster,
-    ready: &Ready,
-    build_env: &[(String, String)],
-) -> Handout {
-    let templates: BTreeMap<String, String> = setup
-        .config
-        .package_database
-        .iter()
-        .filter_map(|(package, index)| {
-            Some((package.clone(), ready.templates.get(*index)?.name.clone()))
-        })
-        .collect();
-    let default_template = ready
-        .templates
-        .first()
-        .map(|t| t.name.clone())
-        .unwrap_or_default();
-    let pool = Pool::new(
-        ready.databases.clone(),
-        setup.config.jobs,
-        ready.extras.clone(),
-    );
-    let used: BTreeSet<&String> = templates.values().chain([&default_template]).collect();
+fn handout(setup: &Setup, ready: &Ready, build_env: &[(String, String)]) -> Handout {
+    let databases = &ready.databases;
+    let pool = Pool::new(databases.clone(), setup.config.jobs);
+    let default_template = ready.first_template();
+    let templates = databases.templates().values();
+    let used: BTreeSet<&String> = templates.chain([&default_template]).collect();
     for template in used {
         pool.fill(template);
     }
@@ -149,15 +130,7 @@ fn handout(
             Err(_) => Reply::Unset(key.clone()),
         })
         .collect();
-    Handout {
-        pool,
-        endpoint: cluster.endpoint().clone(),
-        database_env: setup.config.database_env.clone(),
-        templates,
-        default_template,
-        restore,
-        extras: ready.extras.clone(),
-    }
+    Handout { pool, restore }
 }
 
 /// How the databases were handed out, and the leak check: every test's database is gone again.

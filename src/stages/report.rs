@@ -3,11 +3,11 @@
 
 use super::error::Error;
 use crate::cli::Cli;
+use crate::events::EventReceiver;
 use crate::exit_code;
 use crate::report::styles::Styles;
 use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters};
-use crate::events::EventReceiver;
-use crate::runner::list::TestArgs;
+use crate::runner::selection::TestArgs;
 
 /// Opens the reporters; an error when a report file cannot be created.
 pub(crate) fn reporters(

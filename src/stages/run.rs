@@ -1,22 +1,48 @@
-//! Stage 7, run: the runner's plan built from the earlier stages, the tests run against the cluster, and
-//! their times passed to the test history (see `stages::history`).
+//! Stage 7, run: the runner's settings resolved once from the earlier stages, the tests run against the
+//! cluster, and their times passed to the test history (see `stages::history`).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::build::Built;
 use super::context::{Run, Setup};
 use super::error::Error;
 use super::template::Ready;
 use crate::cluster::Cluster;
-use crate::events::{self, Phase};
-use crate::runner::{self, exec::Limits, list::TestArgs};
+use crate::events::{self, Phase, TestId};
+use crate::runner::{self, exec::Limits, selection::TestArgs};
 
 /// What a run that ended with failed tests' databases kept leaves to save, once the tests phase is over.
 pub(crate) struct ToKeep {
     target_dir: std::path::PathBuf,
     templates: Vec<crate::template::Template>,
-    kept: Vec<runner::KeptDatabase>,
+    kept: Vec<crate::template::KeptDatabase>,
+}
+
+/// The runner's settings for this command line: every value resolved here, once.
+pub(crate) fn settings(
+    run: &Run<'_>,
+    setup: &Setup,
+    cluster: &Cluster,
+    built: &Built,
+    args: TestArgs,
+) -> runner::Settings {
+    let config = &setup.config;
+    let pgtest = &run.cli.pgtest;
+    runner::Settings {
+        read_only: learned_read_only(run, setup, cluster.is_existing(), &args),
+        args,
+        isolation: config.isolation,
+        jobs: config.jobs,
+        limits: Limits {
+            slow_after: config.slow_timeout,
+            timeout: config.timeout,
+        },
+        retries: config.retries,
+        fail_fast: pgtest.fail_fast,
+        partition: pgtest.partition,
+        doc_tests: doc_tests(setup, built),
+    }
 }
 
 /// Runs the tests; the kept databases come back to be saved after the tests phase (saving stops the
@@ -27,21 +53,26 @@ pub(crate) async fn run_tests(
     cluster: &mut Cluster,
     ready: Ready,
     built: Built,
-    test_args: TestArgs,
+    settings: &runner::Settings,
 ) -> Result<Option<ToKeep>, Error> {
     // The phase holds the history's reading and writing too: every piece of a run's work is in one.
     let started = Instant::now();
-    let mut plan = plan(&setup, &ready, built, test_args, run.cli.pgtest.keep_failed);
-    plan.partition = run.cli.pgtest.partition;
-    plan.fail_fast = run.cli.pgtest.fail_fast;
-    plan.read_only = learned_read_only(run, &setup, cluster.is_existing(), &plan.args);
     let (taps, tapped) = events::channel();
-    let running = runner::run(plan, cluster, &ready.databases, run.cancel, &taps);
+    let databases = &ready.databases;
+    let running = runner::run(
+        built.binaries,
+        settings,
+        cluster,
+        databases,
+        run.cancel,
+        &taps,
+    );
     let (result, seen) = super::history::forward(run, running, tapped).await;
     super::history::settle(run, &setup.project.target_dir, &seen);
     run.phase_finished(Phase::Tests, started.elapsed());
-    ready.databases.close().await;
-    let kept = result?;
+    databases.close().await;
+    result?;
+    let kept = databases.kept();
     // A stopped run tears down at once, as always: saving can wait for a run that ends by itself.
     let keep = !kept.is_empty() && cluster.is_running() && run.cancel.signal().is_none();
     Ok(keep.then(|| ToKeep {
@@ -54,12 +85,12 @@ pub(crate) async fn run_tests(
 /// The tests that run in read-only groups, if any do: with `reuse` and `group_read_only` on, on a cluster
 /// of our own (whose files the check reads), the tests the history found read-only. None when every test's
 /// output is asked for (`--nocapture`): libtest keeps a passing test's output to itself in a group.
-pub(crate) fn learned_read_only(
+fn learned_read_only(
     run: &Run<'_>,
     setup: &Setup,
     existing_server: bool,
     test_args: &TestArgs,
-) -> BTreeMap<events::TestId, std::time::Duration> {
+) -> BTreeMap<TestId, Duration> {
     let config = &setup.config;
     if !config.reuse || !config.group_read_only || existing_server || test_args.show_output {
         return BTreeMap::new();
@@ -78,48 +109,10 @@ pub(crate) async fn keep(run: &Run<'_>, cluster: &mut Cluster, to_keep: ToKeep) 
 }
 
 /// `cargo test --doc`, when the run has doc tests to run (`list` asks the same).
-pub(super) fn doc_tests(setup: &Setup, built: &Built) -> Option<runner::DocTests> {
+fn doc_tests(setup: &Setup, built: &Built) -> Option<runner::DocTests> {
     let packages = &setup.project.packages_with_lib;
     (built.runs_doc_tests && !packages.is_empty()).then(|| runner::DocTests {
         cargo_args: built.cargo_args.for_doc_tests(),
         packages: packages.clone(),
     })
-}
-
-/// What the runner is asked to do.
-fn plan(
-    setup: &Setup,
-    ready: &Ready,
-    built: Built,
-    test_args: TestArgs,
-    keep_failed: usize,
-) -> runner::Plan {
-    let config = &setup.config;
-    let package_templates: BTreeMap<String, String> = config
-        .package_database
-        .iter()
-        .map(|(package, index)| (package.clone(), ready.templates[*index].name.clone()))
-        .collect();
-    let doc_tests = doc_tests(setup, &built);
-    runner::Plan {
-        binaries: built.binaries,
-        args: test_args,
-        isolation: config.isolation,
-        jobs: config.jobs,
-        limits: Limits {
-            slow_after: config.slow_timeout,
-            timeout: config.timeout,
-        },
-        database_env: config.database_env.clone(),
-        templates: package_templates,
-        doc_tests,
-        keep_failed,
-        partition: None,
-        retries: config.retries,
-        fail_fast: false,
-        snapshots: ready.snapshots.clone(),
-        extras: ready.extras.clone(),
-        reuse: config.reuse,
-        read_only: BTreeMap::new(),
-    }
 }

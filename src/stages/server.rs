@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use super::context::Run;
 use super::error::Error;
+use crate::cache::Cache;
 use crate::cargo::Project;
 use crate::cluster::external::{self, External};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::events::Phase;
-use crate::cache::Lookup;
 
 /// The environment variable that names an existing server.
 pub(crate) const SERVER_URL_VARIABLE: &str = "PGTEST_SERVER_URL";
@@ -36,7 +36,7 @@ pub(crate) async fn connect(
     project: &Project,
     config: &Config,
     url: &str,
-) -> Result<(Cluster, Option<usize>, Option<Lookup>), Error> {
+) -> Result<(Cluster, Option<usize>, Option<Cache>), Error> {
     let started = Instant::now();
     note_ignored_keys(run, config);
     let (endpoint, target) = external::parse(url).map_err(ClusterError::from)?;

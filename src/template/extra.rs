@@ -1,16 +1,14 @@
 //! The extra databases (`[package.metadata.pgtest.databases.NAME]`): one template each, prepared like the
 //! main ones (extensions, migrations, fixtures) and cached with them; then, for every database a test (or
 //! the build, or a shared run) gets, a copy of each extra template named after it, its URL in the
-//! database's own variable, and its drop. Every copy is made by [`MaintenancePool::create_from`], the one path
-//! all clones take.
+//! database's own variable. The copies are made and dropped by the run's one owner of test databases,
+//! [`super::test_databases::TestDatabases`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-use super::reuse::{Reuse, Verdict};
-use super::{prepare_one, MaintenancePool, Template, TemplateError};
+use super::{prepare_one, Template, TemplateError};
 use crate::cluster::Endpoint;
 use crate::config::extra::ExtraDatabase;
 
@@ -100,120 +98,17 @@ impl Extras {
         format!("{base}__{name}")
     }
 
-    /// Makes `base` from `template`, then a copy of every extra database to go with it.
-    pub(crate) async fn create_with(
-        &self,
-        databases: &MaintenancePool,
-        template: &str,
-        base: &str,
-    ) -> Result<(), sqlx::Error> {
-        databases.create_from(template, base).await?;
-        self.create_for(databases, base).await
-    }
-
-    /// Makes a copy of every extra database to go with database `base`.
-    pub(crate) async fn create_for(
-        &self,
-        databases: &MaintenancePool,
-        base: &str,
-    ) -> Result<(), sqlx::Error> {
-        for extra in self.0.iter() {
-            let copy = Self::copy_name(base, &extra.name);
-            databases.create_from(&extra.template.name, &copy).await?;
-        }
-        Ok(())
-    }
-
-    /// Makes `base` from `template` and a copy of every extra database to go with it, each one either an
-    /// untouched database `reuse` hands over (renamed) or a fresh clone, recorded for reuse. Each database
-    /// is judged on its own, so a test that wrote only to its audit database still gets a reused main one.
-    /// The time spent cloning, or None when every database was reused.
-    pub(crate) async fn obtain_with(
-        &self,
-        databases: &MaintenancePool,
-        reuse: Option<&Reuse>,
-        template: &str,
-        base: &str,
-    ) -> Result<Option<Duration>, sqlx::Error> {
-        let recording = reuse.map(|reuse| (reuse, Recording::Paced));
-        self.obtain_recorded(databases, recording, template, base)
-            .await
-    }
-
-    /// [`Extras::obtain_with`], every fresh clone recorded whatever the pacing: for databases whose check
-    /// must be able to say untouched (a group of tests run together).
-    pub(crate) async fn obtain_checkable(
-        &self,
-        databases: &MaintenancePool,
-        reuse: &Reuse,
-        template: &str,
-        base: &str,
-    ) -> Result<Option<Duration>, sqlx::Error> {
-        let recording = Some((reuse, Recording::Always));
-        self.obtain_recorded(databases, recording, template, base)
-            .await
-    }
-
-    async fn obtain_recorded(
-        &self,
-        databases: &MaintenancePool,
-        recording: Option<(&Reuse, Recording)>,
-        template: &str,
-        base: &str,
-    ) -> Result<Option<Duration>, sqlx::Error> {
-        let reuse = recording.map(|(reuse, _)| reuse);
-        let main = obtain(databases, recording, template, base).await?;
-        if let (None, Some(reuse)) = (main, reuse) {
-            reuse.count_reused();
-        }
-        let mut cloning = main;
-        for extra in self.0.iter() {
-            let copy = Self::copy_name(base, &extra.name);
-            if let Some(took) = obtain(databases, recording, &extra.template.name, &copy).await? {
-                cloning = Some(cloning.unwrap_or_default() + took);
-            }
-        }
-        Ok(cloning)
-    }
-
-    /// After `base`'s test: `base` and each copy that goes with it goes back to `reuse` if the test left it
-    /// untouched, and is dropped otherwise (a failure leaves only a database in a cluster that is removed
-    /// at the end). Whether every one of them was found untouched.
-    pub(crate) async fn release_with(
-        &self,
-        databases: &MaintenancePool,
-        reuse: Option<&Reuse>,
-        base: &str,
-    ) -> bool {
-        let mut untouched = release(databases, reuse, base).await;
-        for extra in self.0.iter() {
-            untouched &= release(databases, reuse, &Self::copy_name(base, &extra.name)).await;
-        }
-        untouched
-    }
-
-    /// Tells `reuse` that `base` and its copies are kept or dropped elsewhere: never handed out again.
-    pub(crate) fn forget_with(&self, reuse: &Reuse, base: &str) {
-        reuse.forget(base);
-        for extra in self.0.iter() {
-            reuse.forget(&Self::copy_name(base, &extra.name));
-        }
-    }
-
-    /// Drops `base` and the copies that go with it. A failure leaves only a database in a cluster that is
-    /// removed at the end.
-    pub(crate) async fn drop_with(&self, databases: &MaintenancePool, base: &str) {
-        let _ = databases.drop_database(base).await;
-        self.drop_for(databases, base).await;
-    }
-
-    /// Drops the copies that go with database `base` (those that were made).
-    pub(crate) async fn drop_for(&self, databases: &MaintenancePool, base: &str) {
-        for extra in self.0.iter() {
-            let _ = databases
-                .drop_database(&Self::copy_name(base, &extra.name))
-                .await;
-        }
+    /// Each extra database's template and the name of its copy that goes with database `base`.
+    pub(crate) fn copies<'a>(
+        &'a self,
+        base: &'a str,
+    ) -> impl Iterator<Item = (&'a str, String)> + 'a {
+        self.0.iter().map(move |extra| {
+            (
+                extra.template.name.as_str(),
+                Self::copy_name(base, &extra.name),
+            )
+        })
     }
 
     /// Each extra database's variable, set to the URL of its copy that goes with database `base`.
@@ -237,52 +132,6 @@ impl Extras {
         env.extend(self.env(endpoint, base));
         env
     }
-}
-
-/// Which fresh clones are recorded for reuse.
-#[derive(Debug, Clone, Copy)]
-enum Recording {
-    /// As [`Reuse::prepared`]'s pacing says.
-    Paced,
-    /// Every one ([`Reuse::record`]).
-    Always,
-}
-
-/// `name` from `template`: taken from `reuse` when it holds an untouched one, else cloned (then recorded; a
-/// clone it could not record is only never reused). How long the clone took, None when reused.
-async fn obtain(
-    databases: &MaintenancePool,
-    recording: Option<(&Reuse, Recording)>,
-    template: &str,
-    name: &str,
-) -> Result<Option<Duration>, sqlx::Error> {
-    if let Some((reuse, _)) = recording {
-        if reuse.take(template, name).await.is_some() {
-            return Ok(None);
-        }
-    }
-    let started = Instant::now();
-    databases.create_from(template, name).await?;
-    let took = started.elapsed();
-    // A clone that could not be recorded is only never reused.
-    let _ = match recording {
-        Some((reuse, Recording::Paced)) => reuse.prepared(template, name).await,
-        Some((reuse, Recording::Always)) => reuse.record(template, name).await,
-        None => Ok(()),
-    };
-    Ok(Some(took))
-}
-
-/// `name` back to `reuse` when untouched, else dropped; whether it was untouched.
-async fn release(databases: &MaintenancePool, reuse: Option<&Reuse>, name: &str) -> bool {
-    if let Some(reuse) = reuse {
-        if reuse.check(name).await == Verdict::Untouched {
-            reuse.give_back(name);
-            return true;
-        }
-    }
-    let _ = databases.drop_database(name).await;
-    false
 }
 
 #[cfg(test)]

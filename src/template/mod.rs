@@ -1,11 +1,13 @@
 //! The template databases: extensions, migrations (sqlx's layout, recorded in `_sqlx_migrations` exactly as
 //! sqlx records them) and fixture files applied once; then cheap clones of a template for tests, and drops.
 
-pub(crate) mod maintenance;
 pub(crate) mod extra;
+pub(crate) mod keep;
+pub(crate) mod maintenance;
 pub(crate) mod migrations;
 pub(crate) mod reuse;
 pub(crate) mod snapshots;
+pub(crate) mod test_databases;
 
 use std::path::{Path, PathBuf};
 
@@ -14,10 +16,12 @@ use sqlx::{Connection, PgConnection};
 
 use crate::cluster::Endpoint;
 use crate::config::DatabaseSpec;
-pub(crate) use maintenance::MaintenancePool;
 pub(crate) use extra::Extras;
+pub(crate) use keep::KeptDatabase;
+pub(crate) use maintenance::MaintenancePool;
 use migrations::{apply_migrations, read_migrations};
 pub use migrations::{parse_migration_name, MigrationName};
+pub(crate) use test_databases::{Obtain, Return, TestDatabases};
 
 /// A template database, ready to be cloned.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -43,7 +43,10 @@ pub(crate) async fn build_fixture_snapshots(
 /// Makes the database a `from_test` snapshot's test left into a template: no new sessions, the ones its
 /// test left (a process that just exited may still have one closing) ended, so it can be copied; then
 /// settled like every template, so that copies only read from can be reused.
-pub(crate) async fn seal(endpoint: &Endpoint, snapshot: &NamedSnapshot) -> Result<(), SnapshotsError> {
+pub(crate) async fn seal(
+    endpoint: &Endpoint,
+    snapshot: &NamedSnapshot,
+) -> Result<(), SnapshotsError> {
     let mut admin = connect(endpoint, "postgres", snapshot).await?;
     mark_template(&mut admin, snapshot).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -101,13 +104,19 @@ async fn finish(
 }
 
 /// [`crate::template::settle`]: reading a copy then dirties nothing, so reuse can hand it on.
-async fn settle(connection: &mut PgConnection, snapshot: &NamedSnapshot) -> Result<(), SnapshotsError> {
+async fn settle(
+    connection: &mut PgConnection,
+    snapshot: &NamedSnapshot,
+) -> Result<(), SnapshotsError> {
     crate::template::settle(connection)
         .await
         .map_err(|e| sql_error(snapshot, &e))
 }
 
-async fn mark_template(admin: &mut PgConnection, snapshot: &NamedSnapshot) -> Result<(), SnapshotsError> {
+async fn mark_template(
+    admin: &mut PgConnection,
+    snapshot: &NamedSnapshot,
+) -> Result<(), SnapshotsError> {
     let sql = format!(
         "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
         quote_ident(&snapshot.database)

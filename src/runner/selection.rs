@@ -210,6 +210,35 @@ pub(crate) fn select(
     selection
 }
 
+/// One binary's tests as its `--list` gives them: all of them, and the ignored ones.
+#[derive(Debug, Clone)]
+pub(crate) struct Listing {
+    pub(crate) binary: Arc<TestBinary>,
+    pub(crate) all: Vec<String>,
+    pub(crate) ignored: Vec<String>,
+}
+
+/// Applies the arguments and the partition to every binary's listing, binaries in order: what the run
+/// chooses.
+pub(crate) fn choose(
+    listings: &[Listing],
+    args: &TestArgs,
+    partition: Option<super::partition::Partition>,
+) -> Selection {
+    let mut chosen = Selection::default();
+    for listing in listings {
+        let mut selection = select(&listing.binary, &listing.all, &listing.ignored, args);
+        if let Some(partition) = partition {
+            selection = partition.apply(selection);
+        }
+        chosen.run.extend(selection.run);
+        chosen.ignored.extend(selection.ignored);
+        chosen.filtered_out += selection.filtered_out;
+        chosen.listed.extend(selection.listed);
+    }
+    chosen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,12 @@ impl Keeper {
         true
     }
 
+    /// Whether `database` is kept (for one test or more).
+    pub(crate) fn holds(&self, database: &str) -> bool {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().any(|k| k.database == database)
+    }
+
     /// What was kept, in the order it was.
     pub(crate) fn kept(&self) -> Vec<KeptDatabase> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -1,0 +1,272 @@
+//! Per-test isolation: up to `jobs` tests at a time, each in a database of its own cloned from its package's
+//! template. Clones are made ahead, in the order the tests will start, so a test rarely waits for one; used
+//! databases are dropped off the critical path.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::dispatch::{Dispatcher, Next, TestResult};
+use super::exec::{self, Limits};
+use super::schedule::Alone;
+use super::{retry, snapshot_builders, Runner};
+use crate::cancel::Cancel;
+use crate::cluster::Cluster;
+use crate::events::{Outcome, TestId};
+use crate::template::keep::Keeper;
+use crate::template::{self, Obtain, Return, TestDatabases};
+
+/// A clone on its way: the outcome of making it, and the slot it holds among the clones made ahead.
+type CloneReady = oneshot::Receiver<(Result<(), String>, OwnedSemaphorePermit)>;
+
+/// Runs the tests, each of them unless the run is stopped (or the server dies, or a test fails under
+/// `--fail-fast`) first: the ones not started then are left to the dispatcher's NOT RUN. A test whose
+/// snapshot is `unbuilt` is NOT RUN, saying why. `databases_before`: how many databases the cluster held
+/// before, for the leak check.
+pub(crate) async fn run(
+    tests: Vec<Alone>,
+    unbuilt: &BTreeSet<usize>,
+    runner: &Runner<'_>,
+    cluster: &mut Cluster,
+    databases_before: Option<i64>,
+) {
+    let (databases, dispatch, cancel) = (runner.databases, runner.dispatch, runner.cancel);
+    let tests = without_unbuilt(tests, unbuilt, databases, dispatch);
+    let names: Vec<String> = (0..tests.len()).map(|n| format!("pgtest_{n}")).collect();
+    let jobs = runner.settings.jobs;
+    let (mut clones, mut makers) = make_clones_ahead(&tests, &names, jobs, databases, dispatch);
+    let mut pending = tests.into_iter().zip(names.iter().cloned());
+    let mut running: JoinSet<Used> = JoinSet::new();
+    let mut drops: JoinSet<()> = JoinSet::new();
+    let mut stopping = false;
+    let mut started = 0;
+    loop {
+        while running.len() < jobs && !stopping {
+            if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
+                stopping = true;
+                break;
+            }
+            let Some((test, database)) = pending.next() else {
+                break;
+            };
+            let Some(ready) = clones.next() else { break };
+            started += 1;
+            let assigned = Assigned {
+                test,
+                database,
+                ready,
+            };
+            let (databases, limits) = (databases.clone(), runner.settings.limits);
+            let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
+            running.spawn(async move { assigned.run(&databases, limits, cancel, &dispatch).await });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let Ok(Used {
+            database,
+            test,
+            failed,
+        }) = joined
+        else {
+            continue;
+        };
+        if failed && databases.keep(test.clone(), &database) {
+            continue;
+        }
+        if !cluster.is_running() {
+            stopping = true;
+            continue;
+        }
+        let (databases, dispatch) = (databases.clone(), dispatch.clone());
+        drops.spawn(async move {
+            if databases.give_back(&database, Return::Check).await {
+                dispatch.untouched(test);
+            }
+        });
+    }
+    makers.abort_all();
+    while makers.join_next().await.is_some() {}
+    let remaining: Vec<(Alone, String)> = pending.collect();
+    // Clones made for tests that will not run now (a dead server has nothing left to drop).
+    if cluster.is_running() {
+        for (mut ready, (_, database)) in clones.zip(&remaining) {
+            if let Ok((Ok(()), _)) = ready.try_recv() {
+                databases.give_back(database, Return::Drop).await;
+            }
+        }
+    }
+    while drops.join_next().await.is_some() {}
+    settle(runner, cluster, started, databases_before).await;
+}
+
+/// The tests whose snapshot was built; the others are NOT RUN, saying why.
+fn without_unbuilt(
+    tests: Vec<Alone>,
+    unbuilt: &BTreeSet<usize>,
+    databases: &TestDatabases,
+    dispatch: &Dispatcher,
+) -> Vec<Alone> {
+    let snapshots = &databases.snapshots().snapshots;
+    let (runs, not_built): (Vec<_>, Vec<_>) = tests
+        .into_iter()
+        .partition(|test| test.snapshot.is_none_or(|index| !unbuilt.contains(&index)));
+    for test in not_built {
+        if let Some(snapshot) = test.snapshot.and_then(|index| snapshots.get(index)) {
+            let reason = snapshot_builders::unbuilt_reason(snapshot);
+            dispatch.not_run([test.case.id()], &reason);
+        }
+    }
+    runs
+}
+
+/// Once every test has ended: what happens to the untouched databases still waiting, the reuse count and
+/// the leak check.
+async fn settle(
+    runner: &Runner<'_>,
+    cluster: &mut Cluster,
+    started: usize,
+    databases_before: Option<i64>,
+) {
+    let (databases, dispatch) = (runner.databases, runner.dispatch);
+    let idle = match cluster.is_running() {
+        true => databases.settle().await,
+        false => 0,
+    };
+    dispatch.databases_reused(databases.reused(), started);
+    // What a leak check reads: every clone made for a test is gone again, or waits for reuse.
+    if let (Some(before), true) = (databases_before, cluster.is_running()) {
+        if let Ok(after) = databases.count().await {
+            let after = after - idle as i64;
+            let message = format!("cluster databases before the tests: {before}, after: {after}");
+            dispatch.info(message);
+        }
+    }
+}
+
+/// Starts cloning the tests' databases in order, never more than `jobs` made and not yet taken by a test
+/// (and so never more than `jobs` clones competing with the tests for the CPUs).
+fn make_clones_ahead(
+    tests: &[Alone],
+    names: &[String],
+    jobs: usize,
+    databases: &TestDatabases,
+    dispatch: &Dispatcher,
+) -> (std::vec::IntoIter<CloneReady>, JoinSet<()>) {
+    let slots = Arc::new(Semaphore::new(jobs.max(1)));
+    let mut receivers = Vec::with_capacity(tests.len());
+    let mut orders = Vec::with_capacity(tests.len());
+    for (test, name) in tests.iter().zip(names) {
+        let (sender, receiver) = oneshot::channel();
+        receivers.push(receiver);
+        let template = databases.template_for(&test.case.binary.package, test.snapshot);
+        orders.push((template, name.clone(), sender));
+    }
+    let mut makers = JoinSet::new();
+    let (databases, dispatch) = (databases.clone(), dispatch.clone());
+    makers.spawn(async move {
+        let mut in_flight = JoinSet::new();
+        for (template, name, sender) in orders {
+            // Semaphores are fair: slots are handed out in test order.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (databases, dispatch) = (databases.clone(), dispatch.clone());
+            in_flight.spawn(async move {
+                let made = databases.lease(&template, &name, Obtain::Reusable).await;
+                if let Ok(Some(cloning)) = made.as_ref().map(|lease| lease.cloning) {
+                    dispatch.database_cloned(cloning);
+                }
+                let made = made
+                    .map(drop)
+                    .map_err(|error| template::server_message(&error));
+                let _ = sender.send((made, slot));
+            });
+            // Reap finished clones as we go so the set stays small.
+            while in_flight.try_join_next().is_some() {}
+        }
+        while in_flight.join_next().await.is_some() {}
+    });
+    (receivers.into_iter(), makers)
+}
+
+/// A test's database once the test has ended: dropped, handed on, or kept if the test failed.
+struct Used {
+    database: String,
+    test: TestId,
+    failed: bool,
+}
+
+/// A test, the database made for it and word of when it is ready.
+struct Assigned {
+    test: Alone,
+    database: String,
+    ready: CloneReady,
+}
+
+impl Assigned {
+    /// Waits for the test's database, runs the test against it, reports it; returns the database.
+    async fn run(
+        self,
+        databases: &TestDatabases,
+        limits: Limits,
+        cancel: Cancel,
+        dispatch: &Dispatcher,
+    ) -> Used {
+        let Assigned {
+            test,
+            database,
+            ready,
+        } = self;
+        let case = test.case;
+        let waiting = Instant::now();
+        let made = match ready.await {
+            // The slot is given back as the test takes its database, so the next clone can start.
+            Ok((made, _slot)) => made,
+            Err(_) => Err("the cloning task stopped".to_owned()),
+        };
+        dispatch.started(case.id(), Some(waiting.elapsed()));
+        let failed = match made {
+            Ok(()) => {
+                let env = databases.env(&database);
+                let result = exec::run_alone(&case, &env, limits, cancel.clone(), dispatch).await;
+                let may_retry = cancel.signal().is_none();
+                if dispatch.attempt_finished(case.id(), result, may_retry) == Next::Retry {
+                    let attempts = retry::AttemptDatabase::Clone {
+                        databases,
+                        template: databases.template_for(&case.binary.package, test.snapshot),
+                        base: &database,
+                    };
+                    retry::run_again(&case, &attempts, limits, &cancel, dispatch).await;
+                }
+                // Failed for good: its first attempt's database may be kept (the retries' are dropped).
+                dispatch.has_failed(&case.id())
+            }
+            Err(message) => {
+                let result = not_made(&message);
+                let failed = Keeper::worth_keeping(&result.outcome);
+                dispatch.finished(case.id(), result);
+                failed
+            }
+        };
+        Used {
+            database,
+            test: case.id(),
+            failed,
+        }
+    }
+}
+
+/// The result of a test whose database could not be made.
+fn not_made(message: &str) -> TestResult {
+    TestResult {
+        outcome: Outcome::NotRun {
+            reason: format!("its database could not be created: {message}"),
+        },
+        duration: Some(Duration::ZERO),
+        output: String::new(),
+    }
+}
