@@ -39,7 +39,7 @@ pub(crate) async fn run(
     let jobs = runner.settings.jobs;
     let (mut clones, mut makers) = make_clones_ahead(&tests, &names, jobs, databases, dispatch);
     let mut pending = tests.into_iter().zip(names.iter().cloned());
-    let mut running: JoinSet<Used> = JoinSet::new();
+    let mut running: JoinSet<Handback> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
     let mut started = 0;
@@ -54,7 +54,7 @@ pub(crate) async fn run(
             };
             let Some(ready) = clones.next() else { break };
             started += 1;
-            let assigned = Assigned {
+            let assigned = Assignment {
                 test,
                 database,
                 ready,
@@ -66,7 +66,7 @@ pub(crate) async fn run(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let Ok(Used {
+        let Ok(Handback {
             database,
             test,
             failed,
@@ -194,20 +194,20 @@ fn make_clones_ahead(
 }
 
 /// A test's database once the test has ended: dropped, handed on, or kept if the test failed.
-struct Used {
+struct Handback {
     database: String,
     test: TestId,
     failed: bool,
 }
 
 /// A test, the database made for it and word of when it is ready.
-struct Assigned {
+struct Assignment {
     test: Alone,
     database: String,
     ready: CloneReady,
 }
 
-impl Assigned {
+impl Assignment {
     /// Waits for the test's database, runs the test against it, reports it; returns the database.
     async fn run(
         self,
@@ -215,8 +215,8 @@ impl Assigned {
         limits: Limits,
         cancel: Cancel,
         dispatch: &Dispatcher,
-    ) -> Used {
-        let Assigned {
+    ) -> Handback {
+        let Assignment {
             test,
             database,
             ready,
@@ -252,7 +252,7 @@ impl Assigned {
                 failed
             }
         };
-        Used {
+        Handback {
             database,
             test: case.id(),
             failed,

@@ -109,51 +109,6 @@ impl DocTests {
     }
 }
 
-/// Lists every binary, applies the arguments and the partition, and computes the schedule: what `list`
-/// prints and a run executes. None if the run was stopped while listing.
-async fn plan(
-    binaries: Vec<TestBinary>,
-    settings: &Settings,
-    databases: &TestDatabases,
-    cancel: &Cancel,
-    dispatch: &Dispatcher,
-) -> Result<Option<Schedule>, RunnerError> {
-    let mut listings = Vec::with_capacity(binaries.len());
-    for binary in binaries {
-        let binary = Arc::new(binary);
-        let Some((all, ignored)) = exec::list(&binary, cancel, dispatch).await? else {
-            return Ok(None);
-        };
-        listings.push(selection::Listing {
-            binary,
-            all,
-            ignored,
-        });
-    }
-    let chosen = selection::choose(&listings, &settings.args, settings.partition);
-    // The `#[sqlx::test]` functions of each package a chosen test comes from, read from its sources.
-    let packages: BTreeSet<PathBuf> = chosen.run.iter().map(|c| c.binary.cwd.clone()).collect();
-    let scans: BTreeMap<PathBuf, BTreeSet<String>> = packages
-        .into_iter()
-        .map(|cwd| {
-            let tests = crate::sqlx::scan::scan(&cwd).tests;
-            (cwd, tests)
-        })
-        .collect();
-    let self_isolating = |case: &TestCase| {
-        let known = scans.get(&case.binary.cwd);
-        known.is_some_and(|known| crate::sqlx::scan::is_self_isolating(&case.name, known))
-    };
-    let inputs = schedule::Inputs {
-        isolation: settings.isolation,
-        snapshots: databases.snapshots(),
-        read_only: &settings.read_only,
-        self_isolating: &self_isolating,
-        jobs: settings.jobs,
-    };
-    Ok(Some(schedule::compute(chosen, &inputs)?))
-}
-
 /// What `cargo pgtest list` prints for `binaries`: the schedule a run of the same command line executes,
 /// test by test in its order. None if stopped first.
 pub(crate) async fn list(
@@ -164,7 +119,13 @@ pub(crate) async fn list(
     events: &EventSender,
 ) -> Result<Option<Vec<schedule::Entry>>, RunnerError> {
     let dispatch = Dispatcher::new(events.clone());
-    let schedule = plan(binaries, settings, databases, cancel, &dispatch).await?;
+    let runner = Runner {
+        settings,
+        databases,
+        cancel,
+        dispatch: &dispatch,
+    };
+    let schedule = runner.plan(binaries).await?;
     Ok(schedule.map(|schedule| schedule.entries(databases.snapshots())))
 }
 
@@ -223,20 +184,57 @@ pub(crate) struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// Lists every binary, applies the arguments and the partition, and computes the schedule: what `list`
+    /// prints and a run executes. None if the run was stopped while listing.
+    async fn plan(self, binaries: Vec<TestBinary>) -> Result<Option<Schedule>, RunnerError> {
+        let (settings, databases) = (self.settings, self.databases);
+        let mut listings = Vec::with_capacity(binaries.len());
+        for binary in binaries {
+            let binary = Arc::new(binary);
+            let Some((all, ignored)) = exec::list(&binary, self.cancel, self.dispatch).await?
+            else {
+                return Ok(None);
+            };
+            listings.push(selection::Listing {
+                binary,
+                all,
+                ignored,
+            });
+        }
+        let chosen = selection::choose(&listings, &settings.args, settings.partition);
+        // The `#[sqlx::test]` functions of each package a chosen test comes from, read from its sources
+        // (under shared isolation every test runs with its binary's others anyway).
+        let packages: BTreeSet<PathBuf> = match settings.isolation {
+            Isolation::Test => chosen.run.iter().map(|c| c.binary.cwd.clone()).collect(),
+            Isolation::Shared => BTreeSet::new(),
+        };
+        let scans: BTreeMap<PathBuf, BTreeSet<String>> = packages
+            .into_iter()
+            .map(|cwd| {
+                let tests = crate::sqlx::scan::scan(&cwd).tests;
+                (cwd, tests)
+            })
+            .collect();
+        let self_isolating = |case: &TestCase| {
+            let known = scans.get(&case.binary.cwd);
+            known.is_some_and(|known| crate::sqlx::scan::is_self_isolating(&case.name, known))
+        };
+        let inputs = schedule::Inputs {
+            isolation: settings.isolation,
+            snapshots: databases.snapshots(),
+            read_only: &settings.read_only,
+            self_isolating: &self_isolating,
+            jobs: settings.jobs,
+        };
+        Ok(Some(schedule::compute(chosen, &inputs)?))
+    }
+
     async fn run(
         self,
         binaries: Vec<TestBinary>,
         cluster: &mut Cluster,
     ) -> Result<(), RunnerError> {
-        let Some(schedule) = plan(
-            binaries,
-            self.settings,
-            self.databases,
-            self.cancel,
-            self.dispatch,
-        )
-        .await?
-        else {
+        let Some(schedule) = self.plan(binaries).await? else {
             // Stopped while listing: nothing was chosen, nothing is left to report.
             return Ok(());
         };
@@ -340,11 +338,14 @@ impl schedule::Steps for RunSteps<'_> {
     }
 
     async fn groups(&mut self, groups: &[Group]) -> Vec<TestCase> {
-        if !self.own_databases {
+        if self.runner.settings.isolation == Isolation::Shared {
             return Vec::new();
         }
+        // After the batches' databases are gone: what the leak check compares the end with.
         self.databases_before = self.runner.databases.count().await.ok();
-        self.runner.start_reuse().await;
+        if self.own_databases {
+            self.runner.start_reuse().await;
+        }
         let cluster = &mut *self.cluster;
         let runner = self.runner;
         let must_stop = || runner.must_stop(cluster);
@@ -356,6 +357,9 @@ impl schedule::Steps for RunSteps<'_> {
         tests: Vec<Alone>,
         unbuilt: &BTreeSet<usize>,
     ) -> Result<(), RunnerError> {
+        if self.runner.settings.isolation == Isolation::Shared {
+            return Ok(());
+        }
         let before = self.databases_before;
         isolated::run(tests, unbuilt, &self.runner, self.cluster, before).await;
         Ok(())
@@ -424,8 +428,7 @@ impl Runner<'_> {
         let together = shared::Together {
             binary: &batch.binary,
             cases: &batch.cases,
-            threads: self.settings.jobs,
-            limits: self.settings.limits,
+            settings: self.settings,
         };
         let again = together
             .run(&env, self.cancel.clone(), self.dispatch)
@@ -456,7 +459,7 @@ impl Runner<'_> {
             }
             // sqlx's databases only make the tests' own, which sqlx leaves when they fail.
             BatchKind::Sqlx if self.cancel.signal().is_none() && cluster.is_running() => {
-                let left = sqlx_kept::Left {
+                let left = sqlx_kept::SqlxLeftovers {
                     endpoint: cluster.endpoint(),
                     source: database,
                     databases,

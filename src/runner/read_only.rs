@@ -101,8 +101,7 @@ async fn run_together(
     let together = Together {
         binary: &group.binary,
         cases: &group.cases,
-        threads: runner.settings.jobs,
-        limits: runner.settings.limits,
+        settings: runner.settings,
     };
     together.run(env, runner.cancel.clone(), &held).await.ok()?;
     let mut passed = Vec::new();

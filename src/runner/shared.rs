@@ -14,21 +14,20 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::dispatch::{Dispatcher, Next, TestResult};
-use super::exec::{base_command, outcome_of, Limits};
+use super::exec::{base_command, outcome_of};
 use super::libtest::{classify, Line, Verdict};
 use super::selection::TestCase;
 use super::supervisor::{self, Ended, Stop, Watch};
-use super::RunnerError;
+use super::{RunnerError, Settings};
 use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
 use crate::events::{Outcome, TestId};
 
-/// One binary's cases, run in one process with `threads` test threads.
+/// One binary's cases, run in one process with the run's `jobs` as its test threads.
 pub(crate) struct Together<'a> {
     pub(crate) binary: &'a TestBinary,
     pub(crate) cases: &'a [TestCase],
-    pub(crate) threads: usize,
-    pub(crate) limits: Limits,
+    pub(crate) settings: &'a Settings,
 }
 
 impl Together<'_> {
@@ -38,7 +37,7 @@ impl Together<'_> {
         if self.cases.iter().any(|case| case.ignored) {
             args.push("--include-ignored".to_owned());
         }
-        args.extend(["--test-threads".to_owned(), self.threads.to_string()]);
+        args.extend(["--test-threads".to_owned(), self.settings.jobs.to_string()]);
         args
     }
 
@@ -54,13 +53,19 @@ impl Together<'_> {
             .args(self.libtest_args())
             .envs(database_env.iter().map(|(k, v)| (k, v)));
         let names = self.cases.iter().map(|case| case.name.clone());
-        let mut watch = InOneProcess::new(&self.binary.id, names, self.threads);
-        let ended = supervisor::supervise(command, Some(self.limits), cancel, dispatch, &mut watch)
-            .await
-            .map_err(|source| RunnerError::Spawn {
-                binary: self.binary.path.clone(),
-                source,
-            })?;
+        let mut watch = InOneProcess::new(&self.binary.id, names, self.settings.jobs);
+        let ended = supervisor::supervise(
+            command,
+            Some(self.settings.limits),
+            cancel,
+            dispatch,
+            &mut watch,
+        )
+        .await
+        .map_err(|source| RunnerError::Spawn {
+            binary: self.binary.path.clone(),
+            source,
+        })?;
         let again = watch.finish(&ended, dispatch);
         let again = self.cases.iter().filter(|case| again.contains(&case.name));
         Ok(again.cloned().collect())

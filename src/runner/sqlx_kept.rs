@@ -12,7 +12,7 @@ use crate::cluster::Endpoint;
 use crate::template::TestDatabases;
 
 /// What a batch needs to settle the databases its tests left.
-pub(crate) struct Left<'a> {
+pub(crate) struct SqlxLeftovers<'a> {
     /// The server itself (not the gateway): where sqlx's bookkeeping is read.
     pub(crate) endpoint: &'a Endpoint,
     /// The database sqlx made the tests' databases from.
@@ -20,7 +20,7 @@ pub(crate) struct Left<'a> {
     pub(crate) databases: &'a TestDatabases,
 }
 
-impl Left<'_> {
+impl SqlxLeftovers<'_> {
     /// Keeps or drops every database sqlx left for `cases`, and forgets them in sqlx's bookkeeping so the
     /// next binary of the package does not see them again. Nothing to read (no test got that far, or the
     /// server is gone) leaves nothing to do.

@@ -16,14 +16,14 @@ use crate::history::Store;
 
 /// What the history keeps of a run.
 #[derive(Debug, Default)]
-pub(crate) struct Seen {
+pub(crate) struct RunRecord {
     /// The passing tests' times, in the order they finished.
     times: Vec<(TestId, Duration)>,
     /// The tests whose database was found untouched after them.
     read_only: BTreeSet<TestId>,
 }
 
-impl Seen {
+impl RunRecord {
     fn see(&mut self, event: &Event) {
         match event {
             Event::TestFinished {
@@ -55,8 +55,8 @@ pub(crate) async fn forward<T>(
     run: &Run<'_>,
     running: impl Future<Output = T>,
     mut taps: EventReceiver,
-) -> (T, Seen) {
-    let mut seen = Seen::default();
+) -> (T, RunRecord) {
+    let mut seen = RunRecord::default();
     let mut pass_on = |event: Event| {
         seen.see(&event);
         run.send(event);
@@ -78,7 +78,7 @@ pub(crate) async fn forward<T>(
 
 /// Compares the passing tests with their history, reports the ones far slower, and adds them to it. A
 /// history that cannot be read or written is a warning: it never fails the tests.
-pub(crate) fn settle(run: &Run<'_>, target_dir: &Path, seen: &Seen) {
+pub(crate) fn settle(run: &Run<'_>, target_dir: &Path, seen: &RunRecord) {
     if run.cli.pgtest.no_history || seen.times.is_empty() {
         return;
     }

@@ -9,7 +9,7 @@ use crate::cache::{Cache, Templates};
 use crate::cluster::Cluster;
 use crate::events::{Event, Phase};
 use crate::template::snapshots::{self, NamedSnapshots};
-use crate::template::test_databases::Owned;
+use crate::template::test_databases::Parts;
 use crate::template::{self, Extras, MaintenancePool, Template, TestDatabases};
 
 /// The templates, ready to be cloned, and the run's one owner of test databases made from them.
@@ -74,7 +74,7 @@ pub(crate) async fn prepare(
         Some((package.clone(), templates.get(*index)?.name.clone()))
     });
     let reuse_in = (config.reuse && !cluster.is_existing()).then(|| cluster.data_dir().to_owned());
-    let databases = TestDatabases::new(Owned {
+    let databases = TestDatabases::new(Parts {
         pool,
         endpoint: cluster.endpoint().clone(),
         database_env: config.database_env.clone(),

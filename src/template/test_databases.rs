@@ -55,7 +55,7 @@ pub(crate) struct Lease {
 
 /// What the owner is built from: the run's templates and settings, resolved once.
 #[derive(Debug)]
-pub(crate) struct Owned {
+pub(crate) struct Parts {
     pub(crate) pool: MaintenancePool,
     pub(crate) endpoint: Endpoint,
     /// The variable that names a test's database (`database_env`, DATABASE_URL by default).
@@ -81,14 +81,14 @@ pub(crate) struct TestDatabases {
 
 #[derive(Debug)]
 struct Inner {
-    owned: Owned,
+    owned: Parts,
     keeper: Keeper,
     /// Set once by [`TestDatabases::start_reuse`]; none: every database is a fresh clone, dropped after.
     reuse: OnceLock<Reuse>,
 }
 
 impl TestDatabases {
-    pub(crate) fn new(owned: Owned) -> TestDatabases {
+    pub(crate) fn new(owned: Parts) -> TestDatabases {
         let keeper = Keeper::new(owned.keep_failed);
         TestDatabases {
             inner: Arc::new(Inner {
@@ -99,7 +99,7 @@ impl TestDatabases {
         }
     }
 
-    fn owned(&self) -> &Owned {
+    fn owned(&self) -> &Parts {
         &self.inner.owned
     }
 
@@ -139,7 +139,7 @@ impl TestDatabases {
             .clone()
     }
 
-    /// The server's data directory when reuse is asked for (see [`Owned::reuse_in`]).
+    /// The server's data directory when reuse is asked for (see [`Parts::reuse_in`]).
     pub(crate) fn reuse_in(&self) -> Option<&Path> {
         self.owned().reuse_in.as_deref()
     }

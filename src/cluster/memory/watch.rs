@@ -45,7 +45,7 @@ struct Peaks {
 
 /// What a watch saw over the run.
 #[derive(Debug)]
-pub(crate) struct Seen {
+pub(crate) struct MemorySummary {
     /// The server processes' own peak PSS.
     pub(crate) processes_peak: u64,
     /// The peak of the RAM the cluster held, with its parts.
@@ -101,11 +101,11 @@ impl Watch {
     }
 
     /// Stops sampling and returns what it saw (`None` when nothing was sampled).
-    pub(crate) fn stop(self) -> Option<Seen> {
+    pub(crate) fn stop(self) -> Option<MemorySummary> {
         self.task.abort();
         let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
         let phases = std::mem::take(&mut peaks.phases);
-        (peaks.run.ram_peak_bytes > 0).then_some(Seen {
+        (peaks.run.ram_peak_bytes > 0).then_some(MemorySummary {
             processes_peak: peaks.processes,
             ram: peaks.run,
             phases,

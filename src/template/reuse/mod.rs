@@ -117,7 +117,7 @@ impl Reuse {
     }
 
     /// Records `name`, just cloned from `template`, whatever the pacing: for a database whose check
-    /// decides more than its own reuse (a group of tests run together, [`crate::runner`]).
+    /// decides more than its own reuse (a read-only group of tests run together).
     pub(crate) async fn record(&self, template: &str, name: &str) -> Result<(), String> {
         let oid = catalog::oid(&self.inner.pool, name)
             .await
