@@ -10,7 +10,8 @@
 //!    check), and still no session; no prepared transaction, replication slot or subscription for it, no
 //!    dirty buffer of it; **then** the same files with the same sizes, every time still the preset one (a
 //!    buffer found clean was written out before this look, so its write shows); then the same digest
-//!    (which also covers statistics resets and server restarts).
+//!    (which also covers statistics resets and server restarts). The SQL of these looks is
+//!    schema-qualified throughout (see [`catalog`]).
 //! 3. a database handed out ([`Reuse::take`], [`Reuse::hand_on`]) is renamed and allows connections again
 //!    in one transaction.
 //!
@@ -70,6 +71,8 @@ struct Inner {
     pool: PgPool,
     /// `<data directory>/base`, where each database's files are, under its oid.
     base_dir: PathBuf,
+    /// `pg_buffercache`'s view, schema-qualified ([`catalog::buffercache`]).
+    buffercache: String,
     digest_query: String,
     /// Database name → what it was when cloned (or last handed out).
     baselines: Mutex<HashMap<String, Baseline>>,
@@ -84,20 +87,16 @@ impl Reuse {
     /// Sets reuse up on our own cluster (`data_dir` readable by us: we are the server's account or root),
     /// over `pool`, connected to its maintenance database.
     pub(crate) async fn start(pool: PgPool, data_dir: PathBuf) -> Result<Reuse, ReuseError> {
-        sqlx::raw_sql(catalog::BUFFERCACHE)
-            .execute(&pool)
+        let buffercache = catalog::buffercache(&pool)
             .await
             .map_err(|error| ReuseError::Buffercache(super::server_message(&error)))?;
-        let major: i32 =
-            sqlx::query_scalar("SELECT current_setting('server_version_num')::int / 10000")
-                .fetch_one(&pool)
-                .await
-                .map_err(ReuseError::Version)?;
+        let major = catalog::major(&pool).await.map_err(ReuseError::Version)?;
         Ok(Reuse {
             inner: Arc::new(Inner {
                 pool,
                 base_dir: data_dir.join("base"),
-                digest_query: catalog::digest_query(major.max(0) as u32),
+                buffercache,
+                digest_query: catalog::digest_query(major),
                 baselines: Mutex::default(),
                 idle: Mutex::default(),
                 reused: AtomicUsize::new(0),
@@ -204,7 +203,7 @@ impl Reuse {
         {
             return Ok(Some("a session came to it after its test".to_owned()));
         }
-        if let Some(reason) = catalog::held_elsewhere(pool, oid, name)
+        if let Some(reason) = catalog::held_elsewhere(pool, &self.inner.buffercache, oid, name)
             .await
             .map_err(|e| e.to_string())?
         {
