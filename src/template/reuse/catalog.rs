@@ -39,14 +39,17 @@ pub(crate) async fn buffercache(pool: &PgPool) -> Result<String, sqlx::Error> {
     Ok(format!("{}.pg_buffercache", super::quote_ident(&schema)))
 }
 
-/// The server's major version.
-pub(crate) async fn major(pool: &PgPool) -> Result<u32, sqlx::Error> {
-    let version: i32 = sqlx::query_scalar(
-        "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
+/// The server's major version and the name of its directories in each tablespace (`PG_<major>_<catalog
+/// version>`, PostgreSQL's `TABLESPACE_VERSION_DIRECTORY`).
+pub(crate) async fn version(pool: &PgPool) -> Result<(u32, String), sqlx::Error> {
+    let (version, catalog): (i32, i32) = sqlx::query_as(
+        "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4, \
+                (SELECT catalog_version_no FROM pg_catalog.pg_control_system())",
     )
     .fetch_one(pool)
     .await?;
-    Ok(version.max(0) as u32 / 10000)
+    let major = version.max(0) as u32 / 10000;
+    Ok((major, format!("PG_{major}_{catalog}")))
 }
 
 /// How long a finished test's sessions may take to leave before the database counts as modified.

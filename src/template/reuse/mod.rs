@@ -3,8 +3,9 @@
 //!
 //! The rule, checked from the maintenance database without ever connecting to the test's database:
 //! 1. templates are prepared so that reading dirties nothing (`ANALYZE`, `VACUUM FREEZE`, `CHECKPOINT`, see
-//!    [`super::prepare`]); after each clone every file of the new database is set to one old time
-//!    ([`Reuse::prepared`]) and the files and a digest of the shared-catalog rows about it are recorded;
+//!    [`super::prepare`]); after each clone every file of the new database (in every tablespace, see
+//!    [`files`]) is set to one old time ([`Reuse::prepared`]) and the files and a digest of the
+//!    shared-catalog rows about it are recorded;
 //! 2. after the test ([`Reuse::check`]): no session left (polled with a deadline); then no connection
 //!    allowed to it until it is handed out again (so no straggler of the test can write to it after the
 //!    check), and still no session; no prepared transaction, replication slot or subscription for it, no
@@ -69,8 +70,10 @@ pub(crate) struct Reuse {
 #[derive(Debug)]
 struct Inner {
     pool: PgPool,
-    /// `<data directory>/base`, where each database's files are, under its oid.
-    base_dir: PathBuf,
+    /// The server's data directory: each database's files are in `base/<oid>` and, for relations in other
+    /// tablespaces, in `pg_tblspc/<tablespace>/<version_dir>/<oid>`.
+    data_dir: PathBuf,
+    version_dir: String,
     /// `pg_buffercache`'s view, schema-qualified ([`catalog::buffercache`]).
     buffercache: String,
     digest_query: String,
@@ -90,11 +93,12 @@ impl Reuse {
         let buffercache = catalog::buffercache(&pool)
             .await
             .map_err(|error| ReuseError::Buffercache(super::server_message(&error)))?;
-        let major = catalog::major(&pool).await.map_err(ReuseError::Version)?;
+        let (major, version_dir) = catalog::version(&pool).await.map_err(ReuseError::Version)?;
         Ok(Reuse {
             inner: Arc::new(Inner {
                 pool,
-                base_dir: data_dir.join("base"),
+                data_dir,
+                version_dir,
                 buffercache,
                 digest_query: catalog::digest_query(major),
                 baselines: Mutex::default(),
@@ -122,9 +126,7 @@ impl Reuse {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("database {name} does not exist"))?;
-        let dir = self.inner.base_dir.join(oid.to_string());
-        files::preset(&dir).map_err(|e| e.to_string())?;
-        let files = files::list(&dir).map_err(|e| e.to_string())?;
+        let files = self.preset_files(oid).map_err(|e| e.to_string())?;
         let digest = catalog::digest(&self.inner.pool, &self.inner.digest_query, oid)
             .await
             .map_err(|e| e.to_string())?;
@@ -209,8 +211,9 @@ impl Reuse {
         {
             return Ok(Some(reason));
         }
-        let now =
-            files::list(&self.inner.base_dir.join(oid.to_string())).map_err(|e| e.to_string())?;
+        let dirs = files::database_dirs(&self.inner.data_dir, &self.inner.version_dir, oid)
+            .map_err(|e| e.to_string())?;
+        let now = files::list_all(&dirs).map_err(|e| e.to_string())?;
         if let Some(reason) = files::difference(&baseline.files, &now) {
             return Ok(Some(reason));
         }
@@ -224,6 +227,15 @@ impl Reuse {
             ));
         }
         Ok(None)
+    }
+
+    /// Sets the files of database `oid`, in every tablespace, to the preset time, and lists them.
+    fn preset_files(&self, oid: i64) -> Result<Vec<files::Entry>, files::FilesError> {
+        let dirs = files::database_dirs(&self.inner.data_dir, &self.inner.version_dir, oid)?;
+        for (_, dir) in &dirs {
+            files::preset(dir)?;
+        }
+        files::list_all(&dirs)
     }
 
     /// Puts `name` (found [`Verdict::Untouched`]) in the pool of its template.

@@ -1,10 +1,13 @@
-//! Ways a review found to get a write past the check, each tried against a real cluster: objects that
-//! shadow the checker's own in the maintenance database.
+//! Ways a review found to get a write past the check, each tried against a real cluster: a write to a
+//! table in another tablespace, and objects that shadow the checker's own in the maintenance database.
+
+use sqlx::Connection;
 
 use super::lab::Lab;
 use super::{Sql, Step};
+use crate::cluster::privileges;
 use crate::template::reuse::{Reuse, Verdict};
-use crate::template::Databases;
+use crate::template::{self, Databases};
 
 /// A write that leaves no statistics behind (the check's quick look at the row counters misses it) and,
 /// into a page that has room, no file grown either: only the dirty buffer shows it.
@@ -68,6 +71,60 @@ fn objects_that_shadow_the_checkers_own_do_not_fool_it() {
         .map(|(how, _)| format!("{how}: a write was found untouched"))
         .collect();
         assert!(fooled.is_empty(), "{}", fooled.join("\n"));
+    });
+    lab.shut_down();
+}
+
+#[test]
+fn a_write_to_a_table_in_another_tablespace_is_seen() {
+    let Some(lab) = Lab::boot(&[]) else {
+        return;
+    };
+    // A location the server's account can reach and owns (a temporary directory is root's alone).
+    let location = tempfile::tempdir().unwrap();
+    let space = location.path().join("space");
+    std::fs::create_dir(&space).unwrap();
+    let traversable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(location.path(), traversable).unwrap();
+    privileges::give_to(&space, &privileges::server_user().unwrap()).unwrap();
+    lab.block_on(async {
+        let location = space.display().to_string().replace('\'', "''");
+        lab.sql("postgres", &format!("CREATE TABLESPACE lab_space LOCATION '{location}'")).await;
+        let template = "spaced_template";
+        lab.databases.create_from(&lab.template, template).await.unwrap();
+        let mut connection = lab.connect(template).await;
+        let table = "CREATE TABLE markers_elsewhere (what text) TABLESPACE lab_space; \
+                     INSERT INTO markers_elsewhere SELECT 'row ' || g FROM generate_series(1, 100) g";
+        sqlx::raw_sql(table).execute(&mut connection).await.unwrap();
+        template::settle(&mut connection).await.unwrap();
+        connection.close().await.unwrap();
+        lab.sql("postgres", "CHECKPOINT").await;
+
+        let cases: [(&str, &[Step], bool); 2] = [
+            ("spaced_read", &[Sql("SELECT * FROM markers_elsewhere")], true),
+            (
+                "spaced_written",
+                &[Sql("SET track_counts = off"), Sql("INSERT INTO markers_elsewhere VALUES ('x')")],
+                false,
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (name, steps, untouched) in cases {
+            lab.databases.create_from(template, name).await.unwrap();
+            lab.reuse.prepared(template, name).await.unwrap();
+            lab.run_steps(name, steps).await;
+            // The write's buffer reaches its file under pg_tblspc: only the files can show it now.
+            lab.sql("postgres", "CHECKPOINT").await;
+            let verdict = lab.reuse.check(name).await;
+            eprintln!("{name}: {verdict:?}");
+            if (verdict == Verdict::Untouched) != untouched {
+                wrong.push(format!("{name}: {verdict:?}"));
+            }
+            lab.drop_database(name).await;
+        }
+        lab.drop_database(template).await;
+        lab.sql("postgres", "DROP TABLESPACE lab_space").await;
+        assert!(wrong.is_empty(), "wrong verdicts:\n{}", wrong.join("\n"));
     });
     lab.shut_down();
 }
