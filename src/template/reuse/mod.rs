@@ -6,13 +6,14 @@
 //!    [`super::prepare`]); after each clone every file of the new database (in every tablespace, see
 //!    [`files`]) is set to one old time ([`Reuse::prepared`]) and the files and a digest of the
 //!    shared-catalog rows about it are recorded;
-//! 2. after the test ([`Reuse::check`]): no session left (polled with a deadline); then no connection
-//!    allowed to it until it is handed out again (so no straggler of the test can write to it after the
-//!    check), and still no session; no prepared transaction, replication slot or subscription for it, no
-//!    dirty buffer of it; **then** the same files with the same sizes, every time still the preset one (a
-//!    buffer found clean was written out before this look, so its write shows); then the same digest
-//!    (which also covers statistics resets and server restarts). The SQL of these looks is
-//!    schema-qualified throughout (see [`catalog`]).
+//! 2. after the test ([`Reuse::check`]): no session left (polled with a deadline); then closed: no
+//!    connection allowed to it until it is handed out again, once every login under way has ended and
+//!    with no session on it ([`catalog::close`]), so no straggler of the test can write to it after the
+//!    check; no prepared transaction, replication slot or subscription for it, no dirty buffer of it;
+//!    **then** the same files with the same sizes, every time still the preset one (a buffer found clean
+//!    was written out before this look, so its write shows); then the same digest (which also covers
+//!    statistics resets and server restarts). The SQL of these looks is schema-qualified throughout (see
+//!    [`catalog`]).
 //! 3. a database handed out ([`Reuse::take`], [`Reuse::hand_on`]) is renamed and allows connections again
 //!    in one transaction.
 //!
@@ -195,15 +196,13 @@ impl Reuse {
         {
             return Ok(Some("rows were written to it".to_owned()));
         }
-        // From here on no session can start on it: what the checks below see is what the next test gets.
-        catalog::allow_connections(pool, name, false)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !catalog::sessions_gone(pool, oid)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Ok(Some("a session came to it after its test".to_owned()));
+        // From here on no session is on it and none can start, logins under way included: what the checks
+        // below see is what the next test gets.
+        if let Err(error) = catalog::close(pool, name, oid).await {
+            return Ok(Some(format!(
+                "it could not be closed to sessions (one came to it after its test?): {}",
+                super::server_message(&error)
+            )));
         }
         if let Some(reason) = catalog::held_elsewhere(pool, &self.inner.buffercache, oid, name)
             .await

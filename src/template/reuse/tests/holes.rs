@@ -1,9 +1,13 @@
-//! Ways a review found to get a write past the check, each tried against a real cluster: a write to a
-//! table in another tablespace, and objects that shadow the checker's own in the maintenance database.
+//! The three ways a review found to get a write past the check, each tried against a real cluster: a
+//! straggler logging in while its database is closed, a write to a table in another tablespace, and objects
+//! that shadow the checker's own in the maintenance database.
 
-use sqlx::Connection;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use super::lab::Lab;
+use sqlx::{Connection, PgConnection};
+
+use super::lab::{Lab, World};
 use super::{Sql, Step};
 use crate::cluster::privileges;
 use crate::template::reuse::{Reuse, Verdict};
@@ -125,6 +129,96 @@ fn a_write_to_a_table_in_another_tablespace_is_seen() {
         lab.drop_database(template).await;
         lab.sql("postgres", "DROP TABLESPACE lab_space").await;
         assert!(wrong.is_empty(), "wrong verdicts:\n{}", wrong.join("\n"));
+    });
+    lab.shut_down();
+}
+
+/// Rounds whose straggler lingers in its login ([`straggle`]), and rounds whose straggler does not.
+const LINGERING_ROUNDS: usize = 6;
+const QUICK_ROUNDS: usize = 18;
+
+/// A child a test left behind (outside its process group, so the kill missed it) that connects to the
+/// database over and over and writes whenever it gets in, until `stop`; returns how many writes it made.
+/// With `linger`, each login waits a second after the server's `datallowconn` check and before the
+/// session is counted (`post_auth_delay`): the window a slow login has, held open so that every round
+/// hits it.
+async fn straggle(world: &World, name: &str, linger: bool, stop: &AtomicBool) -> usize {
+    let mut options = world.endpoint.connect_options(name);
+    if linger {
+        options = options.options([("post_auth_delay", "1")]);
+    }
+    let mut writes = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match PgConnection::connect_with(&options).await {
+            Ok(mut connection) => {
+                let insert = "INSERT INTO markers VALUES ('straggler')";
+                if sqlx::raw_sql(insert).execute(&mut connection).await.is_ok() {
+                    writes += 1;
+                }
+                let _ = connection.close().await;
+            }
+            // Turned away (or the database is gone): at once again, as a loop in a child would.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+    writes
+}
+
+/// The markers a database handed on holds (none, or a straggler's write got through).
+async fn markers(world: &World, name: &str) -> i64 {
+    let mut connection = world.connect(name).await;
+    let count = sqlx::query_scalar("SELECT count(*) FROM markers")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    count
+}
+
+#[test]
+fn a_straggler_logging_in_during_the_check_never_writes_to_a_database_handed_on() {
+    let Some(lab) = Lab::boot(&[]) else {
+        return;
+    };
+    lab.block_on(async {
+        let (mut leaks, mut writes, mut handed_on) = (Vec::new(), 0, 0);
+        for round in 0..LINGERING_ROUNDS + QUICK_ROUNDS {
+            let linger = round < LINGERING_ROUNDS;
+            let (name, next) = (format!("straggled_{round}"), format!("handed_{round}"));
+            lab.clone_database(&name).await;
+            let stop = AtomicBool::new(false);
+            let judge = async {
+                // A lingering straggler is past the server's datallowconn check well within this; a
+                // quick one races the check from its first step.
+                let head_start = if linger { 200 } else { round as u64 % 4 };
+                tokio::time::sleep(Duration::from_millis(head_start)).await;
+                let verdict = lab.reuse.check(&name).await;
+                let taken = match verdict {
+                    Verdict::Untouched => {
+                        lab.reuse.give_back(&name);
+                        lab.reuse.take(&lab.template, &next).await.is_some()
+                    }
+                    Verdict::Modified(_) => false,
+                };
+                stop.store(true, Ordering::Relaxed);
+                (verdict, taken)
+            };
+            let (wrote, (verdict, taken)) = tokio::join!(straggle(&lab, &name, linger, &stop), judge);
+            writes += wrote;
+            eprintln!("round {round} (linger: {linger}): {verdict:?}, handed on: {taken}, straggler wrote {wrote}");
+            if taken {
+                handed_on += 1;
+                let found = markers(&lab, &next).await;
+                if found > 0 {
+                    leaks.push(format!("round {round} (linger: {linger}): {found} write(s) handed on"));
+                }
+                lab.drop_database(&next).await;
+            }
+            lab.drop_database(&name).await;
+        }
+        eprintln!("{handed_on} handed on, the straggler wrote {writes} times");
+        assert!(writes > 0, "the straggler never got in: the test tried nothing");
+        assert!(leaks.is_empty(), "a straggler's write reached the next test:\n{}", leaks.join("\n"));
     });
     lab.shut_down();
 }
