@@ -74,17 +74,17 @@ pub(crate) async fn allow_connections(
 /// Why closing (`ALLOW_CONNECTIONS false`) is not enough alone: a login reads `datallowconn` and only at the
 /// end of its start shows in the statistics that count a database's sessions, so one under way when the
 /// database is closed is counted by nothing, can write after the check, and leave before the hand-out.
-/// What makes the fence sound, in PostgreSQL 13 to 18 alike (`InitPostgres`, `RenameDatabase`): a login
-/// takes its database object's lock (`RowExclusiveLock`) before it reads `datallowconn`, lists itself as a
-/// backend of the database (its `ProcArray` entry) right after, and keeps the lock until its start
-/// commits. `ALTER DATABASE … RENAME` takes that object's `AccessExclusiveLock`, kept until commit, so it
+/// What makes the rename below a sound fence, in PostgreSQL 13 to 18 alike (`InitPostgres`,
+/// `RenameDatabase`): a login takes its database object's lock (`RowExclusiveLock`) before it reads
+/// `datallowconn`, lists itself as a backend of the database (its `ProcArray` entry) right after, and keeps
+/// the lock until its start commits. `ALTER DATABASE … RENAME` takes that object's `AccessExclusiveLock`, kept until commit, so it
 /// waits for every login under way, and then fails if any backend is on the database
 /// (`CountOtherDBBackends`, which first waits up to 5 s for them to leave). Renamed and renamed back in
 /// the transaction that closes the database, so when it commits no session is on it, every login that
 /// took the lock before has ended, and every later one waits for the commit and then reads `datallowconn`
 /// false (taking a lock makes a session read the catalog changes committed meanwhile). What PostgreSQL
-/// lets past `datallowconn` is not kept out: autovacuum workers (off on our clusters) and background
-/// workers that ask to.
+/// lets past `datallowconn` is not kept out: autovacuum workers (off on our clusters unless `settings`
+/// turn it on) and background workers that ask to.
 pub(crate) async fn close(pool: &PgPool, name: &str, oid: i64) -> Result<(), sqlx::Error> {
     let name = super::quote_ident(name);
     // A name no test uses; a clash only makes the rename fail, and the database count as modified.
