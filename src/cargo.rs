@@ -199,9 +199,13 @@ pub(crate) fn select_packages(
                     members: members.join(", "),
                 });
             }
-            selected.extend(matching.into_iter().cloned());
+            // Each package once, where it was first named (`-p a -p b -p a`, or two globs that overlap).
+            for name in matching {
+                if !selected.contains(name) {
+                    selected.push(name.clone());
+                }
+            }
         }
-        selected.dedup();
         return Ok(selected);
     }
     if args.workspace {
@@ -504,6 +508,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("nope"));
+    }
+
+    #[test]
+    fn a_package_named_twice_is_selected_once_where_first_named() {
+        let members = names(&["a", "b", "c"]);
+        let twice = CargoArgs {
+            package: names(&["a", "b", "a", "c", "b*"]),
+            ..CargoArgs::default()
+        };
+        assert_eq!(
+            select_packages(&twice, &members, None, &members).unwrap(),
+            ["a", "b", "c"]
+        );
+        let overlapping = CargoArgs {
+            package: names(&["c", "*"]),
+            ..CargoArgs::default()
+        };
+        assert_eq!(
+            select_packages(&overlapping, &members, None, &members).unwrap(),
+            ["c", "a", "b"]
+        );
     }
 
     #[test]

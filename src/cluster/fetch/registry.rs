@@ -3,8 +3,9 @@
 //! sha512 the metadata publishes (`dist.integrity`, a Subresource Integrity string). HTTP is the `curl`
 //! program, which Linux machines and every macOS have: it brings the system's TLS and certificate store
 //! (so a company CA the machine trusts is trusted) and honours HTTPS_PROXY / NO_PROXY, and cargo-pgtest
-//! links no TLS library of its own (one with C parts would also stop the build for other targets). The
-//! download is checked here, not by curl: its sha512 must be the published one.
+//! needs no HTTP client crate. (The TLS cargo-pgtest does link, native-tls through sqlx, is for
+//! connections to an existing server with `sslmode`; it is not used here.) The download is checked here,
+//! not by curl: its sha512 must be the published one.
 
 use std::collections::BTreeMap;
 use std::fs::File;

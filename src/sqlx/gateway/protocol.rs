@@ -1,9 +1,49 @@
 //! The little of PostgreSQL's wire protocol the gateway reads: a client's untyped startup packets, how the
 //! typed messages after them divide (both ways), the statements it reads in them (see `statements`)
-//! and the messages a server opens a session with. Everything else passes through byte for byte. Written
-//! by hand: no maintained crate splits a relayed stream without owning the connection.
+//! and the messages a server opens a session with. Everything else passes through byte for byte.
+//!
+//! Written by hand, though crates can frame these messages without owning a connection: `pgwire`'s codec
+//! decodes the messages in a buffer into typed values (`PgWireFrontendMessage::decode` on a `BytesMut`).
+//! The gateway acts on a handful (the startup packets, a client's Query, Parse and Terminate, a server's
+//! greeting and its answer to a reset) and must pass every other message on untouched, so what it needs is
+//! each message's frame (type byte and length) and the SQL of Query and Parse, holding no more of any
+//! message than a bound (longer ones, a COPY's data say, stream through unread). That subset is small,
+//! bounded and tested here, and it adds no dependency; decoding every message into values only to encode
+//! it again would do more, not less.
 
 use super::statements::{databases_named, recognise, TestStatement};
+
+/// Type bytes of the messages a client sends that the gateway reads or writes (PostgreSQL's "Message
+/// Formats"; sqlx-postgres's `FrontendMessageFormat`). The same byte means another message the other way
+/// (`S` is Sync here, ParameterStatus from a server), hence two sets.
+pub(crate) mod frontend {
+    pub(crate) const QUERY: u8 = b'Q';
+    pub(crate) const PARSE: u8 = b'P';
+    pub(crate) const TERMINATE: u8 = b'X';
+    #[cfg(test)]
+    pub(crate) const SYNC: u8 = b'S';
+    #[cfg(test)]
+    pub(crate) const COPY_DATA: u8 = b'd';
+}
+
+/// Type bytes of the messages a server sends that the gateway reads (sqlx-postgres's
+/// `BackendMessageFormat`), and ReadyForQuery's status byte.
+pub(crate) mod backend {
+    pub(crate) const AUTHENTICATION: u8 = b'R';
+    pub(crate) const PARAMETER_STATUS: u8 = b'S';
+    pub(crate) const BACKEND_KEY_DATA: u8 = b'K';
+    pub(crate) const NOTICE_RESPONSE: u8 = b'N';
+    pub(crate) const READY_FOR_QUERY: u8 = b'Z';
+    pub(crate) const COMMAND_COMPLETE: u8 = b'C';
+    pub(crate) const ERROR_RESPONSE: u8 = b'E';
+    #[cfg(test)]
+    pub(crate) const DATA_ROW: u8 = b'D';
+    /// ReadyForQuery's status: idle, in no transaction.
+    pub(crate) const IDLE: u8 = b'I';
+}
+
+/// The one-byte answer to an SSL or GSSAPI encryption request that refuses it.
+pub(crate) const ENCRYPTION_REFUSED: u8 = b'N';
 
 /// Startup packet codes that are followed by another startup packet rather than by typed messages.
 const SSL_REQUEST: u32 = 80_877_103;
@@ -27,9 +67,9 @@ pub(crate) fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     message
 }
 
-/// A simple-query message (`Q`) carrying `sql`.
+/// A simple-query message carrying `sql`.
 pub(crate) fn simple_query(sql: &str) -> Vec<u8> {
-    message(b'Q', &[sql.as_bytes(), b"\0"].concat())
+    message(frontend::QUERY, &[sql.as_bytes(), b"\0"].concat())
 }
 
 /// A startup message for protocol 3.0 with these parameters (name, value pairs); clients write these, so
@@ -104,9 +144,11 @@ pub(crate) enum Greeting {
 /// Classifies one message of a server's greeting from its type byte and body.
 pub(crate) fn greeting_message(kind: u8, body: &[u8]) -> Greeting {
     match kind {
-        b'R' if read_u32(body, 0) == Some(0) => Greeting::Opening,
-        b'S' | b'K' | b'N' => Greeting::Opening,
-        b'Z' => Greeting::Ready,
+        backend::AUTHENTICATION if read_u32(body, 0) == Some(0) => Greeting::Opening,
+        backend::PARAMETER_STATUS | backend::BACKEND_KEY_DATA | backend::NOTICE_RESPONSE => {
+            Greeting::Opening
+        }
+        backend::READY_FOR_QUERY => Greeting::Ready,
         _ => Greeting::ClientsBusiness,
     }
 }
@@ -118,7 +160,7 @@ pub(crate) fn message_length(header: &[u8; 5]) -> usize {
 
 /// The Terminate message.
 pub(crate) fn terminate() -> Vec<u8> {
-    message(b'X', b"")
+    message(frontend::TERMINATE, b"")
 }
 
 /// Where the client's stream of typed messages is.
@@ -204,11 +246,13 @@ impl ClientStream {
                         continue;
                     }
                     let total = 1 + length;
-                    if rest[0] == b'X' && total == 5 {
+                    if rest[0] == frontend::TERMINATE && total == 5 {
                         flush(&mut passed, out);
                         out.push(Piece::Terminate);
                         at += total;
-                    } else if matches!(rest[0], b'Q' | b'P') && total <= MAX_INSPECTED_MESSAGE {
+                    } else if matches!(rest[0], frontend::QUERY | frontend::PARSE)
+                        && total <= MAX_INSPECTED_MESSAGE
+                    {
                         if rest.len() < total {
                             break;
                         }
@@ -258,7 +302,7 @@ enum Inspected {
 fn inspect(message: &[u8]) -> Inspected {
     let body = message.get(5..).unwrap_or_default();
     let sql = match message[0] {
-        b'Q' => body.strip_suffix(&[0]),
+        frontend::QUERY => body.strip_suffix(&[0]),
         // Parse: the statement's name, then its SQL, each NUL-terminated.
         _ => body
             .iter()
@@ -268,7 +312,7 @@ fn inspect(message: &[u8]) -> Inspected {
     let Some(sql) = sql.and_then(|sql| std::str::from_utf8(sql).ok()) else {
         return Inspected::Nothing;
     };
-    if message[0] == b'Q' {
+    if message[0] == frontend::QUERY {
         if let Some(statement) = recognise(sql) {
             return Inspected::Statement(statement);
         }
@@ -378,23 +422,32 @@ mod tests {
 
     #[test]
     fn a_greeting_ends_at_ready_unless_the_client_must_answer() {
-        assert_eq!(greeting_message(b'R', &[0, 0, 0, 0]), Greeting::Opening);
         assert_eq!(
-            greeting_message(b'S', b"TimeZone\0UTC\0"),
+            greeting_message(backend::AUTHENTICATION, &[0, 0, 0, 0]),
             Greeting::Opening
         );
-        assert_eq!(greeting_message(b'K', &[0; 8]), Greeting::Opening);
-        assert_eq!(greeting_message(b'Z', b"I"), Greeting::Ready);
         assert_eq!(
-            greeting_message(b'R', &[0, 0, 0, 10]),
+            greeting_message(backend::PARAMETER_STATUS, b"TimeZone\0UTC\0"),
+            Greeting::Opening
+        );
+        assert_eq!(
+            greeting_message(backend::BACKEND_KEY_DATA, &[0; 8]),
+            Greeting::Opening
+        );
+        assert_eq!(
+            greeting_message(backend::READY_FOR_QUERY, &[backend::IDLE]),
+            Greeting::Ready
+        );
+        assert_eq!(
+            greeting_message(backend::AUTHENTICATION, &[0, 0, 0, 10]),
             Greeting::ClientsBusiness,
             "SASL"
         );
         assert_eq!(
-            greeting_message(b'E', b"SFATAL\0"),
+            greeting_message(backend::ERROR_RESPONSE, b"SFATAL\0"),
             Greeting::ClientsBusiness
         );
-        assert_eq!(message_length(&[b'Z', 0, 0, 0, 5]), 6);
+        assert_eq!(message_length(&[backend::READY_FOR_QUERY, 0, 0, 0, 5]), 6);
     }
 
     /// What the server receives when `input` arrives in pieces of `chunk` bytes and every sqlx statement
@@ -432,17 +485,17 @@ mod tests {
 
     #[test]
     fn only_sqlx_statements_change_however_the_stream_is_cut() {
-        let parse = message(b'P', b"\0select $1\0\0\0");
+        let parse = message(frontend::PARSE, b"\0select $1\0\0\0");
         let mut input = simple_query("select 1");
         input.extend(&parse);
         input.extend(simple_query(&format!("create database \"{NAME}\"")));
-        input.extend(message(b'S', b""));
-        input.extend(message(b'X', b""));
+        input.extend(message(frontend::SYNC, b""));
+        input.extend(message(frontend::TERMINATE, b""));
 
         let mut expected = simple_query("select 1");
         expected.extend(&parse);
         expected.extend(simple_query("select 'rewritten'"));
-        expected.extend(message(b'S', b""));
+        expected.extend(message(frontend::SYNC, b""));
         for chunk in [1, 2, 3, 7, 64, input.len()] {
             let relayed = relayed(&input, chunk);
             assert_eq!(relayed.out, expected, "pieces of {chunk} bytes");
@@ -457,7 +510,7 @@ mod tests {
     #[test]
     fn long_queries_and_other_messages_stream_through_unread() {
         let long = format!("select '{}'", "x".repeat(MAX_INSPECTED_MESSAGE));
-        let copy_data = message(b'd', &vec![7u8; 100_000]);
+        let copy_data = message(frontend::COPY_DATA, &vec![7u8; 100_000]);
         let mut input = simple_query(&long);
         input.extend(&copy_data);
         let relayed = relayed(&input, 1000);
@@ -476,7 +529,7 @@ mod tests {
         assert!(!stream.at_boundary(), "half a simple query");
         stream.feed(&query[3..], &mut pieces);
         assert!(stream.at_boundary());
-        let copy_data = message(b'd', &[1; 64]);
+        let copy_data = message(frontend::COPY_DATA, &[1; 64]);
         stream.feed(&copy_data[..10], &mut pieces);
         assert!(!stream.at_boundary(), "half of a message passing through");
         stream.feed(&copy_data[10..], &mut pieces);
@@ -485,7 +538,7 @@ mod tests {
 
     #[test]
     fn what_it_cannot_follow_passes_through_untouched() {
-        let mut malformed = vec![b'Q', 0, 0, 0, 2];
+        let mut malformed = vec![frontend::QUERY, 0, 0, 0, 2];
         malformed.extend(simple_query("create database \"_sqlx_test_1\""));
         let relayed = relayed(&malformed, 3);
         assert_eq!(relayed.out, malformed);
@@ -496,9 +549,13 @@ mod tests {
     /// passed on for the server to refuse, and what follows it is still read as messages.
     #[test]
     fn messages_too_short_for_their_sql_pass_on_unread() {
-        let parse_without_sql = message(b'P', b"name\0");
-        let query_without_nul = message(b'Q', b"select 1");
-        for short in [vec![b'Q', 0, 0, 0, 4], parse_without_sql, query_without_nul] {
+        let parse_without_sql = message(frontend::PARSE, b"name\0");
+        let query_without_nul = message(frontend::QUERY, b"select 1");
+        for short in [
+            vec![frontend::QUERY, 0, 0, 0, 4],
+            parse_without_sql,
+            query_without_nul,
+        ] {
             let mut input = short.clone();
             input.extend(simple_query("drop database if exists \"_sqlx_test_1\";"));
             for chunk in [1, 5, input.len()] {
@@ -512,7 +569,10 @@ mod tests {
     #[test]
     fn statements_that_drop_rename_or_copy_a_database_end_its_sessions_first() {
         let drop = simple_query("select 1; DROP DATABASE app");
-        let parse = message(b'P', b"s1\0alter database \"app\" rename to old\0\0\0");
+        let parse = message(
+            frontend::PARSE,
+            b"s1\0alter database \"app\" rename to old\0\0\0",
+        );
         let mut input = simple_query("select 1");
         input.extend(&drop);
         input.extend(&parse);
@@ -530,9 +590,9 @@ mod tests {
 
     #[test]
     fn the_server_side_is_between_messages_only_after_whole_ones() {
-        let mut answer = message(b'C', b"SELECT 1\0");
-        answer.extend(message(b'D', &[0; 300]));
-        answer.extend(message(b'Z', b"I"));
+        let mut answer = message(backend::COMMAND_COMPLETE, b"SELECT 1\0");
+        answer.extend(message(backend::DATA_ROW, &[0; 300]));
+        answer.extend(message(backend::READY_FOR_QUERY, &[backend::IDLE]));
         for chunk in [1, 4, 5, 6, 100] {
             let mut framing = Framing::default();
             let mut fed = 0;
@@ -544,8 +604,8 @@ mod tests {
             }
         }
         let mut garbage = Framing::default();
-        garbage.feed(&[b'Z', 0, 0, 0, 1]);
-        garbage.feed(&message(b'Z', b"I"));
+        garbage.feed(&[backend::READY_FOR_QUERY, 0, 0, 0, 1]);
+        garbage.feed(&message(backend::READY_FOR_QUERY, &[backend::IDLE]));
         assert!(
             !garbage.at_boundary(),
             "a length below 4 is never followed again"

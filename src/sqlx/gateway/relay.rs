@@ -113,8 +113,11 @@ impl Relay {
         loop {
             let packet = read_startup_packet(client).await?;
             match Startup::parse(&packet)? {
-                // The cluster has no TLS: "N", and the client goes on in the clear.
-                Startup::Encryption => client.write_all(b"N").await.ok()?,
+                // The cluster has no TLS: "N" (refused), and the client goes on in the clear.
+                Startup::Encryption => client
+                    .write_all(&[protocol::ENCRYPTION_REFUSED])
+                    .await
+                    .ok()?,
                 Startup::Cancel => {
                     self.pass_cancel(&packet).await;
                     return None;

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
-use super::protocol::{simple_query, terminate, MAX_READ_MESSAGE};
+use super::protocol::{backend, simple_query, terminate, MAX_READ_MESSAGE};
 use super::statements::SQLX_TEST_PREFIX;
 
 /// How long a reset may take before the session is closed instead.
@@ -315,9 +315,9 @@ pub(crate) async fn reset(stream: &mut UnixStream) -> bool {
         loop {
             let (kind, body) = super::relay::read_message(stream, MAX_READ_MESSAGE).await?;
             match kind {
-                b'C' => discarded = body.starts_with(b"DISCARD ALL\0"),
-                b'E' => return Some(false),
-                b'Z' if discarded => return Some(body == b"I"),
+                backend::COMMAND_COMPLETE => discarded = body.starts_with(b"DISCARD ALL\0"),
+                backend::ERROR_RESPONSE => return Some(false),
+                backend::READY_FOR_QUERY if discarded => return Some(body == [backend::IDLE]),
                 // What an earlier query of the client's still produced: read past it.
                 _ => {}
             }

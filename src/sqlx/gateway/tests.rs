@@ -3,7 +3,7 @@
 //! no copies are made ahead and every create is made inline, which keeps the expectations exact).
 
 use super::*;
-use protocol::{message, simple_query};
+use protocol::{backend, frontend, message, simple_query};
 use relay::{read_message, read_startup_packet};
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,7 +31,10 @@ async fn fake_session(mut stream: UnixStream, seen: Arc<Mutex<Seen>>) {
         return;
     };
     if packet.windows(12).any(|w| w == b"cargo-pgtest") {
-        let refusal = message(b'E', b"SFATAL\0C28000\0Mnot for this test\0\0");
+        let refusal = message(
+            backend::ERROR_RESPONSE,
+            b"SFATAL\0C28000\0Mnot for this test\0\0",
+        );
         let _ = stream.write_all(&refusal).await;
         return;
     }
@@ -45,31 +48,37 @@ async fn fake_session(mut stream: UnixStream, seen: Arc<Mutex<Seen>>) {
         seen.sessions += 1;
         seen.sessions
     };
-    let mut greeting = message(b'R', &[0, 0, 0, 0]);
-    greeting.extend(message(b'S', b"server_version\x0015\0"));
-    greeting.extend(message(b'K', &(session as u64).to_be_bytes()));
-    greeting.extend(message(b'Z', b"I"));
+    let mut greeting = message(backend::AUTHENTICATION, &[0, 0, 0, 0]);
+    greeting.extend(message(
+        backend::PARAMETER_STATUS,
+        b"server_version\x0015\0",
+    ));
+    greeting.extend(message(
+        backend::BACKEND_KEY_DATA,
+        &(session as u64).to_be_bytes(),
+    ));
+    greeting.extend(message(backend::READY_FOR_QUERY, &[backend::IDLE]));
     if stream.write_all(&greeting).await.is_err() {
         return;
     }
     while let Some((kind, body)) = read_message(&mut stream, 1 << 20).await {
         match kind {
-            b'Q' => {
+            frontend::QUERY => {
                 let sql = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body));
                 let sql = sql.into_owned();
                 let tag = sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
                 seen.lock().unwrap().queries.push((session, sql.clone()));
-                let mut answer = message(b'C', format!("{tag}\0").as_bytes());
-                answer.extend(message(b'Z', b"I"));
+                let mut answer = message(backend::COMMAND_COMPLETE, format!("{tag}\0").as_bytes());
+                answer.extend(message(backend::READY_FOR_QUERY, &[backend::IDLE]));
                 if sql == "half" {
                     // The start of a row whose rest never comes.
-                    answer = message(b'D', &[0; 1000])[..50].to_vec();
+                    answer = message(backend::DATA_ROW, &[0; 1000])[..50].to_vec();
                 }
                 if stream.write_all(&answer).await.is_err() {
                     return;
                 }
             }
-            b'X' => {
+            frontend::TERMINATE => {
                 let ended = (session, TERMINATED.to_owned());
                 seen.lock().unwrap().queries.push(ended);
                 return;
@@ -149,7 +158,7 @@ impl Harness {
             loop {
                 let (kind, body) = read_message(&mut client, 1 << 20).await.unwrap();
                 greeting.extend(message(kind, &body));
-                if kind == b'Z' {
+                if kind == backend::READY_FOR_QUERY {
                     return (client, greeting);
                 }
             }
@@ -159,7 +168,9 @@ impl Harness {
     /// Sends a simple query and reads the answer, which must come within a deadline.
     fn query(&self, client: &mut UnixStream, sql: &str) {
         self.send(client, &simple_query(sql));
-        let answer = async { while read_message(client, 1 << 20).await.unwrap().0 != b'Z' {} };
+        let answer = async {
+            while read_message(client, 1 << 20).await.unwrap().0 != backend::READY_FOR_QUERY {}
+        };
         let deadline = std::time::Duration::from_secs(10);
         let answered = self
             .runtime
@@ -430,7 +441,7 @@ fn connect_as_another_user() {
 fn a_query_too_short_for_its_sql_does_not_end_the_session() {
     let harness = Harness::new();
     let (mut client, _) = harness.open("app");
-    harness.send(&mut client, &[b'Q', 0, 0, 0, 4]);
+    harness.send(&mut client, &[frontend::QUERY, 0, 0, 0, 4]);
     harness.query(&mut client, "select 2");
     assert_eq!(harness.queries(2)[1], (1, "select 2".to_owned()));
 }
@@ -478,15 +489,15 @@ fn a_message_longer_than_the_bound_is_refused_unread() {
     runtime.block_on(async {
         let (mut ours, mut theirs) = UnixStream::pair().unwrap();
         theirs
-            .write_all(&[b'D', 0xff, 0xff, 0xff, 0xff])
+            .write_all(&[backend::DATA_ROW, 0xff, 0xff, 0xff, 0xff])
             .await
             .unwrap();
         assert_eq!(read_message(&mut ours, 1 << 20).await, None);
-        let answer = message(b'Z', b"I");
+        let answer = message(backend::READY_FOR_QUERY, &[backend::IDLE]);
         theirs.write_all(&answer).await.unwrap();
         assert_eq!(
             read_message(&mut ours, 6).await,
-            Some((b'Z', b"I".to_vec()))
+            Some((backend::READY_FOR_QUERY, vec![backend::IDLE]))
         );
     });
 }

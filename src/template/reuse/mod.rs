@@ -3,14 +3,17 @@
 //!
 //! The rule, checked from the maintenance database without ever connecting to the test's database:
 //! 1. templates are prepared so that reading dirties nothing (`ANALYZE`, `VACUUM FREEZE`, `CHECKPOINT`, see
-//!    [`super::prepare`]); after each clone every file of the new database is set to one old time
-//!    ([`Reuse::prepared`]) and the files and a digest of the shared-catalog rows about it are recorded;
-//! 2. after the test ([`Reuse::check`]): no session left (polled with a deadline); then no connection
-//!    allowed to it until it is handed out again (so no straggler of the test can write to it after the
-//!    check), and still no session; no prepared transaction, replication slot or subscription for it, no
-//!    dirty buffer of it; **then** the same files with the same sizes, every time still the preset one (a
-//!    buffer found clean was written out before this look, so its write shows); then the same digest
-//!    (which also covers statistics resets and server restarts).
+//!    [`super::prepare`]); after each clone every file of the new database (in every tablespace, see
+//!    [`files`]) is set to one old time ([`Reuse::prepared`]) and the files and a digest of the
+//!    shared-catalog rows about it are recorded;
+//! 2. after the test ([`Reuse::check`]): no session left (polled with a deadline); then closed: no
+//!    connection allowed to it until it is handed out again, once every login under way has ended and
+//!    with no session on it ([`catalog::close`]), so no straggler of the test can write to it after the
+//!    check; no prepared transaction, replication slot or subscription for it, no dirty buffer of it;
+//!    **then** the same files with the same sizes, every time still the preset one (a buffer found clean
+//!    was written out before this look, so its write shows); then the same digest (which also covers
+//!    statistics resets and server restarts). The SQL of these looks is schema-qualified throughout (see
+//!    [`catalog`]).
 //! 3. a database handed out ([`Reuse::take`], [`Reuse::hand_on`]) is renamed and allows connections again
 //!    in one transaction.
 //!
@@ -68,8 +71,12 @@ pub(crate) struct Reuse {
 #[derive(Debug)]
 struct Inner {
     pool: PgPool,
-    /// `<data directory>/base`, where each database's files are, under its oid.
-    base_dir: PathBuf,
+    /// The server's data directory: each database's files are in `base/<oid>` and, for relations in other
+    /// tablespaces, in `pg_tblspc/<tablespace>/<version_dir>/<oid>`.
+    data_dir: PathBuf,
+    version_dir: String,
+    /// `pg_buffercache`'s view, schema-qualified ([`catalog::buffercache`]).
+    buffercache: String,
     digest_query: String,
     /// Database name → what it was when cloned (or last handed out).
     baselines: Mutex<HashMap<String, Baseline>>,
@@ -84,20 +91,17 @@ impl Reuse {
     /// Sets reuse up on our own cluster (`data_dir` readable by us: we are the server's account or root),
     /// over `pool`, connected to its maintenance database.
     pub(crate) async fn start(pool: PgPool, data_dir: PathBuf) -> Result<Reuse, ReuseError> {
-        sqlx::raw_sql(catalog::BUFFERCACHE)
-            .execute(&pool)
+        let buffercache = catalog::buffercache(&pool)
             .await
             .map_err(|error| ReuseError::Buffercache(super::server_message(&error)))?;
-        let major: i32 =
-            sqlx::query_scalar("SELECT current_setting('server_version_num')::int / 10000")
-                .fetch_one(&pool)
-                .await
-                .map_err(ReuseError::Version)?;
+        let (major, version_dir) = catalog::version(&pool).await.map_err(ReuseError::Version)?;
         Ok(Reuse {
             inner: Arc::new(Inner {
                 pool,
-                base_dir: data_dir.join("base"),
-                digest_query: catalog::digest_query(major.max(0) as u32),
+                data_dir,
+                version_dir,
+                buffercache,
+                digest_query: catalog::digest_query(major),
                 baselines: Mutex::default(),
                 idle: Mutex::default(),
                 reused: AtomicUsize::new(0),
@@ -123,9 +127,7 @@ impl Reuse {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("database {name} does not exist"))?;
-        let dir = self.inner.base_dir.join(oid.to_string());
-        files::preset(&dir).map_err(|e| e.to_string())?;
-        let files = files::list(&dir).map_err(|e| e.to_string())?;
+        let files = self.preset_files(oid).map_err(|e| e.to_string())?;
         let digest = catalog::digest(&self.inner.pool, &self.inner.digest_query, oid)
             .await
             .map_err(|e| e.to_string())?;
@@ -194,24 +196,23 @@ impl Reuse {
         {
             return Ok(Some("rows were written to it".to_owned()));
         }
-        // From here on no session can start on it: what the checks below see is what the next test gets.
-        catalog::allow_connections(pool, name, false)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !catalog::sessions_gone(pool, oid)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Ok(Some("a session came to it after its test".to_owned()));
+        // From here on no session is on it and none can start, logins under way included: what the checks
+        // below see is what the next test gets.
+        if let Err(error) = catalog::close(pool, name, oid).await {
+            return Ok(Some(format!(
+                "it could not be closed to sessions (one came to it after its test?): {}",
+                super::server_message(&error)
+            )));
         }
-        if let Some(reason) = catalog::held_elsewhere(pool, oid, name)
+        if let Some(reason) = catalog::held_elsewhere(pool, &self.inner.buffercache, oid, name)
             .await
             .map_err(|e| e.to_string())?
         {
             return Ok(Some(reason));
         }
-        let now =
-            files::list(&self.inner.base_dir.join(oid.to_string())).map_err(|e| e.to_string())?;
+        let dirs = files::database_dirs(&self.inner.data_dir, &self.inner.version_dir, oid)
+            .map_err(|e| e.to_string())?;
+        let now = files::list_all(&dirs).map_err(|e| e.to_string())?;
         if let Some(reason) = files::difference(&baseline.files, &now) {
             return Ok(Some(reason));
         }
@@ -225,6 +226,15 @@ impl Reuse {
             ));
         }
         Ok(None)
+    }
+
+    /// Sets the files of database `oid`, in every tablespace, to the preset time, and lists them.
+    fn preset_files(&self, oid: i64) -> Result<Vec<files::Entry>, files::FilesError> {
+        let dirs = files::database_dirs(&self.inner.data_dir, &self.inner.version_dir, oid)?;
+        for (_, dir) in &dirs {
+            files::preset(dir)?;
+        }
+        files::list_all(&dirs)
     }
 
     /// Puts `name` (found [`Verdict::Untouched`]) in the pool of its template.

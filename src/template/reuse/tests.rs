@@ -3,6 +3,7 @@
 //! and a soak of random readers and writers beside concurrent checkpoints never lets a write reach a later
 //! test.
 
+mod holes;
 pub(crate) mod lab;
 mod soak;
 

@@ -36,6 +36,8 @@ pub(crate) struct World {
     pub(crate) reuse: Reuse,
     pub(crate) template: String,
     pub(crate) major: u32,
+    /// The cluster's data directory (another [`Reuse`] can be started on it).
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 pub(crate) struct Lab {
@@ -119,6 +121,7 @@ impl Lab {
                 .unwrap();
             reuse.record_every_clone();
             let template = templates[0].name.clone();
+            let data_dir = cluster.data_dir().to_owned();
             (
                 cluster,
                 World {
@@ -127,6 +130,7 @@ impl Lab {
                     reuse,
                     template,
                     major,
+                    data_dir,
                 },
             )
         });
