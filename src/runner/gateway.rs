@@ -19,7 +19,8 @@ pub(super) fn start(cluster: &Cluster, runner: &Runner<'_>) -> Option<Gateway> {
     let started = Gateway::start(
         cluster.endpoint(),
         &cluster.info.run_dir,
-        (cluster.info.version.major, runner.settings.jobs),
+        cluster.info.version.major,
+        runner.settings.jobs,
         runner.databases.reuse_in().map(Path::to_path_buf),
     );
     match started {

@@ -74,7 +74,8 @@ impl Gateway {
     pub(crate) fn start(
         upstream: &Endpoint,
         run_dir: &Path,
-        (server_major, ahead): (u32, usize),
+        server_major: u32,
+        ahead: usize,
         reuse: Option<PathBuf>,
     ) -> Result<Gateway, GatewayError> {
         let dir = run_dir.join(GATEWAY_DIR);

@@ -173,7 +173,7 @@ impl Relay {
         let (server_read, server_write) = server.into_split();
         let (terminated, stop_copying) = tokio::sync::oneshot::channel::<()>();
         let to_client = to_client(server_read, client_write, stop_copying);
-        let to_server = self.to_server(client_read, server_write, (keepable, database), terminated);
+        let to_server = self.to_server(client_read, server_write, keepable, database, terminated);
         let ((server_read, server_between), (server_write, ended_cleanly)) =
             tokio::join!(to_client, to_server);
         match server_read.reunite(server_write) {
@@ -188,7 +188,8 @@ impl Relay {
         &self,
         mut client_read: OwnedReadHalf,
         mut server_write: OwnedWriteHalf,
-        (keepable, database): (bool, &str),
+        keepable: bool,
+        database: &str,
         terminated: tokio::sync::oneshot::Sender<()>,
     ) -> (OwnedWriteHalf, bool) {
         let mut stream = ClientStream::default();

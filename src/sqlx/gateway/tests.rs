@@ -134,7 +134,7 @@ impl Harness {
             password: String::new(),
             remote: None,
         };
-        let gateway = Gateway::start(&upstream, dir.path(), (15, 2), None).unwrap();
+        let gateway = Gateway::start(&upstream, dir.path(), 15, 2, None).unwrap();
         Harness {
             dir,
             gateway: Some(gateway),

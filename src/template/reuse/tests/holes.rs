@@ -11,7 +11,7 @@ use super::lab::{Lab, World};
 use super::{Sql, Step};
 use crate::cluster::privileges;
 use crate::template::reuse::{Reuse, Verdict};
-use crate::template::{self, Databases};
+use crate::template::{self, MaintenancePool};
 
 /// A write that leaves no statistics behind (the check's quick look at the row counters misses it) and,
 /// into a page that has room, no file grown either: only the dirty buffer shows it.
@@ -55,7 +55,7 @@ fn objects_that_shadow_the_checkers_own_do_not_fool_it() {
              END $$"
         );
         lab.sql("postgres", &path).await;
-        let databases = Databases::connect(&lab.endpoint, lab.major, 2).await.unwrap();
+        let databases = MaintenancePool::connect(&lab.endpoint, lab.major, 2).await.unwrap();
         let reuse = Reuse::start(databases.pool().clone(), lab.data_dir.clone())
             .await
             .unwrap();
