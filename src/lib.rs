@@ -19,6 +19,7 @@ pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod sqlx;
 mod stages;
+mod target_runner;
 pub mod template;
 
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ use runner::selection::TestArgs;
 use stages::context::{Run, Setup};
 pub(crate) use stages::error::Error;
 use stages::report::fail;
+use target_runner::Invocation;
 
 /// The whole program: parse the arguments, run, and turn the outcome into an exit code. The cluster is
 /// always stopped and removed before this returns, a panic included.
@@ -40,17 +42,25 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         return nextest::wrapper_main(args);
     }
     platform::exec_shim::enable();
-    let cli = match cli::parse_from(args) {
-        Ok(cli) => cli,
-        Err(error) => {
-            let _ = error.print();
-            return ExitCode::from(if error.use_stderr() {
-                exit_code::SETUP_FAILED
-            } else {
-                exit_code::SUCCESS
-            });
+    let cli = match target_runner::invocation(&args) {
+        Some(Invocation::Tests(cli)) => *cli,
+        Some(Invocation::Unchanged { program, args }) => {
+            return Invocation::exec_unchanged(&program, &args)
         }
+        Some(Invocation::Usage) => return Invocation::usage(),
+        None => match cli::parse_from(args) {
+            Ok(cli) => cli,
+            Err(error) => {
+                let _ = error.print();
+                return ExitCode::from(if error.use_stderr() {
+                    exit_code::SETUP_FAILED
+                } else {
+                    exit_code::SUCCESS
+                });
+            }
+        },
     };
+    let target_runner = cli.given_binary.is_some();
     // One thread: every process (and the server, whose parent-death signal is tied to the spawning thread)
     // is started from the main thread, and the work is waiting, not computing.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -64,6 +74,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         }
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run(cli)))) {
+        Ok(code) if target_runner => ExitCode::from(target_runner::exit_code(code)),
         Ok(code) => ExitCode::from(code),
         Err(_) => {
             eprintln!("error: cargo-pgtest crashed (a bug; please report it). The cluster was stopped and removed.");
@@ -171,7 +182,10 @@ async fn with_cluster(
             stages::nextest::run_tests(run, &setup, cluster, ready, &nextest.args).await?;
             return Ok(None);
         }
-        let built = stages::build::build(run, &setup, cluster.endpoint(), &ready).await;
+        let built = match &run.cli.given_binary {
+            Some(binary) => Ok(stages::build::given(run, binary.clone())),
+            None => stages::build::build(run, &setup, cluster.endpoint(), &ready).await,
+        };
         memory.phase_done(events::Phase::Build);
         let built = built?;
         if run.cli.pgtest.no_run && !run.cli.list {

@@ -8,7 +8,7 @@ const REFUSED: [(&str, &str); 4] = [
     (
         "--message-format",
         "cargo-pgtest reads cargo's messages itself and prints its own report; use `--json PATH` for \
-         machine-readable results",
+         machine-readable results, or `--message-format libtest-json` for libtest's JSON on stdout",
     ),
     (
         "--unit-graph",
@@ -27,14 +27,22 @@ const REFUSED: [(&str, &str); 4] = [
     ),
 ];
 
+/// The `--message-format` values that are cargo-pgtest's own (its report, or libtest's JSON), not cargo's.
+const OWN_MESSAGE_FORMATS: [&str; 2] = ["human", "libtest-json"];
+
 /// The error message for the first refused flag in `args` (before any `--`), if there is one.
 pub(crate) fn refusal(args: &[OsString]) -> Option<String> {
-    args.iter()
+    let args: Vec<&str> = args
+        .iter()
         .skip(1)
         .take_while(|arg| *arg != "--")
         .filter_map(|arg| arg.to_str())
-        .find_map(|arg| {
-            let flag = arg.split_once('=').map_or(arg, |(flag, _)| flag);
+        .collect();
+    args.iter()
+        .enumerate()
+        .filter(|(at, arg)| !is_own_message_format(arg, args.get(at + 1)))
+        .find_map(|(_, arg)| {
+            let flag = arg.split_once('=').map_or(*arg, |(flag, _)| flag);
             REFUSED
                 .iter()
                 .find(|(refused, _)| *refused == flag)
@@ -42,6 +50,17 @@ pub(crate) fn refusal(args: &[OsString]) -> Option<String> {
                     format!("cargo pgtest does not accept `cargo test`'s `{refused}`: {why}")
                 })
         })
+}
+
+/// Whether `arg` is `--message-format` with one of cargo-pgtest's own values (given with `=` or as
+/// `next`).
+fn is_own_message_format(arg: &str, next: Option<&&str>) -> bool {
+    let value = match arg.split_once('=') {
+        Some(("--message-format", value)) => Some(value),
+        None if arg == "--message-format" => next.copied(),
+        _ => None,
+    };
+    value.is_some_and(|value| OWN_MESSAGE_FORMATS.contains(&value))
 }
 
 #[cfg(test)]
@@ -65,6 +84,16 @@ mod tests {
             assert!(message.contains("`--message-format`"), "{message}");
             assert!(message.contains("--json PATH"), "{message}");
         }
+    }
+
+    #[test]
+    fn cargo_pgtest_s_own_message_formats_are_not_refused() {
+        assert_eq!(refusal(&argv(&["--message-format", "libtest-json"])), None);
+        assert_eq!(
+            refusal(&argv(&["--message-format=human", "-p", "app"])),
+            None
+        );
+        assert!(refusal(&argv(&["--message-format", "short"])).is_some());
     }
 
     #[test]

@@ -53,6 +53,16 @@ pub(crate) struct Cli {
     /// [`parse_from`] from the leading word `list`)
     #[arg(skip)]
     pub(crate) list: bool,
+
+    /// The test binary cargo asked `cargo-pgtest runner` to run: run in place of a build (see
+    /// [`crate::target_runner`])
+    #[arg(skip)]
+    pub(crate) given_binary: Option<crate::cargo::TestBinary>,
+
+    /// libtest's own output on stdout, in this format (`cargo-pgtest runner`, `--message-format
+    /// libtest-json`)
+    #[arg(skip)]
+    pub(crate) libtest_output: Option<crate::report::libtest::Format>,
 }
 
 /// Commands besides running the tests with cargo-pgtest's own runner.
@@ -151,6 +161,11 @@ pub(crate) struct PgtestArgs {
     /// No progress line, no line per passing test, and a quiet cargo
     #[arg(short, long)]
     pub(crate) quiet: bool,
+
+    /// How results are written on stdout besides the report on stderr: `libtest-json` is what `cargo test
+    /// -- -Z unstable-options --format json` prints, one object per line (for editors' test explorers)
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = MessageFormat::Human)]
+    pub(crate) message_format: MessageFormat,
 
     /// Build the tests against the migrated database, but run none
     #[arg(long)]
@@ -317,6 +332,15 @@ pub(crate) struct CargoArgs {
     pub(crate) quiet: bool,
 }
 
+/// `--message-format`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MessageFormat {
+    /// The report on stderr only
+    Human,
+    /// libtest's JSON lines on stdout too
+    LibtestJson,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum IsolationArg {
     Test,
@@ -371,6 +395,9 @@ where
         || std::env::var("CARGO_TERM_VERBOSE").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
     cli.cargo.verbosity = cli.pgtest.verbosity;
     cli.cargo.quiet = cli.pgtest.quiet;
+    if cli.pgtest.message_format == MessageFormat::LibtestJson {
+        cli.libtest_output = Some(crate::report::libtest::Format::Json);
+    }
     Ok(cli)
 }
 

@@ -4,6 +4,8 @@
 pub(crate) mod human;
 pub(crate) mod json;
 pub(crate) mod junit;
+pub(crate) mod libtest;
+pub(crate) mod notes;
 mod progress;
 pub(crate) mod styles;
 
@@ -19,6 +21,8 @@ pub(crate) enum Error {
     Human { source: std::io::Error },
     #[error("the JSON lines (--json): {source}")]
     Json { source: std::io::Error },
+    #[error("libtest's output on stdout: {source}")]
+    Libtest { source: std::io::Error },
     #[error("the JUnit XML to {}: {source}; check that its directory exists and is writable", path.display())]
     Junit {
         path: PathBuf,

@@ -12,7 +12,9 @@ pub(crate) struct TestArgs {
     pub(crate) exact: bool,
     pub(crate) skip: Vec<String>,
     pub(crate) ignored: IgnoredMode,
-    /// `--nocapture` / `--no-capture` / `--show-output`: show every test's output, not only failures'.
+    /// `--nocapture` / `--no-capture`: every test's output as it comes (the report shows it with the test).
+    pub(crate) nocapture: bool,
+    /// `--show-output`: the captured output of passing tests too, after them.
     pub(crate) show_output: bool,
     pub(crate) test_threads: Option<usize>,
     /// Anything else, passed to the test binaries as given.
@@ -31,6 +33,11 @@ pub(crate) enum IgnoredMode {
 }
 
 impl TestArgs {
+    /// Whether passing tests' output is asked for (`--nocapture` or `--show-output`).
+    pub(crate) fn shows_passing_output(&self) -> bool {
+        self.nocapture || self.show_output
+    }
+
     /// Reads the TESTNAME filter and the arguments after `--`.
     pub(crate) fn parse(filter: Option<&str>, args: &[String]) -> Result<TestArgs, String> {
         let mut parsed = TestArgs {
@@ -43,7 +50,8 @@ impl TestArgs {
                 "--exact" => parsed.exact = true,
                 "--ignored" => parsed.ignored = IgnoredMode::Only,
                 "--include-ignored" => parsed.ignored = IgnoredMode::Include,
-                "--nocapture" | "--no-capture" | "--show-output" => parsed.show_output = true,
+                "--nocapture" | "--no-capture" => parsed.nocapture = true,
+                "--show-output" => parsed.show_output = true,
                 "--skip" => parsed
                     .skip
                     .push(args.next().ok_or("`--skip` needs a value")?.clone()),
@@ -100,8 +108,11 @@ impl TestArgs {
             IgnoredMode::Only => args.push("--ignored".to_owned()),
             IgnoredMode::Include => args.push("--include-ignored".to_owned()),
         }
-        if self.show_output {
+        if self.nocapture {
             args.push("--nocapture".to_owned());
+        }
+        if self.show_output {
+            args.push("--show-output".to_owned());
         }
         args.extend(self.other.iter().cloned());
         args
@@ -282,7 +293,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(args.filters, ["users", "more"]);
-        assert!(args.exact && args.show_output);
+        assert!(args.exact && args.nocapture && !args.show_output);
+        assert!(args.shows_passing_output());
+        let show = TestArgs::parse(None, &strings(&["--show-output"])).unwrap();
+        assert!(show.show_output && !show.nocapture);
+        assert_eq!(
+            show.to_libtest_args(),
+            ["--show-output"],
+            "passed on as given, not as --nocapture"
+        );
         assert_eq!(args.skip, ["slow"]);
         assert_eq!(args.ignored, IgnoredMode::Include);
         assert_eq!(args.test_threads, Some(3));

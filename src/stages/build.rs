@@ -100,6 +100,15 @@ pub(crate) async fn build(
     })
 }
 
+/// The build as cargo's target runner: cargo built the one binary it asks us to run.
+pub(crate) fn given(run: &Run<'_>, binary: TestBinary) -> Built {
+    Built {
+        binaries: vec![binary],
+        cargo_args: CargoArgs::new(run.cli, run.styles),
+        runs_doc_tests: false,
+    }
+}
+
 /// Creates the build's database from the first template; returns the variables that name it.
 pub(crate) async fn build_database(
     run: &Run<'_>,

@@ -5,6 +5,8 @@ use super::error::Error;
 use crate::cli::Cli;
 use crate::events::EventReceiver;
 use crate::exit_code;
+use crate::report::libtest::Libtest;
+use crate::report::notes::Notes;
 use crate::report::styles::Styles;
 use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters};
 use crate::runner::selection::TestArgs;
@@ -16,16 +18,24 @@ pub(crate) fn reporters(
     test_args: &TestArgs,
 ) -> Result<Reporters, Error> {
     let mut reporters = Reporters::default();
-    reporters.add(Box::new(
-        Human::new(
-            std::io::stderr(),
-            styles.clone(),
-            cli.pgtest.verbose,
-            test_args.show_output,
-        )
-        .quiet(cli.pgtest.quiet)
-        .with_progress(shows_progress(cli)),
-    ));
+    if cli.given_binary.is_some() {
+        // cargo's target runner: libtest's output is the report; stderr gets only the warnings.
+        reporters.add(Box::new(Notes::new(std::io::stderr(), styles.clone())));
+    } else {
+        reporters.add(Box::new(
+            Human::new(
+                std::io::stderr(),
+                styles.clone(),
+                cli.pgtest.verbose,
+                test_args.shows_passing_output(),
+            )
+            .quiet(cli.pgtest.quiet)
+            .with_progress(shows_progress(cli)),
+        ));
+    }
+    if let Some(format) = cli.libtest_output.filter(|_| !cli.list) {
+        reporters.add(Box::new(Libtest::new(std::io::stdout(), format, test_args)));
+    }
     let create = |path: &std::path::PathBuf| {
         std::fs::File::create(path).map_err(|source| Error::ReportFile {
             path: path.clone(),

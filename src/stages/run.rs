@@ -92,7 +92,11 @@ fn learned_read_only(
     test_args: &TestArgs,
 ) -> BTreeMap<TestId, Duration> {
     let config = &setup.config;
-    if !config.reuse || !config.group_read_only || existing_server || test_args.show_output {
+    if !config.reuse
+        || !config.group_read_only
+        || existing_server
+        || test_args.shows_passing_output()
+    {
         return BTreeMap::new();
     }
     super::history::read_only(run, &setup.project.target_dir)
