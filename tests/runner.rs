@@ -1,0 +1,493 @@
+//! cargo-pgtest as cargo's target runner, end to end: plain `cargo test`, the command lines editors issue
+//! (rust-analyzer's ▶ Run Test and test explorer, RustRover's), `cargo run` left alone, `--list`, Ctrl-C,
+//! and `cargo llvm-cov` over the runner. Every run is on a copy of `fixtures/runner-probe`, whose tests
+//! each record themselves and check they are alone in their database (and note its name in `PROBE_DIR`).
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_cargo-pgtest");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Whether this is a CI run, where a test that cannot run fails instead of skipping.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "1" || value.eq_ignore_ascii_case("true"))
+}
+
+fn postgres_available() -> bool {
+    let found = Command::new(BINARY)
+        .args(["pgtest", "--which-postgres"])
+        .output();
+    let found = found.is_ok_and(|output| output.status.success());
+    assert!(
+        found || !in_ci(),
+        "CI must run every test, but PostgreSQL is missing"
+    );
+    if !found {
+        eprintln!("skipped: PostgreSQL is missing");
+    }
+    found
+}
+
+/// A private copy of the probe project with cargo-pgtest configured as its runner in
+/// `.cargo/config.toml`, as the README says, and directories for the cluster and the probe notes.
+struct Probe {
+    _root: tempfile::TempDir,
+    dir: PathBuf,
+    probe_dir: PathBuf,
+    cluster_parent: tempfile::TempDir,
+}
+
+impl Probe {
+    fn new() -> Probe {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("runner-probe");
+        copy_dir(&Path::new(REPO).join("fixtures/runner-probe"), &dir);
+        std::fs::create_dir(dir.join(".cargo")).unwrap();
+        let config = format!("[target.'cfg(all())']\nrunner = [{BINARY:?}, \"runner\"]\n");
+        std::fs::write(dir.join(".cargo/config.toml"), config).unwrap();
+        let probe_dir = root.path().join("probe");
+        std::fs::create_dir(&probe_dir).unwrap();
+        let shm = Path::new("/dev/shm");
+        let cluster_parent = match shm.is_dir() {
+            true => tempfile::tempdir_in(shm).unwrap(),
+            false => tempfile::tempdir().unwrap(),
+        };
+        Probe {
+            _root: root,
+            dir,
+            probe_dir,
+            cluster_parent,
+        }
+    }
+
+    /// `cargo ARGS` in the project, the fixtures' shared target directory keeping builds quick.
+    fn cargo(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO"));
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/fixtures"))
+            .env("PGTEST_TMPDIR", self.cluster_parent.path())
+            .env("PROBE_DIR", &self.probe_dir)
+            .env("CARGO_TERM_COLOR", "never")
+            .env_remove("RUNNER_PROBE_FAIL")
+            .env_remove("RUNNER_PROBE_SLEEP")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let output = self
+            .cargo(args)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ cargo {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            args.join(" "),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// The databases the tests noted, by test.
+    fn databases(&self) -> Vec<(String, String)> {
+        let mut noted: Vec<(String, String)> = std::fs::read_dir(&self.probe_dir)
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let test = entry.file_name().to_string_lossy().into_owned();
+                (test, std::fs::read_to_string(entry.path()).unwrap())
+            })
+            .collect();
+        noted.sort();
+        noted
+    }
+
+    /// Whether the cluster's parent directory is empty again and no process runs from it.
+    fn nothing_left(&self) -> bool {
+        let parent = self.cluster_parent.path();
+        let empty = std::fs::read_dir(parent).unwrap().next().is_none();
+        empty && processes_using(parent).is_empty()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The processes whose command line names `dir`.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(&needle))
+        .collect()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The `test NAME ... RESULT` lines libtest's pretty format prints, as (name, result).
+fn results(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("test ")?.split_once(" ... "))
+        .map(|(name, result)| (name.to_owned(), result.to_owned()))
+        .collect()
+}
+
+/// The tests of `tests/db.rs` that run by default, each noting its database.
+const DB_TESTS: [&str; 5] = [
+    "fails_on_request",
+    "first_is_alone",
+    "nested::third_is_alone",
+    "second_is_alone",
+    "sleeps_on_request",
+];
+
+/// Every database a run's tests noted is a different one: each test had its own.
+fn each_alone(probe: &Probe, tests: &[&str]) {
+    let noted = probe.databases();
+    let names: Vec<&str> = noted.iter().map(|(test, _)| test.as_str()).collect();
+    assert_eq!(names, tests, "the tests that noted their database");
+    let distinct: BTreeSet<&String> = noted.iter().map(|(_, database)| database).collect();
+    assert_eq!(
+        distinct.len(),
+        noted.len(),
+        "a database per test: {noted:?}"
+    );
+}
+
+#[test]
+fn plain_cargo_test_runs_every_test_in_its_own_database() {
+    if !postgres_available() {
+        return;
+    }
+    let probe = Probe::new();
+    let output = probe.run(&["test"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    let mut ran = results(&text);
+    ran.sort();
+    let expected = [
+        ("fails_on_request", "ok"),
+        ("first_is_alone", "ok"),
+        ("ignored_unless_asked", "ignored"),
+        ("nested::third_is_alone", "ok"),
+        ("second_is_alone", "ok"),
+        ("sleeps_on_request", "ok"),
+        ("tests::unit_test_gets_its_own_database", "ok"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(n, r)| (n.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(ran, expected);
+    assert!(
+        text.contains(
+            "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out;"
+        ),
+        "libtest's result line"
+    );
+    each_alone(&probe, &DB_TESTS);
+    assert!(probe.nothing_left(), "the cluster is gone");
+
+    // A failure: libtest's FAILED line, its output under `failures:`, and cargo's exit code 101.
+    let output = probe.run(&["test", "--test", "db"], &[("RUNNER_PROBE_FAIL", "1")]);
+    assert_eq!(output.status.code(), Some(101));
+    let text = stdout(&output);
+    assert!(text.contains("test fails_on_request ... FAILED"), "{text}");
+    assert!(
+        text.contains("---- fails_on_request stdout ----\nfailing as asked"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nfailures:\n    fails_on_request\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test result: FAILED. 4 passed; 1 failed; 1 ignored;"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cargo_run_and_listing_are_left_to_the_program() {
+    let probe = Probe::new();
+    let output = probe.run(&["run", "--quiet", "--bin", "runner-probe"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output), "runner-probe main: no DATABASE_URL\n");
+
+    let output = probe.run(&["test", "--test", "db", "--", "--list"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.contains("first_is_alone: test\n"), "{text}");
+    assert!(text.contains("nested::third_is_alone: test\n"), "{text}");
+    assert!(
+        text.contains("6 tests, 0 benchmarks"),
+        "libtest's own list: {text}"
+    );
+    assert!(probe.databases().is_empty(), "no test ran");
+}
+
+#[test]
+fn editor_run_buttons_replayed_run_each_test_in_its_own_database() {
+    if !postgres_available() {
+        return;
+    }
+    let probe = Probe::new();
+    // rust-analyzer's ▶ Run Test on one test, then on a module (older versions said --show-output).
+    let one = [
+        "test",
+        "--package",
+        "runner-probe",
+        "--test",
+        "db",
+        "--",
+        "nested::third_is_alone",
+        "--exact",
+        "--nocapture",
+    ];
+    let output = probe.run(&one, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.contains("running 1 test\n"), "{text}");
+    assert_eq!(
+        results(&text),
+        [("nested::third_is_alone".to_owned(), "ok".to_owned())]
+    );
+    let module = [
+        "test",
+        "--package",
+        "runner-probe",
+        "--test",
+        "db",
+        "--",
+        "nested",
+        "--show-output",
+    ];
+    let output = probe.run(&module, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).contains("\nsuccesses:\n"),
+        "--show-output's section"
+    );
+    // A unit test of the library, as rust-analyzer runs it.
+    let lib = [
+        "test",
+        "--package",
+        "runner-probe",
+        "--lib",
+        "--",
+        "tests::unit_test_gets_its_own_database",
+        "--exact",
+        "--nocapture",
+    ];
+    assert_eq!(probe.run(&lib, &[]).status.code(), Some(0));
+}
+
+#[test]
+fn test_explorers_get_libtest_json_and_a_database_per_test() {
+    if !postgres_available() {
+        return;
+    }
+    let probe = Probe::new();
+    // rust-analyzer's test explorer and RustRover: libtest's JSON, one object per line.
+    let explorer = [
+        "test",
+        "--package",
+        "runner-probe",
+        "--test",
+        "db",
+        "--",
+        "-Z",
+        "unstable-options",
+        "--format=json",
+        "--show-output",
+    ];
+    let rustrover = [
+        "test",
+        "--color=always",
+        "--package",
+        "runner-probe",
+        "--test",
+        "db",
+        "--no-fail-fast",
+        "--",
+        "--format=json",
+        "--exact",
+        "-Z",
+        "unstable-options",
+        "--show-output",
+    ];
+    for (args, envs) in [
+        (&explorer[..], &[][..]),
+        (&rustrover[..], &[("RUSTC_BOOTSTRAP", "1")][..]),
+    ] {
+        std::fs::remove_dir_all(&probe.probe_dir).unwrap();
+        std::fs::create_dir(&probe.probe_dir).unwrap();
+        let output = probe.run(args, envs);
+        assert_eq!(output.status.code(), Some(0));
+        let events: Vec<serde_json::Value> = stdout(&output)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+            .collect();
+        let mut ends: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e["type"] == "test" && e["event"] != "started")
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().into(),
+                    e["event"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        ends.sort();
+        let expected = [
+            ("fails_on_request", "ok"),
+            ("first_is_alone", "ok"),
+            ("ignored_unless_asked", "ignored"),
+            ("nested::third_is_alone", "ok"),
+            ("second_is_alone", "ok"),
+            ("sleeps_on_request", "ok"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+            .collect();
+        assert_eq!(ends, expected, "one ok/failed/ignored per test");
+        assert_eq!(events.last().unwrap()["event"], "ok");
+        each_alone(&probe, &DB_TESTS);
+    }
+}
+
+#[test]
+fn ctrl_c_leaves_nothing_behind() {
+    if !postgres_available() {
+        return;
+    }
+    let probe = Probe::new();
+    let mut command = probe.cargo(&["test", "--test", "db", "--", "sleeps_on_request"]);
+    command
+        .env("RUNNER_PROBE_SLEEP", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = command.spawn().unwrap();
+    let noted = probe.probe_dir.join("sleeps_on_request");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !noted.exists() {
+        assert!(Instant::now() < deadline, "the test never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A terminal's Ctrl-C: SIGINT to the whole foreground process group.
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    eprintln!(
+        "exit: {:?}\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !probe.nothing_left() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            processes_using(probe.cluster_parent.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the cargo subcommand `tool` (`cargo-<tool>`) is installed; outside CI a test without it skips.
+fn cargo_tool(tool: &str) -> bool {
+    let found = Command::new(env!("CARGO"))
+        .args([tool, "--version"])
+        .output();
+    let found = found.is_ok_and(|output| output.status.success());
+    assert!(
+        found || !in_ci(),
+        "CI must run every test, but cargo-{tool} is missing"
+    );
+    if !found {
+        eprintln!("skipped: cargo-{tool} is missing (cargo install cargo-{tool} --locked)");
+    }
+    found
+}
+
+#[test]
+fn a_tool_that_wraps_cargo_test_goes_through_the_runner() {
+    if !postgres_available() || !cargo_tool("hack") {
+        return;
+    }
+    let probe = Probe::new();
+    let output = probe.run(&["hack", "test", "--test", "db"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("test result: ok. 5 passed; 0 failed; 1 ignored;"));
+    each_alone(&probe, &DB_TESTS);
+}
+
+#[test]
+fn llvm_cov_over_the_runner_sees_what_only_database_tests_reach() {
+    if !postgres_available() || !cargo_tool("llvm-cov") {
+        return;
+    }
+    let probe = Probe::new();
+    let lcov = probe.probe_dir.with_file_name("coverage.lcov");
+    let lcov_arg = lcov.to_string_lossy().into_owned();
+    let args = [
+        "llvm-cov",
+        "--test",
+        "db",
+        "--lcov",
+        "--output-path",
+        &lcov_arg,
+    ];
+    let output = probe.run(&args, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        probe.databases().len(),
+        5,
+        "the tests ran through the runner"
+    );
+    // The line of `visit_alone` that inserts: reached only by a test with a database.
+    let source = std::fs::read_to_string(probe.dir.join("src/lib.rs")).unwrap();
+    let line = 1 + source
+        .lines()
+        .position(|l| l.contains("INSERT INTO visits"))
+        .unwrap();
+    let report = std::fs::read_to_string(&lcov).unwrap();
+    let lib = report
+        .split("end_of_record")
+        .find(|record| record.contains("runner-probe/src/lib.rs"))
+        .expect("src/lib.rs in the report");
+    let hits: u64 = lib
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("DA:{line},")))
+        .and_then(|count| count.split(',').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(hits >= 5, "line {line} reached {hits} times:\n{lib}");
+}
