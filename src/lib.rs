@@ -3,6 +3,7 @@
 //! template → build → run → report → exit code.
 
 pub(crate) mod cargo;
+pub mod ci;
 pub(crate) mod cli;
 pub mod cluster;
 pub mod config;
