@@ -6,19 +6,7 @@
 //! `#[sqlx::test]`s on `fixtures/sqlx-reuse` (20 that read, 12 that write in four ways, each checking first),
 //! whose databases the gateway hands on.
 
-mod common;
-
-use common::{Project, Run};
-
-/// The probe with a target directory of its own (it has no dependencies: it builds in seconds).
-fn probe() -> Option<Project> {
-    if !common::postgres_available() {
-        return None;
-    }
-    let mut project = Project::copy_of("reuse-probe");
-    project.target_dir = Some(project.dir.join("target"));
-    Some(project)
-}
+use crate::support::{self, Project, Run};
 
 /// The summary's count of passed tests.
 fn passed(run: &Run) -> u64 {
@@ -47,9 +35,10 @@ fn reused(run: &Run) -> (u64, u64) {
     counted(run, "databases_reused", "tests")
 }
 
-#[test]
 fn a_reading_suite_reuses_and_a_writing_suite_does_not() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("reuse-probe") else {
+        return;
+    };
     let reads = project.run(&["--json", "-", "--jobs", "2", "--test", "reads"]);
     reads.expect(0, &[]);
     assert_eq!(passed(&reads), 30, "{}{}", reads.stdout, reads.stderr);
@@ -75,9 +64,10 @@ fn a_reading_suite_reuses_and_a_writing_suite_does_not() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn mixed_no_write_reaches_a_later_test_and_the_key_turns_reuse_off() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("reuse-probe") else {
+        return;
+    };
     let mixed = project.run(&["--json", "-", "--jobs", "2"]);
     mixed.expect(0, &[]);
     assert_eq!(passed(&mixed), 72, "{}{}", mixed.stdout, mixed.stderr);
@@ -138,9 +128,10 @@ fn run_turns(project: &Project, args: &[&str], env: &[(&str, &str)]) -> (Run, us
     (run, distinct.len(), lines)
 }
 
-#[test]
 fn tests_found_read_only_run_together_and_a_group_written_to_counts_for_nothing() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("reuse-probe") else {
+        return;
+    };
     // A first run: each test alone, each found untouched.
     let (first, processes, noted) = run_turns(&project, &[], &[]);
     first.expect(0, &[]);
@@ -225,9 +216,8 @@ fn sqlx_reused(run: &Run) -> (u64, u64) {
     counted(run, "sqlx_databases_reused", "databases")
 }
 
-#[test]
 fn sqlx_tests_that_read_hand_their_databases_on_and_no_write_reaches_a_later_one() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     // In the suite's shared target/fixtures, where the other sqlx fixtures built sqlx.
@@ -267,4 +257,11 @@ fn sqlx_tests_that_read_hand_their_databases_on_and_no_write_reaches_a_later_one
     assert_eq!(passed(&off), 32, "{}{}", off.stdout, off.stderr);
     assert_eq!(sqlx_reused(&off), (0, 32));
     project.assert_nothing_left();
+}
+
+crate::tests! {
+    a_reading_suite_reuses_and_a_writing_suite_does_not,
+    mixed_no_write_reaches_a_later_test_and_the_key_turns_reuse_off,
+    tests_found_read_only_run_together_and_a_group_written_to_counts_for_nothing,
+    sqlx_tests_that_read_hand_their_databases_on_and_no_write_reaches_a_later_one,
 }
