@@ -38,23 +38,13 @@ fn report(project: &Project, name: &str, run: &Run) -> BTreeMap<String, String> 
         .collect()
 }
 
-/// A fresh directory on disk (not a tmpfs) that the server's account can enter, or `None` on a machine
-/// without one.
+/// A fresh directory on disk for the data, or `None` (skipped) on a machine without one.
 fn disk_dir() -> Option<tempfile::TempDir> {
-    let bases = [
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-        PathBuf::from("/var/tmp"),
-        std::env::temp_dir(),
-    ];
-    let base = bases
-        .into_iter()
-        .find(|base| base.is_dir() && !support::is_tmpfs(base))?;
-    let dir = tempfile::Builder::new()
-        .prefix("pgtest-claims-")
-        .tempdir_in(base)
-        .ok()?;
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).ok()?;
-    Some(dir)
+    let dir = support::disk_dir("pgtest-claims-");
+    if dir.is_none() {
+        support::skip("no directory on disk to put the data in was found");
+    }
+    dir
 }
 
 /// The run directory of a reported `data_directory` (the data is `<run dir>/data`).
@@ -210,10 +200,7 @@ fn tmpfs_false_puts_the_data_directory_on_disk() {
     if !support::postgres_available() {
         return;
     }
-    let Some(disk) = disk_dir() else {
-        support::skip("no directory on disk to put the data in was found");
-        return;
-    };
+    let Some(disk) = disk_dir() else { return };
     let project = Project::copy_of("claim-probe");
     project.append_to_manifest("\n[package.metadata.pgtest]\ntmpfs = false\n");
     // PGTEST_TMPDIR (set by the harness, on a tmpfs) would choose the place itself: the key alone must.
@@ -378,10 +365,7 @@ fn a_pgtest_tmpdir_on_disk_warns_once_and_the_run_passes_on_disk() {
     if !support::postgres_available() {
         return;
     }
-    let Some(disk) = disk_dir() else {
-        support::skip("no directory on disk to put the data in was found");
-        return;
-    };
+    let Some(disk) = disk_dir() else { return };
     let project = Project::copy_of("claim-probe");
     let mut command = project.command(&[REPORT]);
     command.env("PGTEST_TMPDIR", disk.path());
@@ -423,8 +407,7 @@ fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
     if !support::postgres_available() {
         return;
     }
-    let (Some(disk), Some(stand_in)) = (disk_dir(), disk_dir()) else {
-        support::skip("no directory on disk to put the data in was found");
+    let Some((disk, stand_in)) = disk_dir().zip(disk_dir()) else {
         return;
     };
     let namespaces = Command::new("unshare")

@@ -242,17 +242,11 @@ fn probe_problems(run: &Run, probe_dir: &Path) -> Vec<String> {
 /// A fresh parent directory for the tool's cluster: in RAM like a normal run, or on disk (not a tmpfs,
 /// where the tool would not put a `--no-tmpfs` cluster).
 fn cluster_parent(on_disk: bool) -> io::Result<tempfile::TempDir> {
-    if !on_disk {
-        return Ok(support::ram_dir("pgtest-e2e-"));
+    match on_disk {
+        false => Ok(support::ram_dir("pgtest-e2e-")),
+        true => support::disk_dir("pgtest-e2e-")
+            .ok_or_else(|| io::Error::other("no directory on disk (not a tmpfs) was found")),
     }
-    let candidates = [repo().join("target/e2e-tmp"), PathBuf::from("/var/tmp")];
-    let root = candidates
-        .into_iter()
-        .find(|dir| fs::create_dir_all(dir).is_ok() && !support::is_tmpfs(dir))
-        .ok_or_else(|| io::Error::other("neither target/e2e-tmp nor /var/tmp is on disk"))?;
-    tempfile::Builder::new()
-        .prefix("pgtest-e2e-")
-        .tempdir_in(root)
 }
 
 /// `cargo-pgtest pgtest <args>`, its durations and paths redacted so expectations do not flake.

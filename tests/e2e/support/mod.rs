@@ -9,6 +9,7 @@ pub mod terminal;
 use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -106,6 +107,25 @@ pub fn ram_dir(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir_in(&root)
         .unwrap_or_else(|e| panic!("cannot make a directory in {}: {e}", root.display()))
+}
+
+/// A fresh directory on disk (not a tmpfs) that the server's account can enter, or `None` on a machine
+/// without one.
+pub fn disk_dir(prefix: &str) -> Option<tempfile::TempDir> {
+    let bases = [
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+        PathBuf::from("/var/tmp"),
+        std::env::temp_dir(),
+    ];
+    let base = bases
+        .into_iter()
+        .find(|base| base.is_dir() && !is_tmpfs(base))?;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .ok()?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).ok()?;
+    Some(dir)
 }
 
 /// The target directory the fixtures build into unless a test gives them one of their own: shared, so
