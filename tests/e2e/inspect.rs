@@ -274,13 +274,13 @@ fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running(
 
 /// `fixtures/sqlx-kept`: the databases sqlx leaves for its failed `#[sqlx::test]`s are kept like the
 /// others' and opened by test name; `--keep-failed` caps them too (sqlx's over the cap are dropped). One
-/// test, in order: it builds into the shared target/fixtures (sqlx takes minutes to build anew), whose kept
-/// state any failing run there replaces, so it runs alone.
+/// test, in order. It builds into the shared target/fixtures (sqlx takes minutes to build anew), but keeps
+/// its databases apart: any failing run there would replace them.
 fn sqlx_tests_kept_databases_are_opened_by_name_and_capped() {
     if !support::postgres_available() {
         return;
     }
-    let project = Project::copy_of("sqlx-kept");
+    let project = Project::with_state_apart("sqlx-kept");
     let kept = |name: &str| format!("kept: cargo pgtest psql sqlx-kept::probe {name}\n");
     let run = project.run(&[]);
     run.expect(
@@ -325,6 +325,5 @@ crate::tests! {
     serve_with_a_port_listens_on_the_loopback_address_with_a_password,
     a_shared_isolation_run_keeps_the_shared_database,
     a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running,
-    ;
-    alone: sqlx_tests_kept_databases_are_opened_by_name_and_capped,
+    sqlx_tests_kept_databases_are_opened_by_name_and_capped,
 }

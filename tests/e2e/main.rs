@@ -145,8 +145,7 @@ fn trial(module_path: &str, name: &str, test: fn(), alone: bool) -> Trial {
 
 /// A trial's turn to run. Trials run side by side, each holding the turn shared; a trial marked `alone`
 /// holds it exclusively, for what others would disturb: the full-tmpfs test counts PostgreSQL's shared
-/// memory segments in /dev/shm (an external test server keeps one), and the `#[sqlx::test]` kept-database
-/// test reads back the kept state of the shared `target/fixtures`, which any failing run there replaces.
+/// memory segments in /dev/shm, and an external test server (server.rs) keeps one.
 pub(crate) enum Turn {
     Shared {
         _guard: RwLockReadGuard<'static, ()>,

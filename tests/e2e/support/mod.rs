@@ -144,6 +144,8 @@ pub struct Project {
     /// `None`: the suite's shared `target/fixtures`, so builds are shared (and the test history is not
     /// read: see [`tool_command`]).
     pub target_dir: Option<PathBuf>,
+    /// With a target directory of its own: cargo's build directory, when the builds are shared anyway.
+    build_dir: Option<PathBuf>,
 }
 
 impl Project {
@@ -159,6 +161,7 @@ impl Project {
             cluster_parent: ram_dir("pgtest-e2e-"),
             probe_dir,
             target_dir: None,
+            build_dir: None,
         }
     }
 
@@ -174,9 +177,24 @@ impl Project {
         Some(project)
     }
 
+    /// A copy of a fixture whose runs keep what cargo-pgtest keeps under the target directory (the
+    /// cluster cache, kept databases, the test history) apart from every other run's, while building
+    /// into the shared `target/fixtures` all the same: a target directory of its own, and the shared one
+    /// as cargo's build directory (`build.build-dir`, cargo 1.91 and later; an older cargo builds
+    /// everything anew in the project's own).
+    pub fn with_state_apart(fixture: &str) -> Project {
+        let mut project = Project::copy_of(fixture);
+        project.target_dir = Some(project.dir.join("target"));
+        project.build_dir = Some(shared_target());
+        project
+    }
+
     /// `cargo-pgtest pgtest <args>` in the project, with a scrubbed environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = command_in(args, &self.dir, self.target_dir.as_deref());
+        if let Some(dir) = &self.build_dir {
+            command.env("CARGO_BUILD_BUILD_DIR", dir);
+        }
         command
             .env("PGTEST_TMPDIR", self.cluster_parent.path())
             .env("PROBE_DIR", &self.probe_dir)
