@@ -60,6 +60,8 @@ pub fn postgres_available() -> bool {
 }
 
 /// Whether this test runs as root, which `what` needs. Otherwise it is skipped with a note (see `skip`).
+/// The tests that need root are Linux's (mounts, /proc).
+#[cfg(target_os = "linux")]
 pub fn root_for(what: &str) -> bool {
     if nix::unistd::Uid::effective().is_root() {
         return true;
