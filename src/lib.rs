@@ -5,6 +5,7 @@
 pub mod cache;
 mod cancel;
 pub(crate) mod cargo;
+pub mod ci;
 pub(crate) mod cli;
 pub mod cluster;
 pub mod config;

@@ -61,7 +61,7 @@ fn cache_root() -> PathBuf {
     env::var_os(CACHE_ENV)
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(super::common::REPO).join("target/pg-versions"))
+        .unwrap_or_else(|| Path::new(crate::support::REPO).join("target/pg-versions"))
 }
 
 /// The bin directory of an unpacked build, if one is in the cache.

@@ -4,23 +4,9 @@
 //! reads nor writes it; two runs filling an empty cache at once both pass and leave one whole entry;
 //! unlogged tables keep their seeded rows through the cache.
 
-mod common;
-
 use std::fs;
-use std::process::Stdio;
 
-use common::{Project, Run};
-
-/// The probe project with a target directory (and so a cache) of its own; it has no dependencies, so
-/// building it there takes a second.
-fn probe() -> Option<Project> {
-    if !common::postgres_available() {
-        return None;
-    }
-    let mut project = Project::copy_of("cache-probe");
-    project.target_dir = Some(project.dir.join("target"));
-    Some(project)
-}
+use crate::support::{self, Project, Run};
 
 /// Runs once, expects success, and returns the `template_cache` event.
 fn cache_event(run: Run) -> serde_json::Value {
@@ -37,28 +23,15 @@ fn run(project: &Project, extra: &[&str]) -> serde_json::Value {
     cache_event(project.run(&args))
 }
 
+/// The entries of the project's cache.
 fn entries(project: &Project) -> Vec<String> {
-    let root = project.dir.join("target/pgtest/cache");
-    let mut names: Vec<String> = fs::read_dir(root)
-        .map(|read| {
-            read.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    support::entries(&project.dir.join("target/pgtest/cache"))
 }
 
-fn append(project: &Project, file: &str, text: &str) {
-    let path = project.dir.join(file);
-    let contents = fs::read_to_string(&path).unwrap() + text;
-    fs::write(path, contents).unwrap();
-}
-
-#[test]
 fn an_unchanged_project_reuses_the_cluster_and_any_change_rebuilds_it() {
-    let Some(probe) = probe() else { return };
+    let Some(probe) = Project::with_own_target("cache-probe") else {
+        return;
+    };
     let first = run(&probe, &[]);
     assert_eq!(
         (first["hit"].as_bool(), first["stored"].as_bool()),
@@ -72,8 +45,7 @@ fn an_unchanged_project_reuses_the_cluster_and_any_change_rebuilds_it() {
         "nothing changed: the cached cluster is used"
     );
 
-    append(
-        &probe,
+    probe.append(
         "migrations/20240101000000_create_probe.sql",
         "CREATE INDEX probe_id ON probe (id);\n",
     );
@@ -84,7 +56,7 @@ fn an_unchanged_project_reuses_the_cluster_and_any_change_rebuilds_it() {
     );
     assert_eq!(run(&probe, &[])["hit"], true);
 
-    append(&probe, "seed/rows.sql", "INSERT INTO probe VALUES (2);\n");
+    probe.append("seed/rows.sql", "INSERT INTO probe VALUES (2);\n");
     assert_eq!(
         run(&probe, &[])["hit"],
         false,
@@ -118,15 +90,15 @@ fn an_unchanged_project_reuses_the_cluster_and_any_change_rebuilds_it() {
 /// A cluster whose migrations make unlogged tables is cached from a clean stop (a snapshot of the running
 /// cluster would come back through recovery, which empties them): their seeded rows are there when the
 /// cluster comes from the cache.
-#[test]
 fn unlogged_tables_keep_their_seed_in_the_cache() {
-    let Some(probe) = probe() else { return };
-    append(
-        &probe,
+    let Some(probe) = Project::with_own_target("cache-probe") else {
+        return;
+    };
+    probe.append(
         "migrations/20240101000000_create_probe.sql",
         "CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);\n",
     );
-    append(&probe, "seed/rows.sql", "INSERT INTO scratch VALUES (7);\n");
+    probe.append("seed/rows.sql", "INSERT INTO scratch VALUES (7);\n");
     let asked = [("PROBE_UNLOGGED", "1")];
     let first = cache_event(probe.run_with(&["--json", "-"], &asked));
     assert_eq!(
@@ -138,23 +110,15 @@ fn unlogged_tables_keep_their_seed_in_the_cache() {
     probe.assert_nothing_left();
 }
 
-#[test]
 fn two_runs_filling_an_empty_cache_at_once_both_pass() {
-    let Some(probe) = probe() else { return };
+    let Some(probe) = Project::with_own_target("cache-probe") else {
+        return;
+    };
     // Build once with the cache off, so both runs reach the cache at about the same time.
     run(&probe, &["--no-cache"]);
-    let runs: Vec<_> = (0..2)
-        .map(|_| {
-            let mut command = probe.command(&["--json", "-"]);
-            command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in runs {
-        cache_event(Run::from(child.wait_with_output().unwrap()));
+    let both = (0..2).map(|_| probe.command(&["--json", "-"]));
+    for run in support::run_at_once(both) {
+        cache_event(run);
     }
     let stored = entries(&probe);
     assert_eq!(
@@ -166,9 +130,10 @@ fn two_runs_filling_an_empty_cache_at_once_both_pass() {
     probe.assert_nothing_left();
 }
 
-#[test]
 fn a_cached_cluster_that_does_not_start_is_rebuilt_and_replaced() {
-    let Some(probe) = probe() else { return };
+    let Some(probe) = Project::with_own_target("cache-probe") else {
+        return;
+    };
     run(&probe, &[]);
     let stored = entries(&probe);
     assert_eq!(stored.len(), 1);
@@ -196,4 +161,11 @@ fn a_cached_cluster_that_does_not_start_is_rebuilt_and_replaced() {
         "the bad entry was replaced by a good one"
     );
     probe.assert_nothing_left();
+}
+
+crate::tests! {
+    an_unchanged_project_reuses_the_cluster_and_any_change_rebuilds_it,
+    unlogged_tables_keep_their_seed_in_the_cache,
+    two_runs_filling_an_empty_cache_at_once_both_pass,
+    a_cached_cluster_that_does_not_start_is_rebuilt_and_replaced,
 }

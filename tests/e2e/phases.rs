@@ -1,19 +1,16 @@
 //! The phases a run reports cover all of its work: `cargo metadata`, which runs before the cluster boots,
 //! is counted in the build phase (with the build's database and the warm-up beside the build).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::Project;
+use crate::support::{self, Project};
 
 /// A `cargo` that takes four seconds longer over `cargo metadata` and is the real one otherwise.
 const SLOW_METADATA: &str =
     "#!/bin/sh\n[ \"$1\" = metadata ] && sleep 4\nexec \"$REAL_CARGO\" \"$@\"\n";
 
-#[test]
 fn cargo_metadata_is_counted_in_the_build_phase() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -23,7 +20,7 @@ fn cargo_metadata_is_counted_in_the_build_phase() {
     let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = project.command(&["--json", "-", "passes"]);
     command.env("CARGO", &cargo).env("REAL_CARGO", real);
-    let run = common::Run::from(command.output().expect("cargo-pgtest runs"));
+    let run = support::Run::from(command.output().expect("cargo-pgtest runs"));
     run.expect(0, &[]);
     let build = run
         .events()
@@ -36,4 +33,8 @@ fn cargo_metadata_is_counted_in_the_build_phase() {
         "the build phase ({build:.3} s) leaves out the four seconds of `cargo metadata`"
     );
     project.assert_nothing_left();
+}
+
+crate::tests! {
+    cargo_metadata_is_counted_in_the_build_phase,
 }

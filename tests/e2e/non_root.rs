@@ -3,12 +3,11 @@
 //! /root, so this drives the cluster stage through the library: boot (initdb, start), a query, shutdown,
 //! and nothing left. Under root the test re-runs itself as `nobody`; otherwise it is already non-root.
 
-mod common;
-
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::support;
 use cargo_pgtest::cluster::binaries::{self, SearchPlaces};
 use cargo_pgtest::cluster::{privileges, storage, Cluster, ClusterSpec};
 use cargo_pgtest::config::PostgresChoice;
@@ -16,14 +15,13 @@ use sqlx::Connection;
 
 const CHILD: &str = "PGTEST_NON_ROOT_CHILD_DIR";
 
-#[test]
 fn an_unprivileged_user_boots_queries_and_removes_a_cluster() {
     if let Some(dir) = std::env::var_os(CHILD) {
         return boot_query_and_shut_down(PathBuf::from(dir));
     }
     let found = binaries::discover(&PostgresChoice::Newest, &SearchPlaces::from_env());
     if let Err(error) = &found {
-        common::skip(&format!("PostgreSQL is missing: {error}"));
+        support::skip(&format!("PostgreSQL is missing: {error}"));
         return;
     }
     let shm = std::path::Path::new("/dev/shm");
@@ -53,13 +51,12 @@ fn an_unprivileged_user_boots_queries_and_removes_a_cluster() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let exe = exe_dir.path().join("non_root");
+    let exe = exe_dir.path().join("e2e");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     let output = Command::new(&exe)
         .args([
             "--exact",
-            "an_unprivileged_user_boots_queries_and_removes_a_cluster",
-            "--nocapture",
+            "non_root::an_unprivileged_user_boots_queries_and_removes_a_cluster",
         ])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap())
@@ -121,4 +118,8 @@ fn boot_query_and_shut_down(parent: PathBuf) {
     });
     let left: Vec<_> = std::fs::read_dir(&parent).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+crate::tests! {
+    an_unprivileged_user_boots_queries_and_removes_a_cluster,
 }

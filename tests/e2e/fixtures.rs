@@ -7,15 +7,11 @@
 //! which must be empty, with no process still using it, once the run is over. That directory is given
 //! as `PGTEST_TMPDIR` (on a tmpfs), except to runs with `--no-tmpfs`: `PGTEST_TMPDIR` would decide
 //! where the data goes instead of the flag, so those get it as `TMPDIR` (on disk), where the tool's
-//! own choice puts the cluster. Without PostgreSQL the fixtures that need it are ignored, except in CI
-//! (`CI=true` or `CI=1`), where they fail.
-//!
-//! Cargo.toml declares this target with `harness = false`; libtest-mimic provides the test runner.
+//! own choice puts the cluster. The runs build into the suite's shared `target/fixtures`, without the
+//! test history (see `support::tool_command`). Without PostgreSQL the fixtures that need it are ignored,
+//! except in CI, where they fail. Each trial is named `fixtures::<fixture>`.
 
-mod common;
-
-use common::{in_ci, nothing_left_in, poll};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Completion, Failed, Trial};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -25,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use std::{env, fs, thread};
+use std::{fs, thread};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_cargo-pgtest");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+use crate::support::{self, nothing_left_in, poll, BINARY, REPO};
+use crate::Turn;
 
 /// Longest a single run may take; a cold build of the fixtures' dependencies takes minutes on 2 cores.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -36,28 +32,16 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-fn main() {
-    let args = Arguments::from_args();
-    let fixtures = find_fixtures(&repo().join("fixtures"));
-    assert!(
-        !fixtures.is_empty(),
-        "no fixture with an expect.toml under {}/fixtures",
-        REPO
-    );
-
-    let postgres = Postgres::probe();
-    if let Postgres::Missing(why) = &postgres {
-        eprintln!(
-            "note: PostgreSQL was not found ({why}); fixtures that need it are ignored outside CI"
-        );
-    }
+/// A trial per fixture with an expect.toml, and the cargo subcommand protocol's.
+pub(crate) fn trials() -> Vec<Trial> {
     let mut trials = protocol_trials();
-    trials.extend(
-        fixtures
-            .into_iter()
-            .map(|fixture| fixture.into_trial(&postgres)),
-    );
-    libtest_mimic::run(&args, trials).exit();
+    let fixtures = find_fixtures(&repo().join("fixtures"));
+    if fixtures.is_empty() {
+        let message = format!("no fixture with an expect.toml under {REPO}/fixtures");
+        trials.push(Trial::test("fixtures::found", move || Err(message.into())));
+    }
+    trials.extend(fixtures.into_iter().map(Fixture::into_trial));
+    trials
 }
 
 fn repo() -> &'static Path {
@@ -132,19 +116,20 @@ fn read_expect(path: &Path) -> Result<Expect, String> {
 }
 
 impl Fixture {
-    fn into_trial(self, postgres: &Postgres) -> Trial {
+    /// The fixture's trial; without PostgreSQL, one that needs it is ignored, except in CI, where it fails
+    /// (see `support::skip`).
+    fn into_trial(self) -> Trial {
         let needs_postgres = self.expect.as_ref().is_ok_and(|e| e.needs_postgres);
-        match postgres {
-            Postgres::Missing(why) if needs_postgres && in_ci() => {
-                let message =
-                    format!("PostgreSQL is missing, and CI must run every fixture: {why}");
-                Trial::test(self.name, move || Err(message.into()))
+        Trial::ignorable_test(format!("fixtures::{}", self.name), move || {
+            let _turn = Turn::take(false);
+            support::take_skipped();
+            if needs_postgres && !support::postgres_available() {
+                return Ok(Completion::ignored_with(
+                    support::take_skipped().unwrap_or_default(),
+                ));
             }
-            Postgres::Missing(_) if needs_postgres => {
-                Trial::test(self.name.clone(), move || self.check()).with_ignored_flag(true)
-            }
-            _ => Trial::test(self.name.clone(), move || self.check()),
-        }
+            self.check().map(|()| Completion::Completed)
+        })
     }
 
     /// Runs every `[[run]]` in order, each on a fresh copy of the project; stops at the first failure.
@@ -155,7 +140,7 @@ impl Fixture {
                 .prefix("pgtest-fixture-")
                 .tempdir()?;
             let project = copy.path().join(&self.name);
-            common::copy_dir(&self.dir, &project);
+            support::copy_dir(&self.dir, &project);
             invoke(run, &project).map_err(|report| {
                 let description = expect.description.as_deref().unwrap_or("").trim();
                 format!(
@@ -181,29 +166,15 @@ fn protocol_trials() -> Vec<Trial> {
             env: BTreeMap::new(),
             probe: BTreeMap::new(),
         };
-        Trial::test(name, move || invoke(&run, repo()).map_err(Failed::from))
+        Trial::test(format!("fixtures::{name}"), move || {
+            let _turn = Turn::take(false);
+            invoke(&run, repo()).map_err(Failed::from)
+        })
     };
     vec![
         trial("cargo_subcommand_protocol", &["--help"], &["--no-tmpfs"]),
         trial("version", &["--version"], &[env!("CARGO_PKG_VERSION")]),
     ]
-}
-
-/// Whether `cargo-pgtest` finds a PostgreSQL installation, asked once for the whole suite.
-enum Postgres {
-    Found,
-    Missing(String),
-}
-
-impl Postgres {
-    fn probe() -> Postgres {
-        let mut command = tool_command(&["--which-postgres".to_string()], repo());
-        match run_to_end(&mut command) {
-            Ok(outcome) if outcome.status.is_some_and(|s| s.success()) => Postgres::Found,
-            Ok(outcome) => Postgres::Missing(outcome.all_output().trim().to_string()),
-            Err(e) => Postgres::Missing(format!("cannot run {BINARY}: {e}")),
-        }
-    }
 }
 
 /// Runs the tool once in `cwd` and checks the outcome and that nothing was left behind. The error
@@ -271,40 +242,16 @@ fn probe_problems(run: &Run, probe_dir: &Path) -> Vec<String> {
 /// A fresh parent directory for the tool's cluster: in RAM like a normal run, or on disk (not a tmpfs,
 /// where the tool would not put a `--no-tmpfs` cluster).
 fn cluster_parent(on_disk: bool) -> io::Result<tempfile::TempDir> {
-    let root = if on_disk {
-        let candidates = [repo().join("target/e2e-tmp"), PathBuf::from("/var/tmp")];
-        candidates
-            .into_iter()
-            .find(|dir| fs::create_dir_all(dir).is_ok() && !is_tmpfs(dir))
-            .ok_or_else(|| io::Error::other("neither target/e2e-tmp nor /var/tmp is on disk"))?
-    } else if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        env::temp_dir()
-    };
-    fs::create_dir_all(&root)?;
-    tempfile::Builder::new()
-        .prefix("pgtest-e2e-")
-        .tempdir_in(root)
-}
-
-/// Whether `path` is on a tmpfs; there is none outside Linux (macOS runs use a RAM disk of their own).
-fn is_tmpfs(path: &Path) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
-        statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
-        false
+    match on_disk {
+        false => Ok(support::ram_dir("pgtest-e2e-")),
+        true => support::disk_dir("pgtest-e2e-")
+            .ok_or_else(|| io::Error::other("no directory on disk (not a tmpfs) was found")),
     }
 }
 
 /// `cargo-pgtest pgtest <args>`, its durations and paths redacted so expectations do not flake.
 fn tool_command(args: &[String], cwd: &Path) -> Command {
-    let mut command = common::tool_command(args, cwd);
+    let mut command = support::tool_command(args, cwd);
     command.env("CARGO_PGTEST_REDACT", "1");
     command
 }

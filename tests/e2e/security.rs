@@ -4,9 +4,6 @@
 //! nothing left owned by the server account afterwards. Only root can act as another user: run by an
 //! ordinary user the test is skipped with a note (and fails in CI). Linux only: the open sockets are read
 //! from /proc.
-#![cfg(target_os = "linux")]
-
-mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Project;
+use crate::support::{self, Project};
 
 /// The one run directory under the project's cluster parent.
 fn run_dir(project: &Project) -> PathBuf {
@@ -65,32 +62,41 @@ fn tcp_listeners(inodes: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn only_the_invoking_user_can_reach_the_cluster() {
-    if !common::postgres_available()
-        || !common::root_for("trying the cluster as another user (`nobody`)")
+    if !support::postgres_available()
+        || !support::root_for("trying the cluster as another user (`nobody`)")
     {
         return;
     }
-    let project = Project::copy_of("fault-probe");
-    let run = project.start_blocked();
+    // A target directory of its own: what the run made there is all there is to look at below.
+    let Some(project) = Project::with_own_target("fault-probe") else {
+        return;
+    };
+    let run = project.start_blocked(&["blocks_until_released"]);
     let checks = std::panic::catch_unwind(|| {
         let dir = run_dir(&project);
         directories_are_private_and_nothing_listens_on_tcp(&dir);
         only_the_invoking_user_gets_in(&project, &dir);
     });
     project.release_probe();
-    let finished = common::Run::from(run.wait_with_output().unwrap());
+    let finished = support::Run::from(run.wait_with_output().unwrap());
     if let Err(panic) = checks {
         std::panic::resume_unwind(panic);
     }
     finished.expect(0, &["1 passed, 0 failed"]);
     project.assert_nothing_left();
 
-    // Nothing the run made outside the cluster directory (its cache) belongs to the server account.
+    // Nothing the run made outside the cluster directory (its cache, its history) belongs to the server
+    // account. The run stored its migrated cluster: a check of nothing would prove nothing.
     let me = nix::unistd::Uid::effective().as_raw();
-    let cache = Path::new(common::REPO).join("target/fixtures/pgtest");
-    for entry in walk(&cache) {
+    let made = project.dir.join("target/pgtest");
+    let entries = walk(&made);
+    assert!(
+        !support::entries(&made.join("cache")).is_empty(),
+        "the run left no cache entry in {} to check: {entries:?}",
+        made.display()
+    );
+    for entry in entries {
         assert_eq!(
             fs::metadata(&entry).unwrap().uid(),
             me,
@@ -188,4 +194,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
             below
         })
         .collect()
+}
+
+crate::tests! {
+    only_the_invoking_user_can_reach_the_cluster,
 }

@@ -3,22 +3,9 @@
 //! the next run builds the snapshot afresh and its tests see the edit. (What the tests see in one run is
 //! the fixture's own expect.toml.)
 
-mod common;
-
 use std::fs;
 
-use common::Project;
-
-/// The snapshot project with a target directory (and so a cache) of its own: it has no dependencies.
-fn project() -> Option<Project> {
-    if !common::postgres_available() {
-        common::skip("PostgreSQL is missing");
-        return None;
-    }
-    let mut project = Project::copy_of("snapshots");
-    project.target_dir = Some(project.dir.join("target"));
-    Some(project)
-}
+use crate::support::Project;
 
 /// Runs the catalog tests; returns whether the cluster came from the cache, and what catalog::first saw.
 fn run_catalog(project: &Project) -> (bool, String) {
@@ -34,9 +21,10 @@ fn run_catalog(project: &Project) -> (bool, String) {
     (hit, seen.trim().to_owned())
 }
 
-#[test]
 fn a_fixture_snapshot_is_cached_with_the_cluster_and_an_edit_rebuilds_it() {
-    let Some(project) = project() else { return };
+    let Some(project) = Project::with_own_target("snapshots") else {
+        return;
+    };
     assert_eq!(
         run_catalog(&project),
         (false, "catalog=3 template=1".into())
@@ -55,4 +43,8 @@ fn a_fixture_snapshot_is_cached_with_the_cluster_and_an_edit_rebuilds_it() {
         (false, "catalog=4 template=1".into()),
         "an edited snapshot file is another cluster"
     );
+}
+
+crate::tests! {
+    a_fixture_snapshot_is_cached_with_the_cluster_and_an_edit_rebuilds_it,
 }

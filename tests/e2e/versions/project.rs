@@ -11,7 +11,7 @@ pub const FIXTURE: &str = "sqlx-app";
 /// Files are rewritten only when they differ, so their times stay, cargo's fingerprints hold, and a
 /// warm run does not rebuild the fixture for every major.
 pub fn project_for(major: u32) -> Result<PathBuf, String> {
-    let dir = Path::new(super::common::REPO)
+    let dir = Path::new(crate::support::REPO)
         .join("target/pg-versions-projects")
         .join(major.to_string())
         .join(FIXTURE);
@@ -22,7 +22,7 @@ pub fn project_for(major: u32) -> Result<PathBuf, String> {
 }
 
 pub fn fixture_dir() -> PathBuf {
-    Path::new(super::common::REPO)
+    Path::new(crate::support::REPO)
         .join("fixtures")
         .join(FIXTURE)
 }

@@ -2,11 +2,9 @@
 //! cargo-pgtest keeps: `--fail-fast`, `--no-run`, `-q`, `-v` (and `CARGO_TERM_VERBOSE`), `RUST_TEST_THREADS`,
 //! a refused cargo flag's reason, and the progress line (on a pseudo-terminal only).
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::Project;
+use crate::support::{self, Project};
 use serde_json::Value;
 
 /// A few tests of `fixtures/sqlx-app`: `#[sqlx::test]`s and plain ones, in two binaries and the library.
@@ -19,7 +17,7 @@ const SOME_TESTS: [&str; 5] = [
 ];
 
 /// (binary, name) of every test a `--json -` run ended, whatever its outcome.
-fn executed(run: &common::Run) -> BTreeSet<(String, String)> {
+fn executed(run: &support::Run) -> BTreeSet<(String, String)> {
     run.events()
         .iter()
         .filter(|event| event["type"] == "test_finished")
@@ -31,7 +29,7 @@ fn executed(run: &common::Run) -> BTreeSet<(String, String)> {
 }
 
 /// (binary, name, isolation) of every line `list --json` printed; fails on a line that is not JSON.
-fn listed(run: &common::Run) -> BTreeSet<(String, String, String)> {
+fn listed(run: &support::Run) -> BTreeSet<(String, String, String)> {
     run.stdout
         .lines()
         .map(|line| {
@@ -47,18 +45,17 @@ fn with(args: &[&'static str], first: &[&'static str]) -> Vec<&'static str> {
     first.iter().chain(args).copied().collect()
 }
 
-#[test]
 fn list_is_what_a_run_executes_with_each_tests_isolation() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("sqlx-app");
-    // The fixtures share a target directory, so earlier runs may have found these tests read-only; without
-    // the history, none runs in a read-only group (tests/reuse.rs lists and runs those).
-    let list = project.run(&with(&SOME_TESTS, &["list", "--no-history", "--json"]));
+    // On the shared target directory runs read no history (see `support::tool_command`), so none of these
+    // runs in a read-only group (reuse.rs lists and runs those).
+    let list = project.run(&with(&SOME_TESTS, &["list", "--json"]));
     list.expect(0, &[]);
     let listed = listed(&list);
-    let run = project.run(&with(&SOME_TESTS, &["--no-history", "--json", "-"]));
+    let run = project.run(&with(&SOME_TESTS, &["--json", "-"]));
     run.expect(0, &["4 passed"]);
     let names: BTreeSet<(String, String)> = listed
         .iter()
@@ -100,9 +97,8 @@ fn list_is_what_a_run_executes_with_each_tests_isolation() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn list_names_the_doc_tests_a_run_executes() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("tokio-postgres-app");
@@ -137,9 +133,8 @@ fn list_names_the_doc_tests_a_run_executes() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn fail_fast_starts_nothing_after_the_first_failure() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -184,9 +179,8 @@ fn fail_fast_starts_nothing_after_the_first_failure() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn no_run_builds_and_runs_nothing_and_verbose_reaches_cargo() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -207,17 +201,16 @@ fn no_run_builds_and_runs_nothing_and_verbose_reaches_cargo() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn the_progress_line_is_for_a_terminal_and_not_with_quiet() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
-    let (code, output) = common::terminal::run_in_terminal(project.command(&[]));
+    let (code, output) = support::terminal::run_in_terminal(project.command(&[]));
     assert_eq!(code, Some(100), "{output}");
     assert!(output.contains("Progress"), "{output}");
     assert!(output.contains("4/4 done, 0 running, 3 failed"), "{output}");
-    let (code, output) = common::terminal::run_in_terminal(project.command(&["-q"]));
+    let (code, output) = support::terminal::run_in_terminal(project.command(&["-q"]));
     assert_eq!(code, Some(100), "{output}");
     assert!(!output.contains("Progress"), "{output}");
     assert!(
@@ -227,11 +220,19 @@ fn the_progress_line_is_for_a_terminal_and_not_with_quiet() {
     assert!(output.contains("FAIL"), "{output}");
 }
 
-#[test]
 fn a_refused_cargo_flag_says_why() {
-    let run = common::tool_command(&["--message-format", "json"], std::path::Path::new("."))
+    let run = support::tool_command(&["--message-format", "json"], std::path::Path::new("."))
         .output()
-        .map(common::Run::from)
+        .map(support::Run::from)
         .unwrap();
     run.expect(2, &["`--message-format`", "--json PATH"]);
+}
+
+crate::tests! {
+    list_is_what_a_run_executes_with_each_tests_isolation,
+    list_names_the_doc_tests_a_run_executes,
+    fail_fast_starts_nothing_after_the_first_failure,
+    no_run_builds_and_runs_nothing_and_verbose_reaches_cargo,
+    the_progress_line_is_for_a_terminal_and_not_with_quiet,
+    a_refused_cargo_flag_says_why,
 }

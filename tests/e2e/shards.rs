@@ -5,11 +5,9 @@
 //! test can run (alone, in a `#[sqlx::test]` batch, in shared isolation), and one that never passes fails
 //! with every attempt's output.
 
-mod common;
-
 use std::fs;
 
-use common::{postgres_available, Project, Run};
+use crate::support::{postgres_available, Project, Run};
 use serde_json::Value;
 
 /// `binary name` of every test a run (made with `--json -`) finished, with its status word.
@@ -51,7 +49,6 @@ fn is_doc_test(test: &str) -> bool {
     test.contains(" - ") && test.contains("(line ")
 }
 
-#[test]
 fn the_shards_of_a_partition_run_every_test_exactly_once() {
     if !postgres_available() {
         return;
@@ -98,7 +95,6 @@ fn the_shards_of_a_partition_run_every_test_exactly_once() {
     }
 }
 
-#[test]
 fn a_bad_partition_is_refused_before_anything_runs() {
     let project = Project::copy_of("flaky-retry");
     let run = project.run(&["--partition", "count:4/3"]);
@@ -144,7 +140,6 @@ fn assert_flaky(run: &Run, xml: &str, test: &str) {
     assert!(xml.contains("attempt 1 fails on purpose"), "{xml}");
 }
 
-#[test]
 fn a_test_that_fails_once_fails_without_retries() {
     if !postgres_available() {
         return;
@@ -159,7 +154,6 @@ fn a_test_that_fails_once_fails_without_retries() {
     run.expect(100, &["attempt 1 fails on purpose", "0 passed, 1 failed"]);
 }
 
-#[test]
 fn a_test_that_passes_on_its_retry_is_flaky() {
     if !postgres_available() {
         return;
@@ -172,7 +166,6 @@ fn a_test_that_passes_on_its_retry_is_flaky() {
     assert_flaky(&run, &xml, "fails_once_then_passes");
 }
 
-#[test]
 fn tests_run_together_are_retried_alone() {
     if !postgres_available() {
         return;
@@ -192,7 +185,6 @@ fn tests_run_together_are_retried_alone() {
     assert_flaky(&run, &xml, "fails_once_then_passes");
 }
 
-#[test]
 fn a_test_that_never_passes_fails_with_every_attempts_output() {
     if !postgres_available() {
         return;
@@ -214,4 +206,13 @@ fn a_test_that_never_passes_fails_with_every_attempts_output() {
     assert_eq!(events_of(&run, "test_retry").count(), 2);
     assert_eq!(xml.matches("<rerunFailure").count(), 2, "{xml}");
     assert!(!xml.contains("flakyFailure"), "{xml}");
+}
+
+crate::tests! {
+    the_shards_of_a_partition_run_every_test_exactly_once,
+    a_bad_partition_is_refused_before_anything_runs,
+    a_test_that_fails_once_fails_without_retries,
+    a_test_that_passes_on_its_retry_is_flaky,
+    tests_run_together_are_retried_alone,
+    a_test_that_never_passes_fails_with_every_attempts_output,
 }

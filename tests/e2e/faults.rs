@@ -2,42 +2,33 @@
 //! half-way, two runs at once, a test that hangs, crashes, kills the server or misbehaves with its
 //! database, and a tmpfs that fills up. Every test checks that nothing of the run is left behind.
 
-mod common;
-
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{poll, Project};
+use crate::support::{self, Project};
 
-/// A `[package.metadata.pgtest]` for the probe: tests running past a second are reported SLOW.
-const SLOW_AFTER_A_SECOND: &str = "\n[package.metadata.pgtest]\nslow_timeout = \"1s\"\n";
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-#[test]
+/// A `[package.metadata.pgtest]` for the probe: tests running past a second are reported SLOW.
+const SLOW_AFTER_A_SECOND: &str = "\n[package.metadata.pgtest]\nslow_timeout = \"1s\"\n";
+/// The probe's test that blocks until released, as a TESTNAME filter.
+const BLOCKS: &str = "blocks_until_released";
+
 fn a_killed_run_leaves_no_server_and_the_next_run_removes_its_files() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let mut run = project.start_blocked();
-    let test_pid: i32 = std::fs::read_to_string(project.probe_dir.join("started"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let mut run = project.start_blocked(&[BLOCKS]);
+    let test_pid = project.blocked_test_pid();
     kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
     run.wait().unwrap();
 
     let parent = project.cluster_parent.path();
-    common::no_process_mentions(parent, Duration::from_secs(10))
+    support::no_process_mentions(parent, Duration::from_secs(10))
         .expect("the server dies with the run that started it");
-    poll(Duration::from_secs(10), || {
-        match kill(Pid::from_raw(test_pid), None) {
-            Err(_) => Ok(()),
-            Ok(()) => Err(format!("test process {test_pid} outlived its run")),
-        }
-    })
-    .expect("the running test dies with the run too");
+    // The running test dies with the run too.
+    support::assert_gone(test_pid, Duration::from_secs(10), "the killed run's test");
     let leftovers = std::fs::read_dir(parent).unwrap().count();
     assert_eq!(
         leftovers, 1,
@@ -50,13 +41,13 @@ fn a_killed_run_leaves_no_server_and_the_next_run_removes_its_files() {
 }
 
 fn interrupted_by(signal: Signal, exit: i32, name: &str) {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
-    let run = project.start_blocked();
+    let run = project.start_blocked(&[BLOCKS]);
     kill(Pid::from_raw(run.id() as i32), signal).unwrap();
-    let output = common::Run::from(run.wait_with_output().unwrap());
+    let output = support::Run::from(run.wait_with_output().unwrap());
     output.expect(
         exit,
         &[
@@ -69,47 +60,34 @@ fn interrupted_by(signal: Signal, exit: i32, name: &str) {
     project.assert_nothing_left();
 }
 
-#[test]
 fn ctrl_c_stops_the_tests_and_the_cluster_and_prints_the_results_so_far() {
     interrupted_by(Signal::SIGINT, 130, "SIGINT");
 }
 
-#[test]
 fn sigterm_does_the_same_with_its_own_exit_code() {
     interrupted_by(Signal::SIGTERM, 143, "SIGTERM");
 }
 
-#[test]
 fn two_runs_at_once_on_one_project_and_on_two_projects_all_pass() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let first = Project::copy_of("fault-probe");
     let second = Project::copy_of("cache-probe");
-    let runs: Vec<_> = [
+    let runs = [
         first.command(&["--", "--skip", "blocks"]),
         first.command(&["--", "--skip", "blocks"]),
         second.command(&[]),
-    ]
-    .into_iter()
-    .map(|mut command| {
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    })
-    .collect();
-    for run in runs {
-        common::Run::from(run.wait_with_output().unwrap()).expect(0, &[" 0 failed"]);
+    ];
+    for run in support::run_at_once(runs) {
+        run.expect(0, &[" 0 failed"]);
     }
     first.assert_nothing_left();
     second.assert_nothing_left();
 }
 
-#[test]
 fn a_hanging_test_times_out_after_a_slow_warning_and_the_run_goes_on() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -130,9 +108,8 @@ fn a_hanging_test_times_out_after_a_slow_warning_and_the_run_goes_on() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn tests_run_together_in_one_process_time_out_too() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -164,9 +141,8 @@ fn tests_run_together_in_one_process_time_out_too() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn a_crashing_test_is_reported_with_its_signal_and_the_run_goes_on() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -183,9 +159,8 @@ fn a_crashing_test_is_reported_with_its_signal_and_the_run_goes_on() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn misbehaving_tests_lose_their_databases_and_touch_nobody_else() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -217,9 +192,8 @@ fn misbehaving_tests_lose_their_databases_and_touch_nobody_else() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn a_server_that_dies_mid_run_leaves_the_rest_not_run_with_its_log() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -236,10 +210,9 @@ fn a_server_that_dies_mid_run_leaves_the_rest_not_run_with_its_log() {
     project.assert_nothing_left();
 }
 
-#[test]
 #[cfg(target_os = "linux")]
 fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
-    if !common::postgres_available() || !common::root_for("mounting a small tmpfs") {
+    if !support::postgres_available() || !support::root_for("mounting a small tmpfs") {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -254,13 +227,14 @@ fn a_full_tmpfs_is_one_clear_error_and_leaves_nothing() {
             .arg(mount_point)
             .status()
     };
-    let left = common::nothing_left_in(mount_point);
+    let left = support::nothing_left_in(mount_point);
     let _ = unmount();
     run.expect(2, &["space", "PGTEST_TMPDIR"]);
     left.expect("a failed boot removes what it made");
     // initdb's server processes die of the full disk before they can remove their shared memory. Other
-    // tests' initdb may have segments for a moment, hence the wait for only the new ones to go.
-    poll(Duration::from_secs(10), || {
+    // tests' servers have segments too (an external one for its life): this test runs alone, and still
+    // waits for only the new ones to go.
+    support::poll(Duration::from_secs(10), || {
         let new: Vec<_> = shared_memory_segments()
             .into_iter()
             .filter(|s| !segments_before.contains(s))
@@ -282,7 +256,7 @@ fn mount_small_tmpfs(mount_point: &std::path::Path, size: &str) -> bool {
         .status()
         .is_ok_and(|status| status.success());
     if !mounted {
-        common::skip(&format!(
+        support::skip(&format!(
             "cannot mount a small tmpfs at {}",
             mount_point.display()
         ));
@@ -303,9 +277,8 @@ fn shared_memory_segments() -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
 fn a_panic_inside_cargo_pgtest_still_stops_and_removes_the_cluster() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -322,10 +295,9 @@ fn a_panic_inside_cargo_pgtest_still_stops_and_removes_the_cluster() {
     project.assert_nothing_left();
 }
 
-#[test]
 #[cfg(target_os = "linux")]
 fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
-    if !common::postgres_available() || !common::root_for("mounting a small tmpfs") {
+    if !support::postgres_available() || !support::root_for("mounting a small tmpfs") {
         return;
     }
     let project = Project::copy_of("fault-probe");
@@ -335,7 +307,7 @@ fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
         return;
     }
     let run = project.run(&["--no-cache", "passes"]);
-    let left = common::nothing_left_in(mount_point);
+    let left = support::nothing_left_in(mount_point);
     let _ = std::process::Command::new("umount")
         .arg(mount_point)
         .status();
@@ -363,13 +335,12 @@ fn a_nearly_full_tmpfs_is_told_once_with_what_to_do() {
 /// in the background) dies when that shell is killed with SIGKILL, and one whose parent is not the one
 /// named dies at once.
 #[cfg(target_os = "linux")]
-#[test]
 fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() {
     let shim = env!("CARGO_BIN_EXE_pgtest-spawn");
     let script = r#""$0" $$ sleep 31 & echo $!; wait"#;
     let mut parent = std::process::Command::new("sh")
         .args(["-c", script, shim])
-        .stdout(Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -380,7 +351,7 @@ fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() 
     .unwrap();
     let child = Pid::from_raw(line.trim().parse().unwrap());
     // The shim has become `sleep` (same pid) once its command line says so.
-    poll(Duration::from_secs(10), || {
+    support::poll(Duration::from_secs(10), || {
         let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
         match String::from_utf8_lossy(&cmdline).starts_with("sleep\u{0}31") {
             true => Ok(()),
@@ -398,7 +369,7 @@ fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() 
             false => Err(format!("{pid} outlived its parent: {stat}")),
         }
     };
-    poll(Duration::from_secs(10), || gone(child)).expect("the child dies with its parent");
+    support::poll(Duration::from_secs(10), || gone(child)).expect("the child dies with its parent");
 
     // A parent that is not the one named: the shim stops itself before running anything.
     let status = std::process::Command::new(shim)
@@ -410,4 +381,21 @@ fn a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill() 
         Some(9),
         "{status}"
     );
+}
+
+crate::tests! {
+    a_killed_run_leaves_no_server_and_the_next_run_removes_its_files,
+    ctrl_c_stops_the_tests_and_the_cluster_and_prints_the_results_so_far,
+    sigterm_does_the_same_with_its_own_exit_code,
+    two_runs_at_once_on_one_project_and_on_two_projects_all_pass,
+    a_hanging_test_times_out_after_a_slow_warning_and_the_run_goes_on,
+    tests_run_together_in_one_process_time_out_too,
+    a_crashing_test_is_reported_with_its_signal_and_the_run_goes_on,
+    misbehaving_tests_lose_their_databases_and_touch_nobody_else,
+    a_server_that_dies_mid_run_leaves_the_rest_not_run_with_its_log,
+    a_panic_inside_cargo_pgtest_still_stops_and_removes_the_cluster,
+    #[cfg(target_os = "linux")] a_nearly_full_tmpfs_is_told_once_with_what_to_do,
+    #[cfg(target_os = "linux")] a_child_started_through_the_exec_shim_dies_with_its_parent_even_by_sigkill,
+    ;
+    alone: #[cfg(target_os = "linux")] a_full_tmpfs_is_one_clear_error_and_leaves_nothing,
 }

@@ -6,13 +6,11 @@
 //! The JSON and JUnit formats are checked for their structure and the tests' results only (name and
 //! outcome), not for every field, so a reporter may grow or rename the rest.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::Project;
+use crate::support::{self, Project};
 use serde_json::Value;
 
 /// `fixtures/failing`'s tests and the outcome each one has.
@@ -24,16 +22,6 @@ const RESULTS: [(&str, &str); 4] = [
 ];
 /// The start of an ANSI escape sequence (colours among them).
 const ESCAPE: &str = "\u{1b}[";
-
-#[test]
-fn ci_is_true_or_1_in_any_case() {
-    for value in ["true", "TRUE", "True", "1"] {
-        assert!(common::means_ci(value), "{value:?} means CI");
-    }
-    for value in ["", "false", "0", "no", "yes"] {
-        assert!(!common::means_ci(value), "{value:?} does not mean CI");
-    }
-}
 
 /// The line of `output` that contains `needle` (our `Summary` line, cargo's `Finished` line).
 fn line_with<'a>(output: &'a str, needle: &str) -> &'a str {
@@ -59,35 +47,32 @@ fn assert_colour(output: &str, coloured: bool, how: &str) {
     }
 }
 
-#[test]
 fn colour_always_colours_our_lines_and_cargos_even_in_a_pipe() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
     let mut command = project.command(&["--color", "always"]);
     command.env_remove("NO_COLOR");
-    let run = common::Run::from(command.output().unwrap());
+    let run = support::Run::from(command.output().unwrap());
     run.expect(100, &["1 passed, 3 failed"]);
     assert_colour(&run.stderr, true, "--color always");
 }
 
-#[test]
 fn a_pipe_gets_no_colour_by_default() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
     let mut command = project.command(&[]);
     command.env_remove("NO_COLOR");
-    let run = common::Run::from(command.output().unwrap());
+    let run = support::Run::from(command.output().unwrap());
     run.expect(100, &["1 passed, 3 failed"]);
     assert_colour(&format!("{}\n{}", run.stdout, run.stderr), false, "a pipe");
 }
 
-#[test]
 fn a_terminal_gets_colour_unless_never_or_no_color_says_otherwise() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -122,7 +107,7 @@ fn a_terminal_gets_colour_unless_never_or_no_color_says_otherwise() {
         if let Some((name, value)) = variable {
             command.env(name, value);
         }
-        let (code, output) = common::terminal::run_in_terminal(command);
+        let (code, output) = support::terminal::run_in_terminal(command);
         assert_eq!(code, Some(100), "{how}: exit code\n{output}");
         assert_colour(&output, coloured, how);
     }
@@ -167,9 +152,8 @@ fn assert_json_events(text: &str, from: &str) {
     }
 }
 
-#[test]
 fn json_to_a_file_holds_one_object_per_line_with_every_result() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -181,9 +165,8 @@ fn json_to_a_file_holds_one_object_per_line_with_every_result() {
     assert_json_events(&text, "the --json file");
 }
 
-#[test]
 fn json_to_stdout_is_all_stdout_holds() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -192,9 +175,8 @@ fn json_to_stdout_is_all_stdout_holds() {
     assert_json_events(&run.stdout, "stdout with --json -");
 }
 
-#[test]
 fn junit_is_xml_with_a_testcase_per_test_and_the_failures_marked() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -232,9 +214,8 @@ fn junit_is_xml_with_a_testcase_per_test_and_the_failures_marked() {
     }
 }
 
-#[test]
 fn the_summary_gives_the_clusters_peak_memory_processes_and_data_directory() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -272,23 +253,19 @@ fn the_summary_gives_the_clusters_peak_memory_processes_and_data_directory() {
     assert!((sum - processes - data_dir).abs() < 0.15, "{line}");
 }
 
-#[test]
 fn which_postgres_names_the_version_and_a_bin_directory_with_the_server() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
-    let output = common::tool_command(&["--which-postgres"], Path::new(common::REPO))
+    let output = support::tool_command(&["--which-postgres"], Path::new(support::REPO))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let run = common::Run::from(output);
+    let run = support::Run::from(output);
     run.expect(0, &[]);
     let line = run.stdout.trim();
-    let (version, bin_dir) = line
-        .strip_prefix("PostgreSQL ")
-        .and_then(|rest| rest.split_once(" in "))
+    let (version, bin_dir) = support::parse_which(line)
         .unwrap_or_else(|| panic!("not `PostgreSQL <version> in <bin dir>`: {line:?}"));
-    let bin_dir = Path::new(bin_dir);
     for program in ["postgres", "initdb"] {
         let path = bin_dir.join(program);
         let mode = std::fs::metadata(&path)
@@ -307,19 +284,18 @@ fn which_postgres_names_the_version_and_a_bin_directory_with_the_server() {
         .unwrap();
     let says = String::from_utf8_lossy(&postgres.stdout);
     assert!(
-        says.split_whitespace().any(|word| word == version),
+        says.split_whitespace().any(|word| word == version.as_str()),
         "{line:?}, but the server there says {says:?}"
     );
 }
 
-#[test]
 fn which_postgres_with_a_bad_pgtest_pg_bin_fails_with_a_clear_message() {
-    let output = common::tool_command(&["--which-postgres"], Path::new(common::REPO))
+    let output = support::tool_command(&["--which-postgres"], Path::new(support::REPO))
         .env("PGTEST_PG_BIN", "/nonexistent/bin")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let run = common::Run::from(output);
+    let run = support::Run::from(output);
     run.expect(
         2,
         &[
@@ -328,4 +304,16 @@ fn which_postgres_with_a_bad_pgtest_pg_bin_fails_with_a_clear_message() {
         ],
     );
     assert!(run.stdout.trim().is_empty(), "stdout: {}", run.stdout);
+}
+
+crate::tests! {
+    colour_always_colours_our_lines_and_cargos_even_in_a_pipe,
+    a_pipe_gets_no_colour_by_default,
+    a_terminal_gets_colour_unless_never_or_no_color_says_otherwise,
+    json_to_a_file_holds_one_object_per_line_with_every_result,
+    json_to_stdout_is_all_stdout_holds,
+    junit_is_xml_with_a_testcase_per_test_and_the_failures_marked,
+    the_summary_gives_the_clusters_peak_memory_processes_and_data_directory,
+    which_postgres_names_the_version_and_a_bin_directory_with_the_server,
+    which_postgres_with_a_bad_pgtest_pg_bin_fails_with_a_clear_message,
 }

@@ -3,13 +3,11 @@
 //! name opens the migrated, seeded template, and `serve` runs the migrated cluster for other processes.
 //! Every test checks that nothing is left behind, also when the command is stopped or killed.
 
-mod common;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{poll, Project};
+use crate::support::serve::Serving;
+use crate::support::{self, poll, ports, psql, psql_answer, Project};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -17,24 +15,14 @@ const KEPT_FIRST: &str = "kept: cargo pgtest psql keep-probe::probe writes_then_
 const KEPT_SECOND: &str = "kept: cargo pgtest psql keep-probe::probe writes_then_fails_too\n";
 const NOTES: &[&str] = &["--", "-XAt", "-c", "SELECT body FROM notes ORDER BY body"];
 
-/// The probe with a target directory (and so kept databases) of its own; it has no dependencies, so
-/// building it there takes a second.
-fn probe() -> Option<Project> {
-    if !common::postgres_available() {
-        return None;
-    }
-    let mut project = Project::copy_of("keep-probe");
-    project.target_dir = Some(project.dir.join("target"));
-    Some(project)
-}
-
 fn args<'a>(first: &[&'a str], then: &[&'a str]) -> Vec<&'a str> {
     first.iter().chain(then).copied().collect()
 }
 
-#[test]
 fn psql_opens_a_failed_tests_kept_database() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
     let run = project.run(&[]);
     run.expect(100, &[KEPT_FIRST, KEPT_SECOND, "1 passed, 2 failed"]);
     project.assert_nothing_left();
@@ -70,9 +58,10 @@ fn psql_opens_a_failed_tests_kept_database() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn an_ambiguous_or_unknown_name_lists_the_kept_tests() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
     project.run(&[]).expect(100, &[KEPT_FIRST]);
     let candidates = [
         "\n  cargo pgtest psql keep-probe::probe writes_then_fails\n",
@@ -89,9 +78,10 @@ fn an_ambiguous_or_unknown_name_lists_the_kept_tests() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn psql_without_a_name_opens_the_seeded_template_and_keep_failed_0_keeps_nothing() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
     let run = project.run(&["--keep-failed", "0"]);
     run.expect(100, &["1 passed, 2 failed"]);
     assert!(!run.stderr.contains("kept:"), "{}", run.stderr);
@@ -115,89 +105,39 @@ fn psql_without_a_name_opens_the_seeded_template_and_keep_failed_0_keeps_nothing
     assert_eq!(run.stderr.matches("kept:").count(), 1, "{}", run.stderr);
 }
 
-/// Starts `cargo pgtest <args>` with stdout piped; returns it once `ready` says it is ready.
-fn start(project: &Project, args: &[&str]) -> Child {
-    project
-        .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cargo-pgtest starts")
+/// `cargo pgtest serve <extra>`, read up to its first `export` line (`DATABASE_URL`): serving goes on.
+fn serve(project: &Project, extra: &[&str]) -> Serving {
+    Serving::start(project, extra, "DATABASE_URL")
+        .unwrap_or_else(|run| panic!("serve ended at once\n{}", run.all()))
 }
 
-/// Starts `cargo pgtest serve <extra>`; returns it and the URL it printed first. Its stdout is closed
-/// after two lines: serving goes on.
-fn serve(project: &Project, extra: &[&str]) -> (Child, String) {
-    let mut serve = start(project, &args(&["serve"], extra));
-    let mut stdout = BufReader::new(serve.stdout.take().unwrap());
-    let mut url = String::new();
-    stdout.read_line(&mut url).unwrap();
-    assert!(
-        url.starts_with("postgres://"),
-        "the first line is the URL: {url:?}"
-    );
-    let mut exports = String::new();
-    stdout.read_line(&mut exports).unwrap();
-    assert!(
-        exports.starts_with("export DATABASE_URL='postgres://"),
-        "{exports}"
-    );
-    (serve, url.trim().to_owned())
-}
-
-/// `psql URL -XAtc SQL` from another process, with nothing of the test's environment.
-fn other_psql(url: &str, sql: &str) -> std::process::Output {
-    Command::new("psql")
-        .args([url, "-XAtc", sql])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .expect("psql runs")
-}
-
-fn stdout_of(output: &std::process::Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-fn stop(mut serve: Child, project: &Project) {
-    kill(Pid::from_raw(serve.id() as i32), Signal::SIGTERM).unwrap();
-    let status = serve.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "serve ends normally on SIGTERM");
-    project.assert_nothing_left();
-}
-
-#[test]
 fn serve_prints_a_url_another_process_uses_until_sigterm() {
-    let Some(project) = probe() else { return };
-    let (serve, url) = serve(&project, &[]);
-    assert_eq!(
-        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
-        "2"
-    );
-    stop(serve, &project);
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
+    let served = serve(&project, &[]);
+    assert_eq!(psql_answer(&served.url, "SELECT count(*) FROM notes"), "2");
+    served.stop(&project);
 }
 
-#[test]
 fn a_serve_killed_with_sigkill_leaves_no_server_and_its_directory_goes() {
-    let Some(project) = probe() else { return };
-    let (mut serve, url) = serve(&project, &[]);
-    assert_eq!(
-        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
-        "2"
-    );
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
+    let mut served = serve(&project, &[]);
+    let url = served.url.clone();
+    assert_eq!(psql_answer(&url, "SELECT count(*) FROM notes"), "2");
     let parent = project.cluster_parent.path();
     assert!(
-        !common::processes_mentioning(parent).is_empty(),
+        !support::processes_mentioning(parent).is_empty(),
         "the server runs in the project's run directory"
     );
-    kill(Pid::from_raw(serve.id() as i32), Signal::SIGKILL).unwrap();
-    serve.wait().unwrap();
-    common::no_process_mentions(parent, Duration::from_secs(10))
+    kill(Pid::from_raw(served.child.id() as i32), Signal::SIGKILL).unwrap();
+    served.child.wait().unwrap();
+    support::no_process_mentions(parent, Duration::from_secs(10))
         .expect("the server dies with cargo-pgtest");
     assert!(
-        !other_psql(&url, "SELECT 1").status.success(),
+        !psql(&url, "SELECT 1").status.success(),
         "nothing serves the URL any more"
     );
     // The killed command's directory is removed by the next one, as after a killed run.
@@ -205,34 +145,34 @@ fn a_serve_killed_with_sigkill_leaves_no_server_and_its_directory_goes() {
     project.assert_nothing_left();
 }
 
-#[test]
+/// `serve --port`: the server binds the port itself, so one found free may be taken by another process
+/// before it does; then serve fails to start, and it is tried again on another port.
 fn serve_with_a_port_listens_on_the_loopback_address_with_a_password() {
-    let Some(project) = probe() else { return };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (serve, url) = serve(&project, &["--port", &port.to_string()]);
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
+    let (served, port) = ports::on_a_free_port(|port| {
+        match Serving::start(&project, &["--port", &port.to_string()], "DATABASE_URL") {
+            Ok(served) => Ok((served, port)),
+            Err(run) if ports::says_port_taken(&run.stderr) => Err(run.stderr),
+            Err(run) => panic!("serve --port {port} ended at once\n{}", run.all()),
+        }
+    });
+    let url = served.url.clone();
     assert!(url.contains(&format!("@127.0.0.1:{port}/")), "{url}");
-    assert_eq!(
-        stdout_of(&other_psql(&url, "SELECT count(*) FROM notes")),
-        "2"
-    );
-    assert_eq!(
-        stdout_of(&other_psql(&url, "SHOW listen_addresses")),
-        "127.0.0.1"
-    );
+    assert_eq!(psql_answer(&url, "SELECT count(*) FROM notes"), "2");
+    assert_eq!(psql_answer(&url, "SHOW listen_addresses"), "127.0.0.1");
     let (user_and_password, rest) = url.split_once('@').unwrap();
     let (user, _) = user_and_password.split_at(user_and_password.rfind(':').unwrap());
-    let wrong = other_psql(&format!("{user}:wrong@{rest}"), "SELECT 1");
+    let wrong = psql(&format!("{user}:wrong@{rest}"), "SELECT 1");
     assert!(!wrong.status.success(), "a wrong password is refused");
-    stop(serve, &project);
+    served.stop(&project);
 }
 
-#[test]
 fn a_shared_isolation_run_keeps_the_shared_database() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
     project
         .run(&["--isolation", "shared"])
         .expect(100, &[KEPT_FIRST, KEPT_SECOND]);
@@ -288,13 +228,6 @@ fn psql_child_of(parent: u32) -> i32 {
     found.unwrap()
 }
 
-fn gone(pid: i32) -> Result<(), String> {
-    match kill(Pid::from_raw(pid), None) {
-        Err(_) => Ok(()),
-        Ok(()) => Err(format!("process {pid} is still there")),
-    }
-}
-
 /// Starts `cargo pgtest psql` as a user at a terminal would: psql waits for input, which it reads from
 /// the pipe returned (kept open until the caller drops it).
 fn start_interactive_psql(project: &Project) -> (Child, std::process::ChildStdin, i32) {
@@ -309,14 +242,15 @@ fn start_interactive_psql(project: &Project) -> (Child, std::process::ChildStdin
     (psql, input, child)
 }
 
-#[test]
 fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running() {
-    let Some(project) = probe() else { return };
+    let Some(project) = Project::with_own_target("keep-probe") else {
+        return;
+    };
 
     let (mut psql, input, child) = start_interactive_psql(&project);
     kill(Pid::from_raw(psql.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(psql.wait().unwrap().code(), Some(143));
-    poll(Duration::from_secs(10), || gone(child)).expect("psql is stopped with it");
+    support::assert_gone(child, Duration::from_secs(10), "psql, stopped with it,");
     project.assert_nothing_left();
     drop(input);
 
@@ -324,10 +258,14 @@ fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running(
     kill(Pid::from_raw(psql.id() as i32), Signal::SIGKILL).unwrap();
     psql.wait().unwrap();
     let parent = project.cluster_parent.path();
-    common::no_process_mentions(parent, Duration::from_secs(10))
+    support::no_process_mentions(parent, Duration::from_secs(10))
         .expect("the server dies with cargo-pgtest");
     // psql still has its input open: only cargo-pgtest's death can end it.
-    poll(Duration::from_secs(10), || gone(child)).expect("psql dies with cargo-pgtest");
+    support::assert_gone(
+        child,
+        Duration::from_secs(10),
+        "psql, dying with cargo-pgtest,",
+    );
     drop(input);
     // The killed command's directory is removed by the next one, as after a killed run.
     project.run(&args(&["psql"], NOTES)).expect(0, &[]);
@@ -336,14 +274,13 @@ fn a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running(
 
 /// `fixtures/sqlx-kept`: the databases sqlx leaves for its failed `#[sqlx::test]`s are kept like the
 /// others' and opened by test name; `--keep-failed` caps them too (sqlx's over the cap are dropped). One
-/// test, in order: it builds into the shared target/fixtures (sqlx takes minutes to build anew), whose kept
-/// state no other test of this binary replaces.
-#[test]
+/// test, in order. It builds into the shared target/fixtures (sqlx takes minutes to build anew), but keeps
+/// its databases apart: any failing run there would replace them.
 fn sqlx_tests_kept_databases_are_opened_by_name_and_capped() {
-    if !common::postgres_available() {
+    if !support::postgres_available() {
         return;
     }
-    let project = Project::copy_of("sqlx-kept");
+    let project = Project::with_state_apart("sqlx-kept");
     let kept = |name: &str| format!("kept: cargo pgtest psql sqlx-kept::probe {name}\n");
     let run = project.run(&[]);
     run.expect(
@@ -377,4 +314,16 @@ fn sqlx_tests_kept_databases_are_opened_by_name_and_capped() {
         .run(&args(&["psql", other], &notes))
         .expect(2, &["no kept test matches", &candidates]);
     project.assert_nothing_left();
+}
+
+crate::tests! {
+    psql_opens_a_failed_tests_kept_database,
+    an_ambiguous_or_unknown_name_lists_the_kept_tests,
+    psql_without_a_name_opens_the_seeded_template_and_keep_failed_0_keeps_nothing,
+    serve_prints_a_url_another_process_uses_until_sigterm,
+    a_serve_killed_with_sigkill_leaves_no_server_and_its_directory_goes,
+    serve_with_a_port_listens_on_the_loopback_address_with_a_password,
+    a_shared_isolation_run_keeps_the_shared_database,
+    a_psql_stopped_by_sigterm_or_killed_with_cargo_pgtest_leaves_nothing_running,
+    sqlx_tests_kept_databases_are_opened_by_name_and_capped,
 }

@@ -4,13 +4,11 @@
 //! and the tests die with cargo-pgtest. Without cargo-nextest the tests that need it are skipped (a
 //! failure in CI, which installs it), and the error that names the install command is checked anyway.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{poll, Project};
+use crate::support::{self, Project};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -24,14 +22,14 @@ fn can_run() -> bool {
         .status()
         .is_ok_and(|status| status.success());
     if !nextest {
-        common::skip("cargo-nextest is not installed (`cargo install cargo-nextest --locked`)");
+        support::skip("cargo-nextest is not installed (`cargo install cargo-nextest --locked`)");
         return false;
     }
-    common::postgres_available()
+    support::postgres_available()
 }
 
 /// The leak check cargo-pgtest prints with `-v`: as many databases after the tests as before.
-fn assert_every_database_dropped(output: &common::Run) {
+fn assert_every_database_dropped(output: &support::Run) {
     let all = format!("{}\n{}", output.stdout, output.stderr);
     let line = all
         .lines()
@@ -52,7 +50,6 @@ fn assert_every_database_dropped(output: &common::Run) {
     );
 }
 
-#[test]
 fn the_sqlx_app_passes_with_every_test_alone_in_its_database() {
     if !can_run() {
         return;
@@ -77,7 +74,6 @@ fn the_sqlx_app_passes_with_every_test_alone_in_its_database() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn nextest_filters_and_a_leading_run_are_nextests() {
     if !can_run() {
         return;
@@ -99,7 +95,6 @@ fn nextest_filters_and_a_leading_run_are_nextests() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn a_failing_test_fails_the_run_and_each_retry_gets_a_fresh_database() {
     if !can_run() {
         return;
@@ -134,7 +129,6 @@ fn a_failing_test_fails_the_run_and_each_retry_gets_a_fresh_database() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn a_test_nextest_kills_on_its_profiles_timeout_loses_its_database() {
     if !can_run() {
         return;
@@ -173,31 +167,10 @@ fn a_test_nextest_kills_on_its_profiles_timeout_loses_its_database() {
 /// Starts `cargo pgtest nextest` on the probe's blocking test and waits until that test runs; returns
 /// the run and the test's pid.
 fn start_blocked(project: &Project) -> (std::process::Child, i32) {
-    let child = project
-        .command(&["nextest", "-E", "test(blocks_until_released)"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    project.wait_for_probe("started");
-    let pid = std::fs::read_to_string(project.probe_dir.join("started"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, pid)
+    let run = project.start_blocked(&["nextest", "-E", "test(blocks_until_released)"]);
+    (run, project.blocked_test_pid())
 }
 
-fn assert_gone(pid: i32) {
-    poll(Duration::from_secs(30), || {
-        match kill(Pid::from_raw(pid), None) {
-            Err(_) => Ok(()),
-            Ok(()) => Err(format!("test process {pid} outlived its run")),
-        }
-    })
-    .unwrap();
-}
-
-#[test]
 fn ctrl_c_reaches_nextest_and_the_run_ends_cleanly() {
     if !can_run() {
         return;
@@ -207,7 +180,7 @@ fn ctrl_c_reaches_nextest_and_the_run_ends_cleanly() {
     // To cargo-pgtest alone, as a CI runner may send it: cargo-pgtest passes it on to nextest.
     kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
     let signalled = Instant::now();
-    let output = common::Run::from(run.wait_with_output().unwrap());
+    let output = support::Run::from(run.wait_with_output().unwrap());
     output.expect(130, &["stopped by SIGINT"]);
     // Unless nextest hears of the signal, the blocked test runs on for a minute, or until cargo-pgtest
     // gives up waiting for nextest (30 s) and kills it.
@@ -216,11 +189,10 @@ fn ctrl_c_reaches_nextest_and_the_run_ends_cleanly() {
         "the run took {:?} to stop: nextest was not told",
         signalled.elapsed()
     );
-    assert_gone(test_pid);
+    support::assert_gone(test_pid, Duration::from_secs(30), "the test process");
     project.assert_nothing_left();
 }
 
-#[test]
 fn a_killed_cargo_pgtest_takes_nextest_its_tests_and_the_cluster_along() {
     if !can_run() {
         return;
@@ -229,18 +201,17 @@ fn a_killed_cargo_pgtest_takes_nextest_its_tests_and_the_cluster_along() {
     let (mut run, test_pid) = start_blocked(&project);
     kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
     run.wait().unwrap();
-    assert_gone(test_pid);
+    support::assert_gone(test_pid, Duration::from_secs(30), "the test process");
     let parent = project.cluster_parent.path();
-    common::no_process_mentions(parent, Duration::from_secs(30))
+    support::no_process_mentions(parent, Duration::from_secs(30))
         .expect("the server dies with the run that started it");
 }
 
-#[test]
 fn without_cargo_nextest_the_error_names_the_install_command() {
     let project = Project::copy_of("failing");
     let empty = tempfile::tempdir().unwrap();
     let cargo = std::env::var_os("CARGO").expect("cargo runs the test suite");
-    let output = common::Run::from(
+    let output = support::Run::from(
         project
             .command(&["nextest"])
             // No cargo-nextest on PATH nor in CARGO_HOME: the cargo running this suite alone.
@@ -265,7 +236,6 @@ fn without_cargo_nextest_the_error_names_the_install_command() {
     project.assert_nothing_left();
 }
 
-#[test]
 fn extra_databases_come_fresh_with_every_tests_database() {
     if !can_run() {
         return;
@@ -278,4 +248,15 @@ fn extra_databases_come_fresh_with_every_tests_database() {
     assert!(!output.stderr.contains("FAIL"), "{}", output.stderr);
     assert_every_database_dropped(&output);
     project.assert_nothing_left();
+}
+
+crate::tests! {
+    the_sqlx_app_passes_with_every_test_alone_in_its_database,
+    nextest_filters_and_a_leading_run_are_nextests,
+    a_failing_test_fails_the_run_and_each_retry_gets_a_fresh_database,
+    a_test_nextest_kills_on_its_profiles_timeout_loses_its_database,
+    ctrl_c_reaches_nextest_and_the_run_ends_cleanly,
+    a_killed_cargo_pgtest_takes_nextest_its_tests_and_the_cluster_along,
+    without_cargo_nextest_the_error_names_the_install_command,
+    extra_databases_come_fresh_with_every_tests_database,
 }
