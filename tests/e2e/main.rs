@@ -27,6 +27,7 @@ mod outputs;
 mod parity;
 mod phases;
 mod reuse;
+mod runner;
 #[cfg(target_os = "linux")]
 mod security;
 mod server;
@@ -47,6 +48,7 @@ fn main() {
         nextest::tests,
         server::tests,
         reuse::tests,
+        runner::tests,
         faults::tests,
         claims::tests,
         inspect::tests,

@@ -7,29 +7,20 @@ use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_cargo-pgtest");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+use crate::support::{
+    copy_dir, poll, postgres_available, processes_mentioning, skip, BINARY, REPO,
+};
 
-/// Whether this is a CI run, where a test that cannot run fails instead of skipping.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "1" || value.eq_ignore_ascii_case("true"))
-}
-
-fn postgres_available() -> bool {
-    let found = Command::new(BINARY)
-        .args(["pgtest", "--which-postgres"])
-        .output();
-    let found = found.is_ok_and(|output| output.status.success());
-    assert!(
-        found || !in_ci(),
-        "CI must run every test, but PostgreSQL is missing"
-    );
-    if !found {
-        eprintln!("skipped: PostgreSQL is missing");
-    }
-    found
+crate::tests! {
+    plain_cargo_test_runs_every_test_in_its_own_database,
+    cargo_run_and_listing_are_left_to_the_program,
+    editor_run_buttons_replayed_run_each_test_in_its_own_database,
+    test_explorers_get_libtest_json_and_a_database_per_test,
+    ctrl_c_leaves_nothing_behind,
+    a_tool_that_wraps_cargo_test_goes_through_the_runner,
+    llvm_cov_over_the_runner_sees_what_only_database_tests_reach,
 }
 
 /// A private copy of the probe project with cargo-pgtest configured as its runner in
@@ -81,19 +72,10 @@ impl Probe {
     }
 
     fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
-        let output = self
-            .cargo(args)
+        self.cargo(args)
             .envs(envs.iter().copied())
             .output()
-            .unwrap();
-        eprintln!(
-            "$ cargo {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            args.join(" "),
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+            .unwrap()
     }
 
     /// The databases the tests noted, by test.
@@ -114,34 +96,18 @@ impl Probe {
     fn nothing_left(&self) -> bool {
         let parent = self.cluster_parent.path();
         let empty = std::fs::read_dir(parent).unwrap().next().is_none();
-        empty && processes_using(parent).is_empty()
+        empty && processes_mentioning(parent).is_empty()
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// The processes whose command line names `dir`.
-fn processes_using(dir: &Path) -> Vec<String> {
-    let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
-        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
-        .filter(|cmdline| cmdline.contains(&needle))
-        .collect()
+/// A run's exit code and output, for a failed assertion's message (libtest-mimic shows what a test prints).
+fn described(output: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn stdout(output: &Output) -> String {
@@ -178,14 +144,13 @@ fn each_alone(probe: &Probe, tests: &[&str]) {
     );
 }
 
-#[test]
 fn plain_cargo_test_runs_every_test_in_its_own_database() {
     if !postgres_available() {
         return;
     }
     let probe = Probe::new();
     let output = probe.run(&["test"], &[]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
     let text = stdout(&output);
     let mut ran = results(&text);
     ran.sort();
@@ -214,7 +179,7 @@ fn plain_cargo_test_runs_every_test_in_its_own_database() {
 
     // A failure: libtest's FAILED line, its output under `failures:`, and cargo's exit code 101.
     let output = probe.run(&["test", "--test", "db"], &[("RUNNER_PROBE_FAIL", "1")]);
-    assert_eq!(output.status.code(), Some(101));
+    assert_eq!(output.status.code(), Some(101), "{}", described(&output));
     let text = stdout(&output);
     assert!(text.contains("test fails_on_request ... FAILED"), "{text}");
     assert!(
@@ -231,15 +196,14 @@ fn plain_cargo_test_runs_every_test_in_its_own_database() {
     );
 }
 
-#[test]
 fn cargo_run_and_listing_are_left_to_the_program() {
     let probe = Probe::new();
     let output = probe.run(&["run", "--quiet", "--bin", "runner-probe"], &[]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
     assert_eq!(stdout(&output), "runner-probe main: no DATABASE_URL\n");
 
     let output = probe.run(&["test", "--test", "db", "--", "--list"], &[]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
     let text = stdout(&output);
     assert!(text.contains("first_is_alone: test\n"), "{text}");
     assert!(text.contains("nested::third_is_alone: test\n"), "{text}");
@@ -250,7 +214,6 @@ fn cargo_run_and_listing_are_left_to_the_program() {
     assert!(probe.databases().is_empty(), "no test ran");
 }
 
-#[test]
 fn editor_run_buttons_replayed_run_each_test_in_its_own_database() {
     if !postgres_available() {
         return;
@@ -269,7 +232,7 @@ fn editor_run_buttons_replayed_run_each_test_in_its_own_database() {
         "--nocapture",
     ];
     let output = probe.run(&one, &[]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
     let text = stdout(&output);
     assert!(text.contains("running 1 test\n"), "{text}");
     assert_eq!(
@@ -287,7 +250,7 @@ fn editor_run_buttons_replayed_run_each_test_in_its_own_database() {
         "--show-output",
     ];
     let output = probe.run(&module, &[]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
     assert!(
         stdout(&output).contains("\nsuccesses:\n"),
         "--show-output's section"
@@ -303,10 +266,10 @@ fn editor_run_buttons_replayed_run_each_test_in_its_own_database() {
         "--exact",
         "--nocapture",
     ];
-    assert_eq!(probe.run(&lib, &[]).status.code(), Some(0));
+    let output = probe.run(&lib, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
 }
 
-#[test]
 fn test_explorers_get_libtest_json_and_a_database_per_test() {
     if !postgres_available() {
         return;
@@ -347,7 +310,7 @@ fn test_explorers_get_libtest_json_and_a_database_per_test() {
         std::fs::remove_dir_all(&probe.probe_dir).unwrap();
         std::fs::create_dir(&probe.probe_dir).unwrap();
         let output = probe.run(args, envs);
-        assert_eq!(output.status.code(), Some(0));
+        assert_eq!(output.status.code(), Some(0), "{}", described(&output));
         let events: Vec<serde_json::Value> = stdout(&output)
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
@@ -381,7 +344,6 @@ fn test_explorers_get_libtest_json_and_a_database_per_test() {
     }
 }
 
-#[test]
 fn ctrl_c_leaves_nothing_behind() {
     if !postgres_available() {
         return;
@@ -395,31 +357,24 @@ fn ctrl_c_leaves_nothing_behind() {
         .process_group(0);
     let child = command.spawn().unwrap();
     let noted = probe.probe_dir.join("sleeps_on_request");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !noted.exists() {
-        assert!(Instant::now() < deadline, "the test never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let started = poll(Duration::from_secs(300), || match noted.exists() {
+        true => Ok(()),
+        false => Err("the test never started".to_owned()),
+    });
+    started.unwrap();
     // A terminal's Ctrl-C: SIGINT to the whole foreground process group.
     let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
     nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGINT).unwrap();
     let output = child.wait_with_output().unwrap();
-    eprintln!(
-        "exit: {:?}\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!output.status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !probe.nothing_left() {
-        assert!(
-            Instant::now() < deadline,
+    assert!(!output.status.success(), "{}", described(&output));
+    let gone = poll(Duration::from_secs(30), || match probe.nothing_left() {
+        true => Ok(()),
+        false => Err(format!(
             "left behind: {:?}",
-            processes_using(probe.cluster_parent.path())
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            processes_mentioning(probe.cluster_parent.path())
+        )),
+    });
+    gone.unwrap_or_else(|left| panic!("{left}\n{}", described(&output)));
 }
 
 /// Whether the cargo subcommand `tool` (`cargo-<tool>`) is installed; outside CI a test without it skips.
@@ -428,29 +383,25 @@ fn cargo_tool(tool: &str) -> bool {
         .args([tool, "--version"])
         .output();
     let found = found.is_ok_and(|output| output.status.success());
-    assert!(
-        found || !in_ci(),
-        "CI must run every test, but cargo-{tool} is missing"
-    );
     if !found {
-        eprintln!("skipped: cargo-{tool} is missing (cargo install cargo-{tool} --locked)");
+        skip(&format!(
+            "cargo-{tool} is missing (cargo install cargo-{tool} --locked)"
+        ));
     }
     found
 }
 
-#[test]
 fn a_tool_that_wraps_cargo_test_goes_through_the_runner() {
     if !postgres_available() || !cargo_tool("hack") {
         return;
     }
     let probe = Probe::new();
     let output = probe.run(&["hack", "test", "--test", "db"], &[]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
     assert!(stdout(&output).contains("test result: ok. 5 passed; 0 failed; 1 ignored;"));
     each_alone(&probe, &DB_TESTS);
 }
 
-#[test]
 fn llvm_cov_over_the_runner_sees_what_only_database_tests_reach() {
     if !postgres_available() || !cargo_tool("llvm-cov") {
         return;
@@ -467,7 +418,7 @@ fn llvm_cov_over_the_runner_sees_what_only_database_tests_reach() {
         &lcov_arg,
     ];
     let output = probe.run(&args, &[]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(0), "{}", described(&output));
     assert_eq!(
         probe.databases().len(),
         5,
