@@ -10,7 +10,9 @@ pub(crate) mod styles;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, TestId};
+use crate::events::{
+    ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, Stamped, TestId,
+};
 
 /// A report that could not be written; shown after "could not write a report:".
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,12 @@ pub(crate) enum Error {
 /// A consumer of events.
 pub(crate) trait Reporter {
     fn report(&mut self, event: &Event);
+    /// `event`, sent `at` after the run started. Reporters that write times (JSON, HTML) take it here;
+    /// the others need only [`Reporter::report`].
+    fn report_at(&mut self, event: &Event, at: Duration) {
+        let _ = at;
+        self.report(event);
+    }
     /// Called about once a second while the run goes on, for what changes with time alone (the progress
     /// line's clock).
     fn tick(&mut self) {}
@@ -69,6 +77,8 @@ pub(crate) struct Summary {
     pub(crate) retried: std::collections::BTreeSet<TestId>,
     /// Tests that passed only on a retry; they count among the passed.
     pub(crate) flaky: Vec<TestId>,
+    /// When the last event had been sent (the run's wall time), once the channel has closed.
+    pub(crate) ended_at: Option<Duration>,
 }
 
 impl Summary {
@@ -129,7 +139,12 @@ impl Summary {
             | Event::DatabaseUntouched { .. }
             | Event::ReadOnlyGroups { .. }
             | Event::SqlxDatabasesReused { .. }
-            | Event::TemplateCache { .. } => {}
+            | Event::TemplateCache { .. }
+            | Event::BatchStarted { .. }
+            | Event::BatchFinished { .. }
+            | Event::DatabaseChecked { .. }
+            | Event::MemorySample { .. }
+            | Event::TestHistory { .. } => {}
         }
     }
 
@@ -194,10 +209,10 @@ impl Reporters {
         self.reporters.push(reporter);
     }
 
-    pub(crate) fn report(&mut self, event: &Event) {
-        self.summary.record(event);
+    pub(crate) fn report(&mut self, stamped: &Stamped) {
+        self.summary.record(&stamped.event);
         for reporter in &mut self.reporters {
-            reporter.report(event);
+            reporter.report_at(&stamped.event, stamped.at);
         }
     }
 

@@ -65,13 +65,14 @@ pub(crate) async fn consume(reporters: &mut Reporters, mut events: EventReceiver
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Some(event) => reporters.report(&event),
-                None => return,
+            event = events.recv_stamped() => match event {
+                Some(stamped) => reporters.report(&stamped),
+                None => break,
             },
             _ = ticks.tick() => reporters.tick(),
         }
     }
+    reporters.summary.ended_at = Some(events.elapsed());
 }
 
 /// Closes the reports and turns the run's outcome into its exit code, printing an error that stopped it.

@@ -316,7 +316,12 @@ impl<W: Write> Human<W> {
             | Event::SqlxDatabasesReused { .. }
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. }
-            | Event::TestSlower { .. } => {}
+            | Event::TestSlower { .. }
+            | Event::BatchStarted { .. }
+            | Event::BatchFinished { .. }
+            | Event::DatabaseChecked { .. }
+            | Event::MemorySample { .. }
+            | Event::TestHistory { .. } => {}
         }
     }
 }
