@@ -408,7 +408,8 @@ pub(crate) struct EventReceiver {
 }
 
 /// The receiver is gone: reporting is over.
-pub(crate) type Closed = mpsc::error::SendError<Stamped>;
+#[derive(Debug)]
+pub(crate) struct Closed;
 
 impl EventSender {
     pub(crate) fn send(&self, event: Event) -> Result<(), Closed> {
@@ -418,7 +419,7 @@ impl EventSender {
 
     /// Passes on an event stamped on this channel's clock, keeping its time.
     pub(crate) fn send_stamped(&self, stamped: Stamped) -> Result<(), Closed> {
-        self.sender.send(stamped)
+        self.sender.send(stamped).map_err(|_| Closed)
     }
 
     /// A new channel on this one's clock: for events gathered apart and passed on (with their stamps).

@@ -1,6 +1,8 @@
 //! Reporters consume the run's events and never run anything: the human one for the terminal, JSON lines and
-//! JUnit XML for CI. [`Summary`] is the tally they all share, and what the exit code is decided from.
+//! JUnit XML for CI, one HTML page for people. [`Summary`] is the tally they all share, and what the exit
+//! code is decided from.
 
+pub(crate) mod html;
 pub(crate) mod human;
 pub(crate) mod json;
 pub(crate) mod junit;
@@ -30,6 +32,11 @@ pub(crate) enum Error {
     JunitXml {
         path: PathBuf,
         source: quick_junit::SerializeError,
+    },
+    #[error("the HTML report to {}: {source}; check that its directory exists and is writable", path.display())]
+    Html {
+        path: PathBuf,
+        source: std::io::Error,
     },
 }
 

@@ -1,19 +1,22 @@
-//! Stage 8, report: the reporters the command line asks for (human, JSON lines, JUnit), fed every event,
-//! and the exit code the run ends with.
+//! Stage 8, report: the reporters the command line asks for (human, JSON lines, JUnit, HTML), fed every
+//! event, and the exit code the run ends with. Also `cargo pgtest report`, the HTML page of an earlier run.
 
 use super::error::Error;
-use crate::cli::Cli;
+use crate::cli::{Cli, ReportArgs};
 use crate::events::EventReceiver;
 use crate::exit_code;
+use crate::report::html::{self, Destination, HtmlReport};
 use crate::report::styles::Styles;
 use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters};
 use crate::runner::selection::TestArgs;
 
-/// Opens the reporters; an error when a report file cannot be created.
+/// Opens the reporters; an error when a report file cannot be created. The HTML page goes where `html`
+/// says once it knows (`--html`, or the configuration's key).
 pub(crate) fn reporters(
     cli: &Cli,
     styles: &Styles,
     test_args: &TestArgs,
+    html: &Destination,
 ) -> Result<Reporters, Error> {
     let mut reporters = Reporters::default();
     reporters.add(Box::new(
@@ -24,7 +27,8 @@ pub(crate) fn reporters(
             test_args.show_output,
         )
         .quiet(cli.pgtest.quiet)
-        .with_progress(shows_progress(cli)),
+        .with_progress(shows_progress(cli))
+        .html(html.clone()),
     ));
     let create = |path: &std::path::PathBuf| {
         std::fs::File::create(path).map_err(|source| Error::ReportFile {
@@ -44,6 +48,13 @@ pub(crate) fn reporters(
     if let Some(path) = cli.pgtest.junit.as_ref().filter(|_| !cli.list) {
         create(path)?;
         reporters.add(Box::new(Junit::new(path.clone())));
+    }
+    if !cli.list {
+        // Created now when the flag names it, so that a path that cannot be written stops the run at once.
+        if let Some(path) = &cli.pgtest.html {
+            create(path)?;
+        }
+        reporters.add(Box::new(HtmlReport::new(html.clone())));
     }
     Ok(reporters)
 }
@@ -97,4 +108,18 @@ pub(crate) fn fail(styles: &Styles, error: &Error) -> u8 {
     use owo_colors::OwoColorize;
     eprintln!("{} {error}", "error:".style(styles.fail));
     error.exit_code()
+}
+
+/// `cargo pgtest report`: the HTML page of the run a `--json` file tells.
+pub(crate) fn render(args: &ReportArgs, styles: &Styles) -> u8 {
+    use owo_colors::OwoColorize;
+    let page = args.page();
+    match html::render_file(&args.events, &page) {
+        Ok(()) => {
+            let word = format!("{:>12}", "Report");
+            eprintln!("{} {}", word.style(styles.heading), page.display());
+            exit_code::SUCCESS
+        }
+        Err(error) => fail(styles, &Error::Report(error)),
+    }
 }
