@@ -20,115 +20,83 @@ fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
 
-/// A small run: a pass, a failure whose database was kept, a flaky test, memory, phases.
-fn events() -> Vec<(Event, Duration)> {
-    let start = |slot, database| Start::alone(slot, database, Some(ms(2)));
-    let finished = |name: &str, outcome, output: &str| Event::TestFinished {
+fn started(name: &str, slot: usize, database: DatabaseKind) -> Event {
+    Event::TestStarted {
+        test: id(name),
+        start: Start::alone(slot, database, Some(ms(2))),
+    }
+}
+
+fn finished(name: &str, outcome: Outcome, output: &str) -> Event {
+    Event::TestFinished {
         test: id(name),
         outcome,
         duration: Some(ms(100)),
         output: output.into(),
-    };
+    }
+}
+
+fn sample(processes_mib: u64, data_dir_mib: u64) -> Event {
+    Event::MemorySample {
+        processes_bytes: processes_mib << 20,
+        data_dir_bytes: data_dir_mib << 20,
+    }
+}
+
+/// A small run: a pass, a failure whose database was kept, a flaky test, memory, phases; each event with
+/// its time in milliseconds.
+fn events() -> Vec<(Event, Duration)> {
     let failed = Outcome::Failed {
         exit_code: Some(101),
     };
-    vec![
-        (
-            Event::ClusterReady(ClusterFacts {
-                version: "PostgreSQL 15.18".into(),
-                in_ram: true,
-                run_dir: "/dev/shm/pgtest-x".into(),
-                log: "/dev/shm/pgtest-x/log".into(),
-                server_user: "postgres".into(),
-            }),
-            ms(300),
-        ),
-        (
-            Event::MemorySample {
-                processes_bytes: 30 << 20,
-                data_dir_bytes: 40 << 20,
-            },
-            ms(800),
-        ),
-        (
-            Event::PhaseFinished {
-                phase: Phase::Build,
-                duration: ms(500),
-            },
-            ms(1000),
-        ),
-        (
-            Event::RunStarted {
-                to_run: 3,
-                filtered_out: 0,
-                jobs: 2,
-                shared: false,
-            },
-            ms(1000),
-        ),
-        (
-            Event::TestStarted {
-                test: id("passes"),
-                start: start(0, DatabaseKind::Fresh),
-            },
-            ms(1010),
-        ),
-        (
-            Event::TestStarted {
-                test: id("fails"),
-                start: start(1, DatabaseKind::Reused),
-            },
-            ms(1010),
-        ),
-        (finished("passes", Outcome::Passed, ""), ms(1110)),
-        (
-            finished(
-                "fails",
-                failed.clone(),
-                "thread 'fails' panicked: <boom> & more",
-            ),
-            ms(1120),
-        ),
-        (
-            Event::TestStarted {
-                test: id("flaky"),
-                start: start(0, DatabaseKind::Fresh),
-            },
-            ms(1120),
-        ),
-        (
-            Event::TestRetry {
-                test: id("flaky"),
-                attempt: 1,
-                outcome: failed,
-                duration: Some(ms(50)),
-                output: "first try".into(),
-            },
-            ms(1170),
-        ),
-        (
-            Event::TestStarted {
-                test: id("flaky"),
-                start: start(0, DatabaseKind::Fresh),
-            },
-            ms(1175),
-        ),
-        (finished("flaky", Outcome::Passed, ""), ms(1275)),
-        (
-            Event::MemorySample {
-                processes_bytes: 35 << 20,
-                data_dir_bytes: 60 << 20,
-            },
-            ms(1300),
-        ),
-        (
-            Event::DatabaseKept {
-                test: id("fails"),
-                command: "cargo pgtest psql 'app::it fails'".into(),
-            },
-            ms(1400),
-        ),
+    let cluster = Event::ClusterReady(ClusterFacts {
+        version: "PostgreSQL 15.18".into(),
+        in_ram: true,
+        run_dir: "/dev/shm/pgtest-x".into(),
+        log: "/dev/shm/pgtest-x/log".into(),
+        server_user: "postgres".into(),
+    });
+    let build = Event::PhaseFinished {
+        phase: Phase::Build,
+        duration: ms(500),
+    };
+    let run_started = Event::RunStarted {
+        to_run: 3,
+        filtered_out: 0,
+        jobs: 2,
+        shared: false,
+    };
+    let retry = Event::TestRetry {
+        test: id("flaky"),
+        attempt: 1,
+        outcome: failed.clone(),
+        duration: Some(ms(50)),
+        output: "first try".into(),
+    };
+    let kept = Event::DatabaseKept {
+        test: id("fails"),
+        command: "cargo pgtest psql 'app::it fails'".into(),
+    };
+    let output = "thread 'fails' panicked: <boom> & more";
+    [
+        (cluster, 300),
+        (sample(30, 40), 800),
+        (build, 1000),
+        (run_started, 1000),
+        (started("passes", 0, DatabaseKind::Fresh), 1010),
+        (started("fails", 1, DatabaseKind::Reused), 1010),
+        (finished("passes", Outcome::Passed, ""), 1110),
+        (finished("fails", failed, output), 1120),
+        (started("flaky", 0, DatabaseKind::Fresh), 1120),
+        (retry, 1170),
+        (started("flaky", 0, DatabaseKind::Fresh), 1175),
+        (finished("flaky", Outcome::Passed, ""), 1275),
+        (sample(35, 60), 1300),
+        (kept, 1400),
     ]
+    .into_iter()
+    .map(|(event, at)| (event, ms(at)))
+    .collect()
 }
 
 fn summary(events: &[(Event, Duration)]) -> Summary {
