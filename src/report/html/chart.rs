@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 
 use super::model::{Run, Sample};
-use super::page::{bytes, escape, phase_label, seconds};
+use super::page::phase_label;
+use super::text::{bytes, escape, seconds};
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 220.0;

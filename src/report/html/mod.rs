@@ -5,11 +5,14 @@
 //! Both render from the `--json` lines and nothing else: the reporter keeps each event as the line the
 //! JSON reporter writes for it ([`super::json::line_text`]) and renders those lines at the end through the
 //! same [`render`] the command uses, so the two pages differ only in when they were rendered. What the page
-//! shows is read from the lines in [`model`]; [`page`] and [`chart`] write it.
+//! shows is read from the lines in [`model`]; [`page`] and [`chart`] write it, [`data`] is the copy its
+//! script draws from, [`text`] how text and figures are written.
 
 mod chart;
+mod data;
 mod model;
 mod page;
+mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};

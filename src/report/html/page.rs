@@ -2,14 +2,14 @@
 //! without JavaScript is written here as HTML and SVG: the header (counts, wall time, phases, PostgreSQL,
 //! memory peak, slowest tests), the failures with their output and `psql` line, the memory chart, and the
 //! first tests of the table. The timeline and the full table are drawn by the page's own script from a
-//! compact copy of the run embedded as JSON ([`data`]), drawing only what is in view, so that a run of
+//! compact copy of the run embedded as JSON ([`super::data`]), drawing only what is in view, so that a run of
 //! 10,000 tests stays a page of about a megabyte that opens at once.
 
 use std::fmt::Write as _;
 
-use serde_json::{json, Value};
-
+use super::data::{data, DATABASES, STATUSES};
 use super::model::{Run, Test};
+use super::text::{bytes, clean_output, escape, script_safe, seconds, tail};
 
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
@@ -20,24 +20,10 @@ const FAILURES_SHOWN: usize = 100;
 const FAILURES_OPEN: usize = 10;
 /// The most of a test's output shown with its failure; the end is kept, where the panic is.
 const FAILURE_OUTPUT_BYTES: usize = 8 * 1024;
-/// The most of a test's output the script gets, and of all outputs together.
-const DATA_OUTPUT_BYTES: usize = 2 * 1024;
-const DATA_OUTPUTS_BYTES: usize = 256 * 1024;
 /// How many tests the table shows without JavaScript.
 const STATIC_ROWS: usize = 100;
 /// The most points of the memory chart (the samples are thinned to the peak of each stretch).
 const MEMORY_POINTS: usize = 600;
-
-/// The outcomes, in the order failures sort first; the script gets their index.
-const STATUSES: [&str; 6] = [
-    "failed",
-    "crashed",
-    "timed_out",
-    "not_run",
-    "passed",
-    "ignored",
-];
-const DATABASES: [&str; 6] = ["fresh", "reused", "snapshot", "group", "shared", "sqlx"];
 
 /// The page of `run`; `generated` says when it was rendered, the only part that differs between two
 /// renderings of the same events.
@@ -440,259 +426,4 @@ fn options(values: &[&str]) -> String {
         .iter()
         .map(|value| format!("<option>{value}</option>"))
         .collect()
-}
-
-/// Milliseconds to a tenth, the script's unit (and shorter than seconds to four places).
-fn ms(seconds: f64) -> Value {
-    json!((seconds * 10_000.0).round() / 10.0)
-}
-
-/// A test's own time, to a hundredth of a millisecond: the script rounds it to the millisecond as the
-/// header does, which a tenth could tip the other way.
-fn fine_ms(seconds: Option<f64>) -> Value {
-    seconds.map_or(Value::Null, |seconds| {
-        json!((seconds * 100_000.0).round() / 100.0)
-    })
-}
-
-fn optional_ms(seconds: Option<f64>) -> Value {
-    seconds.map_or(Value::Null, ms)
-}
-
-fn index_of(values: &[&str], value: Option<&str>) -> Value {
-    value
-        .and_then(|value| values.iter().position(|v| *v == value))
-        .map_or(Value::Null, |index| json!(index))
-}
-
-/// What the script draws from, in arrays rather than objects: 10,000 tests' keys would weigh more than
-/// their values. Times are milliseconds since the run started.
-fn data(run: &Run) -> Value {
-    let mut binaries: Vec<&str> = Vec::new();
-    let mut tests = Vec::with_capacity(run.tests.len());
-    let mut runs = Vec::new();
-    let mut checks = Vec::new();
-    let mut outputs = serde_json::Map::new();
-    let mut output_budget = DATA_OUTPUTS_BYTES;
-    for (index, test) in run.tests.iter().enumerate() {
-        let binary = match binaries.iter().position(|b| *b == test.binary) {
-            Some(position) => position,
-            None => {
-                binaries.push(&test.binary);
-                binaries.len() - 1
-            }
-        };
-        tests.push(test_row(test, binary));
-        runs.extend(test_runs(test, index));
-        if let Some((start, end, untouched)) = test.check {
-            checks.push(json!([index, ms(start), ms(end), u8::from(untouched)]));
-        }
-        let output = clean_output(&test.output);
-        if !output.is_empty() && output_budget > 0 {
-            let kept = tail(&output, DATA_OUTPUT_BYTES.min(output_budget));
-            output_budget = output_budget.saturating_sub(kept.len());
-            outputs.insert(index.to_string(), json!(kept));
-        }
-    }
-    let batches: Vec<Value> = run
-        .batches
-        .iter()
-        .map(|b| {
-            json!([
-                b.kind,
-                b.binary,
-                ms(b.start),
-                b.end.map_or(Value::Null, ms),
-                b.slots,
-                b.tests,
-                b.number
-            ])
-        })
-        .collect();
-    let phases: Vec<Value> = run
-        .phases
-        .iter()
-        .map(|(name, start, end)| json!([name, ms(*start), ms(*end), phase_label(name)]))
-        .collect();
-    json!({
-        "wall": ms(run.wall), "lanes": run.lanes(), "statuses": STATUSES, "databases": DATABASES,
-        "phases": phases, "batches": batches, "binaries": binaries, "tests": tests, "runs": runs,
-        "checks": checks, "outputs": outputs,
-    })
-}
-
-/// `[binary, name, status, label (a crash's signal, else 0), seconds (ms), database, batch, attempts,
-/// earlier times (ms) or 0, the median it was slower than (ms) or 0, kept command or 0]`.
-fn test_row(test: &Test, binary: usize) -> Value {
-    let label = match test.status.as_str() {
-        "crashed" => json!(test.label),
-        _ => json!(0),
-    };
-    let history = match test.history.is_empty() {
-        true => json!(0),
-        false => Value::Array(test.history.iter().map(|s| ms(*s)).collect()),
-    };
-    json!([
-        binary,
-        test.name,
-        index_of(&STATUSES, Some(test.status.as_str())),
-        label,
-        fine_ms(test.seconds),
-        index_of(&DATABASES, test.database.as_deref()),
-        test.batch,
-        test.attempts.len(),
-        history,
-        test.slower_than.map_or(json!(0), ms),
-        test.kept
-            .as_deref()
-            .map_or(json!(0), |command| json!(command)),
-    ])
-}
-
-/// Each attempt that has a place on the timeline: `[test, slot, start, end, wait, status, last (1/0)]`.
-/// An attempt without a start (doc tests) is drawn as ending where its result came.
-fn test_runs(test: &Test, index: usize) -> Vec<Value> {
-    let last = test.attempts.len().saturating_sub(1);
-    test.attempts
-        .iter()
-        .enumerate()
-        .filter(|(_, attempt)| attempt.start.is_some() || attempt.status != "not_run")
-        .map(|(n, attempt)| {
-            let start = attempt
-                .start
-                .unwrap_or(attempt.end - attempt.seconds.unwrap_or(0.0));
-            json!([
-                index,
-                attempt.slot.unwrap_or(0),
-                ms(start),
-                ms(attempt.end.max(start)),
-                optional_ms(attempt.wait),
-                index_of(&STATUSES, Some(attempt.status.as_str())),
-                u8::from(n == last),
-            ])
-        })
-        .collect()
-}
-
-/// HTML-escapes text for element content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
-/// JSON inside a `<script>` element: `</` could end it early, `<!--` could open a comment.
-fn script_safe(json: &str) -> String {
-    json.replace("</", "<\\/").replace("<!--", "<\\u0021--")
-}
-
-/// A test's output without terminal colour codes (a test may print them; a page cannot show them).
-fn clean_output(output: &str) -> String {
-    let mut clean = String::with_capacity(output.len());
-    let mut chars = output.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            // Parameters and intermediates, then one final byte in @..~.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-            continue;
-        }
-        clean.push(c);
-    }
-    clean.trim_end().to_owned()
-}
-
-/// The last `limit` bytes of `text` (whole lines where it can), saying what was cut.
-fn tail(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_owned();
-    }
-    let mut cut = text.len() - limit;
-    while !text.is_char_boundary(cut) {
-        cut += 1;
-    }
-    if let Some(newline) = text[cut..].find('\n') {
-        cut += newline + 1;
-    }
-    format!(
-        "[… {} bytes cut: the whole output is in the --json file]\n{}",
-        cut,
-        &text[cut..]
-    )
-}
-
-/// A time as the terminal shows it: `0.042s`, `12.3s`, `2m 05s`.
-pub(crate) fn seconds(seconds: f64) -> String {
-    let seconds = seconds.max(0.0);
-    if seconds < 10.0 {
-        format!("{seconds:.3}s")
-    } else if seconds < 120.0 {
-        format!("{seconds:.1}s")
-    } else {
-        let whole = seconds.round() as u64;
-        format!("{}m {:02}s", whole / 60, whole % 60)
-    }
-}
-
-pub(crate) fn bytes(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_is_escaped_and_script_data_cannot_end_its_element() {
-        assert_eq!(
-            escape("<a href='x'>&\"</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
-        );
-        let data = json!({ "out": "</script><!-- x" }).to_string();
-        let safe = script_safe(&data);
-        assert!(!safe.contains("</") && !safe.contains("<!--"), "{safe}");
-        let back: Value = serde_json::from_str(&safe).unwrap();
-        assert_eq!(back["out"], "</script><!-- x");
-    }
-
-    #[test]
-    fn outputs_lose_colour_codes_and_keep_their_end() {
-        assert_eq!(
-            clean_output("\u{1b}[1;31mred\u{1b}[0m text\n\n"),
-            "red text"
-        );
-        let long = (0..100).map(|n| format!("line {n}\n")).collect::<String>();
-        let kept = tail(&long, 40);
-        assert!(kept.starts_with("[… "), "{kept}");
-        assert!(kept.ends_with("line 99\n"), "{kept}");
-        assert!(
-            kept.lines().nth(1).unwrap().starts_with("line 9"),
-            "whole lines: {kept}"
-        );
-        assert_eq!(tail("short", 40), "short");
-        // Never in the middle of a character.
-        assert!(tail(&"é".repeat(50), 41).ends_with('é'));
-    }
-
-    #[test]
-    fn times_and_sizes_read_as_the_terminal_writes_them() {
-        assert_eq!(seconds(0.0421), "0.042s");
-        assert_eq!(seconds(12.34), "12.3s");
-        assert_eq!(seconds(125.0), "2m 05s");
-        assert_eq!(bytes(3 << 20), "3.0 MiB");
-        assert_eq!(ms(1.23456), json!(1234.6));
-    }
 }
