@@ -3,9 +3,13 @@
 //! Each type derives `Serialize` in the shape of the `--json` report (see `report::json`): an event is an
 //! object whose `type` is its snake_case name, durations are seconds as floating-point numbers, and a
 //! finished test's outcome is a `status` word beside the fields of that outcome.
+//!
+//! Every event is stamped as it is sent with the time since the run started ([`Stamped`]), so a reporter
+//! that reads it later still knows when it happened: the `--json` report's `at_seconds`, from which the
+//! HTML report draws its timeline.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
 use tokio::sync::mpsc;
@@ -127,6 +131,64 @@ pub(crate) struct PhaseMemory {
     pub(crate) peak: MemoryPeak,
 }
 
+/// What a test's database was, as its `test_started` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DatabaseKind {
+    /// A new copy of its package's template, its own.
+    Fresh,
+    /// Its own, one an earlier test had left untouched (see the `reuse` key).
+    Reused,
+    /// A new copy of a named snapshot, its own.
+    Snapshot,
+    /// Its read-only group's, shared with the group's other tests.
+    Group,
+    /// Its binary's, shared with every test of it (`isolation = "shared"`).
+    Shared,
+    /// One `#[sqlx::test]` makes for itself.
+    Sqlx,
+}
+
+/// Where a test (one attempt of it) started, and on what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Start {
+    /// How long it waited for its database before it started (None when it waited for none of its own).
+    #[serde(rename = "database_wait_seconds", serialize_with = "optional_seconds")]
+    pub(crate) database_wait: Option<Duration>,
+    /// The job slot it holds, from 0 to `jobs` - 1: a test alone takes the lowest free one; the tests of a
+    /// batch hold the slot of the libtest thread running them (the lowest free among the batch's).
+    pub(crate) slot: usize,
+    pub(crate) database: DatabaseKind,
+    /// The batch (a process running several tests, see `batch_started`) it runs in; None when alone.
+    pub(crate) batch: Option<usize>,
+}
+
+impl Start {
+    /// A test alone in its process, in `slot`, on a database of `database` kind.
+    pub(crate) fn alone(slot: usize, database: DatabaseKind, wait: Option<Duration>) -> Start {
+        Start {
+            database_wait: wait,
+            slot,
+            database,
+            batch: None,
+        }
+    }
+}
+
+/// What a batch, a process running several tests at once, runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BatchKind {
+    /// A binary's tests under `isolation = "shared"`, on its shared database.
+    Shared,
+    /// A binary's `#[sqlx::test]`s, each making its own database.
+    Sqlx,
+    /// A read-only group (see `read_only_groups`).
+    Group,
+    /// `cargo test --doc`.
+    Doc,
+}
+
 /// Field names are those of the `--json` report where they differ (`seconds`, `isolation`…), so that the
 /// derived `Serialize` writes the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -159,11 +221,27 @@ pub(crate) enum Event {
         #[serde(rename = "isolation", serialize_with = "isolation")]
         shared: bool,
     },
-    /// A test starts; `database_wait` is how long it waited for its database (None in shared isolation).
+    /// A test (an attempt of it) starts, where and on what (a read-only group's tests are told once the
+    /// group counts, each stamped with the time it started).
     TestStarted {
         test: TestId,
-        #[serde(rename = "database_wait_seconds", serialize_with = "optional_seconds")]
-        database_wait: Option<Duration>,
+        #[serde(flatten)]
+        start: Start,
+    },
+    /// A process that runs several tests at once starts: number `batch` of the run, holding the job slots
+    /// 0 to `slots` - 1 (libtest's threads) until its `batch_finished`. `tests` is how many it runs (0 when
+    /// unknown beforehand: doc tests).
+    BatchStarted {
+        batch: usize,
+        kind: BatchKind,
+        binary: String,
+        tests: usize,
+        slots: usize,
+    },
+    BatchFinished {
+        batch: usize,
+        #[serde(rename = "seconds", serialize_with = "seconds")]
+        duration: Duration,
     },
     /// A test database was cloned from its template, taking `duration`.
     DatabaseCloned {
@@ -181,6 +259,14 @@ pub(crate) enum Event {
     /// history remembers it, and later runs put such tests in read-only groups.
     DatabaseUntouched {
         test: TestId,
+    },
+    /// After a test alone, with reuse on: its database was checked (`untouched`: handed on to a later test,
+    /// else dropped), taking `duration` off the test's job slot.
+    DatabaseChecked {
+        test: TestId,
+        untouched: bool,
+        #[serde(rename = "seconds", serialize_with = "seconds")]
+        duration: Duration,
     },
     /// Before the per-test runs: `tests` that earlier runs found to read only ran together in `groups`
     /// processes, one database per group, checked untouched afterwards; `ran_alone` of them ran again on
@@ -251,6 +337,20 @@ pub(crate) enum Event {
         ram: MemoryPeak,
         phases: Vec<PhaseMemory>,
     },
+    /// The cluster's memory now (about once a second while it runs, and at the end of each phase): its
+    /// processes' proportional set size and its data directory's bytes (RAM too on tmpfs), each the
+    /// largest sampled since the last such event.
+    MemorySample {
+        processes_bytes: u64,
+        data_dir_bytes: u64,
+    },
+    /// A passing test's times in its last passing runs before this one, oldest first (the test history,
+    /// at most [`crate::history::store::REPORTED`] of them).
+    TestHistory {
+        test: TestId,
+        #[serde(rename = "seconds", serialize_with = "seconds_each")]
+        earlier: Vec<Duration>,
+    },
     /// A passing test took far longer than the median of its recent passing runs (the test history).
     TestSlower {
         test: TestId,
@@ -276,17 +376,93 @@ fn optional_seconds<S: Serializer>(
     }
 }
 
+fn seconds_each<S: Serializer>(durations: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(durations.iter().map(Duration::as_secs_f64))
+}
+
 /// `shared` as the report names it: the isolation unit, `"shared"` or `"test"`.
 fn isolation<S: Serializer>(shared: &bool, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(if *shared { "shared" } else { "test" })
 }
 
-/// Where the runner sends its events.
-pub(crate) type EventSender = mpsc::UnboundedSender<Event>;
-pub(crate) type EventReceiver = mpsc::UnboundedReceiver<Event>;
+/// An event and when it was sent, counted from the start of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stamped {
+    pub(crate) at: Duration,
+    pub(crate) event: Event,
+}
 
+/// Where the runner sends its events. Each is stamped as it is sent, on the clock of the run's channel,
+/// which every channel made [`beside`](EventSender::channel_beside) it shares.
+#[derive(Debug, Clone)]
+pub(crate) struct EventSender {
+    sender: mpsc::UnboundedSender<Stamped>,
+    start: Instant,
+}
+
+/// The receiving end; [`EventReceiver::recv`] drops the stamps for those that need only the event.
+#[derive(Debug)]
+pub(crate) struct EventReceiver {
+    receiver: mpsc::UnboundedReceiver<Stamped>,
+    start: Instant,
+}
+
+/// The receiver is gone: reporting is over.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl EventSender {
+    pub(crate) fn send(&self, event: Event) -> Result<(), Closed> {
+        let at = self.start.elapsed();
+        self.send_stamped(Stamped { at, event })
+    }
+
+    /// Passes on an event stamped on this channel's clock, keeping its time.
+    pub(crate) fn send_stamped(&self, stamped: Stamped) -> Result<(), Closed> {
+        self.sender.send(stamped).map_err(|_| Closed)
+    }
+
+    /// A new channel on this one's clock: for events gathered apart and passed on (with their stamps).
+    pub(crate) fn channel_beside(&self) -> (EventSender, EventReceiver) {
+        channel_from(self.start)
+    }
+}
+
+impl EventReceiver {
+    pub(crate) async fn recv(&mut self) -> Option<Event> {
+        self.receiver.recv().await.map(|stamped| stamped.event)
+    }
+
+    pub(crate) async fn recv_stamped(&mut self) -> Option<Stamped> {
+        self.receiver.recv().await
+    }
+
+    #[cfg(test)]
+    pub(crate) fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
+        self.receiver.try_recv().map(|stamped| stamped.event)
+    }
+
+    pub(crate) fn try_recv_stamped(&mut self) -> Result<Stamped, mpsc::error::TryRecvError> {
+        self.receiver.try_recv()
+    }
+
+    /// The time since the run started, on this channel's clock.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// A new run's channel: its clock starts now.
 pub(crate) fn channel() -> (EventSender, EventReceiver) {
-    mpsc::unbounded_channel()
+    channel_from(Instant::now())
+}
+
+fn channel_from(start: Instant) -> (EventSender, EventReceiver) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    (
+        EventSender { sender, start },
+        EventReceiver { receiver, start },
+    )
 }
 
 #[cfg(test)]
@@ -401,20 +577,97 @@ mod tests {
                 })
             );
         }
-        let started = |database_wait| {
+        let started = |database_wait, database, batch| {
             value(Event::TestStarted {
                 test: test_id(),
-                database_wait,
+                start: Start {
+                    database_wait,
+                    slot: 1,
+                    database,
+                    batch,
+                },
             })
         };
         assert_eq!(
-            started(Some(Duration::from_millis(125))),
+            started(Some(Duration::from_millis(125)), DatabaseKind::Reused, None),
             json!({
                 "type": "test_started", "test": { "binary": "app::it", "name": "alone" },
-                "database_wait_seconds": 0.125,
+                "database_wait_seconds": 0.125, "slot": 1, "database": "reused", "batch": null,
             })
         );
-        assert_eq!(started(None)["database_wait_seconds"], Value::Null);
+        let grouped = started(None, DatabaseKind::Group, Some(3));
+        assert_eq!(grouped["database_wait_seconds"], Value::Null);
+        assert_eq!(
+            (&grouped["database"], &grouped["batch"]),
+            (&json!("group"), &json!(3))
+        );
+    }
+
+    #[test]
+    fn batches_samples_checks_and_history_keep_their_field_names() {
+        assert_eq!(
+            value(Event::BatchStarted {
+                batch: 2,
+                kind: BatchKind::Sqlx,
+                binary: "app::it".into(),
+                tests: 5,
+                slots: 4,
+            }),
+            json!({ "type": "batch_started", "batch": 2, "kind": "sqlx", "binary": "app::it", "tests": 5, "slots": 4 })
+        );
+        assert_eq!(
+            value(Event::BatchFinished {
+                batch: 2,
+                duration: Duration::from_millis(750),
+            }),
+            json!({ "type": "batch_finished", "batch": 2, "seconds": 0.75 })
+        );
+        assert_eq!(
+            value(Event::DatabaseChecked {
+                test: test_id(),
+                untouched: true,
+                duration: Duration::from_millis(4),
+            }),
+            json!({
+                "type": "database_checked", "test": { "binary": "app::it", "name": "alone" },
+                "untouched": true, "seconds": 0.004,
+            })
+        );
+        assert_eq!(
+            value(Event::MemorySample {
+                processes_bytes: 10,
+                data_dir_bytes: 20,
+            }),
+            json!({ "type": "memory_sample", "processes_bytes": 10, "data_dir_bytes": 20 })
+        );
+        assert_eq!(
+            value(Event::TestHistory {
+                test: test_id(),
+                earlier: vec![Duration::from_millis(500), Duration::from_millis(250)],
+            }),
+            json!({
+                "type": "test_history", "test": { "binary": "app::it", "name": "alone" },
+                "seconds": [0.5, 0.25],
+            })
+        );
+    }
+
+    #[test]
+    fn events_are_stamped_when_sent_and_channels_beside_share_the_clock() {
+        let (sender, mut receiver) = channel();
+        std::thread::sleep(Duration::from_millis(20));
+        sender.send(Event::FilteredOut { count: 1 }).unwrap();
+        let (beside, mut gathered) = sender.channel_beside();
+        beside.send(Event::FilteredOut { count: 2 }).unwrap();
+        let first = receiver.try_recv_stamped().unwrap();
+        let second = gathered.try_recv_stamped().unwrap();
+        assert!(first.at >= Duration::from_millis(20), "{first:?}");
+        assert!(second.at >= first.at, "{second:?} is on the run's clock");
+        // Passed on later, it keeps the time it was sent.
+        std::thread::sleep(Duration::from_millis(20));
+        sender.send_stamped(second.clone()).unwrap();
+        assert_eq!(receiver.try_recv_stamped().unwrap(), second);
+        assert!(receiver.elapsed() >= second.at + Duration::from_millis(20));
     }
 
     #[test]

@@ -90,6 +90,9 @@ async fn run(cli: Cli) -> u8 {
     if matches!(cli.command, Some(Command::Psql(_) | Command::Serve(_))) {
         return stages::inspect::main(cli, &styles).await;
     }
+    if let Some(Command::Report(args)) = &cli.command {
+        return stages::report::render(args, &styles);
+    }
     let test_args = match TestArgs::parse(cli.filter.as_deref(), &cli.test_args) {
         Ok(args) => args,
         Err(message) => return fail(&styles, &Error::TestArgs(message)),
@@ -103,7 +106,8 @@ async fn run(cli: Cli) -> u8 {
             Err(error) => fail(&styles, &error),
         };
     }
-    let mut reporters = match stages::report::reporters(&cli, &styles, &test_args) {
+    let html = report::html::Destination::from_flag(cli.pgtest.html.clone());
+    let mut reporters = match stages::report::reporters(&cli, &styles, &test_args, &html) {
         Ok(reporters) => reporters,
         Err(error) => return fail(&styles, &error),
     };
@@ -114,7 +118,7 @@ async fn run(cli: Cli) -> u8 {
         events.clone(),
     ));
     let pipeline = async {
-        let result = pipeline(&cli, &styles, &cancel, events, test_args).await;
+        let result = pipeline(&cli, &styles, &cancel, events, test_args, &html).await;
         signals.abort();
         result
     };
@@ -124,13 +128,15 @@ async fn run(cli: Cli) -> u8 {
 }
 
 /// The stages up to a booted cluster; whatever the later ones return, the cluster is shut down. The event
-/// sender is owned here so that the reporters' channel closes when the stages are done.
+/// sender is owned here so that the reporters' channel closes when the stages are done. `html` learns the
+/// configuration's `html` key.
 async fn pipeline(
     cli: &Cli,
     styles: &Styles,
     cancel: &Cancel,
     events: EventSender,
     test_args: TestArgs,
+    html: &report::html::Destination,
 ) -> Result<(), Error> {
     let run = Run {
         cli,
@@ -141,6 +147,7 @@ async fn pipeline(
     stages::nextest::check(&run).await?;
     let project = stages::project::load(&run).await?;
     let config = stages::config::resolve(&run, &project, test_args.test_threads)?;
+    html.configured(config.html.as_deref());
     let (mut cluster, sqlx_test, cache) = match stages::server::url(&run, &config) {
         Some(url) => stages::server::connect(&run, &project, &config, &url).await?,
         None => {

@@ -75,6 +75,28 @@ pub(crate) enum Command {
     /// Run the tests with cargo-nextest (`cargo nextest run ARGS...`), every test process in a fresh
     /// database of its own; nextest's profiles, filters, retries, partitions and reports work as usual
     Nextest(NextestArgs),
+    /// Render the HTML report of an earlier run from the events its `--json PATH` wrote (a CI artifact)
+    Report(ReportArgs),
+}
+
+/// `cargo pgtest report EVENTS.jsonl [-o PAGE.html]`
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The run's `--json` file
+    #[arg(value_name = "EVENTS.jsonl")]
+    pub(crate) events: PathBuf,
+
+    /// Where the page goes [default: beside the events, ending in .html]
+    #[arg(short, long, value_name = "PATH")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    pub(crate) fn page(&self) -> PathBuf {
+        self.output
+            .clone()
+            .unwrap_or_else(|| self.events.with_extension("html"))
+    }
 }
 
 /// `cargo pgtest [OPTIONS] nextest [run] [NEXTEST RUN ARGS]...`
@@ -94,7 +116,7 @@ impl Cli {
     pub(crate) fn nextest(&self) -> Option<&NextestArgs> {
         match &self.command {
             Some(Command::Nextest(args)) => Some(args),
-            Some(Command::Psql(_) | Command::Serve(_)) | None => None,
+            Some(Command::Psql(_) | Command::Serve(_) | Command::Report(_)) | None => None,
         }
     }
 }
@@ -182,6 +204,11 @@ pub(crate) struct PgtestArgs {
     /// Also write a JUnit XML report to this file
     #[arg(long, value_name = "PATH")]
     pub(crate) junit: Option<PathBuf>,
+
+    /// Also write a self-contained HTML report of the run to this file: a timeline of the tests on their
+    /// job slots, memory over time, every test with its recent times [config: html]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) html: Option<PathBuf>,
 
     /// Print the PostgreSQL binaries cargo-pgtest would use, and exit
     #[arg(long)]

@@ -36,6 +36,7 @@ pub(crate) struct Table {
     pub(crate) retries: Option<Sourced<u32>>,
     pub(crate) reuse: Option<Sourced<bool>>,
     pub(crate) group_read_only: Option<Sourced<bool>>,
+    pub(crate) html: Option<Sourced<PathBuf>>,
     pub(crate) migrations: Option<Sourced<PathBuf>>,
     pub(crate) fixtures: Option<Sourced<Vec<PathBuf>>>,
     pub(crate) extensions: Option<Sourced<Vec<String>>>,
@@ -231,6 +232,7 @@ fn anchor(text: TableText, source: &Source<'_>) -> Result<Table, ConfigError> {
         retries: source.sourced(text.retries, |retries| retries),
         reuse: source.sourced(text.reuse, |flag| flag.0),
         group_read_only: source.sourced(text.group_read_only, |flag| flag.0),
+        html: source.sourced(text.html, |file| base.join(file)),
         migrations: source.sourced(text.migrations, |dir| base.join(dir)),
         fixtures: source.sourced(text.fixtures, |files| {
             files.iter().map(|file| base.join(file)).collect()

@@ -3,7 +3,7 @@
 //! workspace's for that package alone.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::Setter;
@@ -35,6 +35,7 @@ pub(crate) struct RunKeys {
     retries: Option<Layer<u32>>,
     reuse: Option<Layer<bool>>,
     group_read_only: Option<Layer<bool>>,
+    html: Option<Layer<PathBuf>>,
     /// Setting name → its value.
     settings: BTreeMap<String, Layer<String>>,
 }
@@ -68,6 +69,7 @@ impl RunKeys {
             &table.group_read_only,
             package,
         )?;
+        lay("html", &mut self.html, &table.html, package)?;
         for (name, setting) in &table.settings {
             let written = Some(Sourced {
                 value: setting.value.clone(),
@@ -146,6 +148,11 @@ impl RunKeys {
         self.group_read_only
             .as_ref()
             .is_none_or(|layer| layer.value)
+    }
+
+    /// The `html` key: where every run writes its HTML report; none by default.
+    pub(crate) fn html(&self) -> Option<PathBuf> {
+        self.html.as_ref().map(|layer| layer.value.clone())
     }
 
     pub(crate) fn slow_timeout(&self) -> Duration {

@@ -50,6 +50,8 @@ pub struct Config {
     pub(crate) reuse: bool,
     /// The `group_read_only` key: tests that read only in earlier runs run together.
     pub(crate) group_read_only: bool,
+    /// The `html` key: where every run writes its HTML report (`--html` wins over it).
+    pub(crate) html: Option<PathBuf>,
     /// The distinct template databases the tested packages need.
     pub(crate) databases: Vec<DatabaseSpec>,
     /// Package name → index into `databases`.
@@ -227,6 +229,7 @@ pub fn resolve(
         retries: run.retries(overrides),
         reuse: run.reuse(),
         group_read_only: run.group_read_only(),
+        html: run.html(),
         databases,
         package_database,
         postgres_origin,

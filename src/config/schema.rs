@@ -20,6 +20,7 @@ pub(crate) const KEYS: &[&str] = &[
     "extensions",
     "fixtures",
     "group_read_only",
+    "html",
     "isolation",
     "migrations",
     "postgres",
@@ -50,6 +51,8 @@ pub(crate) struct TableText {
     pub(crate) reuse: Option<Spanned<Flag>>,
     /// Whether tests that read only in earlier runs run together, one database per group (on by default).
     pub(crate) group_read_only: Option<Spanned<Flag>>,
+    /// Where every run writes its HTML report (relative to the manifest), as `--html` does.
+    pub(crate) html: Option<Spanned<String>>,
     pub(crate) migrations: Option<Spanned<String>>,
     pub(crate) fixtures: Option<Spanned<Vec<String>>>,
     pub(crate) extensions: Option<Spanned<Vec<ExtensionName>>>,

@@ -582,3 +582,31 @@ fn reuse_is_on_unless_the_key_turns_it_off() {
         "{message}"
     );
 }
+
+#[test]
+fn html_names_a_file_beside_the_manifest_and_a_typo_is_caught() {
+    assert_eq!(resolve_one("").unwrap().html, None);
+    let config = resolve_one("[package.metadata.pgtest]\nhtml = \"target/pgtest/report.html\"\n");
+    assert_eq!(
+        config.unwrap().html,
+        Some(PathBuf::from("/p/target/pgtest/report.html"))
+    );
+    let message = error_of("[package.metadata.pgtest]\nhtml = true\n");
+    assert!(
+        message.contains("`html` in [package.metadata.pgtest]"),
+        "{message}"
+    );
+    let message = error_of("[package.metadata.pgtest]\nhmtl = \"report.html\"\n");
+    assert!(message.contains("did you mean `html`?"), "{message}");
+}
+
+#[test]
+fn two_packages_writing_their_html_report_to_different_files_are_refused() {
+    let root = Path::new("/w");
+    let a = "[package.metadata.pgtest]\nhtml = \"report.html\"\n";
+    let ws = workspace_of_two(root, "", a, a);
+    let message = resolve(&ws, &Overrides::default(), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("html"), "{message}");
+}

@@ -24,6 +24,16 @@ use crate::events::TestId;
 pub(crate) const KEEP: usize = 20;
 /// After how many runs without it a test's times are dropped (a renamed or deleted test).
 pub(crate) const FORGET_AFTER: u64 = 100;
+/// How many of a test's latest earlier times a run reports (the HTML report's sparkline).
+pub(crate) const REPORTED: usize = 10;
+
+/// What recording a run found: the tests far slower than their past, and each test's latest earlier times
+/// (up to [`REPORTED`], oldest first), both in the order the tests were given.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Recorded {
+    pub(crate) slower: Vec<(TestId, Slower)>,
+    pub(crate) earlier: Vec<(TestId, Vec<Duration>)>,
+}
 
 /// The history could not be read or written; the run goes on without it.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +102,12 @@ impl Store {
     }
 
     /// Adds this run's passing tests to the history (those in `read_only` marked so) and returns those
-    /// slower than their own past, in the order given.
+    /// slower than their own past and the times each had before.
     pub(crate) fn record(
         &self,
         passed: &[(TestId, Duration)],
         read_only: &BTreeSet<TestId>,
-    ) -> Result<Vec<(TestId, Slower)>, Error> {
+    ) -> Result<Recorded, Error> {
         let io = |action, path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io {
@@ -127,7 +137,7 @@ impl Store {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(error) => return Err(io("read the test history", &file)(error)),
         };
-        let (entries, slower) = update(parse(&text), passed, read_only);
+        let (entries, recorded) = update(parse(&text), passed, read_only);
         for (path, entries) in [
             (file, entries.as_slice()),
             (self.read_only_file(), &latest_read_only(&entries)),
@@ -139,7 +149,7 @@ impl Store {
             new.persist(&path)
                 .map_err(|error| io("replace the test history", &path)(error.error))?;
         }
-        Ok(slower)
+        Ok(recorded)
     }
 }
 
@@ -162,12 +172,12 @@ fn render(entries: &[Entry]) -> String {
     text
 }
 
-/// The history with this run added and trimmed to its bounds, and the tests this run found slower.
+/// The history with this run added and trimmed to its bounds, and what this run found.
 fn update(
     mut entries: Vec<Entry>,
     passed: &[(TestId, Duration)],
     read_only: &BTreeSet<TestId>,
-) -> (Vec<Entry>, Vec<(TestId, Slower)>) {
+) -> (Vec<Entry>, Recorded) {
     let this_run = entries.iter().map(|e| e.run).max().unwrap_or(0) + 1;
     let mut earlier: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
     for entry in &entries {
@@ -185,6 +195,14 @@ fn update(
             rule::compare(*now, past).map(|flag| (test.clone(), flag))
         })
         .collect();
+    let earlier = passed
+        .iter()
+        .filter_map(|(test, _)| {
+            let past = earlier.get(&(test.binary.as_str(), test.name.as_str()))?;
+            let latest = past[past.len().saturating_sub(REPORTED)..].to_vec();
+            Some((test.clone(), latest))
+        })
+        .collect();
     entries.extend(passed.iter().map(|(test, time)| Entry {
         run: this_run,
         binary: test.binary.clone(),
@@ -192,7 +210,7 @@ fn update(
         seconds: time.as_secs_f64(),
         read_only: read_only.contains(test),
     }));
-    (trim(entries, this_run), slower)
+    (trim(entries, this_run), Recorded { slower, earlier })
 }
 
 /// The latest entry of each test, where it says the test only read.
@@ -292,12 +310,22 @@ mod tests {
         for _ in 0..3 {
             let flagged = store
                 .record(&[(id("slow"), ms(50)), (id("steady"), ms(50))], &none())
-                .unwrap();
+                .unwrap()
+                .slower;
             assert!(flagged.is_empty(), "{flagged:?}");
         }
-        let flagged = store
+        let recorded = store
             .record(&[(id("slow"), ms(1000)), (id("steady"), ms(60))], &none())
             .unwrap();
+        assert_eq!(
+            recorded.earlier,
+            [
+                (id("slow"), vec![ms(50); 3]),
+                (id("steady"), vec![ms(50); 3])
+            ],
+            "the times before this run"
+        );
+        let flagged = recorded.slower;
         assert_eq!(
             flagged,
             [(

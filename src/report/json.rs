@@ -2,12 +2,17 @@
 //! `summary` object.
 //!
 //! Each line is an [`Event`] as its derived `Serialize` writes it (`type`, then the event's fields; durations
-//! in seconds), plus `"format_version": 1` on every line, so that a script reading any single line, or only
-//! the lines of one type, can tell which format it has. The version goes up when a field is renamed or
-//! removed, or changes meaning; new fields and new event types do not change it.
+//! in seconds), then `at_seconds`, when it was sent counted from the start of the run (the closing line's:
+//! the run's wall time), and `"format_version": 1` on every line, so that a script reading any single line,
+//! or only the lines of one type, can tell which format it has. The version goes up when a field is renamed
+//! or removed, or changes meaning; new fields and new event types do not change it.
+//!
+//! The HTML report is rendered from these lines ([`line_value`], [`summary_value`]), so that a page written
+//! at the end of a run and one rendered later from its `--json` file are the same.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -21,14 +26,41 @@ pub(crate) struct JsonLines<W: Write> {
     out: W,
     /// The first failed write: reporting goes on (a closed pipe must not stop the tests), and `finish` says.
     error: Option<std::io::Error>,
+    /// The latest event's time: an event given without one ([`Reporter::report`]) is written at it.
+    at: Duration,
 }
 
-/// One line: the object, then the format version beside its fields.
+/// One line: the object, then its time and the format version beside its fields.
 #[derive(Serialize)]
 struct Line<T: Serialize> {
     #[serde(flatten)]
     object: T,
+    /// Rounded to the microsecond: finer is noise, and the lines stay short.
+    #[serde(serialize_with = "microseconds")]
+    at_seconds: Duration,
     format_version: u32,
+}
+
+fn microseconds<S: serde::Serializer>(at: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(at.as_micros() as f64 / 1e6)
+}
+
+/// `event`'s line, sent `at`, as the text written.
+pub(crate) fn line_text(event: &Event, at: Duration) -> serde_json::Result<String> {
+    serde_json::to_string(&Line {
+        object: event,
+        at_seconds: at,
+        format_version: FORMAT_VERSION,
+    })
+}
+
+/// The closing line of a run whose tally is `summary`, as the text written.
+pub(crate) fn summary_text(summary: &Summary) -> serde_json::Result<String> {
+    serde_json::to_string(&Line {
+        object: SummaryObject::new(summary),
+        at_seconds: summary.ended_at.unwrap_or_default(),
+        format_version: FORMAT_VERSION,
+    })
 }
 
 /// The closing line's object.
@@ -77,17 +109,17 @@ impl<'a> SummaryObject<'a> {
 
 impl<W: Write> JsonLines<W> {
     pub(crate) fn new(out: W) -> Self {
-        JsonLines { out, error: None }
+        JsonLines {
+            out,
+            error: None,
+            at: Duration::ZERO,
+        }
     }
 
-    fn write(&mut self, object: impl Serialize) {
-        let line = Line {
-            object,
-            format_version: FORMAT_VERSION,
-        };
-        let written = serde_json::to_writer(&mut self.out, &line)
+    fn write(&mut self, line: serde_json::Result<String>) {
+        let written = line
             .map_err(std::io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
+            .and_then(|line| writeln!(self.out, "{line}"));
         if let Err(error) = written {
             self.error.get_or_insert(error);
         }
@@ -96,11 +128,16 @@ impl<W: Write> JsonLines<W> {
 
 impl<W: Write> Reporter for JsonLines<W> {
     fn report(&mut self, event: &Event) {
-        self.write(event);
+        self.write(line_text(event, self.at));
+    }
+
+    fn report_at(&mut self, event: &Event, at: Duration) {
+        self.at = at;
+        self.report(event);
     }
 
     fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
-        self.write(SummaryObject::new(summary));
+        self.write(summary_text(summary));
         let flushed = self.out.flush();
         match self.error.take() {
             Some(source) => Err(Error::Json { source }),
@@ -121,8 +158,8 @@ mod tests {
     fn lines(events: &[Event], summary: &Summary) -> Vec<Value> {
         let mut buffer = Vec::new();
         let mut reporter = JsonLines::new(&mut buffer);
-        for event in events {
-            reporter.report(event);
+        for (n, event) in events.iter().enumerate() {
+            reporter.report_at(event, Duration::from_millis(1500 * n as u64 + 1));
         }
         reporter.finish(summary).unwrap();
         let text = String::from_utf8(buffer).unwrap();
@@ -151,6 +188,7 @@ mod tests {
         ];
         let summary = Summary {
             crashed: 1,
+            ended_at: Some(Duration::from_millis(3250)),
             ..Summary::default()
         };
         let lines = lines(&events, &summary);
@@ -162,6 +200,8 @@ mod tests {
         for line in &lines {
             assert_eq!(line["format_version"], FORMAT_VERSION, "{line}");
         }
+        let times: Vec<&Value> = lines.iter().map(|line| &line["at_seconds"]).collect();
+        assert_eq!(times, [&json!(0.001), &json!(1.501), &json!(3.25)]);
     }
 
     #[test]
@@ -186,7 +226,8 @@ mod tests {
                 "type": "summary", "passed": 3, "failed": 1, "crashed": 1, "timed_out": 0,
                 "not_run": 2, "ignored": 4, "filtered_out": 5, "flaky": 0,
                 "phases": { "build": 2.5, "cluster_boot": 0.5 },
-                "interrupted": "SIGINT", "peak_memory_bytes": null, "peak_ram_bytes": null, "format_version": 1,
+                "interrupted": "SIGINT", "peak_memory_bytes": null, "peak_ram_bytes": null, "at_seconds": 0.0,
+                "format_version": 1,
             })]
         );
     }

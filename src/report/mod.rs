@@ -1,6 +1,8 @@
 //! Reporters consume the run's events and never run anything: the human one for the terminal, JSON lines and
-//! JUnit XML for CI. [`Summary`] is the tally they all share, and what the exit code is decided from.
+//! JUnit XML for CI, one HTML page for people. [`Summary`] is the tally they all share, and what the exit
+//! code is decided from.
 
+pub(crate) mod html;
 pub(crate) mod human;
 pub(crate) mod json;
 pub(crate) mod junit;
@@ -12,7 +14,9 @@ pub(crate) mod styles;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, TestId};
+use crate::events::{
+    ClusterFacts, Event, MemoryPeak, Outcome, Phase, PhaseMemory, Stamped, TestId,
+};
 
 /// A report that could not be written; shown after "could not write a report:".
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +37,22 @@ pub(crate) enum Error {
         path: PathBuf,
         source: quick_junit::SerializeError,
     },
+    #[error("the HTML report to {}: {source}; check that its directory exists and is writable", path.display())]
+    Html {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A consumer of events.
 pub(crate) trait Reporter {
     fn report(&mut self, event: &Event);
+    /// `event`, sent `at` after the run started. Reporters that write times (JSON, HTML) take it here;
+    /// the others need only [`Reporter::report`].
+    fn report_at(&mut self, event: &Event, at: Duration) {
+        let _ = at;
+        self.report(event);
+    }
     /// Called about once a second while the run goes on, for what changes with time alone (the progress
     /// line's clock).
     fn tick(&mut self) {}
@@ -73,6 +88,8 @@ pub(crate) struct Summary {
     pub(crate) retried: std::collections::BTreeSet<TestId>,
     /// Tests that passed only on a retry; they count among the passed.
     pub(crate) flaky: Vec<TestId>,
+    /// When the last event had been sent (the run's wall time), once the channel has closed.
+    pub(crate) ended_at: Option<Duration>,
 }
 
 impl Summary {
@@ -133,7 +150,12 @@ impl Summary {
             | Event::DatabaseUntouched { .. }
             | Event::ReadOnlyGroups { .. }
             | Event::SqlxDatabasesReused { .. }
-            | Event::TemplateCache { .. } => {}
+            | Event::TemplateCache { .. }
+            | Event::BatchStarted { .. }
+            | Event::BatchFinished { .. }
+            | Event::DatabaseChecked { .. }
+            | Event::MemorySample { .. }
+            | Event::TestHistory { .. } => {}
         }
     }
 
@@ -198,10 +220,10 @@ impl Reporters {
         self.reporters.push(reporter);
     }
 
-    pub(crate) fn report(&mut self, event: &Event) {
-        self.summary.record(event);
+    pub(crate) fn report(&mut self, stamped: &Stamped) {
+        self.summary.record(&stamped.event);
         for reporter in &mut self.reporters {
-            reporter.report(event);
+            reporter.report_at(&stamped.event, stamped.at);
         }
     }
 

@@ -122,11 +122,11 @@ mod tests {
             },
             Event::TestStarted {
                 test: test("a"),
-                database_wait: None,
+                start: crate::events::Start::alone(0, crate::events::DatabaseKind::Fresh, None),
             },
             Event::TestStarted {
                 test: test("b"),
-                database_wait: None,
+                start: crate::events::Start::alone(1, crate::events::DatabaseKind::Fresh, None),
             },
             finished(
                 "a",

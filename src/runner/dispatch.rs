@@ -7,10 +7,13 @@
 //! (libtest would go on starting the rest).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::events::{Event, EventSender, Outcome, TestId};
+use crate::events::{
+    BatchKind, Event, EventReceiver, EventSender, Outcome, Stamped, Start, TestId,
+};
 
 /// Cheap to clone; every clone reports into the same run.
 #[derive(Debug, Clone)]
@@ -19,6 +22,8 @@ pub(crate) struct Dispatcher {
     ledger: Arc<Mutex<Ledger>>,
     /// Turns true at the first failure under `--fail-fast`.
     failed_fast: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The number the next batch gets.
+    batches: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +70,15 @@ impl Dispatcher {
             events,
             ledger: Arc::default(),
             failed_fast: Arc::new(tokio::sync::watch::Sender::new(false)),
+            batches: Arc::default(),
         }
+    }
+
+    /// A dispatcher of its own whose events are held apart, stamped on this one's clock, to be passed on
+    /// or not (a read-only group's results count only once its database is found untouched).
+    pub(crate) fn beside(&self) -> (Dispatcher, EventReceiver) {
+        let (sender, receiver) = self.events.channel_beside();
+        (Dispatcher::new(sender), receiver)
     }
 
     /// A failing test is run up to `retries` more times before its failure counts.
@@ -155,6 +168,14 @@ impl Dispatcher {
         let _ = self.events.send(event);
     }
 
+    /// Sends `event` stamped `at` (when it happened), or now.
+    fn send_at(&self, at: Option<Duration>, event: Event) {
+        let _ = match at {
+            Some(at) => self.events.send_stamped(Stamped { at, event }),
+            None => self.events.send(event),
+        };
+    }
+
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         // Never held across an await or a call that could panic, so it cannot be poisoned in use.
         self.ledger.lock().unwrap_or_else(|e| e.into_inner())
@@ -197,10 +218,44 @@ impl Dispatcher {
         }
     }
 
-    pub(crate) fn started(&self, test: TestId, database_wait: Option<Duration>) {
-        self.send(Event::TestStarted {
+    pub(crate) fn started(&self, test: TestId, start: Start) {
+        self.started_at(None, test, start);
+    }
+
+    /// A test started at `at` (None: now).
+    pub(crate) fn started_at(&self, at: Option<Duration>, test: TestId, start: Start) {
+        self.send_at(at, Event::TestStarted { test, start });
+    }
+
+    /// A process running several tests starts, holding `slots` job slots; returns its number.
+    pub(crate) fn batch_started(
+        &self,
+        kind: BatchKind,
+        binary: &str,
+        tests: usize,
+        slots: usize,
+    ) -> usize {
+        let batch = self.batches.fetch_add(1, Ordering::Relaxed);
+        self.send(Event::BatchStarted {
+            batch,
+            kind,
+            binary: binary.to_owned(),
+            tests,
+            slots,
+        });
+        batch
+    }
+
+    pub(crate) fn batch_finished(&self, batch: usize, duration: Duration) {
+        self.send(Event::BatchFinished { batch, duration });
+    }
+
+    /// `test`'s database was checked after it, which took `duration`.
+    pub(crate) fn checked(&self, test: TestId, untouched: bool, duration: Duration) {
+        self.send(Event::DatabaseChecked {
             test,
-            database_wait,
+            untouched,
+            duration,
         });
     }
 
@@ -226,6 +281,11 @@ impl Dispatcher {
 
     /// A test ended. A second result for the same test is dropped.
     pub(crate) fn finished(&self, test: TestId, result: TestResult) {
+        self.finished_at(None, test, result);
+    }
+
+    /// A test ended at `at` (None: now).
+    pub(crate) fn finished_at(&self, at: Option<Duration>, test: TestId, result: TestResult) {
         let mut ledger = self.ledger();
         if !ledger.finished.insert(test.clone()) {
             return;
@@ -243,12 +303,15 @@ impl Dispatcher {
         if first {
             self.failed_fast.send_replace(true);
         }
-        self.send(Event::TestFinished {
-            test,
-            outcome: result.outcome,
-            duration: result.duration,
-            output: result.output,
-        });
+        self.send_at(
+            at,
+            Event::TestFinished {
+                test,
+                outcome: result.outcome,
+                duration: result.duration,
+                output: result.output,
+            },
+        );
     }
 
     /// Tests that will not run, and why. The only place NOT RUN is given.

@@ -1,6 +1,7 @@
 //! Per-test isolation: up to `jobs` tests at a time, each in a database of its own cloned from its package's
 //! template. Clones are made ahead, in the order the tests will start, so a test rarely waits for one; used
-//! databases are dropped off the critical path.
+//! databases are dropped off the critical path. Each running test holds a job slot, the lowest free one,
+//! which its `test_started` names: the lanes of the HTML report's timeline.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,12 +16,16 @@ use super::schedule::Alone;
 use super::{retry, snapshot_builders, Runner};
 use crate::cancel::Cancel;
 use crate::cluster::Cluster;
-use crate::events::{Outcome, TestId};
+use crate::events::{DatabaseKind, Outcome, Start, TestId};
 use crate::template::keep::Keeper;
 use crate::template::{self, Obtain, Return, TestDatabases};
 
-/// A clone on its way: the outcome of making it, and the slot it holds among the clones made ahead.
-type CloneReady = oneshot::Receiver<(Result<(), String>, OwnedSemaphorePermit)>;
+/// A clone on its way: the outcome of making it (whether it was an untouched database handed on instead),
+/// and the slot it holds among the clones made ahead.
+type CloneReady = oneshot::Receiver<(Result<Reused, String>, OwnedSemaphorePermit)>;
+
+/// Whether a test's database is one an earlier test left untouched.
+type Reused = bool;
 
 /// Runs the tests, each of them unless the run is stopped (or the server dies, or a test fails under
 /// `--fail-fast`) first: the ones not started then are left to the dispatcher's NOT RUN. A test whose
@@ -43,6 +48,8 @@ pub(crate) async fn run(
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
     let mut started = 0;
+    // The job slots no test holds; a test takes the lowest.
+    let mut free: BTreeSet<usize> = (0..jobs).collect();
     loop {
         while running.len() < jobs && !stopping {
             if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
@@ -54,10 +61,13 @@ pub(crate) async fn run(
             };
             let Some(ready) = clones.next() else { break };
             started += 1;
+            // A slot is missing only after a test's task panicked: the lane past the last stands in.
+            let slot = free.pop_first().unwrap_or(jobs);
             let assigned = Assignment {
                 test,
                 database,
                 ready,
+                slot,
             };
             let (databases, limits) = (databases.clone(), runner.settings.limits);
             let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
@@ -70,10 +80,12 @@ pub(crate) async fn run(
             database,
             test,
             failed,
+            slot,
         }) = joined
         else {
             continue;
         };
+        free.insert(slot);
         if failed && databases.keep(test.clone(), &database) {
             continue;
         }
@@ -83,7 +95,12 @@ pub(crate) async fn run(
         }
         let (databases, dispatch) = (databases.clone(), dispatch.clone());
         drops.spawn(async move {
-            if databases.give_back(&database, Return::Check).await {
+            let checking = Instant::now();
+            let untouched = databases.give_back(&database, Return::Check).await;
+            if databases.reuses() {
+                dispatch.checked(test.clone(), untouched, checking.elapsed());
+            }
+            if untouched {
                 dispatch.untouched(test);
             }
         });
@@ -94,7 +111,7 @@ pub(crate) async fn run(
     // Clones made for tests that will not run now (a dead server has nothing left to drop).
     if cluster.is_running() {
         for (mut ready, (_, database)) in clones.zip(&remaining) {
-            if let Ok((Ok(()), _)) = ready.try_recv() {
+            if let Ok((Ok(_), _)) = ready.try_recv() {
                 databases.give_back(database, Return::Drop).await;
             }
         }
@@ -181,7 +198,7 @@ fn make_clones_ahead(
                     dispatch.database_cloned(cloning);
                 }
                 let made = made
-                    .map(drop)
+                    .map(|lease| lease.cloning.is_none())
                     .map_err(|error| template::server_message(&error));
                 let _ = sender.send((made, slot));
             });
@@ -198,13 +215,16 @@ struct Handback {
     database: String,
     test: TestId,
     failed: bool,
+    /// The job slot the test held, free again.
+    slot: usize,
 }
 
-/// A test, the database made for it and word of when it is ready.
+/// A test, the database made for it, word of when it is ready, and the job slot it holds.
 struct Assignment {
     test: Alone,
     database: String,
     ready: CloneReady,
+    slot: usize,
 }
 
 impl Assignment {
@@ -220,6 +240,7 @@ impl Assignment {
             test,
             database,
             ready,
+            slot,
         } = self;
         let case = test.case;
         let waiting = Instant::now();
@@ -228,9 +249,14 @@ impl Assignment {
             Ok((made, _slot)) => made,
             Err(_) => Err("the cloning task stopped".to_owned()),
         };
-        dispatch.started(case.id(), Some(waiting.elapsed()));
+        let kind = match (&made, test.snapshot) {
+            (Ok(true), _) => DatabaseKind::Reused,
+            (_, Some(_)) => DatabaseKind::Snapshot,
+            (_, None) => DatabaseKind::Fresh,
+        };
+        dispatch.started(case.id(), Start::alone(slot, kind, Some(waiting.elapsed())));
         let failed = match made {
-            Ok(()) => {
+            Ok(_) => {
                 let env = databases.env(&database);
                 let result = exec::run_alone(&case, &env, limits, cancel.clone(), dispatch).await;
                 let may_retry = cancel.signal().is_none();
@@ -240,7 +266,7 @@ impl Assignment {
                         template: databases.template_for(&case.binary.package, test.snapshot),
                         base: &database,
                     };
-                    retry::run_again(&case, &attempts, limits, &cancel, dispatch).await;
+                    retry::run_again(&case, &attempts, slot, limits, &cancel, dispatch).await;
                 }
                 // Failed for good: its first attempt's database may be kept (the retries' are dropped).
                 dispatch.has_failed(&case.id())
@@ -256,6 +282,7 @@ impl Assignment {
             database,
             test: case.id(),
             failed,
+            slot,
         }
     }
 }

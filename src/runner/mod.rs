@@ -27,13 +27,13 @@ mod supervisor;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
 use crate::cluster::Cluster;
 use crate::config::Isolation;
-use crate::events::{EventSender, TestId};
+use crate::events::{self, DatabaseKind, EventSender, TestId};
 use crate::sqlx::gateway::Gateway;
 use crate::template::{Obtain, Return, TestDatabases};
 use dispatch::Dispatcher;
@@ -287,7 +287,12 @@ impl Runner<'_> {
         let cargo_args = doc::cargo_args(doc, &self.settings.args, self.settings.jobs);
         let package_of_crate = |crate_name: &str| doc.package_of_crate(crate_name);
         let (limits, cancel) = (self.settings.limits, self.cancel.clone());
-        doc::run(
+        let jobs = self.settings.jobs;
+        let number = self
+            .dispatch
+            .batch_started(events::BatchKind::Doc, "doc-tests", 0, jobs);
+        let began = Instant::now();
+        let ran = doc::run(
             cargo_args,
             &env,
             limits,
@@ -295,7 +300,9 @@ impl Runner<'_> {
             cancel,
             self.dispatch,
         )
-        .await
+        .await;
+        self.dispatch.batch_finished(number, began.elapsed());
+        ran
     }
 }
 
@@ -425,14 +432,7 @@ impl Runner<'_> {
             _ => databases.endpoint(),
         };
         let env = databases.env_via(endpoint, database);
-        let together = shared::Together {
-            binary: &batch.binary,
-            cases: &batch.cases,
-            settings: self.settings,
-        };
-        let again = together
-            .run(&env, self.cancel.clone(), self.dispatch)
-            .await?;
+        let again = self.run_together(batch, &env).await?;
         let template = databases.template_for(&batch.binary.package, None);
         let attempts = match batch.kind {
             BatchKind::Shared => retry::AttemptDatabase::Clone {
@@ -444,7 +444,8 @@ impl Runner<'_> {
         };
         for case in again {
             let limits = self.settings.limits;
-            retry::run_again(&case, &attempts, limits, self.cancel, self.dispatch).await;
+            // One at a time, after the batch: the first slot.
+            retry::run_again(&case, &attempts, 0, limits, self.cancel, self.dispatch).await;
         }
         match batch.kind {
             // The tests share the database: one that failed for good keeps it.
@@ -469,6 +470,34 @@ impl Runner<'_> {
             BatchKind::Sqlx => {}
         }
         Ok(())
+    }
+}
+
+impl Runner<'_> {
+    /// A batch's process, told as one: its tests run together, holding every job slot.
+    async fn run_together(
+        &self,
+        batch: &Batch,
+        env: &[(String, String)],
+    ) -> Result<Vec<TestCase>, RunnerError> {
+        let (jobs, dispatch) = (self.settings.jobs, self.dispatch);
+        let database = match batch.kind {
+            BatchKind::Sqlx => DatabaseKind::Sqlx,
+            BatchKind::Shared => DatabaseKind::Shared,
+        };
+        let kind = events::BatchKind::from(batch.kind);
+        let number = dispatch.batch_started(kind, &batch.binary.id, batch.cases.len(), jobs);
+        let began = Instant::now();
+        let together = shared::Together {
+            binary: &batch.binary,
+            cases: &batch.cases,
+            settings: self.settings,
+            batch: number,
+            database,
+        };
+        let again = together.run(env, self.cancel.clone(), dispatch).await;
+        dispatch.batch_finished(number, began.elapsed());
+        again
     }
 }
 

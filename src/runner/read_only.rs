@@ -9,15 +9,17 @@
 //! (a test that read only before writes now) counts for nothing: each of its tests runs again alone, in a
 //! fresh database, as every other test does. So does every test that did not pass in its group: a failure
 //! is reported only as it happens alone, never one that sharing a process or a database could have caused.
+//! A group that counts tells its tests' starts and ends at the times they happened, in the group's batch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
-use super::dispatch::{Dispatcher, TestResult};
+use super::dispatch::TestResult;
 use super::schedule::Group;
 use super::selection::TestCase;
 use super::shared::Together;
 use super::Runner;
-use crate::events::{self, Event, Outcome, TestId};
+use crate::events::{BatchKind, DatabaseKind, Event, Outcome, Start, TestId};
 use crate::template::{Obtain, Return};
 
 /// Runs the groups one after another (each runs `jobs` tests at a time), reporting the tests whose results
@@ -74,52 +76,84 @@ async fn run_group(group: &Group, number: usize, runner: &Runner<'_>) -> BTreeSe
             return BTreeSet::new();
         }
     };
-    let passed = run_together(group, &lease.env, runner).await;
+    let jobs = runner.settings.jobs;
+    let batch = dispatch.batch_started(BatchKind::Group, &group.binary.id, group.cases.len(), jobs);
+    let began = Instant::now();
+    let passed = run_together(group, batch, &lease.env, runner).await;
+    dispatch.batch_finished(batch, began.elapsed());
     let untouched = databases.give_back(&lease.name, Return::Check).await;
     let Some(passed) = passed.filter(|_| untouched && cancel.signal().is_none()) else {
         return BTreeSet::new();
     };
     let mut counted = BTreeSet::new();
-    for (test, result) in passed {
-        dispatch.started(test.clone(), None);
-        dispatch.finished(test.clone(), result);
+    for held in passed {
+        let test = held.test;
+        dispatch.started_at(Some(held.started_at), test.clone(), held.start);
+        dispatch.finished_at(Some(held.finished_at), test.clone(), held.result);
         dispatch.untouched(test.clone());
         counted.insert(test);
     }
     counted
 }
 
-/// The group's process, its results held back in a dispatcher of its own; the tests that passed, with their
-/// results (they count once the database is found untouched), or None if it could not start.
+/// A test that passed in its group, held back until the group counts: its start and result, each with
+/// when it happened.
+struct Held {
+    test: TestId,
+    start: Start,
+    started_at: Duration,
+    result: TestResult,
+    finished_at: Duration,
+}
+
+/// The group's process (batch `batch`), its results held back in a dispatcher of its own; the tests that
+/// passed (they count once the database is found untouched), or None if it could not start.
 async fn run_together(
     group: &Group,
+    batch: usize,
     env: &[(String, String)],
     runner: &Runner<'_>,
-) -> Option<Vec<(TestId, TestResult)>> {
-    let (sender, mut receiver) = events::channel();
-    let held = Dispatcher::new(sender);
+) -> Option<Vec<Held>> {
+    let (held, mut receiver) = runner.dispatch.beside();
     let together = Together {
         binary: &group.binary,
         cases: &group.cases,
         settings: runner.settings,
+        batch,
+        database: DatabaseKind::Group,
     };
     together.run(env, runner.cancel.clone(), &held).await.ok()?;
+    let mut starts: BTreeMap<TestId, (Start, Duration)> = BTreeMap::new();
     let mut passed = Vec::new();
     // Every result was sent before the process was reaped.
-    while let Ok(event) = receiver.try_recv() {
-        if let Event::TestFinished {
-            test,
-            outcome: outcome @ Outcome::Passed,
-            duration,
-            output,
-        } = event
-        {
-            let result = TestResult {
-                outcome,
+    while let Ok(stamped) = receiver.try_recv_stamped() {
+        match stamped.event {
+            Event::TestStarted { test, start } => {
+                starts.insert(test, (start, stamped.at));
+            }
+            Event::TestFinished {
+                test,
+                outcome: outcome @ Outcome::Passed,
                 duration,
                 output,
-            };
-            passed.push((test, result));
+            } => {
+                let Some((start, started_at)) = starts.remove(&test) else {
+                    continue;
+                };
+                let result = TestResult {
+                    outcome,
+                    duration,
+                    output,
+                };
+                passed.push(Held {
+                    test,
+                    start,
+                    started_at,
+                    result,
+                    finished_at: stamped.at,
+                });
+            }
+            _ => {}
         }
     }
     Some(passed)

@@ -9,7 +9,7 @@ use super::dispatch::{Dispatcher, Next, TestResult};
 use super::exec::{self, Limits};
 use super::selection::TestCase;
 use crate::cancel::Cancel;
-use crate::events::Outcome;
+use crate::events::{DatabaseKind, Outcome, Start};
 use crate::template::{self, Obtain, Return, TestDatabases};
 
 /// Where each attempt of a retried test gets its fresh database.
@@ -25,10 +25,12 @@ pub(crate) enum AttemptDatabase<'a> {
     Given(&'a [(String, String)]),
 }
 
-/// Runs `case` again, alone, until the dispatcher has its result: it passes, or its retries are spent.
+/// Runs `case` again, alone, in job slot `slot`, until the dispatcher has its result: it passes, or its
+/// retries are spent.
 pub(crate) async fn run_again(
     case: &TestCase,
     fresh: &AttemptDatabase<'_>,
+    slot: usize,
     limits: Limits,
     cancel: &Cancel,
     dispatch: &Dispatcher,
@@ -37,7 +39,11 @@ pub(crate) async fn run_again(
         let waiting = Instant::now();
         let result = match database_for(fresh, attempt).await {
             Ok((env, made)) => {
-                dispatch.started(case.id(), Some(waiting.elapsed()));
+                let kind = match fresh {
+                    AttemptDatabase::Clone { .. } => DatabaseKind::Fresh,
+                    AttemptDatabase::Given(_) => DatabaseKind::Sqlx,
+                };
+                dispatch.started(case.id(), Start::alone(slot, kind, Some(waiting.elapsed())));
                 let result = exec::run_alone(case, &env, limits, cancel.clone(), dispatch).await;
                 if let (Some(name), AttemptDatabase::Clone { databases, .. }) = (made, fresh) {
                     databases.give_back(&name, Return::Drop).await;

@@ -58,6 +58,15 @@ pub(crate) enum BatchKind {
     Shared,
 }
 
+impl From<BatchKind> for crate::events::BatchKind {
+    fn from(kind: BatchKind) -> Self {
+        match kind {
+            BatchKind::Shared => crate::events::BatchKind::Shared,
+            BatchKind::Sqlx => crate::events::BatchKind::Sqlx,
+        }
+    }
+}
+
 /// A binary's tests run together in one process, as `cargo test` runs them.
 #[derive(Debug, Clone)]
 pub(crate) struct Batch {

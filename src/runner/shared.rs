@@ -21,13 +21,16 @@ use super::supervisor::{self, Ended, Stop, Watch};
 use super::{RunnerError, Settings};
 use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
-use crate::events::{Outcome, TestId};
+use crate::events::{DatabaseKind, Outcome, Start, TestId};
 
 /// One binary's cases, run in one process with the run's `jobs` as its test threads.
 pub(crate) struct Together<'a> {
     pub(crate) binary: &'a TestBinary,
     pub(crate) cases: &'a [TestCase],
     pub(crate) settings: &'a Settings,
+    /// The batch it is (its `batch_started` number) and its tests' database, for their `test_started`.
+    pub(crate) batch: usize,
+    pub(crate) database: DatabaseKind,
 }
 
 impl Together<'_> {
@@ -53,7 +56,8 @@ impl Together<'_> {
             .args(self.libtest_args())
             .envs(database_env.iter().map(|(k, v)| (k, v)));
         let names = self.cases.iter().map(|case| case.name.clone());
-        let mut watch = InOneProcess::new(&self.binary.id, names, self.settings.jobs);
+        let mut watch = InOneProcess::new(&self.binary.id, names, self.settings.jobs)
+            .in_batch(self.batch, self.database);
         let ended = supervisor::supervise(
             command,
             Some(self.settings.limits),
@@ -96,6 +100,12 @@ pub(crate) struct InOneProcess {
     loose: String,
     /// Tests whose attempt here failed and that the dispatcher wants run again.
     again: BTreeSet<String>,
+    /// The job slot of each running test (its libtest thread's, as far as one can tell), and the free ones.
+    slots: BTreeMap<String, usize>,
+    free: BTreeSet<usize>,
+    /// The batch its tests run in and their database, for their `test_started`.
+    batch: Option<usize>,
+    database: DatabaseKind,
 }
 
 impl InOneProcess {
@@ -120,7 +130,18 @@ impl InOneProcess {
             begun: None,
             loose: String::new(),
             again: BTreeSet::new(),
+            slots: BTreeMap::new(),
+            free: (0..threads.max(1)).collect(),
+            batch: None,
+            database: DatabaseKind::Shared,
         }
+    }
+
+    /// The process is batch `batch` of the run, its tests on a database of `database` kind.
+    pub(crate) fn in_batch(mut self, batch: usize, database: DatabaseKind) -> Self {
+        self.batch = Some(batch);
+        self.database = database;
+        self
     }
 
     fn id(&self, name: &str) -> TestId {
@@ -139,7 +160,15 @@ impl InOneProcess {
             let Some(name) = self.waiting.pop_front() else {
                 return;
             };
-            dispatch.started(self.id(&name), None);
+            let slot = self.free.pop_first().unwrap_or(self.threads);
+            let start = Start {
+                database_wait: None,
+                slot,
+                database: self.database,
+                batch: self.batch,
+            };
+            dispatch.started(self.id(&name), start);
+            self.slots.insert(name.clone(), slot);
             self.running.insert(name, Instant::now());
         }
     }
@@ -152,6 +181,9 @@ impl InOneProcess {
         }
         self.done.insert(name.to_owned());
         self.begun = None;
+        if let Some(slot) = self.slots.remove(name) {
+            self.free.insert(slot);
+        }
         let duration = match self.running.remove(name) {
             Some(since) => Some(since.elapsed()),
             // Started out of the expected order: its time is unknown.
@@ -335,6 +367,33 @@ mod tests {
 
     fn names(running: Vec<(TestId, Instant)>) -> Vec<String> {
         running.into_iter().map(|(test, _)| test.name).collect()
+    }
+
+    #[test]
+    fn each_test_takes_the_lowest_free_slot_of_its_batch() {
+        let (sender, mut receiver) = events::channel();
+        let dispatch = Dispatcher::new(sender);
+        let cases = ["a", "b", "c", "d"].map(String::from);
+        let mut watch = InOneProcess::new("app::it", cases, 2).in_batch(7, DatabaseKind::Group);
+        feed(
+            &mut watch,
+            "\nrunning 4 tests\ntest b ... ok\ntest a ... ok\ntest c ... ok",
+            &dispatch,
+        );
+        let starts: Vec<(String, usize)> = std::iter::from_fn(|| receiver.try_recv().ok())
+            .filter_map(|event| match event {
+                Event::TestStarted { test, start } => {
+                    assert_eq!(
+                        (start.batch, start.database),
+                        (Some(7), DatabaseKind::Group)
+                    );
+                    Some((test.name, start.slot))
+                }
+                _ => None,
+            })
+            .collect();
+        let expected = [("a", 0), ("b", 1), ("c", 1), ("d", 0)];
+        assert_eq!(starts, expected.map(|(name, slot)| (name.to_owned(), slot)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::dispatch::TestResult;
 use super::exec;
 use super::schedule::Builder;
 use super::Runner;
-use crate::events::Outcome;
+use crate::events::{DatabaseKind, Outcome, Start};
 use crate::template::snapshots::{self, NamedSnapshot};
 use crate::template::{server_message, Obtain, Return};
 
@@ -33,7 +33,8 @@ pub(crate) async fn build(builders: &[Builder], runner: &Runner<'_>) -> BTreeSet
 /// the snapshot is ready.
 async fn build_one(builder: &Builder, snapshot: &NamedSnapshot, runner: &Runner<'_>) -> bool {
     let (case, databases, dispatch) = (&builder.case, runner.databases, runner.dispatch);
-    dispatch.started(case.id(), None);
+    // Builders run one after another, before any other test: the first slot.
+    dispatch.started(case.id(), Start::alone(0, DatabaseKind::Fresh, None));
     let lease = databases
         .lease(&snapshot.base, &snapshot.database, Obtain::Fresh)
         .await;

@@ -28,6 +28,8 @@ pub(crate) enum Error {
     Inspect(#[from] inspect::InspectError),
     #[error(transparent)]
     Nextest(#[from] nextest::NextestError),
+    #[error(transparent)]
+    Report(#[from] crate::report::html::HtmlError),
     #[error("could not create the report file {}: {source}", path.display())]
     ReportFile {
         path: PathBuf,

@@ -2,7 +2,8 @@
 //! way to the reporters so the passing tests' times are seen, and once the tests are done those times are
 //! compared with the history under the target directory and added to it. A test far slower than its own
 //! past becomes a `TestSlower` event, before the summary is written. The tests whose database was found
-//! untouched are marked read-only there, and the next run reads those marks back ([`read_only`]).
+//! untouched are marked read-only there, and the next run reads those marks back ([`read_only`]). Each
+//! passing test's earlier times go out as a `TestHistory` event (the HTML report's sparklines).
 //! `--no-history` skips the file.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::context::Run;
-use crate::events::{Event, EventReceiver, Outcome, TestId};
+use crate::events::{Event, EventReceiver, Outcome, Stamped, TestId};
 use crate::history::Store;
 
 /// What the history keeps of a run.
@@ -57,21 +58,22 @@ pub(crate) async fn forward<T>(
     mut taps: EventReceiver,
 ) -> (T, RunRecord) {
     let mut seen = RunRecord::default();
-    let mut pass_on = |event: Event| {
-        seen.see(&event);
-        run.send(event);
+    // Stamped on the run's clock as the runner sent them: passed on with that time.
+    let mut pass_on = |stamped: Stamped| {
+        seen.see(&stamped.event);
+        let _ = run.events.send_stamped(stamped);
     };
     tokio::pin!(running);
     let output = loop {
         tokio::select! {
             biased;
-            Some(event) = taps.recv() => pass_on(event),
+            Some(stamped) = taps.recv_stamped() => pass_on(stamped),
             output = &mut running => break output,
         }
     };
     // What it sent just before it returned.
-    while let Ok(event) = taps.try_recv() {
-        pass_on(event);
+    while let Ok(stamped) = taps.try_recv_stamped() {
+        pass_on(stamped);
     }
     (output, seen)
 }
@@ -84,8 +86,11 @@ pub(crate) fn settle(run: &Run<'_>, target_dir: &Path, seen: &RunRecord) {
     }
     let store = Store::in_target_dir(target_dir);
     match store.record(&seen.times, &seen.read_only) {
-        Ok(slower) => {
-            for (test, flag) in slower {
+        Ok(recorded) => {
+            for (test, earlier) in recorded.earlier {
+                run.send(Event::TestHistory { test, earlier });
+            }
+            for (test, flag) in recorded.slower {
                 run.send(Event::TestSlower {
                     test,
                     duration: flag.now,

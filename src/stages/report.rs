@@ -1,21 +1,24 @@
-//! Stage 8, report: the reporters the command line asks for (human, JSON lines, JUnit), fed every event,
-//! and the exit code the run ends with.
+//! Stage 8, report: the reporters the command line asks for (human, JSON lines, JUnit, HTML), fed every
+//! event, and the exit code the run ends with. Also `cargo pgtest report`, the HTML page of an earlier run.
 
 use super::error::Error;
-use crate::cli::Cli;
+use crate::cli::{Cli, ReportArgs};
 use crate::events::EventReceiver;
 use crate::exit_code;
+use crate::report::html::{self, Destination, HtmlReport};
 use crate::report::libtest::Libtest;
 use crate::report::notes::Notes;
 use crate::report::styles::Styles;
 use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters};
 use crate::runner::selection::TestArgs;
 
-/// Opens the reporters; an error when a report file cannot be created.
+/// Opens the reporters; an error when a report file cannot be created. The HTML page goes where `html`
+/// says once it knows (`--html`, or the configuration's key).
 pub(crate) fn reporters(
     cli: &Cli,
     styles: &Styles,
     test_args: &TestArgs,
+    html: &Destination,
 ) -> Result<Reporters, Error> {
     let mut reporters = Reporters::default();
     if cli.given_binary.is_some() {
@@ -30,7 +33,8 @@ pub(crate) fn reporters(
                 test_args.shows_passing_output(),
             )
             .quiet(cli.pgtest.quiet)
-            .with_progress(shows_progress(cli)),
+            .with_progress(shows_progress(cli))
+            .html(html.clone()),
         ));
     }
     if let Some(format) = cli.libtest_output.filter(|_| !cli.list) {
@@ -55,6 +59,13 @@ pub(crate) fn reporters(
         create(path)?;
         reporters.add(Box::new(Junit::new(path.clone())));
     }
+    if !cli.list {
+        // Created now when the flag names it, so that a path that cannot be written stops the run at once.
+        if let Some(path) = &cli.pgtest.html {
+            create(path)?;
+        }
+        reporters.add(Box::new(HtmlReport::new(html.clone())));
+    }
     Ok(reporters)
 }
 
@@ -75,13 +86,14 @@ pub(crate) async fn consume(reporters: &mut Reporters, mut events: EventReceiver
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Some(event) => reporters.report(&event),
-                None => return,
+            event = events.recv_stamped() => match event {
+                Some(stamped) => reporters.report(&stamped),
+                None => break,
             },
             _ = ticks.tick() => reporters.tick(),
         }
     }
+    reporters.summary.ended_at = Some(events.elapsed());
 }
 
 /// Closes the reports and turns the run's outcome into its exit code, printing an error that stopped it.
@@ -106,4 +118,18 @@ pub(crate) fn fail(styles: &Styles, error: &Error) -> u8 {
     use owo_colors::OwoColorize;
     eprintln!("{} {error}", "error:".style(styles.fail));
     error.exit_code()
+}
+
+/// `cargo pgtest report`: the HTML page of the run a `--json` file tells.
+pub(crate) fn render(args: &ReportArgs, styles: &Styles) -> u8 {
+    use owo_colors::OwoColorize;
+    let page = args.page();
+    match html::render_file(&args.events, &page) {
+        Ok(()) => {
+            let word = format!("{:>12}", "Report");
+            eprintln!("{} {}", word.style(styles.heading), page.display());
+            exit_code::SUCCESS
+        }
+        Err(error) => fail(styles, &Error::Report(error)),
+    }
 }

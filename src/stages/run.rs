@@ -9,7 +9,7 @@ use super::context::{Run, Setup};
 use super::error::Error;
 use super::template::Ready;
 use crate::cluster::Cluster;
-use crate::events::{self, Phase, TestId};
+use crate::events::{Phase, TestId};
 use crate::runner::{self, exec::Limits, selection::TestArgs};
 
 /// What a run that ended with failed tests' databases kept leaves to save, once the tests phase is over.
@@ -57,7 +57,7 @@ pub(crate) async fn run_tests(
 ) -> Result<Option<ToKeep>, Error> {
     // The phase holds the history's reading and writing too: every piece of a run's work is in one.
     let started = Instant::now();
-    let (taps, tapped) = events::channel();
+    let (taps, tapped) = run.events.channel_beside();
     let databases = &ready.databases;
     let running = runner::run(
         built.binaries,

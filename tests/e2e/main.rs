@@ -19,6 +19,7 @@ mod fetch;
 mod fixtures;
 mod fuzz;
 mod history;
+mod html;
 mod inspect;
 mod memory;
 mod nextest;
@@ -59,6 +60,7 @@ fn main() {
         extra_databases::tests,
         fetch::tests,
         history::tests,
+        html::tests,
         memory::tests,
         non_root::tests,
         phases::tests,

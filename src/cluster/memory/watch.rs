@@ -6,6 +6,10 @@
 //! A sample costs the PSS read (3–4 ms of CPU with two tests in flight, see [`super::pss`]) plus at most
 //! [`ENTRIES_PER_SAMPLE`] data-directory entries (about 1.5 µs each on tmpfs, well under 1 ms in all) and
 //! one statvfs. It runs on a blocking thread so the runner's event loop never waits for it.
+//!
+//! About once every [`SAMPLE_EVENT_EVERY`], and at each phase's end, the largest figures sampled since the
+//! last one go out as a `MemorySample` event: the HTML report's memory chart, at a tenth of the samples
+//! (an hour's run is some 3,600 lines of `--json`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +23,8 @@ use crate::events::{Event, EventSender, MemoryPeak, Phase, PhaseMemory};
 pub(crate) const EVERY: Duration = Duration::from_millis(100);
 /// How many data-directory entries one sample looks at (see [`DirSize`]).
 pub(crate) const ENTRIES_PER_SAMPLE: usize = 256;
+/// How often the figures sampled go out as an event.
+pub(crate) const SAMPLE_EVENT_EVERY: Duration = Duration::from_secs(1);
 
 /// What is watched.
 pub(crate) struct Watched {
@@ -41,6 +47,19 @@ struct Peaks {
     run: MemoryPeak,
     phase: MemoryPeak,
     phases: Vec<PhaseMemory>,
+    /// The largest processes' and data directory's figures since the last `MemorySample` event.
+    window: Option<(u64, u64)>,
+}
+
+impl Peaks {
+    /// The `MemorySample` event of the samples since the last one, if any.
+    fn take_window(&mut self) -> Option<Event> {
+        let (processes_bytes, data_dir_bytes) = self.window.take()?;
+        Some(Event::MemorySample {
+            processes_bytes,
+            data_dir_bytes,
+        })
+    }
 }
 
 /// What a watch saw over the run.
@@ -59,6 +78,7 @@ pub(crate) struct Watch {
     postmaster: Option<u32>,
     data_dir: PathBuf,
     tmpfs: bool,
+    events: EventSender,
     peaks: Arc<Mutex<Peaks>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -68,11 +88,13 @@ impl Watch {
         let peaks = Arc::new(Mutex::new(Peaks::default()));
         let (postmaster, data_dir, tmpfs) =
             (watched.postmaster, watched.data_dir.clone(), watched.tmpfs);
+        let events = watched.events.clone();
         let task = tokio::spawn(sample_until_stopped(watched, Arc::clone(&peaks)));
         Watch {
             postmaster,
             data_dir,
             tmpfs,
+            events,
             peaks,
             task,
         }
@@ -98,6 +120,9 @@ impl Watch {
         if peak.ram_peak_bytes > 0 {
             peaks.phases.push(PhaseMemory { phase, peak });
         }
+        if let Some(event) = peaks.take_window().filter(|_| peak.ram_peak_bytes > 0) {
+            let _ = self.events.send(event);
+        }
     }
 
     /// Stops sampling and returns what it saw (`None` when nothing was sampled).
@@ -118,7 +143,8 @@ async fn sample_until_stopped(watched: Watched, peaks: Arc<Mutex<Peaks>>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut data_dir = DirSize::new(&watched.data_dir);
     let mut warned = false;
-    loop {
+    let per_event = SAMPLE_EVENT_EVERY.as_millis() / EVERY.as_millis();
+    for count in 1u128.. {
         every.tick().await;
         let (postmaster, tmpfs, path) =
             (watched.postmaster, watched.tmpfs, watched.data_dir.clone());
@@ -134,10 +160,15 @@ async fn sample_until_stopped(watched: Watched, peaks: Arc<Mutex<Peaks>>) {
         };
         data_dir = walked;
         let sample = sample_of(processes_bytes, data_dir_bytes, watched.tmpfs);
-        record(
-            &mut peaks.lock().unwrap_or_else(PoisonError::into_inner),
-            sample,
-        );
+        let mut locked = peaks.lock().unwrap_or_else(PoisonError::into_inner);
+        record(&mut locked, sample);
+        // Nothing measured (an existing server's): nothing to chart.
+        if count % per_event == 0 && sample.ram_peak_bytes > 0 {
+            if let Some(event) = locked.take_window() {
+                let _ = watched.events.send(event);
+            }
+        }
+        drop(locked);
         if let (Some(message), false) = (low, warned) {
             warned = true;
             let _ = watched.events.send(Event::Warning { message });
@@ -156,6 +187,11 @@ fn sample_of(processes_bytes: u64, data_dir_bytes: u64, tmpfs: bool) -> MemoryPe
 }
 
 fn record(peaks: &mut Peaks, sample: MemoryPeak) {
+    let (processes, data) = peaks.window.unwrap_or_default();
+    peaks.window = Some((
+        processes.max(sample.processes_bytes),
+        data.max(sample.data_dir_bytes),
+    ));
     peaks.processes = peaks.processes.max(sample.processes_bytes);
     peaks.latest_processes = sample.processes_bytes;
     keep_max(&mut peaks.run, sample);

@@ -29,6 +29,8 @@ pub(crate) struct Human<W: Write> {
     progress_shown: Option<usize>,
     /// `--quiet`: no line for a passing test.
     quiet: bool,
+    /// Where the HTML report goes, for the summary's line pointing at it.
+    html: Option<super::html::Destination>,
 }
 
 impl<W: Write> Human<W> {
@@ -43,7 +45,14 @@ impl<W: Write> Human<W> {
             progress: None,
             progress_shown: None,
             quiet: false,
+            html: None,
         }
+    }
+
+    /// Ends the summary with a line naming the HTML report's file, once it has one.
+    pub(crate) fn html(mut self, destination: super::html::Destination) -> Self {
+        self.html = Some(destination);
+        self
     }
 
     /// Shows the progress line under the test lines (for a terminal; see [`super::progress`]).
@@ -235,6 +244,7 @@ impl<W: Write> Reporter for Human<W> {
     fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
         self.clear_progress();
         self.summary(summary)
+            .map(|()| self.html_line())
             .and_then(|()| self.out.flush())
             .map_err(|source| Error::Human { source })
     }
@@ -316,7 +326,12 @@ impl<W: Write> Human<W> {
             | Event::SqlxDatabasesReused { .. }
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. }
-            | Event::TestSlower { .. } => {}
+            | Event::TestSlower { .. }
+            | Event::BatchStarted { .. }
+            | Event::BatchFinished { .. }
+            | Event::DatabaseChecked { .. }
+            | Event::MemorySample { .. }
+            | Event::TestHistory { .. } => {}
         }
     }
 }
@@ -368,6 +383,18 @@ impl<W: Write> Human<W> {
         self.phases(summary);
         self.cluster_line(summary);
         Ok(())
+    }
+
+    /// Where the HTML report is, when one is written (also after a run that stopped before its tests).
+    fn html_line(&mut self) {
+        let path = self.html.as_ref().and_then(|html| html.path());
+        if let Some(path) = path {
+            let shown = match self.styles.redact {
+                true => "[path]".to_owned(),
+                false => path.display().to_string(),
+            };
+            self.status("Report", &shown);
+        }
     }
 
     /// Passing tests far slower than their own history, each with both times.

@@ -41,11 +41,11 @@ fn render_with(format: Format, args: &TestArgs) -> String {
         Event::TestIgnored { test: id("slow") },
         Event::TestStarted {
             test: id("adds"),
-            database_wait: None,
+            start: crate::events::Start::alone(0, crate::events::DatabaseKind::Fresh, None),
         },
         Event::TestStarted {
             test: id("breaks"),
-            database_wait: None,
+            start: crate::events::Start::alone(0, crate::events::DatabaseKind::Fresh, None),
         },
         finished("adds", Outcome::Passed, "said hello\n"),
         finished(
