@@ -36,14 +36,21 @@ struct Ledger {
     slow: BTreeSet<TestId>,
     /// Ran and did not pass (their databases may be kept).
     failed: BTreeSet<TestId>,
-    /// How many more times a failing test is run (`--retries`).
-    retries: usize,
+    /// What a failure leads to: retries, fail-fast.
+    on_failure: OnFailure,
     /// The failed attempts of tests being retried.
     attempts: BTreeMap<TestId, Vec<TestResult>>,
-    /// `--fail-fast`: stop starting tests once one fails.
-    fail_fast: bool,
     /// The test that failed first under `--fail-fast`.
     first_failure: Option<TestId>,
+}
+
+/// What a failure leads to, one of the run's settings ([`super::Settings`]): how many more times a failing
+/// test is run (`--retries`, the `retries` key), and whether the first failure stops the run
+/// (`--fail-fast`: no test is started after it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OnFailure {
+    pub(crate) retries: usize,
+    pub(crate) fail_fast: bool,
 }
 
 /// What a runner does once an attempt of a test has ended.
@@ -81,9 +88,16 @@ impl Dispatcher {
         (Dispatcher::new(sender), receiver)
     }
 
+    /// What a failure leads to in this run.
+    pub(crate) fn on_failure(self, on_failure: OnFailure) -> Dispatcher {
+        self.ledger().on_failure = on_failure;
+        self
+    }
+
     /// A failing test is run up to `retries` more times before its failure counts.
+    #[cfg(test)]
     pub(crate) fn retrying(self, retries: usize) -> Dispatcher {
-        self.ledger().retries = retries;
+        self.ledger().on_failure.retries = retries;
         self
     }
 
@@ -102,7 +116,7 @@ impl Dispatcher {
         }
         let earlier = ledger.attempts.get(&test).map_or(0, Vec::len);
         let fails = !matches!(result.outcome, Outcome::Passed | Outcome::NotRun { .. });
-        if fails && may_retry && earlier < ledger.retries {
+        if fails && may_retry && earlier < ledger.on_failure.retries {
             ledger
                 .attempts
                 .entry(test.clone())
@@ -125,8 +139,9 @@ impl Dispatcher {
     }
 
     /// `--fail-fast`: once a test fails, [`Dispatcher::stop_reason`] says so and no test is started.
+    #[cfg(test)]
     pub(crate) fn fail_fast(self, on: bool) -> Dispatcher {
-        self.ledger().fail_fast = on;
+        self.ledger().on_failure.fail_fast = on;
         self
     }
 
@@ -134,8 +149,8 @@ impl Dispatcher {
     /// gone. Under `--fail-fast`, with no retry left for it, it is the failure that stops the run.
     pub(crate) fn failing(&self, test: &TestId) {
         let mut ledger = self.ledger();
-        let retried = ledger.attempts.get(test).map_or(0, Vec::len) < ledger.retries;
-        if ledger.fail_fast && !retried && ledger.first_failure.is_none() {
+        let retried = ledger.attempts.get(test).map_or(0, Vec::len) < ledger.on_failure.retries;
+        if ledger.on_failure.fail_fast && !retried && ledger.first_failure.is_none() {
             ledger.first_failure = Some(test.clone());
             drop(ledger);
             self.failed_fast.send_replace(true);
@@ -295,7 +310,7 @@ impl Dispatcher {
             ledger.failed.insert(test.clone());
         }
         let failed = !matches!(result.outcome, Outcome::Passed | Outcome::NotRun { .. });
-        let first = ledger.fail_fast && failed && ledger.first_failure.is_none();
+        let first = ledger.on_failure.fail_fast && failed && ledger.first_failure.is_none();
         if first {
             ledger.first_failure = Some(test.clone());
         }

@@ -37,6 +37,7 @@ use crate::events::{self, DatabaseKind, EventSender, TestId};
 use crate::sqlx::gateway::Gateway;
 use crate::template::{Obtain, Return, TestDatabases};
 use dispatch::Dispatcher;
+pub(crate) use dispatch::OnFailure;
 use exec::Limits;
 use schedule::{Alone, Batch, BatchKind, Builder, Group, Schedule};
 use selection::{TestArgs, TestCase};
@@ -69,10 +70,8 @@ pub(crate) struct Settings {
     pub(crate) isolation: Isolation,
     pub(crate) jobs: usize,
     pub(crate) limits: Limits,
-    /// How many more times a failing test is run (`--retries`, the `retries` key).
-    pub(crate) retries: usize,
-    /// `--fail-fast`: no test starts after one has failed.
-    pub(crate) fail_fast: bool,
+    /// What a failure leads to: `--retries` (the `retries` key) and `--fail-fast`.
+    pub(crate) on_failure: OnFailure,
     /// `--partition`: only this shard's tests run.
     pub(crate) partition: Option<partition::Partition>,
     pub(crate) doc_tests: Option<DocTests>,
@@ -140,9 +139,7 @@ pub(crate) async fn run(
     cancel: &Cancel,
     events: &EventSender,
 ) -> Result<(), RunnerError> {
-    let dispatch = Dispatcher::new(events.clone())
-        .retrying(settings.retries)
-        .fail_fast(settings.fail_fast);
+    let dispatch = Dispatcher::new(events.clone()).on_failure(settings.on_failure);
     let runner = Runner {
         settings,
         databases,

@@ -38,8 +38,10 @@ pub(crate) fn settings(
             slow_after: config.slow_timeout,
             timeout: config.timeout,
         },
-        retries: config.retries,
-        fail_fast: pgtest.fail_fast,
+        on_failure: runner::OnFailure {
+            retries: config.retries,
+            fail_fast: pgtest.fail_fast,
+        },
         partition: pgtest.partition,
         doc_tests: doc_tests(setup, built),
     }
