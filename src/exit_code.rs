@@ -7,6 +7,8 @@ pub(crate) const INTERNAL_ERROR: u8 = 1;
 /// Setup failed before or around the tests: bad configuration or flags, no PostgreSQL binaries, the cluster
 /// did not start, a migration or fixture failed.
 pub(crate) const SETUP_FAILED: u8 = 2;
+/// No test ran, and `--no-tests fail` (the default) makes that a failure; cargo-nextest's `NO_TESTS_RUN`.
+pub(crate) const NO_TESTS_RUN: u8 = 4;
 /// At least one test failed, crashed, timed out or could not run.
 pub(crate) const TEST_FAILED: u8 = 100;
 /// `cargo test --no-run` failed: the project does not build.

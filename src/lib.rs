@@ -86,6 +86,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
 
 /// Runs the stages while the reporters consume their events; returns the exit code.
 async fn run(cli: Cli) -> u8 {
+    if let Some(Command::Completions(args)) = &cli.command {
+        cli::completions::write(args.shell, &mut std::io::stdout());
+        return exit_code::SUCCESS;
+    }
     let styles = Styles::decide(cli.pgtest.color);
     if matches!(cli.command, Some(Command::Psql(_) | Command::Serve(_))) {
         return stages::inspect::main(cli, &styles).await;
@@ -124,7 +128,7 @@ async fn run(cli: Cli) -> u8 {
     };
     let consume = stages::report::consume(&mut reporters, receiver);
     let (result, ()) = tokio::join!(pipeline, consume);
-    stages::report::finish(&mut reporters, &styles, result)
+    stages::report::finish(&mut reporters, &styles, cli.pgtest.no_tests, result)
 }
 
 /// The stages up to a booted cluster; whatever the later ones return, the cluster is shut down. The event

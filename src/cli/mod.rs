@@ -6,17 +6,17 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+pub(crate) mod completions;
+
 const ABOUT: &str =
     "Run `cargo test` against a throwaway PostgreSQL: data in RAM, migrations applied once, \
 a fresh database for every test";
 
 const AFTER_HELP: &str = "\
-`cargo pgtest list [OPTIONS] [TESTNAME] [-- <test args>...]` prints the tests this run would execute, one per
-line with how each is isolated (own database, shared, sqlx-managed), `--json` for tools; it builds as a run
-does and runs no test. To filter on tests named `list`, write `cargo pgtest -- list`.
+To run the tests whose name contains `list` (or another command's name), write `cargo pgtest -- list`.
 Configuration lives in [package.metadata.pgtest] or [workspace.metadata.pgtest] of Cargo.toml.
-Exit codes: 0 all passed, 2 setup or configuration error, 100 a test failed, 101 the build failed,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM).";
+Exit codes: 0 all passed, 2 setup or configuration error, 4 no test ran (--no-tests fail), 100 a test
+failed, 101 the build failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).";
 
 /// `cargo pgtest [OPTIONS] [TESTNAME] [-- <test args>...]`
 #[derive(Debug, Parser)]
@@ -50,7 +50,7 @@ pub(crate) struct Cli {
     pub(crate) test_args: Vec<String>,
 
     /// `cargo pgtest list`: print the tests a run would execute instead of running them (set by
-    /// [`parse_from`] from the leading word `list`)
+    /// [`parse_from`], which moves `list`'s arguments here)
     #[arg(skip)]
     pub(crate) list: bool,
 
@@ -68,6 +68,9 @@ pub(crate) struct Cli {
 /// Commands besides running the tests with cargo-pgtest's own runner.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Print the tests a run would execute, one per line with how each is isolated (own database,
+    /// group, shared, sqlx), `--json` for tools; it builds as a run does and runs no test
+    List(Box<ListArgs>),
     /// Open psql on a failed test's kept database, or on a fresh copy of the migrated template
     Psql(crate::inspect::PsqlArgs),
     /// Run the migrated cluster until Ctrl-C or SIGTERM, printing how to connect to it
@@ -77,6 +80,8 @@ pub(crate) enum Command {
     Nextest(NextestArgs),
     /// Render the HTML report of an earlier run from the events its `--json PATH` wrote (a CI artifact)
     Report(ReportArgs),
+    /// Print a completion script for SHELL; see the README for where each shell looks for it
+    Completions(CompletionsArgs),
 }
 
 /// `cargo pgtest report EVENTS.jsonl [-o PAGE.html]`
@@ -99,6 +104,34 @@ impl ReportArgs {
     }
 }
 
+/// `cargo pgtest list [OPTIONS] [TESTNAME] [-- <test args>...]`: the arguments of a run. [`parse_from`]
+/// moves them into [`Cli`], so `list` and a run read the same fields.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// List only the tests whose name contains TESTNAME (as `cargo test TESTNAME`)
+    #[arg(value_name = "TESTNAME")]
+    filter: Option<String>,
+
+    #[command(flatten)]
+    pgtest: PgtestArgs,
+
+    #[command(flatten)]
+    cargo: CargoArgs,
+
+    /// Arguments for the test binaries, as for `cargo test -- ...` (--exact, --skip, --ignored,
+    /// --include-ignored)
+    #[arg(last = true, value_name = "TEST ARGS", allow_hyphen_values = true)]
+    test_args: Vec<String>,
+}
+
+/// `cargo pgtest completions SHELL`
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete `cargo pgtest` in
+    #[arg(value_enum, value_name = "SHELL")]
+    pub(crate) shell: clap_complete::Shell,
+}
+
 /// `cargo pgtest [OPTIONS] nextest [run] [NEXTEST RUN ARGS]...`
 #[derive(Debug, Args)]
 pub(crate) struct NextestArgs {
@@ -116,7 +149,14 @@ impl Cli {
     pub(crate) fn nextest(&self) -> Option<&NextestArgs> {
         match &self.command {
             Some(Command::Nextest(args)) => Some(args),
-            Some(Command::Psql(_) | Command::Serve(_) | Command::Report(_)) | None => None,
+            Some(
+                Command::Psql(_)
+                | Command::Serve(_)
+                | Command::Report(_)
+                | Command::List(_)
+                | Command::Completions(_),
+            )
+            | None => None,
         }
     }
 }
@@ -161,6 +201,11 @@ pub(crate) struct PgtestArgs {
     /// retry is FLAKY and does not fail the run [config: retries]
     #[arg(long, value_name = "N")]
     pub(crate) retries: Option<usize>,
+
+    /// What a run that selects no test does: `fail` (exit code 4, as cargo-nextest's default), `warn`
+    /// (a warning, exit code 0) or `pass` (exit code 0)
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = NoTests::Fail)]
+    pub(crate) no_tests: NoTests,
 
     /// Coloring of cargo-pgtest's and cargo's output
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
@@ -374,6 +419,14 @@ pub(crate) enum IsolationArg {
     Shared,
 }
 
+/// `--no-tests`: the outcome of a run in which no test ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NoTests {
+    Fail,
+    Warn,
+    Pass,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ColorChoice {
     Auto,
@@ -409,15 +462,29 @@ where
     if args.get(1).is_some_and(|arg| arg == "pgtest") {
         args.remove(1);
     }
-    let list = args.get(1).is_some_and(|arg| arg == "list");
-    if list {
-        args.remove(1);
-    }
     if let Some(message) = crate::refused::refusal(&args) {
         return Err(Cli::command().error(clap::error::ErrorKind::UnknownArgument, message));
     }
+    let list_first = args.get(1).is_some_and(|arg| arg == "list");
     let mut cli = Cli::try_parse_from(args)?;
-    cli.list = list;
+    let list = cli
+        .command
+        .take_if(|command| matches!(command, Command::List(_)));
+    if let Some(Command::List(list)) = list {
+        let list = *list;
+        if !list_first {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`list` comes first, its options after it: `cargo pgtest list [OPTIONS] [TESTNAME]`; \
+                 to run the tests whose name contains `list`, write `cargo pgtest [OPTIONS] -- list`",
+            ));
+        }
+        cli.filter = list.filter;
+        cli.pgtest = list.pgtest;
+        cli.cargo = list.cargo;
+        cli.test_args = list.test_args;
+        cli.list = true;
+    }
     cli.pgtest.verbose = cli.pgtest.verbosity > 0
         || std::env::var("CARGO_TERM_VERBOSE").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
     cli.cargo.verbosity = cli.pgtest.verbosity;

@@ -136,9 +136,68 @@ fn list_is_a_leading_word_and_takes_a_runs_arguments() {
     assert!(cli.list);
     assert_eq!(cli.pgtest.json.as_deref(), Some(std::path::Path::new("-")));
     assert_eq!(cli.filter.as_deref(), Some("users_"));
+    assert_eq!(cli.cargo.package, ["app"]);
+    assert!(cli.command.is_none(), "list's arguments are the run's");
     let filter = parse(&["pgtest", "--", "list"]);
     assert!(!filter.list);
     assert_eq!(filter.test_args, ["list"]);
+    let both = parse(&["pgtest", "list", "--no-tests", "pass", "--", "--exact", "a"]);
+    assert_eq!(
+        (both.pgtest.no_tests, &both.test_args[..]),
+        (NoTests::Pass, &["--exact".to_owned(), "a".to_owned()][..])
+    );
+}
+
+#[test]
+fn list_after_options_says_where_it_goes() {
+    let error = parse_from(["cargo-pgtest", "pgtest", "--jobs", "2", "list"]).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("`list` comes first") && message.contains("-- list"),
+        "{message}"
+    );
+    assert!(error.use_stderr(), "an error, exit code 2");
+}
+
+#[test]
+fn the_command_line_passes_clap_s_own_checks() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn help_lists_every_command() {
+    let help = Cli::command().render_help().to_string();
+    let commands = help
+        .split_once("Commands:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no commands in\n{help}"));
+    for command in ["list", "psql", "serve", "nextest", "completions"] {
+        assert!(
+            commands
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("{command} "))),
+            "{command} missing from\n{help}"
+        );
+    }
+}
+
+#[test]
+fn no_tests_fails_by_default_as_nextest_does() {
+    assert_eq!(parse(&[]).pgtest.no_tests, NoTests::Fail);
+    assert_eq!(
+        parse(&["--no-tests", "warn"]).pgtest.no_tests,
+        NoTests::Warn
+    );
+    assert!(parse_from(["cargo-pgtest", "--no-tests", "maybe"]).is_err());
+}
+
+#[test]
+fn completions_take_a_shell() {
+    match parse(&["pgtest", "completions", "zsh"]).command {
+        Some(Command::Completions(args)) => assert_eq!(args.shell, clap_complete::Shell::Zsh),
+        other => panic!("expected completions, got {other:?}"),
+    }
+    assert!(parse_from(["cargo-pgtest", "completions", "tcsh"]).is_err());
 }
 
 #[test]

@@ -69,7 +69,9 @@ pub(crate) async fn main(mut cli: Cli, styles: &Styles) -> u8 {
     let project = match &command {
         Command::Psql(args) => &args.project,
         Command::Serve(args) => &args.project,
-        Command::Nextest(_) | Command::Report(_) => return exit_code::INTERNAL_ERROR,
+        Command::Nextest(_) | Command::Report(_) | Command::List(_) | Command::Completions(_) => {
+            return exit_code::INTERNAL_ERROR
+        }
     };
     use_project(&mut cli, project);
     let (events, receiver) = events::channel();
@@ -87,7 +89,10 @@ pub(crate) async fn main(mut cli: Cli, styles: &Styles) -> u8 {
         match command {
             Command::Psql(args) => psql(&run, args, &psql_running).await,
             Command::Serve(args) => serve(&run, args.port).await,
-            Command::Nextest(_) | Command::Report(_) => Ok(exit_code::INTERNAL_ERROR),
+            Command::Nextest(_)
+            | Command::Report(_)
+            | Command::List(_)
+            | Command::Completions(_) => Ok(exit_code::INTERNAL_ERROR),
         }
     };
     signals.abort();

@@ -2,14 +2,14 @@
 //! event, and the exit code the run ends with. Also `cargo pgtest report`, the HTML page of an earlier run.
 
 use super::error::Error;
-use crate::cli::{Cli, ReportArgs};
+use crate::cli::{Cli, NoTests, ReportArgs};
 use crate::events::EventReceiver;
 use crate::exit_code;
 use crate::report::html::{self, Destination, HtmlReport};
 use crate::report::libtest::Libtest;
 use crate::report::notes::Notes;
 use crate::report::styles::Styles;
-use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters};
+use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters, Summary};
 use crate::runner::selection::TestArgs;
 
 /// Opens the reporters; an error when a report file cannot be created. The HTML page goes where `html`
@@ -97,7 +97,12 @@ pub(crate) async fn consume(reporters: &mut Reporters, mut events: EventReceiver
 }
 
 /// Closes the reports and turns the run's outcome into its exit code, printing an error that stopped it.
-pub(crate) fn finish(reporters: &mut Reporters, styles: &Styles, result: Result<(), Error>) -> u8 {
+pub(crate) fn finish(
+    reporters: &mut Reporters,
+    styles: &Styles,
+    no_tests: NoTests,
+    result: Result<(), Error>,
+) -> u8 {
     if let Err(error) = reporters.finish() {
         eprintln!("error: could not write a report: {error}");
     }
@@ -108,8 +113,33 @@ pub(crate) fn finish(reporters: &mut Reporters, styles: &Styles, result: Result<
         Ok(()) => match &summary.interrupted {
             Some(signal) => exit_code::for_signal(signal),
             None if summary.failures() > 0 => exit_code::TEST_FAILED,
+            None if summary.started && summary.ran() == 0 => no_test_ran(styles, summary, no_tests),
             None => exit_code::SUCCESS,
         },
+    }
+}
+
+/// A run whose selection held no test: says so, and exits as `--no-tests` decides (cargo-nextest's
+/// option, with its default, `fail`, and its exit code).
+fn no_test_ran(styles: &Styles, summary: &Summary, no_tests: NoTests) -> u8 {
+    use owo_colors::OwoColorize;
+    let message = format!(
+        "no tests to run ({} filtered out, {} ignored)",
+        summary.filtered_out, summary.ignored
+    );
+    match no_tests {
+        NoTests::Fail => {
+            eprintln!(
+                "{} {message}; `--no-tests warn` or `--no-tests pass` lets such a run succeed",
+                "error:".style(styles.fail)
+            );
+            exit_code::NO_TESTS_RUN
+        }
+        NoTests::Warn => {
+            eprintln!("{} {message}", "warning:".style(styles.warning));
+            exit_code::SUCCESS
+        }
+        NoTests::Pass => exit_code::SUCCESS,
     }
 }
 
