@@ -1,7 +1,9 @@
 //! Colour and redaction, decided once per run, and the decision handed to cargo so that its output and ours
 //! agree. Colour comes from, first to last: `--color always|never`; `CARGO_TERM_COLOR` (cargo's own setting,
 //! often set in CI; a value other than auto, always or never is ignored, as `--color` then overrides it for
-//! cargo too); `NO_COLOR` set and not empty; and otherwise whether stderr, where the report goes, is a terminal.
+//! cargo too); then, as cargo decides `auto`: `NO_COLOR` set and not empty turns it off; `CLICOLOR_FORCE` set,
+//! not empty and not `0` turns it on; `TERM=dumb` turns it off; and otherwise whether stderr, where the report
+//! goes, is a terminal.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
@@ -28,12 +30,20 @@ pub(crate) struct Styles {
 impl Styles {
     /// The styles for this run, from `--color` and the environment.
     pub(crate) fn decide(choice: ColorChoice) -> Styles {
-        let colored = wants_color(
-            choice,
-            std::env::var_os("CARGO_TERM_COLOR").as_deref(),
-            std::env::var_os("NO_COLOR").as_deref(),
-            std::io::stderr().is_terminal(),
+        let var = std::env::var_os;
+        let (cargo_term_color, no_color, clicolor_force, term) = (
+            var("CARGO_TERM_COLOR"),
+            var("NO_COLOR"),
+            var("CLICOLOR_FORCE"),
+            var("TERM"),
         );
+        let env = ColorEnv {
+            cargo_term_color: cargo_term_color.as_deref(),
+            no_color: no_color.as_deref(),
+            clicolor_force: clicolor_force.as_deref(),
+            term: term.as_deref(),
+        };
+        let colored = wants_color(choice, env, std::io::stderr().is_terminal());
         let redact = std::env::var("CARGO_PGTEST_REDACT").is_ok_and(|v| v == "1");
         Styles::new(colored, redact)
     }
@@ -86,16 +96,26 @@ impl Styles {
     }
 }
 
-/// Whether to colour, from `--color`, the values of `CARGO_TERM_COLOR` and `NO_COLOR`, and whether stderr is a
-/// terminal (see the module doc for the order).
-pub(crate) fn wants_color(
-    flag: ColorChoice,
-    cargo_term_color: Option<&OsStr>,
-    no_color: Option<&OsStr>,
-    stderr_is_terminal: bool,
-) -> bool {
+/// `TERM=dumb`: a terminal that understands neither colour nor redrawing a line, where cargo shows no progress
+/// bar either.
+pub(crate) fn dumb_terminal() -> bool {
+    std::env::var_os("TERM").is_some_and(|term| term == "dumb")
+}
+
+/// The environment variables colour depends on, as read.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ColorEnv<'a> {
+    pub(crate) cargo_term_color: Option<&'a OsStr>,
+    pub(crate) no_color: Option<&'a OsStr>,
+    pub(crate) clicolor_force: Option<&'a OsStr>,
+    pub(crate) term: Option<&'a OsStr>,
+}
+
+/// Whether to colour, from `--color`, the environment and whether stderr is a terminal (see the module doc
+/// for the order).
+pub(crate) fn wants_color(flag: ColorChoice, env: ColorEnv<'_>, stderr_is_terminal: bool) -> bool {
     let from_cargo = || {
-        cargo_term_color
+        env.cargo_term_color
             .and_then(OsStr::to_str)
             .and_then(|value| ColorChoice::from_str(value.trim(), true).ok())
     };
@@ -103,10 +123,17 @@ pub(crate) fn wants_color(
         ColorChoice::Auto => from_cargo().unwrap_or(ColorChoice::Auto),
         chosen => chosen,
     };
+    let no_color = env.no_color.is_some_and(|v| !v.is_empty());
+    let forced = env
+        .clicolor_force
+        .is_some_and(|v| !v.is_empty() && v != "0");
+    let dumb = env.term.is_some_and(|term| term == "dumb");
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => no_color.is_none_or(OsStr::is_empty) && stderr_is_terminal,
+        ColorChoice::Auto if no_color => false,
+        ColorChoice::Auto if forced => true,
+        ColorChoice::Auto => !dumb && stderr_is_terminal,
     }
 }
 
@@ -116,7 +143,65 @@ mod tests {
     use ColorChoice::{Always, Auto, Never};
 
     fn decide(flag: ColorChoice, cargo: Option<&str>, no_color: Option<&str>, tty: bool) -> bool {
-        wants_color(flag, cargo.map(OsStr::new), no_color.map(OsStr::new), tty)
+        let env = ColorEnv {
+            cargo_term_color: cargo.map(OsStr::new),
+            no_color: no_color.map(OsStr::new),
+            ..ColorEnv::default()
+        };
+        wants_color(flag, env, tty)
+    }
+
+    /// `auto` with `CLICOLOR_FORCE` and `TERM` set as given.
+    fn decide_auto(clicolor_force: Option<&str>, term: Option<&str>, tty: bool) -> bool {
+        let env = ColorEnv {
+            clicolor_force: clicolor_force.map(OsStr::new),
+            term: term.map(OsStr::new),
+            ..ColorEnv::default()
+        };
+        wants_color(Auto, env, tty)
+    }
+
+    #[test]
+    fn clicolor_force_colours_a_pipe_unless_empty_or_0() {
+        assert!(decide_auto(Some("1"), None, false));
+        assert!(
+            decide_auto(Some("yes"), Some("dumb"), false),
+            "over TERM=dumb"
+        );
+        assert!(!decide_auto(Some("0"), None, false));
+        assert!(!decide_auto(Some(""), None, false));
+        assert!(
+            decide_auto(Some("0"), None, true),
+            "then the terminal decides"
+        );
+    }
+
+    #[test]
+    fn term_dumb_turns_colour_off_on_a_terminal() {
+        assert!(!decide_auto(None, Some("dumb"), true));
+        assert!(decide_auto(None, Some("xterm-256color"), true));
+        assert!(
+            decide_auto(None, None, true),
+            "no TERM leaves it to the terminal"
+        );
+        assert!(!decide_auto(None, Some("xterm"), false));
+    }
+
+    #[test]
+    fn the_flag_cargo_s_setting_and_no_color_come_before_clicolor_force() {
+        let env = |cargo: Option<&'static str>, no_color: Option<&'static str>| ColorEnv {
+            cargo_term_color: cargo.map(OsStr::new),
+            no_color: no_color.map(OsStr::new),
+            clicolor_force: Some(OsStr::new("1")),
+            term: None,
+        };
+        assert!(!wants_color(Never, env(None, None), true));
+        assert!(!wants_color(Auto, env(Some("never"), None), true));
+        assert!(
+            !wants_color(Auto, env(None, Some("1")), true),
+            "NO_COLOR first, as cargo"
+        );
+        assert!(wants_color(Auto, env(Some("auto"), None), false));
     }
 
     #[test]

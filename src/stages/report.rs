@@ -69,7 +69,8 @@ pub(crate) fn reporters(
     Ok(reporters)
 }
 
-/// Whether the progress line is shown: on a terminal only, and not with `--quiet`, `--json -` or `list`.
+/// Whether the progress line is shown: on a terminal only (not `TERM=dumb`), and not with `--quiet`,
+/// `--json -` or `list`.
 fn shows_progress(cli: &Cli) -> bool {
     use std::io::IsTerminal;
     let json_on_stdout = cli
@@ -77,7 +78,11 @@ fn shows_progress(cli: &Cli) -> bool {
         .json
         .as_ref()
         .is_some_and(|p| p.as_os_str() == "-");
-    std::io::stderr().is_terminal() && !cli.pgtest.quiet && !json_on_stdout && !cli.list
+    std::io::stderr().is_terminal()
+        && !crate::report::styles::dumb_terminal()
+        && !cli.pgtest.quiet
+        && !json_on_stdout
+        && !cli.list
 }
 
 /// Feeds every event to the reporters until the channel closes, with a tick each second between them.
