@@ -1,6 +1,6 @@
-//! Reporters consume the run's events and never run anything: the human one for the terminal, JSON lines and
-//! JUnit XML for CI, one HTML page for people. [`Summary`] is the tally they all share, and what the exit
-//! code is decided from.
+//! Reporters consume the run's events and never run anything: the human one for the terminal, JSON lines,
+//! JUnit XML and the GitHub job summary for CI, one HTML page for people. [`Summary`] is the tally they all
+//! share, and what the exit code is decided from.
 
 pub(crate) mod html;
 pub(crate) mod human;
@@ -9,6 +9,7 @@ pub(crate) mod junit;
 pub(crate) mod libtest;
 pub(crate) mod notes;
 mod progress;
+pub(crate) mod step_summary;
 pub(crate) mod styles;
 
 use std::path::PathBuf;
@@ -29,6 +30,11 @@ pub(crate) enum Error {
     Libtest { source: std::io::Error },
     #[error("the JUnit XML to {}: {source}; check that its directory exists and is writable", path.display())]
     Junit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the job summary to {} (GITHUB_STEP_SUMMARY): {source}", path.display())]
+    StepSummary {
         path: PathBuf,
         source: std::io::Error,
     },

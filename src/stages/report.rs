@@ -1,5 +1,6 @@
-//! Stage 8, report: the reporters the command line asks for (human, JSON lines, JUnit, HTML), fed every
-//! event, and the exit code the run ends with. Also `cargo pgtest report`, the HTML page of an earlier run.
+//! Stage 8, report: the reporters the command line asks for (human, JSON lines, JUnit, HTML) and the GitHub
+//! job summary when `GITHUB_STEP_SUMMARY` is set, fed every event, and the exit code the run ends with. Also
+//! `cargo pgtest report`, the HTML page of an earlier run.
 
 use super::error::Error;
 use crate::cli::{Cli, NoTests, ReportArgs};
@@ -8,6 +9,7 @@ use crate::exit_code;
 use crate::report::html::{self, Destination, HtmlReport};
 use crate::report::libtest::Libtest;
 use crate::report::notes::Notes;
+use crate::report::step_summary::StepSummary;
 use crate::report::styles::Styles;
 use crate::report::{human::Human, json::JsonLines, junit::Junit, Reporters, Summary};
 use crate::runner::selection::TestArgs;
@@ -66,7 +68,22 @@ pub(crate) fn reporters(
         }
         reporters.add(Box::new(HtmlReport::new(html.clone())));
     }
+    if let Some(path) = step_summary_path(cli) {
+        reporters.add(Box::new(StepSummary::new(path, styles.clone())));
+    }
     Ok(reporters)
+}
+
+/// Where GitHub Actions takes the job summary (`GITHUB_STEP_SUMMARY`), for a run of cargo-pgtest's own runner;
+/// `list`, `--no-run` and `nextest` run no test of ours to sum up, and as cargo's target runner cargo-pgtest
+/// stands for one test binary, which writes none.
+fn step_summary_path(cli: &Cli) -> Option<std::path::PathBuf> {
+    if cli.list || cli.pgtest.no_run || cli.nextest().is_some() || cli.given_binary.is_some() {
+        return None;
+    }
+    std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|path| !path.is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 /// Whether the progress line is shown: on a terminal only (not `TERM=dumb`), and not with `--quiet`,

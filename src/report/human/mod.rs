@@ -486,7 +486,7 @@ fn mib(bytes: u64) -> String {
 
 /// The peak on the cluster line: on tmpfs the data directory is RAM too, so the sum is the figure; on disk
 /// the processes are, and the data directory's size is told apart.
-fn memory_text(peak: &MemoryPeak, processes_peak: Option<u64>, in_ram: bool) -> String {
+pub(super) fn memory_text(peak: &MemoryPeak, processes_peak: Option<u64>, in_ram: bool) -> String {
     if in_ram {
         format!(
             ", peak RAM {} (server processes {} + data directory {})",
