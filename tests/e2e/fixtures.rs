@@ -35,6 +35,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A trial per fixture with an expect.toml, and the cargo subcommand protocol's.
 pub(crate) fn trials() -> Vec<Trial> {
     let mut trials = protocol_trials();
+    if let Some(why) = support::without_fixtures() {
+        let ignored = move || Ok(Completion::ignored_with(why));
+        trials.push(Trial::ignorable_test("fixtures::found", ignored));
+        return trials;
+    }
     let fixtures = find_fixtures(&repo().join("fixtures"));
     if fixtures.is_empty() {
         let message = format!("no fixture with an expect.toml under {REPO}/fixtures");

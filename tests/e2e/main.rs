@@ -6,7 +6,8 @@
 //! `--include-ignored` work as with `cargo test`.
 //!
 //! A test function fails by panicking; one that cannot run here calls `support::skip` and is reported
-//! ignored (in CI it fails instead). Trials run `--test-threads` at a time (by default, one per CPU), the
+//! ignored (in CI it fails instead). Without `fixtures/` (the crate `cargo package` makes leaves it out),
+//! every trial that reaches for a fixture is reported ignored with that reason, in CI too. Trials run `--test-threads` at a time (by default, one per CPU), the
 //! ones marked `alone` with no other trial beside them (see [`Turn`]).
 
 mod support;
@@ -142,7 +143,12 @@ fn trial(module_path: &str, name: &str, test: fn(), alone: bool) -> Trial {
     Trial::ignorable_test(format!("{module}::{name}"), move || {
         let _turn = Turn::take(alone);
         support::take_skipped();
-        test();
+        if let Err(panic) = std::panic::catch_unwind(test) {
+            match panic.downcast::<support::NoFixtures>() {
+                Ok(missing) => return Ok(Completion::ignored_with(missing.0)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
         Ok(support::take_skipped().map_or(Completion::Completed, Completion::ignored_with))
     })
 }

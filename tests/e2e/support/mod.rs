@@ -38,6 +38,24 @@ pub fn take_skipped() -> Option<String> {
     SKIPPED.with(|skipped| skipped.borrow_mut().take())
 }
 
+/// Why the tests that need `fixtures/` cannot run from this copy of the sources, if they cannot: it is
+/// missing, as in the crate `cargo package` makes (Cargo.toml leaves the fixture projects out). Only the
+/// directory decides, in CI too: a clone of the repository always has it.
+pub fn without_fixtures() -> Option<String> {
+    let dir = Path::new(REPO).join("fixtures");
+    (!dir.is_dir()).then(|| {
+        format!(
+            "{} is missing (the packaged crate leaves the fixture projects out): this test needs a clone \
+             of the repository",
+            dir.display()
+        )
+    })
+}
+
+/// What a test that needs `fixtures/` ends with where it is missing: a panic with this payload (and no
+/// message), which the harness reports as the test ignored, with the reason (see `trial` in main.rs).
+pub struct NoFixtures(pub String);
+
 /// Whether PostgreSQL is there to test with (asked once, with `--which-postgres`). Without it a test
 /// returns early, except in CI, where that is a failure.
 pub fn postgres_available() -> bool {
@@ -497,6 +515,9 @@ pub fn psql_answer(url: &str, sql: &str) -> String {
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
+    if let Some(why) = without_fixtures().filter(|_| !from.exists()) {
+        std::panic::resume_unwind(Box::new(NoFixtures(why)));
+    }
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap().map(Result::unwrap) {
         let target = to.join(entry.file_name());
