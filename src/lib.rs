@@ -128,7 +128,13 @@ async fn run(cli: Cli) -> u8 {
     };
     let consume = stages::report::consume(&mut reporters, receiver);
     let (result, ()) = tokio::join!(pipeline, consume);
-    stages::report::finish(&mut reporters, &styles, cli.pgtest.no_tests, result)
+    // As cargo's target runner, cargo-pgtest is one test binary, and cargo runs every binary with the
+    // filter: one that selects none ends as libtest ends it, successfully.
+    let no_tests = match cli.given_binary {
+        Some(_) => cli::NoTests::Pass,
+        None => cli.pgtest.no_tests,
+    };
+    stages::report::finish(&mut reporters, &styles, no_tests, result)
 }
 
 /// The stages up to a booted cluster; whatever the later ones return, the cluster is shut down. The event
