@@ -1,8 +1,9 @@
 //! Shipping cargo-pgtest, end to end with the real binary: the GitHub job summary (`GITHUB_STEP_SUMMARY`) of
 //! runs of `fixtures/failing` and `fixtures/flaky-retry`, `--no-tests` and its exit codes, `CLICOLOR_FORCE`
-//! in a pipe, the shell completions (bash and fish completing for real, zsh parsing), and `action.yml`:
+//! in a pipe, the shell completions (bash and fish completing for real, zsh parsing), `action.yml`:
 //! valid YAML whose inputs are the README's, whose scripts parse and take inputs only from the environment,
-//! and whose steps, run here with a stand-in cargo, pass the inputs on as documented.
+//! and whose steps, run here with a stand-in cargo, pass the inputs on as documented; and, as cargo's target
+//! runner, neither `--no-tests` nor the job summary (a test binary has neither).
 //!
 //! Self-contained (no shared helpers). Tests that need PostgreSQL, fish or zsh are skipped with a note when
 //! they are missing, except in CI (`CI` is `true` in any case, or `1`), where that fails. Tests that need
@@ -776,4 +777,36 @@ fn the_paths_step_finds_the_target_directory_and_keys_the_cache_on_lock_files_an
     let edited = keys("hash:1/3");
     assert_ne!(edited["project"], first["project"], "a migration changed");
     assert_eq!(edited["tool-key"], first["tool-key"], "the tool did not");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// As cargo's target runner
+
+#[test]
+fn as_cargo_s_runner_a_binary_that_selects_no_test_passes_and_writes_no_job_summary() {
+    if !fixtures_here() || !postgres_here() {
+        return;
+    }
+    let project = Project::copy_of("runner-probe");
+    fs::create_dir(project.dir.join(".cargo")).unwrap();
+    let config = format!("[target.'cfg(all())']\nrunner = [{BINARY:?}, \"runner\"]\n");
+    fs::write(project.dir.join(".cargo/config.toml"), config).unwrap();
+    let summary = project.summary_path();
+    // cargo runs every test binary with the filter; libtest ends one that selects nothing with 0.
+    let ran = Ran::of(
+        Command::new(env!("CARGO"))
+            .args(["test", "--", "nothing_matches"])
+            .current_dir(&project.dir)
+            .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/fixtures"))
+            .env("PGTEST_TMPDIR", project.cluster_parent.path())
+            .env("PROBE_DIR", project.root.path().join("probe"))
+            .env("CARGO_TERM_COLOR", "never")
+            .env("GITHUB_STEP_SUMMARY", &summary),
+    );
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("0 passed"), "{ran}");
+    assert!(
+        !summary.exists(),
+        "a test binary writes no job summary\n{ran}"
+    );
 }
