@@ -13,10 +13,10 @@ const ABOUT: &str =
 a fresh database for every test";
 
 const AFTER_HELP: &str = "\
-To run the tests whose name contains `list` (or another command's name), write `cargo pgtest -- list`.
+To run the tests whose name contains `list` (or another command's name): `cargo pgtest -- list`.
 Configuration lives in [package.metadata.pgtest] or [workspace.metadata.pgtest] of Cargo.toml.
-Exit codes: 0 all passed, 2 setup or configuration error, 4 no test ran (--no-tests fail), 100 a test
-failed, 101 the build failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).";
+Exit codes: 0 all passed, 2 setup or configuration error, 4 no test ran (--no-tests fail),
+100 a test failed, 101 the build failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).";
 
 /// `cargo pgtest [OPTIONS] [TESTNAME] [-- <test args>...]`
 #[derive(Debug, Parser)]
