@@ -97,6 +97,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shapes_completed_pass_clap_s_own_checks() {
+        as_cargo_subcommand().debug_assert();
+        named(Cli::command(), "cargo-pgtest", "cargo__pgtest").debug_assert();
+    }
+
+    #[test]
     fn bash_and_zsh_complete_the_command_cargo_hands_over() {
         let bash = script(Shell::Bash);
         assert!(

@@ -130,7 +130,10 @@ impl StepSummary {
         if summary.slower.is_empty() {
             return;
         }
-        text.push_str("#### Slower\n\nFar slower than their last passing runs (at least 3× their median and 100 ms more).\n\n");
+        text.push_str("#### Slower\n\n");
+        text.push_str(
+            "Far slower than their last passing runs (at least 3× their median and 100 ms more).\n\n",
+        );
         text.push_str("| test | time | median before |\n|---|---:|---:|\n");
         for (test, now, median) in summary.slower.iter().take(ROWS) {
             let _ = writeln!(
