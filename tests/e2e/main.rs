@@ -34,6 +34,7 @@ mod runner;
 mod security;
 mod server;
 mod shards;
+mod ship;
 mod snapshots;
 mod versions;
 
@@ -57,6 +58,7 @@ fn main() {
         outputs::tests,
         parity::tests,
         shards::tests,
+        ship::tests,
         cache::tests,
         extra_databases::tests,
         fetch::tests,

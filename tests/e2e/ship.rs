@@ -5,9 +5,8 @@
 //! and whose steps, run here with a stand-in cargo, pass the inputs on as documented; and, as cargo's target
 //! runner, neither `--no-tests` nor the job summary (a test binary has neither).
 //!
-//! Self-contained (no shared helpers). Tests that need PostgreSQL, fish or zsh are skipped with a note when
-//! they are missing, except in CI (`CI` is `true` in any case, or `1`), where that fails. Tests that need
-//! `fixtures/` are skipped when it is missing, CI or not: the crate `cargo package` makes leaves it out.
+//! Tests that need PostgreSQL, fish or zsh are skipped with a note when they are missing, except in CI, where
+//! that fails.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -16,53 +15,26 @@ use std::process::{Command, Output, Stdio};
 
 use serde_yaml_ng::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_cargo-pgtest");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+use crate::support::{postgres_available, skip, Project, BINARY, REPO};
+
+crate::tests! {
+    the_job_summary_of_a_failing_run_shows_each_failure_with_its_first_lines,
+    the_job_summary_lists_flaky_tests_beside_the_failure,
+    without_github_step_summary_nothing_is_written_and_list_writes_none,
+    a_run_that_selects_no_test_exits_as_no_tests_says,
+    clicolor_force_colours_a_pipe_and_no_color_still_wins,
+    every_shell_gets_a_completion_script,
+    bash_completes_flags_commands_and_values,
+    fish_completes_cargo_pgtest_and_zsh_parses_its_script,
+    action_yml_is_a_composite_action_with_the_inputs_the_readme_documents,
+    every_input_is_used_and_scripts_read_them_from_the_environment_only,
+    the_run_step_passes_each_input_on_and_splits_args_as_a_shell_would,
+    the_paths_step_finds_the_target_directory_and_keys_the_cache_on_lock_files_and_migrations,
+    as_cargo_s_runner_a_binary_that_selects_no_test_passes_and_writes_no_job_summary,
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
-
-/// `CI` is `true` (in any case) or `1`.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "1" || value.eq_ignore_ascii_case("true"))
-}
-
-/// A test that cannot run here: a note outside CI (the caller returns), a failure in CI.
-fn skip(why: &str) {
-    assert!(!in_ci(), "CI must run every test, but {why}");
-    eprintln!("skipped: {why}");
-}
-
-/// Whether `fixtures/` is here. The packaged crate leaves it out, and there the tests that need it are
-/// skipped, in CI too: only the directory decides (a clone always has it).
-fn fixtures_here() -> bool {
-    let dir = Path::new(REPO).join("fixtures");
-    if dir.is_dir() {
-        return true;
-    }
-    eprintln!(
-        "skipped: {} is missing (the packaged crate leaves the fixture projects out); run this test from \
-         a clone of the repository",
-        dir.display()
-    );
-    false
-}
-
-/// Whether PostgreSQL is there (asked with `--which-postgres`).
-fn postgres_here() -> bool {
-    let which = Command::new(BINARY)
-        .args(["pgtest", "--which-postgres"])
-        .output()
-        .expect("cargo-pgtest runs");
-    if which.status.success() {
-        return true;
-    }
-    skip(&format!(
-        "PostgreSQL is missing: {}",
-        String::from_utf8_lossy(&which.stderr).trim()
-    ));
-    false
-}
 
 /// Whether `program` is on PATH; skipped (failing in CI) when not.
 fn have(program: &str) -> bool {
@@ -120,97 +92,26 @@ impl std::fmt::Display for Ran {
     }
 }
 
-/// A private copy of a fixture project, with a directory for its cluster and one for its tests' probes.
-struct Project {
-    root: tempfile::TempDir,
-    dir: PathBuf,
-    cluster_parent: tempfile::TempDir,
+/// The run's command: as `Project::command`, with durations redacted.
+fn command(project: &Project, args: &[&str]) -> Command {
+    let mut command = project.command(args);
+    command.env("CARGO_PGTEST_REDACT", "1");
+    command
 }
 
-impl Project {
-    fn copy_of(fixture: &str) -> Project {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join(fixture);
-        copy_dir(&Path::new(REPO).join("fixtures").join(fixture), &dir);
-        fs::create_dir(root.path().join("probe")).unwrap();
-        let shm = Path::new("/dev/shm");
-        let cluster_parent = if shm.is_dir() {
-            tempfile::Builder::new()
-                .prefix("pgtest-ship-")
-                .tempdir_in(shm)
-                .unwrap()
-        } else {
-            tempfile::tempdir().unwrap()
-        };
-        Project {
-            root,
-            dir,
-            cluster_parent,
-        }
-    }
-
-    /// `cargo-pgtest pgtest <args>` here, with a scrubbed environment, durations redacted, no colour, and the
-    /// suite's shared `target/fixtures` so builds are shared.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BINARY);
-        command
-            .arg("pgtest")
-            .args(args)
-            .current_dir(&self.dir)
-            .env_clear();
-        for name in [
-            "PATH",
-            "HOME",
-            "CARGO_HOME",
-            "RUSTUP_HOME",
-            "RUSTUP_TOOLCHAIN",
-            "CI",
-        ] {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
-        command
-            .env(
-                "CARGO",
-                std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
-            )
-            .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/fixtures"))
-            .env("PGTEST_TMPDIR", self.cluster_parent.path())
-            .env("PROBE_DIR", self.root.path().join("probe"))
-            .env("CARGO_PGTEST_REDACT", "1")
-            .env("CARGO_TERM_COLOR", "never")
-            .env("NO_COLOR", "1");
-        command
-    }
-
-    fn summary_path(&self) -> PathBuf {
-        self.root.path().join("step-summary.md")
-    }
-
-    /// A run with `GITHUB_STEP_SUMMARY` naming a file that an earlier step already wrote to; the run and the
-    /// file's text after it.
-    fn run_with_summary(&self, args: &[&str]) -> (Ran, String) {
-        let path = self.summary_path();
-        fs::write(&path, "earlier step\n").unwrap();
-        let ran = Ran::of(self.command(args).env("GITHUB_STEP_SUMMARY", &path));
-        let text = fs::read_to_string(&path).unwrap();
-        (ran, text)
-    }
+/// Where a project's runs write their job summary: beside its copy, not in it.
+fn summary_path(project: &Project) -> PathBuf {
+    project.probe_dir.with_file_name("step-summary.md")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap().map(Result::unwrap) {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != "target" {
-                copy_dir(&entry.path(), &target);
-            }
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
+/// A run with `GITHUB_STEP_SUMMARY` naming a file that an earlier step already wrote to; the run and the
+/// file's text after it.
+fn run_with_summary(project: &Project, args: &[&str]) -> (Ran, String) {
+    let path = summary_path(project);
+    fs::write(&path, "earlier step\n").unwrap();
+    let ran = Ran::of(command(project, args).env("GITHUB_STEP_SUMMARY", &path));
+    let text = fs::read_to_string(&path).unwrap();
+    (ran, text)
 }
 
 /// Fails unless `text` holds each of `parts`, in this order.
@@ -227,13 +128,12 @@ fn assert_in_order(text: &str, parts: &[&str], context: &dyn std::fmt::Display) 
 // ---------------------------------------------------------------------------------------------------------
 // The job summary
 
-#[test]
 fn the_job_summary_of_a_failing_run_shows_each_failure_with_its_first_lines() {
-    if !fixtures_here() || !postgres_here() {
+    if !postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
-    let (ran, text) = project.run_with_summary(&[]);
+    let (ran, text) = run_with_summary(&project, &[]);
     ran.expect_code(100);
     assert_in_order(
         &text,
@@ -263,13 +163,12 @@ fn the_job_summary_of_a_failing_run_shows_each_failure_with_its_first_lines() {
     assert!(text.ends_with(" MiB)\n\n"), "{text:?}");
 }
 
-#[test]
 fn the_job_summary_lists_flaky_tests_beside_the_failure() {
-    if !fixtures_here() || !postgres_here() {
+    if !postgres_available() {
         return;
     }
     let project = Project::copy_of("flaky-retry");
-    let (ran, text) = project.run_with_summary(&["--retries", "1"]);
+    let (ran, text) = run_with_summary(&project, &["--retries", "1"]);
     ran.expect_code(100);
     assert_in_order(
         &text,
@@ -289,18 +188,17 @@ fn the_job_summary_lists_flaky_tests_beside_the_failure() {
     }
 }
 
-#[test]
 fn without_github_step_summary_nothing_is_written_and_list_writes_none() {
-    if !fixtures_here() || !postgres_here() {
+    if !postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
-    let path = project.summary_path();
-    let listed = Ran::of(project.command(&["list"]).env("GITHUB_STEP_SUMMARY", &path));
+    let path = summary_path(&project);
+    let listed = Ran::of(command(&project, &["list"]).env("GITHUB_STEP_SUMMARY", &path));
     listed.expect_code(0);
     assert!(!path.exists(), "list wrote a job summary\n{listed}");
     // Empty, as outside GitHub Actions: no file is made in the working directory.
-    let ran = Ran::of(project.command(&["passes"]).env("GITHUB_STEP_SUMMARY", ""));
+    let ran = Ran::of(command(&project, &["passes"]).env("GITHUB_STEP_SUMMARY", ""));
     ran.expect_code(0);
     assert!(fs::read_dir(&project.dir).unwrap().all(|entry| !entry
         .unwrap()
@@ -312,9 +210,8 @@ fn without_github_step_summary_nothing_is_written_and_list_writes_none() {
 // ---------------------------------------------------------------------------------------------------------
 // --no-tests, and colour forced into a pipe
 
-#[test]
 fn a_run_that_selects_no_test_exits_as_no_tests_says() {
-    if !fixtures_here() || !postgres_here() {
+    if !postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
@@ -333,7 +230,7 @@ fn a_run_that_selects_no_test_exits_as_no_tests_says() {
         ),
         (&["nothing_matches", "--no-tests", "pass"][..], 0, None),
     ] {
-        let ran = Ran::of(&mut project.command(args));
+        let ran = Ran::of(&mut command(&project, args));
         ran.expect_code(code);
         match said {
             Some(level) => assert!(
@@ -349,8 +246,8 @@ fn a_run_that_selects_no_test_exits_as_no_tests_says() {
         );
     }
     // A run that does select tests is not concerned, and the job summary says when none ran.
-    Ran::of(&mut project.command(&["passes", "--no-tests", "fail"])).expect_code(0);
-    let (ran, text) = project.run_with_summary(&["nothing_matches"]);
+    Ran::of(&mut command(&project, &["passes", "--no-tests", "fail"])).expect_code(0);
+    let (ran, text) = run_with_summary(&project, &["nothing_matches"]);
     ran.expect_code(4);
     assert!(
         text.starts_with("earlier step\n### cargo pgtest: no tests ran\n\n0 passed, 0 failed, 0 ignored, 4 filtered out in"),
@@ -358,14 +255,13 @@ fn a_run_that_selects_no_test_exits_as_no_tests_says() {
     );
 }
 
-#[test]
 fn clicolor_force_colours_a_pipe_and_no_color_still_wins() {
-    if !fixtures_here() || !postgres_here() {
+    if !postgres_available() {
         return;
     }
     let project = Project::copy_of("failing");
     let forced = |no_color: Option<&str>| {
-        let mut command = project.command(&["passes"]);
+        let mut command = command(&project, &["passes"]);
         command
             .env_remove("NO_COLOR")
             .env_remove("CARGO_TERM_COLOR")
@@ -408,7 +304,6 @@ fn completions(shell: &str) -> String {
     ran.stdout
 }
 
-#[test]
 fn every_shell_gets_a_completion_script() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         completions(shell);
@@ -434,7 +329,6 @@ printf '%s\n' "${COMPREPLY[@]}""#;
     ran.stdout.lines().map(str::to_owned).collect()
 }
 
-#[test]
 fn bash_completes_flags_commands_and_values() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("cargo-pgtest.bash");
@@ -459,7 +353,6 @@ fn bash_completes_flags_commands_and_values() {
     assert!(shells.contains(&"powershell".to_owned()), "{shells:?}");
 }
 
-#[test]
 fn fish_completes_cargo_pgtest_and_zsh_parses_its_script() {
     if have("fish") {
         let dir = tempfile::tempdir().unwrap();
@@ -515,7 +408,6 @@ fn readme_inputs() -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
 fn action_yml_is_a_composite_action_with_the_inputs_the_readme_documents() {
     let action = action();
     assert_eq!(action["runs"]["using"].as_str(), Some("composite"));
@@ -567,7 +459,6 @@ fn inputs_used(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
 fn every_input_is_used_and_scripts_read_them_from_the_environment_only() {
     let text = fs::read_to_string(Path::new(REPO).join("action.yml")).unwrap();
     let used = inputs_used(&text);
@@ -651,7 +542,6 @@ fn run_step(name: &str, cwd: &Path, path_first: &Path, env: &[(&str, &str)]) -> 
     )
 }
 
-#[test]
 fn the_run_step_passes_each_input_on_and_splits_args_as_a_shell_would() {
     let cargo = stand_in_cargo(0);
     let work = tempfile::tempdir().unwrap();
@@ -723,15 +613,11 @@ fn outputs(file: &Path) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-#[test]
 fn the_paths_step_finds_the_target_directory_and_keys_the_cache_on_lock_files_and_migrations() {
-    if !fixtures_here() {
-        return;
-    }
     let project = Project::copy_of("sqlx-app");
-    let target = project.root.path().join("elsewhere");
+    let target = project.probe_dir.with_file_name("elsewhere");
     let keys = |partition: &str| {
-        let output = project.root.path().join("github-output");
+        let output = project.probe_dir.with_file_name("github-output");
         fs::write(&output, "").unwrap();
         let ran = Ran::of(
             Command::new("bash")
@@ -782,16 +668,15 @@ fn the_paths_step_finds_the_target_directory_and_keys_the_cache_on_lock_files_an
 // ---------------------------------------------------------------------------------------------------------
 // As cargo's target runner
 
-#[test]
 fn as_cargo_s_runner_a_binary_that_selects_no_test_passes_and_writes_no_job_summary() {
-    if !fixtures_here() || !postgres_here() {
+    if !postgres_available() {
         return;
     }
     let project = Project::copy_of("runner-probe");
     fs::create_dir(project.dir.join(".cargo")).unwrap();
     let config = format!("[target.'cfg(all())']\nrunner = [{BINARY:?}, \"runner\"]\n");
     fs::write(project.dir.join(".cargo/config.toml"), config).unwrap();
-    let summary = project.summary_path();
+    let summary = summary_path(&project);
     // cargo runs every test binary with the filter; libtest ends one that selects nothing with 0.
     let ran = Ran::of(
         Command::new(env!("CARGO"))
@@ -799,7 +684,7 @@ fn as_cargo_s_runner_a_binary_that_selects_no_test_passes_and_writes_no_job_summ
             .current_dir(&project.dir)
             .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/fixtures"))
             .env("PGTEST_TMPDIR", project.cluster_parent.path())
-            .env("PROBE_DIR", project.root.path().join("probe"))
+            .env("PROBE_DIR", &project.probe_dir)
             .env("CARGO_TERM_COLOR", "never")
             .env("GITHUB_STEP_SUMMARY", &summary),
     );
