@@ -451,9 +451,13 @@ fn hover_click_zoom_sort_and_filter_work(browser: &Browser, page: &str, used: &P
   bar.dispatchEvent(new MouseEvent('click', { bubbles: true }));
   var detail = document.getElementById('detail');
   body.detail = detail.hidden ? 'hidden' : detail.textContent;
-  var before = document.querySelector('#tl rect.run.last').getAttribute('width');
-  document.getElementById('tl').dispatchEvent(new WheelEvent('wheel', { deltaY: -100, clientX: 500, clientY: 60, bubbles: true, cancelable: true }));
-  body.zoomed = String(+document.querySelector('#tl rect.run.last').getAttribute('width') > +before);
+  // Zoomed in at a bar's middle, that bar stays in view and grows (found again by its run, since bars
+  // narrower than a pixel are merged and may come apart).
+  var first = document.querySelector('#tl rect.run.last');
+  var run = first.dataset.r, box = first.getBoundingClientRect(), before = +first.getAttribute('width');
+  document.getElementById('tl').dispatchEvent(new WheelEvent('wheel', { deltaY: -100, clientX: box.left + box.width / 2, clientY: box.top + box.height / 2, bubbles: true, cancelable: true }));
+  var after = document.querySelector('#tl rect[data-r="' + run + '"]');
+  body.zoomed = String(!!after && +after.getAttribute('width') > before);
   document.querySelector('th[data-key=name]').click();
   body.firstRow = document.querySelector('#table tr.row').textContent;
   var filter = document.getElementById('filter');
