@@ -682,7 +682,12 @@ fn as_cargo_s_runner_a_binary_that_selects_no_test_passes_and_writes_no_job_summ
         Command::new(env!("CARGO"))
             .args(["test", "--", "nothing_matches"])
             .current_dir(&project.dir)
-            .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/fixtures"))
+            // A target directory of its own: copies of one package building into a shared one replace
+            // each other's test binaries, under the feet of runner.rs's runs of it.
+            .env(
+                "CARGO_TARGET_DIR",
+                project.probe_dir.with_file_name("target"),
+            )
             .env("PGTEST_TMPDIR", project.cluster_parent.path())
             .env("PROBE_DIR", &project.probe_dir)
             .env("CARGO_TERM_COLOR", "never")
