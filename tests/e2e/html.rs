@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{copy_dir, postgres_available, skip, BINARY, REPO};
+use crate::support::{copy_dir, postgres_available, ram_dir, skip, BINARY, REPO};
 
 crate::tests! {
     a_run_with_every_kind_of_test_gets_a_page_the_browser_draws,
@@ -45,11 +45,7 @@ impl Probe {
         copy_dir(&Path::new(REPO).join("fixtures/html-probe"), &dir);
         let probe_dir = root.path().join("probe");
         fs::create_dir(&probe_dir).unwrap();
-        let shm = Path::new("/dev/shm");
-        let cluster_parent = match shm.is_dir() {
-            true => tempfile::tempdir_in(shm).unwrap(),
-            false => tempfile::tempdir().unwrap(),
-        };
+        let cluster_parent = ram_dir("pgtest-e2e-");
         Probe {
             root,
             dir,

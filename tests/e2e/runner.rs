@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::{
-    copy_dir, poll, postgres_available, processes_mentioning, skip, BINARY, REPO,
+    copy_dir, poll, postgres_available, processes_mentioning, ram_dir, skip, BINARY, REPO,
 };
 
 crate::tests! {
@@ -42,11 +42,7 @@ impl Probe {
         std::fs::write(dir.join(".cargo/config.toml"), config).unwrap();
         let probe_dir = root.path().join("probe");
         std::fs::create_dir(&probe_dir).unwrap();
-        let shm = Path::new("/dev/shm");
-        let cluster_parent = match shm.is_dir() {
-            true => tempfile::tempdir_in(shm).unwrap(),
-            false => tempfile::tempdir().unwrap(),
-        };
+        let cluster_parent = ram_dir("pgtest-e2e-");
         Probe {
             _root: root,
             dir,
