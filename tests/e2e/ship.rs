@@ -433,6 +433,7 @@ fn action_yml_is_a_composite_action_with_the_inputs_the_readme_documents() {
         "partition",
         "retries",
         "junit",
+        "html",
         "args",
         "version",
         "postgres",
@@ -497,7 +498,10 @@ fn every_input_is_used_and_scripts_read_them_from_the_environment_only() {
         .filter(|step| step["uses"].as_str().is_some())
     {
         let uses = step["uses"].as_str().unwrap();
-        assert!(uses.starts_with("actions/cache/"), "{uses}");
+        assert!(
+            uses.starts_with("actions/cache/") || uses.starts_with("actions/upload-artifact@"),
+            "{uses}"
+        );
         let version = uses.rsplit_once('@').map(|(_, v)| v);
         assert_eq!(version, Some("v4"), "{uses}");
     }
@@ -553,6 +557,7 @@ fn the_run_step_passes_each_input_on_and_splits_args_as_a_shell_would() {
             ("PARTITION", "hash:2/3"),
             ("RETRIES", "2"),
             ("JUNIT", "reports/shard 2/junit.xml"),
+            ("HTML", "pages/run.html"),
             (
                 "ARGS",
                 r#"--locked -p "my app" -- --skip 'slow one' $HOME \$(id)"#,
@@ -571,6 +576,8 @@ fn the_run_step_passes_each_input_on_and_splits_args_as_a_shell_would() {
             "2",
             "--junit",
             "reports/shard 2/junit.xml",
+            "--html",
+            "pages/run.html",
             "--locked",
             "-p",
             "my app",
@@ -596,6 +603,7 @@ fn the_run_step_passes_each_input_on_and_splits_args_as_a_shell_would() {
             ("PARTITION", ""),
             ("RETRIES", ""),
             ("JUNIT", ""),
+            ("HTML", ""),
             ("ARGS", ""),
         ],
     );
