@@ -51,13 +51,15 @@ impl Probe {
         }
     }
 
-    /// `cargo ARGS` in the project, the fixtures' shared target directory keeping builds quick.
+    /// `cargo ARGS` in the project, building into a target directory of its own: copies of one package
+    /// building into a shared one replace each other's test binaries while a runner is about to start
+    /// them ("could not start …: No such file"). The probe has no dependencies, so it builds in a second.
     fn cargo(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO"));
         command
             .args(args)
             .current_dir(&self.dir)
-            .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/fixtures"))
+            .env("CARGO_TARGET_DIR", self.dir.join("target"))
             .env("PGTEST_TMPDIR", self.cluster_parent.path())
             .env("PROBE_DIR", &self.probe_dir)
             .env("CARGO_TERM_COLOR", "never")
