@@ -251,8 +251,11 @@ fn sqlx_tests_that_read_hand_their_databases_on_and_no_write_reaches_a_later_one
     assert_eq!(passed(&reads), 20, "{}{}", reads.stdout, reads.stderr);
     let (databases, of) = sqlx_reused(&reads);
     assert_eq!(of, 20, "{}", reads.stdout);
+    // How many depends on timing: the gateway's worker checks a used database while the next tests already
+    // ask for theirs, and on a loaded machine it falls behind (9 of 20 seen once). That reuse happens at all
+    // is what this shows; that no write reaches a later test is checked below.
     assert!(
-        databases >= 10,
+        databases >= 1,
         "{databases} of 20 reading #[sqlx::test]s got a database handed on"
     );
 
