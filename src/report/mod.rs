@@ -99,6 +99,19 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
+    /// Each phase's time, in the order the phases run (the build first: `cargo metadata` starts a run).
+    pub(crate) fn phases_in_run_order(&self) -> Vec<(Phase, Duration)> {
+        let mut phases = self.phases.clone();
+        phases.sort_by_key(|(phase, _)| match phase {
+            Phase::Build => 0,
+            Phase::ClusterBoot => 1,
+            Phase::Template => 2,
+            Phase::Tests => 3,
+            Phase::Teardown => 4,
+        });
+        phases
+    }
+
     pub(crate) fn record(&mut self, event: &Event) {
         match event {
             Event::TestFinished {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::human::memory_text;
 use super::styles::Styles;
 use super::{Error, Reporter, Summary};
-use crate::events::{Event, Outcome, Phase, TestId};
+use crate::events::{Event, Outcome, TestId};
 
 /// Failures shown with their output; the rest are named only.
 const FAILURES_WITH_OUTPUT: usize = 20;
@@ -165,14 +165,7 @@ impl StepSummary {
         if summary.phases.is_empty() {
             return;
         }
-        let mut phases = summary.phases.clone();
-        phases.sort_by_key(|(phase, _)| match phase {
-            Phase::Build => 0,
-            Phase::ClusterBoot => 1,
-            Phase::Template => 2,
-            Phase::Tests => 3,
-            Phase::Teardown => 4,
-        });
+        let phases = summary.phases_in_run_order();
         let names: Vec<&str> = phases.iter().map(|(phase, _)| phase.label()).collect();
         let times: Vec<String> = phases.iter().map(|(_, d)| self.seconds(*d)).collect();
         let _ = write!(

@@ -9,7 +9,7 @@ use owo_colors::OwoColorize;
 use super::progress::{eraser, Progress};
 use super::styles::Styles;
 use super::{Error, Reporter, Summary};
-use crate::events::{ClusterFacts, Event, MemoryPeak, Outcome, Phase, TestId};
+use crate::events::{ClusterFacts, Event, MemoryPeak, Outcome, TestId};
 
 const SLOWEST_SHOWN: usize = 5;
 
@@ -430,14 +430,7 @@ impl<W: Write> Human<W> {
         if summary.phases.is_empty() {
             return;
         }
-        let mut phases = summary.phases.clone();
-        phases.sort_by_key(|(phase, _)| match phase {
-            Phase::Build => 0,
-            Phase::ClusterBoot => 1,
-            Phase::Template => 2,
-            Phase::Tests => 3,
-            Phase::Teardown => 4,
-        });
+        let phases = summary.phases_in_run_order();
         let text: Vec<String> = phases
             .iter()
             .map(|(phase, d)| format!("{} {}", phase.label(), self.styles.seconds(*d).trim()))

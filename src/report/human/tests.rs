@@ -1,5 +1,6 @@
 //! Unit tests of [`super`]: what the human reporter writes.
 use super::*;
+use crate::events::Phase;
 
 fn render(events: &[Event]) -> String {
     let mut buffer = Vec::new();

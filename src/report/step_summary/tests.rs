@@ -1,6 +1,6 @@
 //! Unit tests of [`super`]: the Markdown a synthetic run comes to, exactly.
 use super::*;
-use crate::events::{ClusterFacts, MemoryPeak};
+use crate::events::{ClusterFacts, MemoryPeak, Phase};
 
 fn id(binary: &str, name: &str) -> TestId {
     TestId {
