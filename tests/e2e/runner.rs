@@ -108,6 +108,12 @@ fn described(output: &Output) -> String {
     )
 }
 
+/// (test, result) pairs as the parsed output holds them.
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let own = |(test, result): &(&str, &str)| (test.to_string(), result.to_string());
+    pairs.iter().map(own).collect()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -161,11 +167,7 @@ fn plain_cargo_test_runs_every_test_in_its_own_database() {
         ("sleeps_on_request", "ok"),
         ("tests::unit_test_gets_its_own_database", "ok"),
     ];
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(n, r)| (n.to_string(), r.to_string()))
-        .collect();
-    assert_eq!(ran, expected);
+    assert_eq!(ran, owned(&expected));
     assert!(
         text.contains(
             "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out;"
@@ -332,11 +334,7 @@ fn test_explorers_get_libtest_json_and_a_database_per_test() {
             ("second_is_alone", "ok"),
             ("sleeps_on_request", "ok"),
         ];
-        let expected: Vec<(String, String)> = expected
-            .iter()
-            .map(|(n, r)| (n.to_string(), r.to_string()))
-            .collect();
-        assert_eq!(ends, expected, "one ok/failed/ignored per test");
+        assert_eq!(ends, owned(&expected), "one ok/failed/ignored per test");
         assert_eq!(events.last().unwrap()["event"], "ok");
         each_alone(&probe, &DB_TESTS);
     }
