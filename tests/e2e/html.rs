@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{copy_dir, postgres_available, ram_dir, skip, BINARY, REPO};
+use crate::support::{self, copy_dir, postgres_available, ram_dir, skip, BINARY, REPO};
 
 crate::tests! {
     a_run_with_every_kind_of_test_gets_a_page_the_browser_draws,
@@ -61,33 +61,13 @@ impl Probe {
 
     /// `cargo-pgtest pgtest ARGS` in the project, with a scrubbed environment plus `env`.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(BINARY);
+        let mut command = support::scrubbed_pgtest();
         command
-            .arg("pgtest")
             .args(args)
             .current_dir(&self.dir)
-            .env_clear();
-        for name in [
-            "PATH",
-            "HOME",
-            "CARGO_HOME",
-            "RUSTUP_HOME",
-            "RUSTUP_TOOLCHAIN",
-            "CI",
-        ] {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
-        command
-            .env(
-                "CARGO",
-                std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
-            )
             .env("CARGO_TARGET_DIR", self.dir.join("target"))
             .env("PGTEST_TMPDIR", self.cluster_parent.path())
             .env("PROBE_DIR", &self.probe_dir)
-            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null());
         command

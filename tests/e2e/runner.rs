@@ -56,7 +56,7 @@ impl Probe {
     /// them ("could not start …: No such file"). The probe has no dependencies, so it builds in a second.
     fn cargo(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO"));
-        command
+        crate::support::lean_builds(&mut command)
             .args(args)
             .current_dir(&self.dir)
             .env("CARGO_TARGET_DIR", self.dir.join("target"))

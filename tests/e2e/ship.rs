@@ -687,7 +687,7 @@ fn as_cargo_s_runner_a_binary_that_selects_no_test_passes_and_writes_no_job_summ
     let summary = summary_path(&project);
     // cargo runs every test binary with the filter; libtest ends one that selects nothing with 0.
     let ran = Ran::of(
-        Command::new(env!("CARGO"))
+        crate::support::lean_builds(&mut Command::new(env!("CARGO")))
             .args(["test", "--", "nothing_matches"])
             .current_dir(&project.dir)
             // A target directory of its own: copies of one package building into a shared one replace

@@ -301,14 +301,22 @@ pub fn tool_command<S: AsRef<OsStr>>(args: &[S], cwd: &Path) -> Command {
 /// the suite before) has left its history, from which a run would form read-only groups an earlier run
 /// did not, so its outcome would depend on what ran before it.
 fn command_in<S: AsRef<OsStr>>(args: &[S], cwd: &Path, target_dir: Option<&Path>) -> Command {
-    let mut command = Command::new(BINARY);
-    command.arg("pgtest").current_dir(cwd).env_clear();
+    let mut command = scrubbed_pgtest();
+    command.current_dir(cwd);
     match target_dir {
         Some(dir) => command.args(args).env("CARGO_TARGET_DIR", dir),
         None => command
             .args(without_history(args))
             .env("CARGO_TARGET_DIR", shared_target()),
     };
+    command
+}
+
+/// `cargo-pgtest pgtest` with only the environment a test may rely on: the toolchain's variables, `CI`,
+/// no colour, and [`lean_builds`].
+pub fn scrubbed_pgtest() -> Command {
+    let mut command = Command::new(BINARY);
+    command.arg("pgtest").env_clear();
     for name in [
         "PATH",
         "HOME",
@@ -328,7 +336,18 @@ fn command_in<S: AsRef<OsStr>>(args: &[S], cwd: &Path, target_dir: Option<&Path>
         )
         .env("CARGO_TERM_COLOR", "never")
         .env("NO_COLOR", "1");
+    lean_builds(&mut command);
     command
+}
+
+/// Fixture builds without incremental state or debug info: neither is used by a test, and together they
+/// are most of a build's size on disk (a CI machine's disk can be small). Every build into the shared
+/// `target/fixtures` must use the same settings, or cargo keeps a second copy of each dependency.
+pub fn lean_builds(command: &mut Command) -> &mut Command {
+    command
+        .env("CARGO_INCREMENTAL", "0")
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .env("CARGO_PROFILE_TEST_DEBUG", "false")
 }
 
 /// `args` with `--no-history` added, unless they have it: first, or after a leading `list` (which must
