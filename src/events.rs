@@ -228,15 +228,16 @@ pub(crate) enum Event {
         #[serde(flatten)]
         start: Start,
     },
-    /// A process that runs several tests at once starts: number `batch` of the run, holding the job slots
-    /// 0 to `slots` - 1 (libtest's threads) until its `batch_finished`. `tests` is how many it runs (0 when
-    /// unknown beforehand: doc tests).
+    /// A process that runs several tests at once starts: number `batch` of the run, holding `slots` job
+    /// slots (libtest's threads), the ones `lanes` names, until its `batch_finished`. `tests` is how many it
+    /// runs (0 when unknown beforehand: doc tests).
     BatchStarted {
         batch: usize,
         kind: BatchKind,
         binary: String,
         tests: usize,
         slots: usize,
+        lanes: Vec<usize>,
     },
     BatchFinished {
         batch: usize,
@@ -276,6 +277,13 @@ pub(crate) enum Event {
         tests: usize,
         groups: usize,
         ran_alone: usize,
+    },
+    /// Before the per-test runs' end: `tests` the history did not know were tried in `groups` read-only
+    /// groups, of which `counted` passed in a database found untouched; the others ran alone.
+    TrialGroups {
+        tests: usize,
+        groups: usize,
+        counted: usize,
     },
     /// When the `#[sqlx::test]` gateway stops: how many of the databases it handed to tests (`of`) were
     /// ones an earlier test had left untouched instead of fresh copies (see the `reuse` key).
@@ -611,9 +619,10 @@ mod tests {
                 kind: BatchKind::Sqlx,
                 binary: "app::it".into(),
                 tests: 5,
-                slots: 4,
+                slots: 2,
+                lanes: vec![1, 3],
             }),
-            json!({ "type": "batch_started", "batch": 2, "kind": "sqlx", "binary": "app::it", "tests": 5, "slots": 4 })
+            json!({ "type": "batch_started", "batch": 2, "kind": "sqlx", "binary": "app::it", "tests": 5, "slots": 2, "lanes": [1, 3] })
         );
         assert_eq!(
             value(Event::BatchFinished {

@@ -1,8 +1,8 @@
 //! The history file: `<target-dir>/pgtest/history/durations.jsonl`, one JSON object per line
 //! (`{"run":7,"binary":"app::it","name":"adds","seconds":0.042}`, with `"read_only":true` when the test's
-//! database was found untouched after it), oldest first, for passing tests only. Beside it,
-//! `read_only.jsonl` holds the latest entry of each test whose latest entry says read-only: what the next
-//! run reads to form its read-only groups.
+//! database was found untouched after it), oldest first, for passing tests only. Beside it, `latest.jsonl`
+//! holds the latest entry of each test: what the next run reads to order its work (longest first) and to
+//! form its read-only groups, without reading the whole history.
 //!
 //! It stays bounded: each run keeps the last [`KEEP`] times of every test and forgets tests not seen for
 //! [`FORGET_AFTER`] runs. Two runs at once on one target directory must neither corrupt it nor lose each
@@ -48,6 +48,14 @@ pub(crate) enum Error {
     Lock { path: PathBuf, source: nix::Error },
 }
 
+/// A test's latest passing run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Latest {
+    pub(crate) time: Duration,
+    /// Its database was found untouched after it.
+    pub(crate) read_only: bool,
+}
+
 /// One line of the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
@@ -76,27 +84,25 @@ impl Store {
         self.dir.join("durations.jsonl")
     }
 
-    /// The tests whose latest passing run left their database untouched: `read_only.jsonl`, which
-    /// [`Store::record`] derives from the history, so that a run reads a line per such test instead of the
-    /// whole history.
-    fn read_only_file(&self) -> PathBuf {
-        self.dir.join("read_only.jsonl")
+    /// The latest entry of each test, which [`Store::record`] derives from the history.
+    fn latest_file(&self) -> PathBuf {
+        self.dir.join("latest.jsonl")
     }
 
-    /// The tests whose latest passing run left their database untouched, with that run's time. A missing
-    /// or unreadable file knows none.
-    pub(crate) fn read_only(&self) -> BTreeMap<TestId, Duration> {
-        let text = fs::read_to_string(self.read_only_file()).unwrap_or_default();
+    /// Each test's latest passing run: its time, and whether it left its database untouched. A missing or
+    /// unreadable file knows none.
+    pub(crate) fn latest(&self) -> BTreeMap<TestId, Latest> {
+        let text = fs::read_to_string(self.latest_file()).unwrap_or_default();
         parse(&text)
             .into_iter()
-            .filter(|entry| entry.read_only)
             .filter_map(|entry| {
                 let time = Duration::try_from_secs_f64(entry.seconds).ok()?;
                 let test = TestId {
                     binary: entry.binary,
                     name: entry.name,
                 };
-                Some((test, time))
+                let read_only = entry.read_only;
+                Some((test, Latest { time, read_only }))
             })
             .collect()
     }
@@ -140,7 +146,7 @@ impl Store {
         let (entries, recorded) = update(parse(&text), passed, read_only);
         for (path, entries) in [
             (file, entries.as_slice()),
-            (self.read_only_file(), &latest_read_only(&entries)),
+            (self.latest_file(), &latest_of_each(&entries)),
         ] {
             let mut new = tempfile::NamedTempFile::new_in(&self.dir)
                 .map_err(io("create a file in", &self.dir))?;
@@ -213,8 +219,8 @@ fn update(
     (trim(entries, this_run), Recorded { slower, earlier })
 }
 
-/// The latest entry of each test, where it says the test only read.
-fn latest_read_only(entries: &[Entry]) -> Vec<Entry> {
+/// The latest entry of each test, by binary and name.
+fn latest_of_each(entries: &[Entry]) -> Vec<Entry> {
     let mut latest: HashMap<(&str, &str), &Entry> = HashMap::new();
     for entry in entries {
         let key = (entry.binary.as_str(), entry.name.as_str());
@@ -222,13 +228,9 @@ fn latest_read_only(entries: &[Entry]) -> Vec<Entry> {
             latest.insert(key, entry);
         }
     }
-    let mut read_only: Vec<Entry> = latest
-        .into_values()
-        .filter(|entry| entry.read_only)
-        .cloned()
-        .collect();
-    read_only.sort_by(|a, b| (&a.binary, &a.name).cmp(&(&b.binary, &b.name)));
-    read_only
+    let mut latest: Vec<Entry> = latest.into_values().cloned().collect();
+    latest.sort_by(|a, b| (&a.binary, &a.name).cmp(&(&b.binary, &b.name)));
+    latest
 }
 
 /// Keeps the last [`KEEP`] entries of each test seen in the last [`FORGET_AFTER`] runs, oldest first.
@@ -274,11 +276,19 @@ mod tests {
         BTreeSet::new()
     }
 
+    fn read_only(store: &Store) -> BTreeMap<TestId, Duration> {
+        let latest = store.latest().into_iter();
+        let read_only = latest.filter(|(_, latest)| latest.read_only);
+        read_only
+            .map(|(test, latest)| (test, latest.time))
+            .collect()
+    }
+
     #[test]
     fn a_test_is_read_only_while_its_latest_pass_left_its_database_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::in_target_dir(dir.path());
-        assert!(store.read_only().is_empty(), "no file knows none");
+        assert!(store.latest().is_empty(), "no file knows none");
         let reader: BTreeSet<TestId> = [id("reads"), id("wrote_later")].into();
         let passed = [
             (id("reads"), ms(4)),
@@ -287,14 +297,25 @@ mod tests {
         ];
         store.record(&passed, &reader).unwrap();
         assert_eq!(
-            store.read_only(),
+            read_only(&store),
             BTreeMap::from([(id("reads"), ms(4)), (id("wrote_later"), ms(6))])
         );
         // A run that did not see `reads` (it failed, or was filtered out) leaves its mark as it was.
         store
             .record(&[(id("wrote_later"), ms(7))], &none())
             .unwrap();
-        assert_eq!(store.read_only(), BTreeMap::from([(id("reads"), ms(4))]));
+        assert_eq!(read_only(&store), BTreeMap::from([(id("reads"), ms(4))]));
+        let times: BTreeMap<TestId, Duration> = store
+            .latest()
+            .into_iter()
+            .map(|(test, latest)| (test, latest.time))
+            .collect();
+        let expected = [
+            (id("reads"), ms(4)),
+            (id("wrote_later"), ms(7)),
+            (id("writes"), ms(9)),
+        ];
+        assert_eq!(times, BTreeMap::from(expected), "each test's latest time");
         let text = fs::read_to_string(store.file()).unwrap();
         assert_eq!(text.lines().count(), 4, "{text}");
         assert!(

@@ -168,6 +168,7 @@ impl Summary {
             | Event::DatabasesReused { .. }
             | Event::DatabaseUntouched { .. }
             | Event::ReadOnlyGroups { .. }
+            | Event::TrialGroups { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::TemplateCache { .. }
             | Event::BatchStarted { .. }

@@ -242,13 +242,13 @@ impl Dispatcher {
         self.send_at(at, Event::TestStarted { test, start });
     }
 
-    /// A process running several tests starts, holding `slots` job slots; returns its number.
+    /// A process running several tests starts, holding the job slots `lanes`; returns its number.
     pub(crate) fn batch_started(
         &self,
         kind: BatchKind,
         binary: &str,
         tests: usize,
-        slots: usize,
+        lanes: &[usize],
     ) -> usize {
         let batch = self.batches.fetch_add(1, Ordering::Relaxed);
         self.send(Event::BatchStarted {
@@ -256,7 +256,8 @@ impl Dispatcher {
             kind,
             binary: binary.to_owned(),
             tests,
-            slots,
+            slots: lanes.len(),
+            lanes: lanes.to_vec(),
         });
         batch
     }
@@ -372,6 +373,14 @@ impl Dispatcher {
             tests,
             groups,
             ran_alone,
+        });
+    }
+
+    pub(crate) fn trial_groups(&self, tests: usize, groups: usize, counted: usize) {
+        self.send(Event::TrialGroups {
+            tests,
+            groups,
+            counted,
         });
     }
 

@@ -1,7 +1,8 @@
-//! Per-test isolation: up to `jobs` tests at a time, each in a database of its own cloned from its package's
-//! template. Clones are made ahead, in the order the tests will start, so a test rarely waits for one; used
-//! databases are dropped off the critical path. Each running test holds a job slot, the lowest free one,
-//! which its `test_started` names: the lanes of the HTML report's timeline.
+//! Per-test isolation: each test in a database of its own cloned from its package's template, on a job slot
+//! of the run's (see [`super::slots`]), so up to `jobs` at a time beside whatever else holds slots. Clones
+//! are made ahead, in the order the tests will start, so a test rarely waits for one; used databases are
+//! dropped off the critical path. The slot a test holds is named by its `test_started`: the lanes of the
+//! HTML report's timeline.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,9 +14,9 @@ use tokio::task::JoinSet;
 use super::dispatch::{Dispatcher, Next, TestResult};
 use super::exec::{self, Limits};
 use super::schedule::Alone;
-use super::{retry, snapshot_builders, Runner};
+use super::slots::{Held, JobSlots};
+use super::{retry, snapshot_builders, Runner, Server};
 use crate::cancel::Cancel;
-use crate::cluster::Cluster;
 use crate::events::{DatabaseKind, Outcome, Start, TestId};
 use crate::template::keep::Keeper;
 use crate::template::{self, Obtain, Return, TestDatabases};
@@ -29,67 +30,69 @@ type Reused = bool;
 
 /// Runs the tests, each of them unless the run is stopped (or the server dies, or a test fails under
 /// `--fail-fast`) first: the ones not started then are left to the dispatcher's NOT RUN. A test whose
-/// snapshot is `unbuilt` is NOT RUN, saying why. `databases_before`: how many databases the cluster held
-/// before, for the leak check.
+/// snapshot is `unbuilt` is NOT RUN, saying why. The databases are named `pgtest_<prefix><n>`: several
+/// of these runs go on at once. Returns how many tests started.
 pub(crate) async fn run(
     tests: Vec<Alone>,
     unbuilt: &BTreeSet<usize>,
+    prefix: &str,
     runner: &Runner<'_>,
-    cluster: &mut Cluster,
-    databases_before: Option<i64>,
-) {
+    server: &Server<'_>,
+    slots: &JobSlots,
+) -> usize {
     let (databases, dispatch, cancel) = (runner.databases, runner.dispatch, runner.cancel);
     let tests = without_unbuilt(tests, unbuilt, databases, dispatch);
-    let names: Vec<String> = (0..tests.len()).map(|n| format!("pgtest_{n}")).collect();
+    let names: Vec<String> = (0..tests.len())
+        .map(|n| format!("pgtest_{prefix}{n}"))
+        .collect();
     let jobs = runner.settings.jobs;
     let (mut clones, mut makers) = make_clones_ahead(&tests, &names, jobs, databases, dispatch);
-    let mut pending = tests.into_iter().zip(names.iter().cloned());
+    let mut pending = tests.into_iter().zip(names.iter().cloned()).peekable();
     let mut running: JoinSet<Handback> = JoinSet::new();
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
     let mut started = 0;
-    // The job slots no test holds; a test takes the lowest.
-    let mut free: BTreeSet<usize> = (0..jobs).collect();
     loop {
-        while running.len() < jobs && !stopping {
-            if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
-                stopping = true;
-                break;
-            }
-            let Some((test, database)) = pending.next() else {
-                break;
-            };
-            let Some(ready) = clones.next() else { break };
-            started += 1;
-            // A slot is missing only after a test's task panicked: the lane past the last stands in.
-            let slot = free.pop_first().unwrap_or(jobs);
-            let assigned = Assignment {
-                test,
-                database,
-                ready,
-                slot,
-            };
-            let (databases, limits) = (databases.clone(), runner.settings.limits);
-            let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
-            running.spawn(async move { assigned.run(&databases, limits, cancel, &dispatch).await });
+        if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
+            stopping = true;
         }
-        let Some(joined) = running.join_next().await else {
-            break;
+        let more = !stopping && pending.peek().is_some();
+        // A test that ends frees its slot: it is handled first, then the next test asks for a slot.
+        let joined = tokio::select! {
+            biased;
+            joined = running.join_next(), if !running.is_empty() => joined,
+            slot = slots.take(1), if more => {
+                let (Some((test, database)), Some(ready)) = (pending.next(), clones.next()) else {
+                    // A clone is ordered for every test: never here.
+                    stopping = true;
+                    continue;
+                };
+                started += 1;
+                let assigned = Assignment {
+                    test,
+                    database,
+                    ready,
+                    slot,
+                };
+                let (databases, limits) = (databases.clone(), runner.settings.limits);
+                let (cancel, dispatch) = (cancel.clone(), dispatch.clone());
+                running.spawn(async move { assigned.run(&databases, limits, cancel, &dispatch).await });
+                continue;
+            }
+            else => break,
         };
-        let Ok(Handback {
+        let Some(Ok(Handback {
             database,
             test,
             failed,
-            slot,
-        }) = joined
+        })) = joined
         else {
             continue;
         };
-        free.insert(slot);
         if failed && databases.keep(test.clone(), &database) {
             continue;
         }
-        if !cluster.is_running() {
+        if !server.is_running() {
             stopping = true;
             continue;
         }
@@ -109,7 +112,7 @@ pub(crate) async fn run(
     while makers.join_next().await.is_some() {}
     let remaining: Vec<(Alone, String)> = pending.collect();
     // Clones made for tests that will not run now (a dead server has nothing left to drop).
-    if cluster.is_running() {
+    if server.is_running() {
         for (mut ready, (_, database)) in clones.zip(&remaining) {
             if let Ok((Ok(_), _)) = ready.try_recv() {
                 databases.give_back(database, Return::Drop).await;
@@ -117,7 +120,7 @@ pub(crate) async fn run(
         }
     }
     while drops.join_next().await.is_some() {}
-    settle(runner, cluster, started, databases_before).await;
+    started
 }
 
 /// The tests whose snapshot was built; the others are NOT RUN, saying why.
@@ -138,30 +141,6 @@ fn without_unbuilt(
         }
     }
     runs
-}
-
-/// Once every test has ended: what happens to the untouched databases still waiting, the reuse count and
-/// the leak check.
-async fn settle(
-    runner: &Runner<'_>,
-    cluster: &mut Cluster,
-    started: usize,
-    databases_before: Option<i64>,
-) {
-    let (databases, dispatch) = (runner.databases, runner.dispatch);
-    let idle = match cluster.is_running() {
-        true => databases.settle().await,
-        false => 0,
-    };
-    dispatch.databases_reused(databases.reused(), started);
-    // What a leak check reads: every clone made for a test is gone again, or waits for reuse.
-    if let (Some(before), true) = (databases_before, cluster.is_running()) {
-        if let Ok(after) = databases.count().await {
-            let after = after - idle as i64;
-            let message = format!("cluster databases before the tests: {before}, after: {after}");
-            dispatch.info(message);
-        }
-    }
 }
 
 /// Starts cloning the tests' databases in order, never more than `jobs` made and not yet taken by a test
@@ -215,16 +194,15 @@ struct Handback {
     database: String,
     test: TestId,
     failed: bool,
-    /// The job slot the test held, free again.
-    slot: usize,
 }
 
-/// A test, the database made for it, word of when it is ready, and the job slot it holds.
+/// A test, the database made for it, word of when it is ready, and the job slot it holds (given back
+/// when it ends).
 struct Assignment {
     test: Alone,
     database: String,
     ready: CloneReady,
-    slot: usize,
+    slot: Held,
 }
 
 impl Assignment {
@@ -254,7 +232,8 @@ impl Assignment {
             (_, Some(_)) => DatabaseKind::Snapshot,
             (_, None) => DatabaseKind::Fresh,
         };
-        dispatch.started(case.id(), Start::alone(slot, kind, Some(waiting.elapsed())));
+        let lane = slot.first();
+        dispatch.started(case.id(), Start::alone(lane, kind, Some(waiting.elapsed())));
         let failed = match made {
             Ok(_) => {
                 let env = databases.env(&database);
@@ -266,7 +245,7 @@ impl Assignment {
                         template: databases.template_for(&case.binary.package, test.snapshot),
                         base: &database,
                     };
-                    retry::run_again(&case, &attempts, slot, limits, &cancel, dispatch).await;
+                    retry::run_again(&case, &attempts, lane, limits, &cancel, dispatch).await;
                 }
                 // Failed for good: its first attempt's database may be kept (the retries' are dropped).
                 dispatch.has_failed(&case.id())
@@ -278,11 +257,11 @@ impl Assignment {
                 failed
             }
         };
+        drop(slot);
         Handback {
             database,
             test: case.id(),
             failed,
-            slot,
         }
     }
 }

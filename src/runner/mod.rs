@@ -20,10 +20,13 @@ mod retry;
 pub(crate) mod schedule;
 pub(crate) mod selection;
 pub(crate) mod shared;
+mod slots;
 mod snapshot_builders;
 mod sqlx_kept;
 mod supervisor;
+mod trials;
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,8 +42,9 @@ use crate::template::{Obtain, Return, TestDatabases};
 use dispatch::Dispatcher;
 pub(crate) use dispatch::OnFailure;
 use exec::Limits;
-use schedule::{Alone, Batch, BatchKind, Builder, Group, Schedule};
+use schedule::{Alone, Batch, BatchKind, Builder, Group, Schedule, Trial};
 use selection::{TestArgs, TestCase};
+use slots::{Held, JobSlots};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RunnerError {
@@ -78,6 +82,12 @@ pub(crate) struct Settings {
     /// The tests that read only in their latest passing run, with that run's time: they run in read-only
     /// groups. Empty when groups are off.
     pub(crate) read_only: BTreeMap<TestId, Duration>,
+    /// Each test's time in its latest passing run, from the history (empty with `--no-history`): the
+    /// schedule starts the longest work first.
+    pub(crate) past: BTreeMap<TestId, Duration>,
+    /// Whether the tests `past` does not know are tried in read-only groups first (see [`trials`]); off
+    /// with the groups.
+    pub(crate) try_groups: bool,
 }
 
 impl Settings {
@@ -220,6 +230,8 @@ impl Runner<'_> {
             isolation: settings.isolation,
             snapshots: databases.snapshots(),
             read_only: &settings.read_only,
+            past: &settings.past,
+            try_groups: settings.try_groups,
             self_isolating: &self_isolating,
             jobs: settings.jobs,
         };
@@ -244,16 +256,20 @@ impl Runner<'_> {
         if let Some(warning) = schedule.snapshot_warning.clone() {
             dispatch.warning(warning);
         }
-        let mut steps = RunSteps {
+        let steps = RunSteps {
             runner: self,
-            own_databases: !schedule.groups.is_empty() || !schedule.alone.is_empty(),
-            cluster,
-            databases_before: None,
+            own_databases: !schedule.groups.is_empty()
+                || !schedule.trials.is_empty()
+                || !schedule.alone.is_empty(),
+            server: Server(RefCell::new(cluster)),
+            slots: JobSlots::new(jobs),
+            databases_before: Cell::new(None),
+            alone_runs: Cell::new(0),
+            started_alone: Cell::new(0),
         };
-        schedule::drive(schedule, &mut steps).await?;
-        let cluster = steps.cluster;
+        schedule::drive(schedule, &steps).await?;
         if let Some(doc) = self.settings.doc_tests() {
-            if !self.must_stop(cluster) {
+            if !self.must_stop(&steps.server) {
                 self.run_doc_tests(doc).await?;
             }
         }
@@ -261,9 +277,9 @@ impl Runner<'_> {
     }
 
     /// Whether the run must stop starting tests (stopped, the server gone, or a failure under `--fail-fast`).
-    fn must_stop(&self, cluster: &mut Cluster) -> bool {
+    fn must_stop(&self, server: &Server<'_>) -> bool {
         self.cancel.signal().is_some()
-            || !cluster.is_running()
+            || !server.is_running()
             || self.dispatch.stop_reason().is_some()
     }
 
@@ -284,10 +300,11 @@ impl Runner<'_> {
         let cargo_args = doc::cargo_args(doc, &self.settings.args, self.settings.jobs);
         let package_of_crate = |crate_name: &str| doc.package_of_crate(crate_name);
         let (limits, cancel) = (self.settings.limits, self.cancel.clone());
-        let jobs = self.settings.jobs;
+        // After every other test: every job slot is its.
+        let lanes: Vec<usize> = (0..self.settings.jobs).collect();
         let number = self
             .dispatch
-            .batch_started(events::BatchKind::Doc, "doc-tests", 0, jobs);
+            .batch_started(events::BatchKind::Doc, "doc-tests", 0, &lanes);
         let began = Instant::now();
         let ran = doc::run(
             cargo_args,
@@ -303,75 +320,272 @@ impl Runner<'_> {
     }
 }
 
-/// The runner's real steps, in the order [`schedule::drive`] calls them.
+/// The cluster as the run's parts that go on side by side watch it. One task drives them all (they are
+/// joined, not spawned), and no borrow is held across an await, so a `RefCell` is enough.
+pub(crate) struct Server<'a>(RefCell<&'a mut Cluster>);
+
+impl Server<'_> {
+    /// Whether the server is still alive.
+    fn is_running(&self) -> bool {
+        self.0.borrow_mut().is_running()
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&Cluster) -> T) -> T {
+        read(&self.0.borrow())
+    }
+}
+
+/// The runner's real steps, as [`schedule::drive`] calls them: the batches beside the groups and the tests
+/// alone, all of them taking their job slots from one [`JobSlots`].
 struct RunSteps<'a> {
     runner: Runner<'a>,
     /// Whether any test gets a database of its own (alone or in a read-only group).
     own_databases: bool,
-    cluster: &'a mut Cluster,
-    /// How many databases the cluster held before the tests that get their own (read-only groups
-    /// included), for the check that every test's is gone again at the end.
-    databases_before: Option<i64>,
+    server: Server<'a>,
+    slots: JobSlots,
+    /// How many databases the cluster held before the tests, for the check that every test's is gone
+    /// again at the end.
+    databases_before: Cell<Option<i64>>,
+    /// How many runs of tests alone have begun (their databases' names tell them apart), and how many
+    /// tests they started.
+    alone_runs: Cell<usize>,
+    started_alone: Cell<usize>,
 }
 
 impl schedule::Steps for RunSteps<'_> {
-    async fn build_snapshots(&mut self, builders: &[Builder]) -> BTreeSet<usize> {
+    async fn build_snapshots(&self, builders: &[Builder]) -> BTreeSet<usize> {
         snapshot_builders::build(builders, &self.runner).await
     }
 
-    async fn batches(&mut self, batches: &[Batch]) -> Result<(), RunnerError> {
-        let runner = self.runner;
-        let sqlx = batches.iter().any(|batch| batch.kind == BatchKind::Sqlx);
-        let gateway = sqlx
-            .then(|| gateway::start(self.cluster, &runner))
-            .flatten();
-        let made = runner
-            .run_batches(batches, gateway.as_ref(), self.cluster)
-            .await;
-        if let Some(gateway) = gateway {
-            gateway::report(gateway.stop(), runner.dispatch);
-        }
-        // sqlx uses its per-package databases only to make each test's own.
-        let made = made?;
-        for database in made.iter().filter(|_| sqlx && self.cluster.is_running()) {
-            if database.starts_with(SQLX_PREFIX) {
-                runner.databases.give_back(database, Return::Drop).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn groups(&mut self, groups: &[Group]) -> Vec<TestCase> {
+    async fn tests_begin(&self) {
         if self.runner.settings.isolation == Isolation::Shared {
-            return Vec::new();
+            return;
         }
-        // After the batches' databases are gone: what the leak check compares the end with.
-        self.databases_before = self.runner.databases.count().await.ok();
+        self.databases_before
+            .set(self.runner.databases.count().await.ok());
         if self.own_databases {
             self.runner.start_reuse().await;
         }
-        let cluster = &mut *self.cluster;
-        let runner = self.runner;
-        let must_stop = || runner.must_stop(cluster);
-        read_only::run(groups, &self.runner, must_stop).await
     }
 
-    async fn alone(
-        &mut self,
-        tests: Vec<Alone>,
-        unbuilt: &BTreeSet<usize>,
-    ) -> Result<(), RunnerError> {
-        if self.runner.settings.isolation == Isolation::Shared {
+    async fn batches(&self, batches: &[Batch]) -> Result<(), RunnerError> {
+        if batches.is_empty() {
             return Ok(());
         }
-        let before = self.databases_before;
-        isolated::run(tests, unbuilt, &self.runner, self.cluster, before).await;
+        let runner = self.runner;
+        let sqlx = batches.iter().any(|batch| batch.kind == BatchKind::Sqlx);
+        let gateway = sqlx
+            .then(|| self.server.with(|cluster| gateway::start(cluster, &runner)))
+            .flatten();
+        let lanes = lanes(batches);
+        let ran = futures_util::future::join_all(
+            lanes
+                .iter()
+                .map(|lane| self.run_lane(lane, gateway.as_ref())),
+        )
+        .await;
+        if let Some(gateway) = gateway {
+            gateway::report(gateway.stop(), runner.dispatch);
+        }
+        // sqlx uses its databases only to make each test's own.
+        for lane in lanes.iter().filter(|lane| lane.kind == BatchKind::Sqlx) {
+            if self.server.is_running() {
+                runner
+                    .databases
+                    .give_back(&lane.database, Return::Drop)
+                    .await;
+            }
+        }
+        ran.into_iter().collect()
+    }
+
+    async fn groups(&self, groups: &[Group]) -> Vec<TestCase> {
+        if self.runner.settings.isolation == Isolation::Shared {
+            return Vec::new();
+        }
+        let must_stop = || self.runner.must_stop(&self.server);
+        read_only::run(groups, &self.runner, &self.slots, must_stop).await
+    }
+
+    async fn trials(&self, trials: &[Trial]) {
+        if self.runner.settings.isolation == Isolation::Shared || trials.is_empty() {
+            return;
+        }
+        let (runner, server, slots) = (&self.runner, &self.server, &self.slots);
+        let tried = futures_util::future::join_all(
+            trials
+                .iter()
+                .enumerate()
+                .map(|(number, trial)| trials::run(trial, number, runner, server, slots)),
+        )
+        .await;
+        let mut tally = trials::Tally::default();
+        for one in tried {
+            tally += one;
+        }
+        self.started_alone
+            .set(self.started_alone.get() + tally.alone);
+        self.runner
+            .dispatch
+            .trial_groups(tally.tests, tally.groups, tally.counted);
+    }
+
+    async fn alone(&self, tests: Vec<Alone>, unbuilt: &BTreeSet<usize>) -> Result<(), RunnerError> {
+        if self.runner.settings.isolation == Isolation::Shared || tests.is_empty() {
+            return Ok(());
+        }
+        let number = self.alone_runs.get();
+        self.alone_runs.set(number + 1);
+        // The first run's databases are named as they always were: pgtest_0, pgtest_1, ...
+        let prefix = match number {
+            0 => String::new(),
+            n => format!("a{n}_"),
+        };
+        let (runner, server, slots) = (&self.runner, &self.server, &self.slots);
+        let started = isolated::run(tests, unbuilt, &prefix, runner, server, slots).await;
+        self.started_alone.set(self.started_alone.get() + started);
         Ok(())
+    }
+
+    async fn tests_end(&self) {
+        let (databases, dispatch) = (self.runner.databases, self.runner.dispatch);
+        if self.own_databases {
+            dispatch.databases_reused(databases.reused(), self.started_alone.get());
+        }
+        // What a leak check reads: every database made for a test is gone again, or waits for reuse (those
+        // are dropped now).
+        let Some(before) = self.databases_before.get() else {
+            return;
+        };
+        if !self.server.is_running() {
+            return;
+        }
+        let idle = databases.settle().await;
+        if let Ok(after) = databases.count().await {
+            let after = after - idle as i64;
+            let message = format!("cluster databases before the tests: {before}, after: {after}");
+            dispatch.info(message);
+        }
     }
 }
 
-/// How the databases `#[sqlx::test]`s make theirs from are named (then the package's name).
+/// How the databases `#[sqlx::test]`s make theirs from are named (then the batch's number and package).
 const SQLX_PREFIX: &str = "pgtest_sqlx_";
+
+/// Batches that run one after another on one database: a package's under `isolation = "shared"` (they
+/// share its database, as under `cargo test`, one binary at a time), each `#[sqlx::test]` batch alone
+/// (sqlx's own bookkeeping in that database, and its cleanup of what it finds there, stay within one
+/// process). Lanes run side by side, in the schedule's order.
+struct Lane<'b> {
+    kind: BatchKind,
+    database: String,
+    batches: Vec<&'b Batch>,
+}
+
+/// The batches' lanes, in the order their first batch comes.
+fn lanes(batches: &[Batch]) -> Vec<Lane<'_>> {
+    let mut lanes: Vec<Lane<'_>> = Vec::new();
+    for (number, batch) in batches.iter().enumerate() {
+        let package = sanitize(&batch.binary.package);
+        let database = match batch.kind {
+            BatchKind::Shared => format!("{SHARED_PREFIX}{package}"),
+            BatchKind::Sqlx => format!("{SQLX_PREFIX}{number}_{package}"),
+        };
+        match lanes.iter_mut().find(|lane| lane.database == database) {
+            Some(lane) => lane.batches.push(batch),
+            None => lanes.push(Lane {
+                kind: batch.kind,
+                database,
+                batches: vec![batch],
+            }),
+        }
+    }
+    lanes
+}
+
+impl RunSteps<'_> {
+    /// A lane's batches, one after another, each on the job slots free when it comes (at most one per
+    /// test), against the lane's database (made first).
+    async fn run_lane(
+        &self,
+        lane: &Lane<'_>,
+        gateway: Option<&Gateway>,
+    ) -> Result<(), RunnerError> {
+        let runner = self.runner;
+        let jobs = runner.settings.jobs;
+        let mut made = false;
+        for batch in &lane.batches {
+            let held = self.slots.take(batch.cases.len().min(jobs)).await;
+            if runner.must_stop(&self.server) {
+                break;
+            }
+            if !made {
+                let package = &batch.binary.package;
+                runner.shared_database(package, &lane.database).await?;
+                made = true;
+            }
+            self.run_batch(batch, &lane.database, gateway, &held)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One batch: its process, its retries (each alone), and what becomes of the databases of the tests
+    /// that failed for good.
+    async fn run_batch(
+        &self,
+        batch: &Batch,
+        database: &str,
+        gateway: Option<&Gateway>,
+        held: &Held,
+    ) -> Result<(), RunnerError> {
+        let runner = self.runner;
+        let databases = runner.databases;
+        // `#[sqlx::test]`s reach the server through the gateway, which serves the databases sqlx makes;
+        // the extra databases are reached directly.
+        let endpoint = match (batch.kind, gateway) {
+            (BatchKind::Sqlx, Some(gateway)) => gateway.endpoint(),
+            _ => databases.endpoint(),
+        };
+        let env = databases.env_via(endpoint, database);
+        let again = runner.run_together(batch, &env, held).await?;
+        let template = databases.template_for(&batch.binary.package, None);
+        let attempts = match batch.kind {
+            BatchKind::Shared => retry::AttemptDatabase::Clone {
+                databases,
+                template,
+                base: database,
+            },
+            BatchKind::Sqlx => retry::AttemptDatabase::Given(&env),
+        };
+        let (limits, cancel, dispatch) = (runner.settings.limits, runner.cancel, runner.dispatch);
+        for case in again {
+            // One at a time, after the batch, on its first slot.
+            retry::run_again(&case, &attempts, held.first(), limits, cancel, dispatch).await;
+        }
+        match batch.kind {
+            // The tests share the database: one that failed for good keeps it.
+            BatchKind::Shared => {
+                let failed = batch.cases.iter().filter(|c| dispatch.has_failed(&c.id()));
+                for case in failed {
+                    databases.keep(case.id(), database);
+                }
+            }
+            // sqlx's databases only make the tests' own, which sqlx leaves when they fail.
+            BatchKind::Sqlx if cancel.signal().is_none() && self.server.is_running() => {
+                let endpoint = self.server.with(|cluster| cluster.endpoint().clone());
+                let left = sqlx_kept::SqlxLeftovers {
+                    endpoint: &endpoint,
+                    source: database,
+                    databases,
+                };
+                left.settle(&batch.cases, dispatch).await;
+            }
+            BatchKind::Sqlx => {}
+        }
+        Ok(())
+    }
+}
 
 impl Runner<'_> {
     /// Reuse of untouched databases for the tests that get their own, when the `reuse` key and the cluster
@@ -383,112 +597,27 @@ impl Runner<'_> {
         }
     }
 
-    /// Runs each batch's tests together ([`shared::Together`]) against its package's database (made once
-    /// per package); returns the databases made. `#[sqlx::test]`s reach the server through `gateway` when
-    /// it started.
-    async fn run_batches(
-        &self,
-        batches: &[Batch],
-        gateway: Option<&Gateway>,
-        cluster: &mut Cluster,
-    ) -> Result<Vec<String>, RunnerError> {
-        let mut made: Vec<String> = Vec::new();
-        for batch in batches {
-            if self.must_stop(cluster) {
-                break;
-            }
-            let prefix = match batch.kind {
-                BatchKind::Sqlx => SQLX_PREFIX,
-                BatchKind::Shared => SHARED_PREFIX,
-            };
-            let database = format!("{prefix}{}", sanitize(&batch.binary.package));
-            if !made.contains(&database) {
-                self.shared_database(&batch.binary.package, &database)
-                    .await?;
-                made.push(database.clone());
-            }
-            self.run_batch(batch, &database, gateway, cluster).await?;
-        }
-        Ok(made)
-    }
-
-    /// One batch: its process, its retries (each alone), and what becomes of the databases of the tests
-    /// that failed for good.
-    async fn run_batch(
-        &self,
-        batch: &Batch,
-        database: &str,
-        gateway: Option<&Gateway>,
-        cluster: &mut Cluster,
-    ) -> Result<(), RunnerError> {
-        let databases = self.databases;
-        // `#[sqlx::test]`s reach the server through the gateway, which serves the databases sqlx makes;
-        // the extra databases are reached directly.
-        let endpoint = match (batch.kind, gateway) {
-            (BatchKind::Sqlx, Some(gateway)) => gateway.endpoint(),
-            _ => databases.endpoint(),
-        };
-        let env = databases.env_via(endpoint, database);
-        let again = self.run_together(batch, &env).await?;
-        let template = databases.template_for(&batch.binary.package, None);
-        let attempts = match batch.kind {
-            BatchKind::Shared => retry::AttemptDatabase::Clone {
-                databases,
-                template,
-                base: database,
-            },
-            BatchKind::Sqlx => retry::AttemptDatabase::Given(&env),
-        };
-        for case in again {
-            let limits = self.settings.limits;
-            // One at a time, after the batch: the first slot.
-            retry::run_again(&case, &attempts, 0, limits, self.cancel, self.dispatch).await;
-        }
-        match batch.kind {
-            // The tests share the database: one that failed for good keeps it.
-            BatchKind::Shared => {
-                let failed = batch
-                    .cases
-                    .iter()
-                    .filter(|c| self.dispatch.has_failed(&c.id()));
-                for case in failed {
-                    databases.keep(case.id(), database);
-                }
-            }
-            // sqlx's databases only make the tests' own, which sqlx leaves when they fail.
-            BatchKind::Sqlx if self.cancel.signal().is_none() && cluster.is_running() => {
-                let left = sqlx_kept::SqlxLeftovers {
-                    endpoint: cluster.endpoint(),
-                    source: database,
-                    databases,
-                };
-                left.settle(&batch.cases, self.dispatch).await;
-            }
-            BatchKind::Sqlx => {}
-        }
-        Ok(())
-    }
-}
-
-impl Runner<'_> {
-    /// A batch's process, told as one: its tests run together, holding every job slot.
+    /// A batch's process, told as one: its tests run together, one libtest thread per job slot it holds.
     async fn run_together(
         &self,
         batch: &Batch,
         env: &[(String, String)],
+        held: &Held,
     ) -> Result<Vec<TestCase>, RunnerError> {
-        let (jobs, dispatch) = (self.settings.jobs, self.dispatch);
+        let dispatch = self.dispatch;
         let database = match batch.kind {
             BatchKind::Sqlx => DatabaseKind::Sqlx,
             BatchKind::Shared => DatabaseKind::Shared,
         };
         let kind = events::BatchKind::from(batch.kind);
-        let number = dispatch.batch_started(kind, &batch.binary.id, batch.cases.len(), jobs);
+        let number =
+            dispatch.batch_started(kind, &batch.binary.id, batch.cases.len(), held.numbers());
         let began = Instant::now();
         let together = shared::Together {
             binary: &batch.binary,
             cases: &batch.cases,
             settings: self.settings,
+            slots: held.numbers(),
             batch: number,
             database,
         };

@@ -18,17 +18,20 @@ use super::dispatch::TestResult;
 use super::schedule::Group;
 use super::selection::TestCase;
 use super::shared::Together;
+use super::slots::{Held, JobSlots};
 use super::Runner;
 use crate::events::{BatchKind, DatabaseKind, Event, Outcome, Start, TestId};
 use crate::template::{Obtain, Return};
 
-/// Runs the groups one after another (each runs `jobs` tests at a time), reporting the tests whose results
-/// count; returns the tests to run alone. Without reuse's check to judge them (it could not start) every
-/// test runs alone. Stops early, reporting nothing more, when the run is stopped (`must_stop`).
+/// Runs the groups side by side, each on the job slots free when it comes (at most one per test),
+/// reporting the tests whose results count; returns the tests to run alone. Without reuse's check to judge
+/// them (it could not start) every test runs alone. A group not started when the run is stopped
+/// (`must_stop`) reports nothing: the dispatcher says its tests were NOT RUN.
 pub(crate) async fn run(
     groups: &[Group],
     runner: &Runner<'_>,
-    mut must_stop: impl FnMut() -> bool,
+    slots: &JobSlots,
+    must_stop: impl Fn() -> bool,
 ) -> Vec<TestCase> {
     if !runner.databases.reuses() {
         return groups
@@ -36,14 +39,22 @@ pub(crate) async fn run(
             .flat_map(|group| group.cases.clone())
             .collect();
     }
-    let tests = groups.iter().map(|group| group.cases.len()).sum();
+    let jobs = runner.settings.jobs;
+    let must_stop = &must_stop;
+    let ran = futures_util::future::join_all(groups.iter().enumerate().map(
+        |(number, group)| async move {
+            let held = slots.take(group.cases.len().min(jobs)).await;
+            if must_stop() {
+                return None;
+            }
+            let name = format!("pgtest_group_{number}");
+            Some(run_group(group, &name, runner, &held).await.counted)
+        },
+    ))
+    .await;
     let mut alone = Vec::new();
-    for (number, group) in groups.iter().enumerate() {
-        if must_stop() {
-            // What the groups left is NOT RUN, by the dispatcher, with the reason the run stopped.
-            return alone;
-        }
-        let counted = run_group(group, number, runner).await;
+    for (group, counted) in groups.iter().zip(ran) {
+        let Some(counted) = counted else { continue };
         let not_counted = group
             .cases
             .iter()
@@ -51,6 +62,7 @@ pub(crate) async fn run(
         alone.extend(not_counted.cloned());
     }
     if !groups.is_empty() {
+        let tests = groups.iter().map(|group| group.cases.len()).sum();
         runner
             .dispatch
             .read_only_groups(tests, groups.len(), alone.len());
@@ -58,47 +70,67 @@ pub(crate) async fn run(
     alone
 }
 
-/// Runs one group; returns the tests whose results were reported.
-async fn run_group(group: &Group, number: usize, runner: &Runner<'_>) -> BTreeSet<TestId> {
+/// What became of a group.
+pub(super) struct GroupOutcome {
+    /// The tests whose results were reported (they passed, in a database found untouched).
+    pub(super) counted: BTreeSet<TestId>,
+    /// Whether its database was found written to.
+    pub(super) written: bool,
+}
+
+/// Runs one group in the database `database`, on the job slots `held`.
+pub(super) async fn run_group(
+    group: &Group,
+    database: &str,
+    runner: &Runner<'_>,
+    held: &Held,
+) -> GroupOutcome {
     let (databases, dispatch, cancel) = (runner.databases, runner.dispatch, runner.cancel);
-    let database = format!("pgtest_group_{number}");
+    let nothing = |written| GroupOutcome {
+        counted: BTreeSet::new(),
+        written,
+    };
     // Every test of a group starts from its package's template (the schedule groups no snapshot test).
     let template = databases.template_for(&group.binary.package, None);
     let lease = match databases
-        .lease(&template, &database, Obtain::Checkable)
+        .lease(&template, database, Obtain::Checkable)
         .await
     {
         Ok(lease) => lease,
         Err(_) => {
             // Whatever was made of it goes; the tests run alone, where a database that cannot be made is
             // reported for each.
-            databases.give_back(&database, Return::Drop).await;
-            return BTreeSet::new();
+            databases.give_back(database, Return::Drop).await;
+            return nothing(false);
         }
     };
-    let jobs = runner.settings.jobs;
-    let batch = dispatch.batch_started(BatchKind::Group, &group.binary.id, group.cases.len(), jobs);
+    let lanes = held.numbers();
+    let batch =
+        dispatch.batch_started(BatchKind::Group, &group.binary.id, group.cases.len(), lanes);
     let began = Instant::now();
-    let passed = run_together(group, batch, &lease.env, runner).await;
+    let passed = run_together(group, batch, &lease.env, runner, held.numbers()).await;
     dispatch.batch_finished(batch, began.elapsed());
     let untouched = databases.give_back(&lease.name, Return::Check).await;
     let Some(passed) = passed.filter(|_| untouched && cancel.signal().is_none()) else {
-        return BTreeSet::new();
+        return nothing(!untouched);
     };
     let mut counted = BTreeSet::new();
-    for held in passed {
-        let test = held.test;
-        dispatch.started_at(Some(held.started_at), test.clone(), held.start);
-        dispatch.finished_at(Some(held.finished_at), test.clone(), held.result);
+    for passed in passed {
+        let test = passed.test;
+        dispatch.started_at(Some(passed.started_at), test.clone(), passed.start);
+        dispatch.finished_at(Some(passed.finished_at), test.clone(), passed.result);
         dispatch.untouched(test.clone());
         counted.insert(test);
     }
-    counted
+    GroupOutcome {
+        counted,
+        written: false,
+    }
 }
 
 /// A test that passed in its group, held back until the group counts: its start and result, each with
 /// when it happened.
-struct Held {
+struct Passed {
     test: TestId,
     start: Start,
     started_at: Duration,
@@ -113,12 +145,14 @@ async fn run_together(
     batch: usize,
     env: &[(String, String)],
     runner: &Runner<'_>,
-) -> Option<Vec<Held>> {
+    slots: &[usize],
+) -> Option<Vec<Passed>> {
     let (held, mut receiver) = runner.dispatch.beside();
     let together = Together {
         binary: &group.binary,
         cases: &group.cases,
         settings: runner.settings,
+        slots,
         batch,
         database: DatabaseKind::Group,
     };
@@ -145,7 +179,7 @@ async fn run_together(
                     duration,
                     output,
                 };
-                passed.push(Held {
+                passed.push(Passed {
                     test,
                     start,
                     started_at,

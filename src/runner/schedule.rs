@@ -5,9 +5,14 @@
 //! through the runner's [`Steps`]. A property test drives it through a dry run and checks that both agree.
 //!
 //! The order: the builders of `from_test` snapshots (one after another), the batches that run a binary's
-//! tests together (`#[sqlx::test]`s, or every test under `isolation = "shared"`), the read-only groups,
-//! then the tests that run alone, `jobs` at a time.
+//! tests together (`#[sqlx::test]`s, or every test under `isolation = "shared"`), the read-only groups of
+//! tests the history found read-only, the trials (tests the history does not know, tried in groups first),
+//! then the tests that run alone. After the builders, everything runs side by side on the run's `jobs` job
+//! slots, each piece of work taking its slots as it comes. Within each kind the longest work comes first,
+//! as the history knows it, so that the run's end is set by its longest test rather than by a long one
+//! started last; without history the order is the listing's.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +41,10 @@ pub(crate) struct Inputs<'a> {
     /// The tests whose latest passing run only read, with that run's time; empty when groups are off
     /// (`reuse` or `group_read_only` off, an existing server, `--nocapture`, `--no-history`).
     pub(crate) read_only: &'a BTreeMap<TestId, Duration>,
+    /// Each test's time in its latest passing run (empty without history): the longest work goes first.
+    pub(crate) past: &'a BTreeMap<TestId, Duration>,
+    /// Whether the tests `past` does not know are tried in groups first (when read-only groups are on).
+    pub(crate) try_groups: bool,
     /// Whether a test is a `#[sqlx::test]`, which makes its own database.
     pub(crate) self_isolating: &'a dyn Fn(&TestCase) -> bool,
     pub(crate) jobs: usize,
@@ -84,6 +93,15 @@ pub(crate) struct Group {
     pub(crate) cases: Vec<TestCase>,
 }
 
+/// The tests of one binary that the history does not know: tried in read-only groups first, small ones
+/// growing while they come out untouched (see [`super::trials`]); the tests not counted there run alone.
+#[derive(Debug, Clone)]
+pub(crate) struct Trial {
+    pub(crate) binary: Arc<TestBinary>,
+    /// In libtest's order, in which the groups take them.
+    pub(crate) cases: Vec<TestCase>,
+}
+
 /// A test in a process and a database of its own.
 #[derive(Debug, Clone)]
 pub(crate) struct Alone {
@@ -98,6 +116,7 @@ pub(crate) struct Schedule {
     pub(crate) builders: Vec<Builder>,
     pub(crate) batches: Vec<Batch>,
     pub(crate) groups: Vec<Group>,
+    pub(crate) trials: Vec<Trial>,
     pub(crate) alone: Vec<Alone>,
     /// Ignored tests not asked for: reported IGNORED.
     pub(crate) ignored: Vec<TestCase>,
@@ -130,18 +149,32 @@ pub(crate) fn compute(
     let batched = batches.iter().flat_map(|batch| &batch.cases);
     let snapshot_warning = not_applied(&starts.of_test, inputs.snapshots, batched);
     let from_snapshot = |test: &TestId| starts.of_test.contains_key(test);
-    let (groups, alone) = read_only_groups(alone, inputs.read_only, from_snapshot, inputs.jobs);
-    let alone = alone
+    let (mut groups, alone) = read_only_groups(alone, inputs.read_only, from_snapshot, inputs.jobs);
+    let (trials, alone) = match inputs.try_groups {
+        true => trials_of(alone, |case| {
+            let id = case.id();
+            !case.ignored && !inputs.past.contains_key(&id) && !from_snapshot(&id)
+        }),
+        false => (Vec::new(), alone),
+    };
+    let mut alone: Vec<Alone> = alone
         .into_iter()
         .map(|case| Alone {
             snapshot: starts.of_test.get(&case.id()).copied(),
             case,
         })
         .collect();
+    let mut batches = batches;
+    let estimate = Estimate::from(inputs.past);
+    // Stable sorts: work the history cannot tell apart keeps the listing's order.
+    batches.sort_by_key(|batch| Reverse(estimate.together(&batch.cases, inputs.jobs)));
+    groups.sort_by_key(|group| Reverse(estimate.together(&group.cases, inputs.jobs)));
+    alone.sort_by_key(|alone| Reverse(estimate.of(&alone.case)));
     Ok(Schedule {
         builders: starts.builders,
         batches,
         groups,
+        trials,
         alone,
         ignored,
         filtered_out,
@@ -161,6 +194,8 @@ pub(crate) enum Kind {
     Sqlx,
     /// Found read-only by earlier runs: runs in a read-only group.
     Group,
+    /// Not known to the history: tried in a read-only group, alone if that does not count.
+    Trial,
 }
 
 impl Kind {
@@ -171,6 +206,7 @@ impl Kind {
             Kind::Shared => "shared",
             Kind::Sqlx => "sqlx",
             Kind::Group => "group",
+            Kind::Trial => "trial",
         }
     }
 }
@@ -220,11 +256,14 @@ impl Schedule {
         });
         let groups = self.groups.iter().flat_map(|group| &group.cases);
         let groups = groups.map(|case| Entry::of(case, Kind::Group));
+        let trials = self.trials.iter().flat_map(|trial| &trial.cases);
+        let trials = trials.map(|case| Entry::of(case, Kind::Trial));
         let alone = self.alone.iter().map(|alone| Entry {
             snapshot: alone.snapshot.and_then(name_of),
             ..Entry::of(&alone.case, Kind::Own)
         });
-        builders.chain(batches).chain(groups).chain(alone).collect()
+        let entries = builders.chain(batches).chain(groups).chain(trials);
+        entries.chain(alone).collect()
     }
 
     /// Every test that will end in a result (the ignored ones aside), builders first.
@@ -238,46 +277,98 @@ impl Schedule {
             .groups
             .iter()
             .flat_map(|g| g.cases.iter().map(TestCase::id));
+        let trials = self
+            .trials
+            .iter()
+            .flat_map(|t| t.cases.iter().map(TestCase::id));
         let alone = self.alone.iter().map(|alone| alone.case.id());
-        builders.chain(batches).chain(groups).chain(alone)
+        builders
+            .chain(batches)
+            .chain(groups)
+            .chain(trials)
+            .chain(alone)
     }
 }
 
-/// The steps a run takes, in the order [`drive`] calls them. The runner's real steps start processes; the
-/// property test's only record what they are given.
+/// The steps a run takes, as [`drive`] calls them. The runner's real steps start processes; the property
+/// test's only record what they are given.
 pub(crate) trait Steps {
     /// Builds the `from_test` snapshots; returns the snapshots (indexes) that were not built.
-    fn build_snapshots(&mut self, builders: &[Builder]) -> impl Future<Output = BTreeSet<usize>>;
-    /// Runs the batches, one after another.
-    fn batches(
-        &mut self,
-        batches: &[Batch],
-    ) -> impl Future<Output = Result<(), super::RunnerError>>;
+    fn build_snapshots(&self, builders: &[Builder]) -> impl Future<Output = BTreeSet<usize>>;
+    /// Before the first test after the builders.
+    fn tests_begin(&self) -> impl Future<Output = ()>;
+    /// Runs the batches (beside the groups and the tests alone).
+    fn batches(&self, batches: &[Batch]) -> impl Future<Output = Result<(), super::RunnerError>>;
     /// Runs the read-only groups; returns the tests to run alone after all (a group that did not count).
-    fn groups(&mut self, groups: &[Group]) -> impl Future<Output = Vec<TestCase>>;
-    /// Runs the tests alone, `jobs` at a time, in order; a test whose snapshot is `unbuilt` is NOT RUN.
+    fn groups(&self, groups: &[Group]) -> impl Future<Output = Vec<TestCase>>;
+    /// Tries the tests of each trial in groups, and runs the ones not counted there alone.
+    fn trials(&self, trials: &[Trial]) -> impl Future<Output = ()>;
+    /// Runs the tests alone, in order; a test whose snapshot is `unbuilt` is NOT RUN.
     fn alone(
-        &mut self,
+        &self,
         tests: Vec<Alone>,
         unbuilt: &BTreeSet<usize>,
     ) -> impl Future<Output = Result<(), super::RunnerError>>;
+    /// Once every test has ended.
+    fn tests_end(&self) -> impl Future<Output = ()>;
 }
 
-/// Walks the schedule through `steps`, in the schedule's order: the one place a run's order is decided.
+/// Walks the schedule through `steps`: the one place a run's order is decided. The builders first; then,
+/// side by side, every one taking its job slots as it comes: the batches; the read-only groups, then the
+/// tests a group did not count, alone; the trials; the tests alone.
 pub(crate) async fn drive(
     schedule: Schedule,
-    steps: &mut impl Steps,
+    steps: &impl Steps,
 ) -> Result<(), super::RunnerError> {
     let unbuilt = steps.build_snapshots(&schedule.builders).await;
-    steps.batches(&schedule.batches).await?;
-    let again = steps.groups(&schedule.groups).await;
-    let mut alone = schedule.alone;
-    // A test whose group did not count starts from its package's template: groups hold no snapshot test.
-    alone.extend(again.into_iter().map(|case| Alone {
-        case,
-        snapshot: None,
-    }));
-    steps.alone(alone, &unbuilt).await
+    steps.tests_begin().await;
+    let batches = steps.batches(&schedule.batches);
+    let groups = async {
+        let again = steps.groups(&schedule.groups).await;
+        // A test whose group did not count starts from its package's template: groups hold no snapshot
+        // test.
+        let again = again.into_iter().map(|case| Alone {
+            case,
+            snapshot: None,
+        });
+        steps.alone(again.collect(), &unbuilt).await
+    };
+    let trials = steps.trials(&schedule.trials);
+    let alone = steps.alone(schedule.alone, &unbuilt);
+    let (batches, groups, (), alone) = tokio::join!(batches, groups, trials, alone);
+    steps.tests_end().await;
+    batches.and(groups).and(alone)
+}
+
+/// How long work is expected to take, from each test's latest passing time. A test the history does not
+/// know counts as the median of those it does: a new test is as likely long as short.
+struct Estimate<'a> {
+    past: &'a BTreeMap<TestId, Duration>,
+    unknown: Duration,
+}
+
+impl<'a> From<&'a BTreeMap<TestId, Duration>> for Estimate<'a> {
+    fn from(past: &'a BTreeMap<TestId, Duration>) -> Self {
+        let mut times: Vec<Duration> = past.values().copied().collect();
+        times.sort();
+        let unknown = times.get(times.len() / 2).copied().unwrap_or_default();
+        Estimate { past, unknown }
+    }
+}
+
+impl Estimate<'_> {
+    fn of(&self, case: &TestCase) -> Duration {
+        self.past.get(&case.id()).copied().unwrap_or(self.unknown)
+    }
+
+    /// Tests run together in one process, on as many threads as it has tests (up to `jobs`): as long as
+    /// its longest test, or its tests' time spread over those threads if that is longer.
+    fn together(&self, cases: &[TestCase], jobs: usize) -> Duration {
+        let times = cases.iter().map(|case| self.of(case));
+        let longest = times.clone().max().unwrap_or_default();
+        let threads = u32::try_from(cases.len().clamp(1, jobs.max(1))).unwrap_or(u32::MAX);
+        longest.max(times.sum::<Duration>() / threads)
+    }
 }
 
 /// What the snapshots mean for the chosen tests.
@@ -369,6 +460,28 @@ fn batches_of(cases: Vec<TestCase>, kind: BatchKind) -> Vec<Batch> {
         }
     }
     batches
+}
+
+/// Takes the tests `unknown` picks out of `cases`, a trial per binary in libtest's order; a binary with
+/// fewer than two keeps them alone. Returns the trials and the tests left to run alone.
+fn trials_of(
+    cases: Vec<TestCase>,
+    unknown: impl Fn(&TestCase) -> bool,
+) -> (Vec<Trial>, Vec<TestCase>) {
+    let (unknown, mut alone): (Vec<_>, Vec<_>) = cases.into_iter().partition(unknown);
+    let mut trials = Vec::new();
+    for Batch {
+        binary, mut cases, ..
+    } in batches_of(unknown, BatchKind::Shared)
+    {
+        if cases.len() < GROUP_FEWEST_TESTS {
+            alone.extend(cases);
+            continue;
+        }
+        cases.sort_by(|a, b| a.name.cmp(&b.name));
+        trials.push(Trial { binary, cases });
+    }
+    (trials, alone)
 }
 
 /// Takes the tests `read_only` names (with their past times) out of `cases`, in groups per binary; the

@@ -23,11 +23,13 @@ use crate::cancel::Cancel;
 use crate::cargo::TestBinary;
 use crate::events::{DatabaseKind, Outcome, Start, TestId};
 
-/// One binary's cases, run in one process with the run's `jobs` as its test threads.
+/// One binary's cases, run in one process with a test thread per job slot it holds.
 pub(crate) struct Together<'a> {
     pub(crate) binary: &'a TestBinary,
     pub(crate) cases: &'a [TestCase],
     pub(crate) settings: &'a Settings,
+    /// The job slots it holds (see [`super::slots`]): its threads, and its tests' lanes.
+    pub(crate) slots: &'a [usize],
     /// The batch it is (its `batch_started` number) and its tests' database, for their `test_started`.
     pub(crate) batch: usize,
     pub(crate) database: DatabaseKind,
@@ -40,7 +42,8 @@ impl Together<'_> {
         if self.cases.iter().any(|case| case.ignored) {
             args.push("--include-ignored".to_owned());
         }
-        args.extend(["--test-threads".to_owned(), self.settings.jobs.to_string()]);
+        let threads = self.slots.len().max(1);
+        args.extend(["--test-threads".to_owned(), threads.to_string()]);
         args
     }
 
@@ -56,7 +59,8 @@ impl Together<'_> {
             .args(self.libtest_args())
             .envs(database_env.iter().map(|(k, v)| (k, v)));
         let names = self.cases.iter().map(|case| case.name.clone());
-        let mut watch = InOneProcess::new(&self.binary.id, names, self.settings.jobs)
+        let mut watch = InOneProcess::new(&self.binary.id, names, self.slots.len())
+            .on_slots(self.slots)
             .in_batch(self.batch, self.database);
         let ended = supervisor::supervise(
             command,
@@ -135,6 +139,14 @@ impl InOneProcess {
             batch: None,
             database: DatabaseKind::Shared,
         }
+    }
+
+    /// The process holds the job slots `slots` (one per thread): its tests' lanes.
+    pub(crate) fn on_slots(mut self, slots: &[usize]) -> Self {
+        if !slots.is_empty() {
+            self.free = slots.iter().copied().collect();
+        }
+        self
     }
 
     /// The process is batch `batch` of the run, its tests on a database of `database` kind.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::context::Run;
 use crate::events::{Event, EventReceiver, Outcome, Stamped, TestId};
+use crate::history::store::Latest;
 use crate::history::Store;
 
 /// What the history keeps of a run.
@@ -41,13 +42,13 @@ impl RunRecord {
     }
 }
 
-/// The tests that read only in their latest passing run, with that run's time (none with `--no-history`):
-/// the runner groups them (see `runner::read_only`).
-pub(crate) fn read_only(run: &Run<'_>, target_dir: &Path) -> BTreeMap<TestId, Duration> {
+/// Each test's latest passing run (none with `--no-history`): its time orders the run's work, and the tests
+/// that read only in it run in read-only groups (see `runner::read_only`).
+pub(crate) fn latest(run: &Run<'_>, target_dir: &Path) -> BTreeMap<TestId, Latest> {
     if run.cli.pgtest.no_history {
         return BTreeMap::new();
     }
-    Store::in_target_dir(target_dir).read_only()
+    Store::in_target_dir(target_dir).latest()
 }
 
 /// Awaits `running` while passing every event it sends into `taps` on to the reporters; returns its output

@@ -1,15 +1,14 @@
 //! Stage 7, run: the runner's settings resolved once from the earlier stages, the tests run against the
 //! cluster, and their times passed to the test history (see `stages::history`).
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::build::Built;
 use super::context::{Run, Setup};
 use super::error::Error;
 use super::template::Ready;
 use crate::cluster::Cluster;
-use crate::events::{Phase, TestId};
+use crate::events::Phase;
 use crate::runner::{self, exec::Limits, selection::TestArgs};
 
 /// What a run that ended with failed tests' databases kept leaves to save, once the tests phase is over.
@@ -29,8 +28,20 @@ pub(crate) fn settings(
 ) -> runner::Settings {
     let config = &setup.config;
     let pgtest = &run.cli.pgtest;
+    let latest = super::history::latest(run, &setup.project.target_dir);
+    let groups = groups_allowed(setup, cluster.is_existing(), &args);
+    let read_only = latest
+        .iter()
+        .filter(|(_, latest)| groups && latest.read_only)
+        .map(|(test, latest)| (test.clone(), latest.time))
+        .collect();
     runner::Settings {
-        read_only: learned_read_only(run, setup, cluster.is_existing(), &args),
+        past: latest
+            .into_iter()
+            .map(|(test, latest)| (test, latest.time))
+            .collect(),
+        read_only,
+        try_groups: groups,
         args,
         isolation: config.isolation,
         jobs: config.jobs,
@@ -84,24 +95,12 @@ pub(crate) async fn run_tests(
     }))
 }
 
-/// The tests that run in read-only groups, if any do: with `reuse` and `group_read_only` on, on a cluster
-/// of our own (whose files the check reads), the tests the history found read-only. None when every test's
+/// Whether the tests the history found read-only run in read-only groups: with `reuse` and
+/// `group_read_only` on, on a cluster of our own (whose files the check reads). Not when every test's
 /// output is asked for (`--nocapture`): libtest keeps a passing test's output to itself in a group.
-fn learned_read_only(
-    run: &Run<'_>,
-    setup: &Setup,
-    existing_server: bool,
-    test_args: &TestArgs,
-) -> BTreeMap<TestId, Duration> {
+fn groups_allowed(setup: &Setup, existing_server: bool, test_args: &TestArgs) -> bool {
     let config = &setup.config;
-    if !config.reuse
-        || !config.group_read_only
-        || existing_server
-        || test_args.shows_passing_output()
-    {
-        return BTreeMap::new();
-    }
-    super::history::read_only(run, &setup.project.target_dir)
+    config.reuse && config.group_read_only && !existing_server && !test_args.shows_passing_output()
 }
 
 /// Saves the cluster holding the failed tests' databases (see `stages::inspect`).

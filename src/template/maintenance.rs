@@ -82,11 +82,16 @@ impl MaintenancePool {
             .await
     }
 
-    /// How many databases the cluster holds (for leak checks).
+    /// How many databases the cluster holds (for leak checks), but for the `#[sqlx::test]` gateway's: the
+    /// copies it makes ahead and the used ones it drops later, which it leaves to the teardown when it stops
+    /// (while other tests may still run beside it).
     pub(crate) async fn count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT count(*) FROM pg_database")
-            .fetch_one(&self.pool)
-            .await
+        sqlx::query_scalar(
+            r"SELECT count(*) FROM pg_database
+              WHERE datname NOT LIKE 'pgtest\_ready\_%' AND datname NOT LIKE '\_sqlx\_test%'",
+        )
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// The connections to the maintenance database (which reuse's checks share).

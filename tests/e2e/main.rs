@@ -30,12 +30,14 @@ mod parity;
 mod phases;
 mod reuse;
 mod runner;
+mod schedule;
 #[cfg(target_os = "linux")]
 mod security;
 mod server;
 mod shards;
 mod ship;
 mod snapshots;
+mod trials;
 mod versions;
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -52,6 +54,8 @@ fn main() {
         server::tests,
         reuse::tests,
         runner::tests,
+        schedule::tests,
+        trials::tests,
         faults::tests,
         claims::tests,
         inspect::tests,

@@ -39,6 +39,8 @@ fn a_reading_suite_reuses_and_a_writing_suite_does_not() {
     let Some(project) = Project::with_own_target("reuse-probe") else {
         return;
     };
+    // Every test alone, as reuse hands databases on between tests alone: no group, learned or tried.
+    project.append_to_manifest("\n[package.metadata.pgtest]\ngroup_read_only = false\n");
     let reads = project.run(&["--json", "-", "--jobs", "2", "--test", "reads"]);
     reads.expect(0, &[]);
     assert_eq!(passed(&reads), 30, "{}{}", reads.stdout, reads.stderr);
@@ -100,6 +102,16 @@ fn groups(run: &Run) -> Option<(u64, u64, u64)> {
     Some((count("tests"), count("groups"), count("ran_alone")))
 }
 
+/// The `trial_groups` event's (tests, groups, counted), if the run tried tests in groups.
+fn trials(run: &Run) -> Option<(u64, u64, u64)> {
+    let events = run.events();
+    let event = events
+        .iter()
+        .find(|event| event["type"] == "trial_groups")?;
+    let count = |field: &str| event[field].as_u64().unwrap();
+    Some((count("tests"), count("groups"), count("counted")))
+}
+
 /// How many tests the run found read-only (`database_untouched` events).
 fn untouched(run: &Run) -> usize {
     let events = run.events();
@@ -135,7 +147,8 @@ fn assert_listed_in_groups(project: &Project) {
         0,
         &[
             "group  reuse-probe::turns turn_01",
-            "own    reuse-probe::reads read_01",
+            // Never run here: new to the history, so tried in a group first.
+            "trial  reuse-probe::reads read_01",
         ],
     );
     let kinds: Vec<&str> = list
@@ -161,12 +174,14 @@ fn tests_found_read_only_run_together_and_a_group_written_to_counts_for_nothing(
     let Some(project) = Project::with_own_target("reuse-probe") else {
         return;
     };
-    // A first run: each test alone, each found untouched.
+    // A first run: nothing is learned yet, so the tests are tried in groups (2, then 4, then the last 6),
+    // each found untouched, and so counted and marked read-only.
     let (first, processes, noted) = run_turns(&project, &[], &[]);
     first.expect(0, &[]);
     assert_eq!(passed(&first), 12, "{}{}", first.stdout, first.stderr);
     assert_eq!(groups(&first), None, "nothing is learned yet");
-    assert_eq!((processes, noted), (12, 12), "one process per test");
+    assert_eq!(trials(&first), Some((12, 3, 12)), "{}", first.stdout);
+    assert_eq!((processes, noted), (3, 12), "one process per trial group");
     assert_eq!(untouched(&first), 12, "{}", first.stdout);
 
     // Learned: all in groups, a process per group, no test alone. How many groups depends on the tests'
@@ -220,18 +235,30 @@ fn tests_found_read_only_run_together_and_a_group_written_to_counts_for_nothing(
         "the groups' processes and turn_06's"
     );
 
-    // `--no-history` reads no marks; `--nocapture` asks for every test's output, which a group keeps to
-    // itself; the key turns groups off.
+    // `--no-history` reads no marks: the tests are tried in groups again, as in the first run;
+    // `--nocapture` asks for every test's output, which a group keeps to itself; the key turns groups and
+    // trials off.
     let (unread, processes, _) = run_turns(&project, &["--no-history"], &[]);
     unread.expect(0, &[]);
-    assert_eq!((groups(&unread), processes), (None, 12));
+    assert_eq!(groups(&unread), None);
+    let (tried, count, counted) = trials(&unread).expect("tried in groups");
+    assert_eq!(
+        (tried, processes),
+        (12, count as usize),
+        "{}",
+        unread.stdout
+    );
+    assert_eq!(counted, 12, "{}", unread.stdout);
     let (shown, processes, _) = run_turns(&project, &["--", "--nocapture"], &[]);
     shown.expect(0, &[]);
-    assert_eq!((groups(&shown), processes), (None, 12));
+    assert_eq!(
+        (groups(&shown), trials(&shown), processes),
+        (None, None, 12)
+    );
     project.append_to_manifest("\n[package.metadata.pgtest]\ngroup_read_only = false\n");
-    let (off, processes, _) = run_turns(&project, &[], &[]);
+    let (off, processes, _) = run_turns(&project, &["--no-history"], &[]);
     off.expect(0, &[]);
-    assert_eq!((groups(&off), processes), (None, 12));
+    assert_eq!((groups(&off), trials(&off), processes), (None, None, 12));
     project.assert_nothing_left();
 }
 

@@ -160,8 +160,8 @@ fn a_test_that_passes_on_its_retry_is_flaky() {
     }
     let (run, xml) = flaky_run(&["--retries", "1", "fails_once_then_passes"]);
     assert_flaky(&run, &xml, "fails_once_then_passes");
-    // The `retries` key means the same.
-    let key = "[package.metadata.pgtest]\nretries = 1\n";
+    // The `retries` key means the same (the fixture's manifest ends in its [package.metadata.pgtest]).
+    let key = "retries = 1\n";
     let (run, xml) = flaky_run_with(&["fails_once_then_passes"], key);
     assert_flaky(&run, &xml, "fails_once_then_passes");
 }

@@ -262,8 +262,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("relation"), vec![1u8; 1 << 20]).unwrap();
         let (events, _receiver) = crate::events::channel();
+        // A process whose memory stays put stands in for the server: this test process's own grows and
+        // shrinks with the tests beside it, and a peak it set would hide the data directory's.
+        let mut postmaster = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let watch = Watch::start(Watched {
-            postmaster: Some(std::process::id()),
+            postmaster: Some(postmaster.id()),
             data_dir: dir.path().to_owned(),
             tmpfs: true,
             events,
@@ -282,6 +288,8 @@ mod tests {
         }
         watch.phase_done(Phase::Tests);
         let seen = watch.stop().expect("sampled");
+        let _ = postmaster.kill();
+        let _ = postmaster.wait();
         let (run, phases) = (seen.ram, seen.phases);
         assert!(run.processes_bytes > 0 && seen.processes_peak >= run.processes_bytes);
         assert!(run.data_dir_bytes >= 5 << 20, "{run:?}");

@@ -85,7 +85,8 @@ pub(crate) fn data(run: &Run) -> Value {
                 b.end.map_or(Value::Null, ms),
                 b.slots,
                 b.tests,
-                b.number
+                b.number,
+                b.lanes
             ])
         })
         .collect();

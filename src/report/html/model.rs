@@ -79,6 +79,8 @@ pub(crate) struct Batch {
     pub(crate) binary: String,
     pub(crate) tests: usize,
     pub(crate) slots: usize,
+    /// The job slots it held: the timeline's lanes it covers.
+    pub(crate) lanes: Vec<usize>,
     pub(crate) start: f64,
     /// None when the run ended before it did.
     pub(crate) end: Option<f64>,
@@ -164,6 +166,19 @@ fn number(line: &Value, key: &str) -> Option<f64> {
 
 fn count(line: &Value, key: &str) -> u64 {
     line[key].as_u64().unwrap_or(0)
+}
+
+/// The job slots a batch held: its `lanes`, or the first `slots` in an event file that has none (written
+/// before batches shared the slots with other work).
+fn lanes(line: &Value, slots: usize) -> Vec<usize> {
+    match line["lanes"].as_array() {
+        Some(lanes) => lanes
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|lane| lane as usize)
+            .collect(),
+        None => (0..slots).collect(),
+    }
 }
 
 impl Run {
@@ -255,15 +270,19 @@ impl Run {
                 let took = number(line, "seconds").unwrap_or(0.0);
                 self.phases.push((text(line, "phase"), at - took, at));
             }
-            "batch_started" => self.batches.push(Batch {
-                number: count(line, "batch") as usize,
-                kind: text(line, "kind"),
-                binary: text(line, "binary"),
-                tests: count(line, "tests") as usize,
-                slots: count(line, "slots").max(1) as usize,
-                start: at,
-                end: None,
-            }),
+            "batch_started" => {
+                let slots = count(line, "slots").max(1) as usize;
+                self.batches.push(Batch {
+                    number: count(line, "batch") as usize,
+                    kind: text(line, "kind"),
+                    binary: text(line, "binary"),
+                    tests: count(line, "tests") as usize,
+                    slots,
+                    lanes: lanes(line, slots),
+                    start: at,
+                    end: None,
+                });
+            }
             "batch_finished" => {
                 let number = count(line, "batch") as usize;
                 if let Some(batch) = self.batches.iter_mut().find(|b| b.number == number) {
@@ -353,10 +372,10 @@ impl Run {
     pub(crate) fn lanes(&self) -> usize {
         let slots = self.tests.iter().flat_map(|test| &test.attempts);
         let highest = slots.filter_map(|attempt| attempt.slot).max();
-        let batches = self.batches.iter().map(|batch| batch.slots).max();
+        let batches = self.batches.iter().flat_map(|batch| &batch.lanes).max();
         let jobs = self.jobs.unwrap_or(1);
         jobs.max(highest.map_or(0, |slot| slot + 1))
-            .max(batches.unwrap_or(0))
+            .max(batches.map_or(0, |lane| lane + 1))
     }
 }
 

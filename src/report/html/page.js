@@ -184,10 +184,17 @@
       var end = b[3] === null ? data.wall : b[3];
       if (end < v0 || b[2] > v1) return;
       var a = Math.max(x(b[2]), GUTTER - 2), e = Math.min(x(end), width);
-      var y = lanesTop + 1, h = Math.min(b[4], LANES) * LANE - 2;
       drawn.batches.push(k);
-      parts.push('<rect class="batch b-' + esc(b[0]) + '" data-b="' + k + '" x="' + a.toFixed(1) + '" y="' + y + '" width="' + Math.max(1, e - a).toFixed(1) + '" height="' + h + '" rx="3"/>');
-      if (e - a > 90) parts.push('<text class="batch-label" x="' + (a + 3).toFixed(1) + '" y="' + (y + h - 3) + '">' + esc(b[0]) + ' · ' + esc(b[1]) + ' (' + b[5] + ')</text>');
+      // A band over each run of neighbouring lanes the batch held; the label on the first.
+      var lanes = b[7].filter(function (lane) { return lane < LANES; }).sort(function (p, q) { return p - q; });
+      lanes.forEach(function (lane, i) {
+        if (i > 0 && lanes[i - 1] === lane - 1) return;
+        var span = 1;
+        while (i + span < lanes.length && lanes[i + span] === lane + span) span++;
+        var y = lanesTop + lane * LANE + 1, h = span * LANE - 2;
+        parts.push('<rect class="batch b-' + esc(b[0]) + '" data-b="' + k + '" x="' + a.toFixed(1) + '" y="' + y + '" width="' + Math.max(1, e - a).toFixed(1) + '" height="' + h + '" rx="3"/>');
+        if (i === 0 && e - a > 90) parts.push('<text class="batch-label" x="' + (a + 3).toFixed(1) + '" y="' + (y + h - 3) + '">' + esc(b[0]) + ' · ' + esc(b[1]) + ' (' + b[5] + ')</text>');
+      });
     });
     var visible = [];
     data.runs.forEach(function (r, k) {

@@ -33,6 +33,38 @@ pub(crate) struct Human<W: Write> {
     html: Option<super::html::Destination>,
 }
 
+/// The `Info` line `-v` shows for `event`, if it is one.
+fn info_of(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Info { message } => message.clone(),
+        Event::DatabasesReused { reused, of } if *of > 0 => {
+            format!("{reused} of {of} tests got a database an earlier test left untouched")
+        }
+        Event::ReadOnlyGroups {
+            tests,
+            groups,
+            ran_alone,
+        } => read_only_groups(*tests, *groups, *ran_alone),
+        Event::TrialGroups {
+            tests,
+            groups,
+            counted,
+        } => trial_groups(*tests, *groups, *counted),
+        Event::SqlxDatabasesReused { reused, of } => format!(
+            "{reused} of {of} #[sqlx::test] databases were ones an earlier test left untouched"
+        ),
+        _ => return None,
+    })
+}
+
+fn trial_groups(tests: usize, groups: usize, counted: usize) -> String {
+    let tried = format!("{tests} tests new to the history were tried in {groups} read-only groups");
+    match tests - counted.min(tests) {
+        0 => format!("{tried}; every one of them counted there"),
+        alone => format!("{tried}; {counted} counted there, {alone} ran alone (their group's database was written to, or they did not pass together)"),
+    }
+}
+
 impl<W: Write> Human<W> {
     pub(crate) fn new(out: W, styles: Styles, verbose: bool, show_output: bool) -> Self {
         Human {
@@ -253,27 +285,14 @@ impl<W: Write> Reporter for Human<W> {
 impl<W: Write> Human<W> {
     /// Writes what `event` shows a person, if anything.
     fn show(&mut self, event: &Event) {
+        if self.verbose {
+            if let Some(info) = info_of(event) {
+                self.status("Info", &info);
+                return;
+            }
+        }
         match event {
             Event::Warning { message } => self.warning(message),
-            Event::Info { message } if self.verbose => self.status("Info", message),
-            Event::DatabasesReused { reused, of } if self.verbose && *of > 0 => self.status(
-                "Info",
-                &format!("{reused} of {of} tests got a database an earlier test left untouched"),
-            ),
-            Event::ReadOnlyGroups {
-                tests,
-                groups,
-                ran_alone,
-            } if self.verbose => self.status(
-                "Info",
-                &read_only_groups(*tests, *groups, *ran_alone),
-            ),
-            Event::SqlxDatabasesReused { reused, of } if self.verbose => self.status(
-                "Info",
-                &format!(
-                    "{reused} of {of} #[sqlx::test] databases were ones an earlier test left untouched"
-                ),
-            ),
             Event::ClusterReady(facts) => self.cluster_ready(facts),
             Event::PhaseFinished { phase, duration } if self.verbose => {
                 let time = self.styles.seconds(*duration);
@@ -323,6 +342,7 @@ impl<W: Write> Human<W> {
             | Event::DatabasesReused { .. }
             | Event::DatabaseUntouched { .. }
             | Event::ReadOnlyGroups { .. }
+            | Event::TrialGroups { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. }

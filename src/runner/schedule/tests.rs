@@ -1,6 +1,7 @@
 //! The schedule's decisions, and the property that `list` and a run agree: for generated suites, the
 //! entries `list` prints are, test by test and in order, what [`drive`] hands a run's steps.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
@@ -76,10 +77,15 @@ fn inputs<'a>(
         isolation,
         snapshots,
         read_only,
+        past: &NO_PAST,
+        try_groups: false,
         self_isolating,
         jobs: 2,
     }
 }
+
+/// A run without history.
+static NO_PAST: BTreeMap<TestId, Duration> = BTreeMap::new();
 
 fn text(entries: &[Entry]) -> Vec<String> {
     entries
@@ -117,6 +123,97 @@ fn sqlx_tests_run_together_and_the_rest_alone_after_them() {
     let schedule = compute(selection_of(cases), &inputs).unwrap();
     let entries = schedule.entries(&none);
     assert_eq!(text(&entries), ["sqlx uses_sqlx", "own plain", "own other"]);
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+#[test]
+fn the_longest_known_work_comes_first_and_an_unknown_test_counts_as_the_median() {
+    let (it, sqlx_one, sqlx_many) = (binary("it"), binary("rustsec"), binary("pg"));
+    let cases = vec![
+        case(&it, "quick"),
+        case(&it, "new"),
+        case(&it, "slow"),
+        case(&it, "middling"),
+        case(&sqlx_many, "sqlx_a"),
+        case(&sqlx_many, "sqlx_b"),
+        case(&sqlx_many, "sqlx_c"),
+        case(&sqlx_one, "sqlx_long"),
+    ];
+    let id = |binary: &Arc<TestBinary>, name: &str| case(binary, name).id();
+    let past = BTreeMap::from([
+        (id(&it, "quick"), ms(10)),
+        (id(&it, "slow"), ms(900)),
+        (id(&it, "middling"), ms(50)),
+        (id(&sqlx_many, "sqlx_a"), ms(100)),
+        (id(&sqlx_many, "sqlx_b"), ms(100)),
+        (id(&sqlx_many, "sqlx_c"), ms(100)),
+        (id(&sqlx_one, "sqlx_long"), ms(2_000)),
+    ]);
+    let none = NamedSnapshots::default();
+    let read_only = BTreeMap::new();
+    let sqlx = |case: &TestCase| case.name.starts_with("sqlx");
+    let known = Inputs {
+        past: &past,
+        ..inputs(Isolation::Test, &none, &read_only, &sqlx)
+    };
+    let schedule = compute(selection_of(cases.clone()), &known).unwrap();
+    assert_eq!(
+        text(&schedule.entries(&none)),
+        [
+            // The one long #[sqlx::test] first, though its binary came last and holds one test.
+            "sqlx sqlx_long",
+            "sqlx sqlx_a",
+            "sqlx sqlx_b",
+            "sqlx sqlx_c",
+            "own slow",
+            // The median of the known times (100 ms) puts the new test before the 50 ms one.
+            "own new",
+            "own middling",
+            "own quick",
+        ]
+    );
+    let unknown = compute(
+        selection_of(cases),
+        &inputs(Isolation::Test, &none, &read_only, &sqlx),
+    )
+    .unwrap();
+    assert_eq!(
+        text(&unknown.entries(&none)),
+        [
+            "sqlx sqlx_a",
+            "sqlx sqlx_b",
+            "sqlx sqlx_c",
+            "sqlx sqlx_long",
+            "own quick",
+            "own new",
+            "own slow",
+            "own middling",
+        ],
+        "without history, the listing's order"
+    );
+}
+
+#[test]
+fn a_batch_is_as_long_as_its_longest_test_or_its_work_over_its_threads() {
+    let it = binary("it");
+    let cases: Vec<TestCase> = ["a", "b", "c", "d"].iter().map(|n| case(&it, n)).collect();
+    let past: BTreeMap<TestId, Duration> = cases
+        .iter()
+        .zip([ms(100), ms(100), ms(100), ms(500)])
+        .map(|(case, time)| (case.id(), time))
+        .collect();
+    let estimate = Estimate::from(&past);
+    assert_eq!(estimate.together(&cases, 2), ms(500), "its longest test");
+    assert_eq!(estimate.together(&cases[..3], 1), ms(300), "one thread");
+    assert_eq!(estimate.together(&cases[..3], 2), ms(150), "two threads");
+    assert_eq!(
+        estimate.together(&cases[..1], 8),
+        ms(100),
+        "one test, one thread"
+    );
 }
 
 #[test]
@@ -262,36 +359,46 @@ fn two_snapshots_naming_one_test_are_refused_whatever_the_filter() {
 /// The steps of a dry run: what each step is given, in order, with every group counted.
 #[derive(Default)]
 struct DryRun {
-    started: Vec<TestId>,
+    started: RefCell<Vec<TestId>>,
 }
 
 impl Steps for DryRun {
-    async fn build_snapshots(&mut self, builders: &[Builder]) -> BTreeSet<usize> {
-        self.started.extend(builders.iter().map(|b| b.case.id()));
+    async fn build_snapshots(&self, builders: &[Builder]) -> BTreeSet<usize> {
+        let mut started = self.started.borrow_mut();
+        started.extend(builders.iter().map(|b| b.case.id()));
         BTreeSet::new()
     }
 
-    async fn batches(&mut self, batches: &[Batch]) -> Result<(), super::super::RunnerError> {
+    async fn tests_begin(&self) {}
+
+    async fn batches(&self, batches: &[Batch]) -> Result<(), super::super::RunnerError> {
         let cases = batches.iter().flat_map(|batch| &batch.cases);
-        self.started.extend(cases.map(TestCase::id));
+        self.started.borrow_mut().extend(cases.map(TestCase::id));
         Ok(())
     }
 
-    async fn groups(&mut self, groups: &[Group]) -> Vec<TestCase> {
+    async fn groups(&self, groups: &[Group]) -> Vec<TestCase> {
         let cases = groups.iter().flat_map(|group| &group.cases);
-        self.started.extend(cases.map(TestCase::id));
+        self.started.borrow_mut().extend(cases.map(TestCase::id));
         Vec::new()
     }
 
+    async fn trials(&self, trials: &[Trial]) {
+        let cases = trials.iter().flat_map(|trial| &trial.cases);
+        self.started.borrow_mut().extend(cases.map(TestCase::id));
+    }
+
     async fn alone(
-        &mut self,
+        &self,
         tests: Vec<Alone>,
         _: &BTreeSet<usize>,
     ) -> Result<(), super::super::RunnerError> {
-        self.started
-            .extend(tests.iter().map(|alone| alone.case.id()));
+        let mut started = self.started.borrow_mut();
+        started.extend(tests.iter().map(|alone| alone.case.id()));
         Ok(())
     }
+
+    async fn tests_end(&self) {}
 }
 
 /// A generated test: its name's parts and what it is.
@@ -340,9 +447,11 @@ proptest! {
         ignored_mode in 0..3usize,
         partition in prop::option::of((1..4u64, any::<bool>())),
         jobs in 1..4usize,
+        try_groups in any::<bool>(),
     ) {
         let mut listings = Vec::new();
         let mut read_only = BTreeMap::new();
+        let mut past = BTreeMap::new();
         let mut sqlx = BTreeSet::new();
         for (index, suite) in suites.iter().enumerate() {
             let binary = binary(&format!("b{index}"));
@@ -360,11 +469,17 @@ proptest! {
                 let id = TestId { binary: binary.id.clone(), name: name.clone() };
                 if test.ignored { ignored.push(name.clone()); }
                 if test.sqlx { sqlx.insert(id.clone()); }
-                if test.read_only { read_only.insert(id, Duration::from_millis(test.number as u64 * 10)); }
+                if test.read_only { read_only.insert(id.clone(), Duration::from_millis(test.number as u64 * 10)); }
+                // Some tests known to the history, at times that tie now and then.
+                if test.number % 3 != 0 { past.insert(id, Duration::from_millis(test.number as u64 * 7 % 40)); }
                 all.push(name);
             }
             // libtest lists by name.
             all.sort();
+            // The history knows every test it found read-only.
+            for (id, time) in &read_only {
+                past.entry(id.clone()).or_insert(*time);
+            }
             listings.push(Listing { binary, all, ignored });
         }
         let args = TestArgs {
@@ -386,6 +501,8 @@ proptest! {
             isolation: if shared { Isolation::Shared } else { Isolation::Test },
             snapshots: &snapshots,
             read_only: &read_only,
+            past: &past,
+            try_groups,
             self_isolating: &self_isolating,
             jobs,
         };
@@ -396,10 +513,10 @@ proptest! {
         let announced: Vec<TestId> = schedule.tests().collect();
         prop_assert_eq!(&listed, &announced, "what the run announces is what list prints");
 
-        let mut dry = DryRun::default();
+        let dry = DryRun::default();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        runtime.block_on(drive(schedule, &mut dry)).unwrap();
-        prop_assert_eq!(&listed, &dry.started, "list and the run agree test by test, in order");
+        runtime.block_on(drive(schedule, &dry)).unwrap();
+        prop_assert_eq!(&listed, &*dry.started.borrow(), "list and the run agree test by test, in order");
 
         // Every chosen test once; a builder may come from outside the filter, and nothing else.
         let unique: BTreeSet<&TestId> = listed.iter().collect();
@@ -421,12 +538,33 @@ proptest! {
             (_, true) => 0,
             (Kind::Sqlx | Kind::Shared, _) => 1,
             (Kind::Group, _) => 2,
-            (Kind::Own, _) => 3,
+            (Kind::Trial, _) => 3,
+            (Kind::Own, _) => 4,
         };
         let ranks: Vec<u8> = entries.iter().map(|e| rank(e.isolation, e.builds_snapshot.is_some())).collect();
         prop_assert!(ranks.windows(2).all(|pair| pair[0] <= pair[1]), "{:?}", ranks);
         for entry in entries.iter().filter(|e| e.isolation == Kind::Group) {
             prop_assert!(entry.snapshot.is_none() && read_only.contains_key(&entry.test));
+        }
+        // A trial holds only tests the history does not know, never an ignored one or a snapshot's.
+        for entry in entries.iter().filter(|e| e.isolation == Kind::Trial) {
+            prop_assert!(try_groups && !past.contains_key(&entry.test));
+            prop_assert!(entry.snapshot.is_none() && !entry.ignored);
+        }
+        // With trials on, no test the history does not know runs alone but where a trial cannot be:
+        // the only one of its binary, an ignored one, a snapshot's.
+        if try_groups && !shared {
+            for entry in entries.iter().filter(|e| e.isolation == Kind::Own && !past.contains_key(&e.test)) {
+                let binary = &entry.test.binary;
+                let alone_of_binary = entries
+                    .iter()
+                    .filter(|e| &e.test.binary == binary && e.isolation == Kind::Own && !past.contains_key(&e.test) && !e.ignored && e.snapshot.is_none() && e.builds_snapshot.is_none())
+                    .count();
+                prop_assert!(
+                    entry.ignored || entry.snapshot.is_some() || entry.builds_snapshot.is_some() || alone_of_binary < 2,
+                    "{} is unknown yet alone", entry.test
+                );
+            }
         }
         if shared {
             prop_assert!(entries.iter().all(|e| e.isolation == Kind::Shared));

@@ -1,0 +1,86 @@
+//! How a run shares its job slots, end to end on `fixtures/schedule-probe`: a binary whose one
+//! `#[sqlx::test]` runs as a batch holds one job slot, and tests alone run on the other beside it (its test
+//! passes only if one does, within a minute); once the history knows the tests' times, the longest test
+//! alone starts first although libtest lists it last, and `list` shows that order.
+
+use serde_json::Value;
+
+use crate::support::{self, Project, Run};
+
+crate::tests! {
+    a_one_test_batch_holds_one_slot_and_the_longest_known_test_starts_first,
+}
+
+/// The names of the tests of `binary` in the order they started.
+fn started(run: &Run, binary: &str) -> Vec<String> {
+    run.events()
+        .iter()
+        .filter(|event| event["type"] == "test_started" && event["test"]["binary"] == binary)
+        .filter_map(|event| event["test"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn the_batch(run: &Run) -> Value {
+    let events = run.events();
+    let batches: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["type"] == "batch_started" && event["kind"] != "doc")
+        .collect();
+    assert_eq!(batches.len(), 1, "one batch: {batches:?}\n{}", run.stdout);
+    batches[0].clone()
+}
+
+fn a_one_test_batch_holds_one_slot_and_the_longest_known_test_starts_first() {
+    if !support::postgres_available() {
+        return;
+    }
+    // A history of its own (the shared target directory's is not read), builds shared.
+    let project = Project::with_state_apart("schedule-probe");
+    let args = ["--json", "-", "--jobs", "2"];
+    let first = project.run(&args);
+    first.expect(0, &["5 passed"]);
+    let leak_check = first.events().into_iter().find_map(|event| {
+        let message = event["message"].as_str()?;
+        message
+            .strip_prefix("cluster databases before the tests: ")
+            .map(str::to_owned)
+    });
+    let leak_check = leak_check.expect("a leak check");
+    let (before, after) = leak_check.split_once(", after: ").unwrap();
+    assert_eq!(before, after, "every test's database is gone again");
+    let batch = the_batch(&first);
+    assert_eq!(batch["kind"], "sqlx", "{batch}");
+    assert_eq!(
+        batch["slots"], 1,
+        "a batch of one test holds one slot: {batch}"
+    );
+    let plain = "schedule-probe::plain";
+    assert_eq!(
+        started(&first, plain),
+        ["a_quick", "b_quick", "c_quick", "z_long"],
+        "without history, libtest's order"
+    );
+
+    let second = project.run(&args);
+    second.expect(0, &["5 passed"]);
+    assert_eq!(the_batch(&second)["slots"], 1);
+    let order = started(&second, plain);
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("z_long"),
+        "{order:?}"
+    );
+
+    let list = project.run(&["list", "--jobs", "2"]);
+    list.expect(0, &[]);
+    let own: Vec<&str> = list
+        .stdout
+        .lines()
+        .filter(|line| line.contains(plain))
+        .collect();
+    assert!(
+        own.first().is_some_and(|line| line.contains("z_long")),
+        "list shows the run's order:\n{}",
+        list.stdout
+    );
+}
