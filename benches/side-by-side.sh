@@ -6,8 +6,9 @@
 #
 #   benches/side-by-side.sh OLD_BIN NEW_BIN [ROUNDS]      (default 6)
 #
-# The projects are the ones `BENCH_ONLY=3,4,8 BENCH_RUNS=1 cargo bench --bench speed` generates and builds
-# under target/bench-projects (PROJECTS picks some: "bench-many bench-realistic bench-small bench-readonly").
+# The projects are the ones `BENCH_ONLY=3,4,8,9 BENCH_RUNS=1 cargo bench --bench speed` generates and builds
+# under target/bench-projects (PROJECTS picks some: "bench-many bench-realistic bench-small bench-readonly
+# bench-shape").
 # Each project's run is a warm one (its cache and history from earlier runs), with `--jobs` = JOBS (default
 # the number of CPUs); EXTRA adds arguments (e.g. EXTRA=--no-history for a first run's figures).
 set -euo pipefail
@@ -17,7 +18,7 @@ OLD=${1:?usage: benches/side-by-side.sh OLD_BIN NEW_BIN [ROUNDS]}
 NEW=${2:?usage: benches/side-by-side.sh OLD_BIN NEW_BIN [ROUNDS]}
 ROUNDS=${3:-6}
 JOBS=${JOBS:-$(nproc)}
-PROJECTS=${PROJECTS:-"bench-many bench-realistic bench-small bench-readonly"}
+PROJECTS=${PROJECTS:-"bench-many bench-realistic bench-small bench-readonly bench-shape"}
 AREA=$PWD/target/bench-projects
 LOGS=$AREA/side-by-side
 export CARGO_TARGET_DIR=$AREA CARGO_TERM_COLOR=never NO_COLOR=1
@@ -52,7 +53,7 @@ EOF
 }
 
 for project in $PROJECTS; do
-    [ -d "$AREA/src/$project" ] || { echo "no $AREA/src/$project: run BENCH_ONLY=3,4,8 BENCH_RUNS=1 cargo bench --bench speed first" >&2; exit 2; }
+    [ -d "$AREA/src/$project" ] || { echo "no $AREA/src/$project: run BENCH_ONLY=3,4,8,9 BENCH_RUNS=1 cargo bench --bench speed first" >&2; exit 2; }
     # Untimed: each binary's own cache entry and history are in place before the first timed round.
     run "$OLD" "$project" warm-old >/dev/null
     run "$NEW" "$project" warm-new >/dev/null

@@ -15,6 +15,8 @@
 //! - 7: the 200 tests of 3 with one extra database declared vs none: cost per test, and the ratio.
 //! - 8 (issue 15): 200 read-only tests, whole `cargo pgtest` ÷ plain `cargo test` on one shared database of a
 //!   hand-tuned tmpfs server; 3 adds issue 15's writing-suite row (isolation cost ÷ idle clone + drop).
+//! - 9 (issue 23): a suite shaped like sqlx's own (binaries of `#[sqlx::test]`s, one a single long test, and
+//!   tests alone, one long): the tests phase ÷ (its longest test + the rest's time ÷ jobs).
 //!
 //! Every scenario states its cache state and each run must show it (cold rows from an empty cache, warm
 //! rows from the cache their prepare run filled) and pass exactly the expected number of tests, as the
@@ -36,6 +38,7 @@ use support::s4_sqlx::SqlxSuite;
 use support::s6_snapshot::Snapshot;
 use support::s7_databases::TwoDatabases;
 use support::s8_readonly::ReadOnly;
+use support::s9_shape::{self, Shape};
 use support::{generate, realistic, s2_clone, s5_memory, server, table, Problems};
 
 fn main() {
@@ -108,11 +111,13 @@ fn main() {
     report(&ctx, &machine, &rows, &problems, started);
 }
 
-/// Scenarios 6–8, each on a project of its own: a snapshot, an extra database, a read-only suite.
+/// Scenarios 6–9, each on a project of its own: a snapshot, an extra database, a read-only suite, a
+/// sqlx-shaped suite.
 struct Features {
     snapshot: Option<Snapshot>,
     two_databases: Option<TwoDatabases>,
     readonly: Option<ReadOnly>,
+    shape: Option<Shape>,
 }
 
 impl Features {
@@ -128,6 +133,9 @@ impl Features {
             readonly: ctx
                 .wants(8)
                 .then(|| ReadOnly::new(generate::readonly(ctx).expect(written), ctx.jobs)),
+            shape: ctx
+                .wants(9)
+                .then(|| Shape::new(s9_shape::project(ctx).expect(written), ctx.jobs)),
         }
     }
 
@@ -141,6 +149,9 @@ impl Features {
         if let Some(s) = &mut self.readonly {
             s.prepare(ctx, pg_bin, problems);
         }
+        if let Some(s) = &self.shape {
+            s.prepare(ctx, problems);
+        }
     }
 
     fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
@@ -151,6 +162,9 @@ impl Features {
             s.round(ctx, round, problems);
         }
         if let Some(s) = &mut self.readonly {
+            s.round(ctx, round, problems);
+        }
+        if let Some(s) = &mut self.shape {
             s.round(ctx, round, problems);
         }
     }
@@ -165,6 +179,7 @@ impl Features {
         let mut rows: Vec<table::Row> = self.snapshot.iter().flat_map(Snapshot::rows).collect();
         rows.extend(self.two_databases.iter().flat_map(TwoDatabases::rows));
         rows.extend(self.readonly.iter().flat_map(ReadOnly::rows));
+        rows.extend(self.shape.iter().flat_map(Shape::rows));
         rows
     }
 }

@@ -278,6 +278,21 @@ pub(crate) enum Event {
         groups: usize,
         ran_alone: usize,
     },
+    /// At the end of the tests phase: the CPU time cargo-pgtest itself used in it, every thread together
+    /// (`process`), and its main thread's (`main_thread`), which runs every test's scheduling.
+    OwnCpu {
+        #[serde(rename = "process_seconds", serialize_with = "seconds")]
+        process: Duration,
+        #[serde(rename = "main_thread_seconds", serialize_with = "seconds")]
+        main_thread: Duration,
+    },
+    /// A thread of cargo-pgtest's own that served the tests ended (the `#[sqlx::test]` gateway's):
+    /// the CPU time it used.
+    ThreadCpu {
+        thread: String,
+        #[serde(rename = "seconds", serialize_with = "seconds")]
+        duration: Duration,
+    },
     /// Before the per-test runs' end: `tests` the history did not know were tried in `groups` read-only
     /// groups, of which `counted` passed in a database found untouched; the others ran alone.
     TrialGroups {

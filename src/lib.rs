@@ -14,6 +14,7 @@ pub(crate) mod exit_code;
 pub(crate) mod history;
 pub(crate) mod inspect;
 pub(crate) mod nextest;
+mod own_cpu;
 mod platform;
 mod refused;
 pub(crate) mod report;

@@ -36,6 +36,13 @@ pub struct Report {
     pub peak_ram: Option<u64>,
     /// Wall time of the whole run, from our spawn to its exit.
     pub wall: f64,
+    /// Each passing test's own time (`test_finished` seconds).
+    pub durations: Vec<f64>,
+    /// cargo-pgtest's own CPU in the tests phase (`own_cpu`): every thread, and its main thread.
+    pub own_cpu: Option<f64>,
+    pub main_thread_cpu: Option<f64>,
+    /// The CPU of its other threads that served the tests (`thread_cpu`), by name.
+    pub thread_cpu: BTreeMap<String, f64>,
 }
 
 impl Report {
@@ -69,6 +76,23 @@ impl Report {
                     }
                 }
                 "database_cloned" => report.clones.extend(seconds),
+                "own_cpu" => {
+                    report.own_cpu = value.get("process_seconds").and_then(Value::as_f64);
+                    report.main_thread_cpu =
+                        value.get("main_thread_seconds").and_then(Value::as_f64);
+                }
+                "thread_cpu" => {
+                    if let (Some(thread), Some(seconds)) =
+                        (value.get("thread").and_then(Value::as_str), seconds)
+                    {
+                        *report.thread_cpu.entry(thread.to_owned()).or_default() += seconds;
+                    }
+                }
+                "test_finished"
+                    if value.get("status").and_then(Value::as_str) == Some("passed") =>
+                {
+                    report.durations.extend(seconds)
+                }
                 "test_started" => report
                     .waits
                     .extend(value.get("database_wait_seconds").and_then(Value::as_f64)),

@@ -8,6 +8,7 @@
 
 use super::generate::{Project, MANY_TESTS};
 use super::idle_clone;
+use super::own_cpu::OwnCpu;
 use super::pgtest::{self, Cache, Expect, Report, BUILD_LIMIT, RUN_LIMIT};
 use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
@@ -133,7 +134,11 @@ impl Isolation {
                     .collect::<Vec<_>>(),
             )
         };
-        vec![
+        let mut cpu = OwnCpu::default();
+        for report in &self.per_test {
+            cpu.see(report, MANY_TESTS);
+        }
+        let mut rows = vec![
             Row::target(
                 "3",
                 format!(
@@ -166,6 +171,8 @@ impl Isolation {
                 Unit::Seconds,
                 phase(&self.shared),
             ),
-        ]
+        ];
+        rows.extend(cpu.rows("tests alone"));
+        rows
     }
 }

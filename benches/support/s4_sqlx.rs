@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::context::{self, cargo, Context};
 use super::generate::Project;
+use super::own_cpu::OwnCpu;
 use super::pgtest::{self, Cache, Expect, BUILD_LIMIT, RUN_LIMIT};
 use super::realistic::TESTS;
 use super::server::{Server, Tuning};
@@ -33,6 +34,7 @@ pub struct SqlxSuite {
     stock_slowdown: Vec<f64>,
     /// The cargo-pgtest runs' cluster peak RAM (processes + data directory), in bytes.
     pub peak_memory: Vec<u64>,
+    cpu: OwnCpu,
 }
 
 impl SqlxSuite {
@@ -49,6 +51,7 @@ impl SqlxSuite {
             speedup: Vec::new(),
             stock_slowdown: Vec::new(),
             peak_memory: Vec::new(),
+            cpu: OwnCpu::default(),
         }
     }
 
@@ -165,6 +168,9 @@ impl SqlxSuite {
         ));
         self.peak_memory
             .extend(report.as_ref().and_then(|r| r.peak_ram));
+        if let Some(report) = &report {
+            self.cpu.see(report, TESTS);
+        }
         let pgtest = report.and_then(|r| r.phase("tests"));
         let mut baseline = |server: &Option<Server>| {
             server
@@ -197,7 +203,7 @@ impl SqlxSuite {
     }
 
     pub fn rows(&self) -> Vec<Row> {
-        vec![
+        let mut rows = vec![
             Row::target(
                 "4",
                 format!("speed-up of {TESTS} #[sqlx::test] tests: (a) ÷ (b)"),
@@ -225,6 +231,8 @@ impl SqlxSuite {
                 Unit::Times,
                 Stats::of(&self.stock_slowdown),
             ),
-        ]
+        ];
+        rows.extend(self.cpu.rows("#[sqlx::test]s"));
+        rows
     }
 }

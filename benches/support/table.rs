@@ -10,6 +10,7 @@ pub enum Unit {
     Millis,
     MiB,
     Times,
+    PerSecond,
 }
 
 impl Unit {
@@ -19,6 +20,7 @@ impl Unit {
             Unit::Millis => format!("{value:.1} ms"),
             Unit::MiB => format!("{value:.1} MiB"),
             Unit::Times => format!("{value:.2}×"),
+            Unit::PerSecond => format!("{value:.0}/s"),
         }
     }
 }

@@ -169,6 +169,8 @@ impl Summary {
             | Event::DatabaseUntouched { .. }
             | Event::ReadOnlyGroups { .. }
             | Event::TrialGroups { .. }
+            | Event::OwnCpu { .. }
+            | Event::ThreadCpu { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::TemplateCache { .. }
             | Event::BatchStarted { .. }

@@ -376,6 +376,14 @@ impl Dispatcher {
         });
     }
 
+    /// A thread of ours that served the tests ended, having used `cpu`.
+    pub(crate) fn thread_cpu(&self, thread: &str, cpu: Duration) {
+        self.send(Event::ThreadCpu {
+            thread: thread.to_owned(),
+            duration: cpu,
+        });
+    }
+
     pub(crate) fn trial_groups(&self, tests: usize, groups: usize, counted: usize) {
         self.send(Event::TrialGroups {
             tests,

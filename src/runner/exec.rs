@@ -88,10 +88,10 @@ impl Watch for Output {
     }
 }
 
-/// Runs one test alone (`<binary> NAME --exact --nocapture`) with `database_env` added to its environment.
+/// Runs one test alone (`<binary> NAME --exact --nocapture`) with `env`, its database's variables.
 pub(crate) async fn run_alone(
     case: &TestCase,
-    database_env: &[(String, String)],
+    env: &[(String, String)],
     limits: Limits,
     cancel: Cancel,
     dispatch: &Dispatcher,
@@ -100,7 +100,7 @@ pub(crate) async fn run_alone(
     command
         .arg(&case.name)
         .args(["--exact", "--nocapture", "--test-threads", "1"])
-        .envs(database_env.iter().map(|(k, v)| (k, v)));
+        .envs(env.iter().map(|(k, v)| (k, v)));
     if case.ignored {
         command.arg("--ignored");
     }

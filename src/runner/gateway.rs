@@ -42,6 +42,7 @@ pub(super) fn report(report: GatewayReport, dispatch: &Dispatcher) {
     );
     dispatch.info(message);
     dispatch.sqlx_databases_reused(counts.reused, counts.ready + counts.inline);
+    dispatch.thread_cpu("sqlx-gateway", report.thread_cpu);
     if let Some(reason) = report.reuse_failed {
         dispatch.warning(format!(
             "{reason}; every #[sqlx::test] gets a fresh copy instead"

@@ -38,7 +38,7 @@ use crate::cluster::Cluster;
 use crate::config::Isolation;
 use crate::events::{self, DatabaseKind, EventSender, TestId};
 use crate::sqlx::gateway::Gateway;
-use crate::template::{Obtain, Return, TestDatabases};
+use crate::template::{Obtain, TestDatabases};
 use dispatch::Dispatcher;
 pub(crate) use dispatch::OnFailure;
 use exec::Limits;
@@ -266,6 +266,7 @@ impl Runner<'_> {
             databases_before: Cell::new(None),
             alone_runs: Cell::new(0),
             started_alone: Cell::new(0),
+            sqlx_sources: SqlxSources::default(),
         };
         schedule::drive(schedule, &steps).await?;
         if let Some(doc) = self.settings.doc_tests() {
@@ -350,6 +351,7 @@ struct RunSteps<'a> {
     /// tests they started.
     alone_runs: Cell<usize>,
     started_alone: Cell<usize>,
+    sqlx_sources: SqlxSources,
 }
 
 impl schedule::Steps for RunSteps<'_> {
@@ -387,15 +389,9 @@ impl schedule::Steps for RunSteps<'_> {
         if let Some(gateway) = gateway {
             gateway::report(gateway.stop(), runner.dispatch);
         }
-        // sqlx uses its databases only to make each test's own.
-        for lane in lanes.iter().filter(|lane| lane.kind == BatchKind::Sqlx) {
-            if self.server.is_running() {
-                runner
-                    .databases
-                    .give_back(&lane.database, Return::Drop)
-                    .await;
-            }
-        }
+        // The databases sqlx made each test's own from are left to the teardown (which removes the
+        // cluster, or drops every database the run made on an existing server): dropping one just after
+        // its last process ended can wait for that process's sessions to go.
         ran.into_iter().collect()
     }
 
@@ -472,30 +468,28 @@ impl schedule::Steps for RunSteps<'_> {
 /// How the databases `#[sqlx::test]`s make theirs from are named (then the batch's number and package).
 const SQLX_PREFIX: &str = "pgtest_sqlx_";
 
-/// Batches that run one after another on one database: a package's under `isolation = "shared"` (they
-/// share its database, as under `cargo test`, one binary at a time), each `#[sqlx::test]` batch alone
-/// (sqlx's own bookkeeping in that database, and its cleanup of what it finds there, stay within one
-/// process). Lanes run side by side, in the schedule's order.
+/// Batches that run one after another: a package's under `isolation = "shared"` (they share its database,
+/// as under `cargo test`, one binary at a time), each `#[sqlx::test]` batch alone. Lanes run side by side,
+/// in the schedule's order.
 struct Lane<'b> {
     kind: BatchKind,
-    database: String,
+    package: String,
     batches: Vec<&'b Batch>,
 }
 
 /// The batches' lanes, in the order their first batch comes.
 fn lanes(batches: &[Batch]) -> Vec<Lane<'_>> {
     let mut lanes: Vec<Lane<'_>> = Vec::new();
-    for (number, batch) in batches.iter().enumerate() {
-        let package = sanitize(&batch.binary.package);
-        let database = match batch.kind {
-            BatchKind::Shared => format!("{SHARED_PREFIX}{package}"),
-            BatchKind::Sqlx => format!("{SQLX_PREFIX}{number}_{package}"),
+    for batch in batches {
+        let package = &batch.binary.package;
+        let joins = |lane: &Lane<'_>| {
+            batch.kind == BatchKind::Shared && lane.kind == batch.kind && &lane.package == package
         };
-        match lanes.iter_mut().find(|lane| lane.database == database) {
+        match lanes.iter_mut().find(|lane| joins(lane)) {
             Some(lane) => lane.batches.push(batch),
             None => lanes.push(Lane {
                 kind: batch.kind,
-                database,
+                package: package.clone(),
                 batches: vec![batch],
             }),
         }
@@ -503,9 +497,77 @@ fn lanes(batches: &[Batch]) -> Vec<Lane<'_>> {
     lanes
 }
 
+/// Which databases `#[sqlx::test]` batches make their tests' databases from: one per package, taken by one
+/// batch at a time. sqlx, as each process starts, drops what earlier processes recorded in that database,
+/// which must not reach a process still running: a batch that finds its package's taken gets one of its
+/// own instead (a copy more, made while it holds its slots).
+#[derive(Debug, Default)]
+struct SqlxSources {
+    /// Package → whether its database is made, and whether a batch runs on it now.
+    packages: RefCell<BTreeMap<String, (bool, bool)>>,
+    /// How many databases of their own batches got (they are numbered).
+    own: Cell<usize>,
+}
+
+/// The database a batch makes its tests' databases from, and whether it is its package's (given back
+/// when the batch ends).
+struct Source {
+    name: String,
+    package: Option<String>,
+}
+
+impl RunSteps<'_> {
+    /// The database a `#[sqlx::test]` batch of `package` runs against: its package's when no other batch
+    /// runs on it, made if it is not yet; otherwise one of its own.
+    async fn sqlx_source(&self, package: &str) -> Result<Source, RunnerError> {
+        let safe = sanitize(package);
+        let (made, free) = {
+            let mut packages = self.sqlx_sources.packages.borrow_mut();
+            let (made, busy) = packages.entry(package.to_owned()).or_default();
+            let free = !*busy;
+            *busy = true;
+            (*made, free)
+        };
+        if !free {
+            let number = self.sqlx_sources.own.get();
+            self.sqlx_sources.own.set(number + 1);
+            let name = format!("{SQLX_PREFIX}{number}_{safe}");
+            self.runner.shared_database(package, &name).await?;
+            return Ok(Source {
+                name,
+                package: None,
+            });
+        }
+        let source = Source {
+            name: format!("{SQLX_PREFIX}{safe}"),
+            package: Some(package.to_owned()),
+        };
+        if !made {
+            if let Err(error) = self.runner.shared_database(package, &source.name).await {
+                self.give_back_source(&source);
+                return Err(error);
+            }
+            let mut packages = self.sqlx_sources.packages.borrow_mut();
+            if let Some((made, _)) = packages.get_mut(package) {
+                *made = true;
+            }
+        }
+        Ok(source)
+    }
+
+    /// The batch on `source` ended: its package's database is free again.
+    fn give_back_source(&self, source: &Source) {
+        if let Some(package) = &source.package {
+            if let Some((_, busy)) = self.sqlx_sources.packages.borrow_mut().get_mut(package) {
+                *busy = false;
+            }
+        }
+    }
+}
+
 impl RunSteps<'_> {
     /// A lane's batches, one after another, each on the job slots free when it comes (at most one per
-    /// test), against the lane's database (made first).
+    /// test).
     async fn run_lane(
         &self,
         lane: &Lane<'_>,
@@ -513,19 +575,25 @@ impl RunSteps<'_> {
     ) -> Result<(), RunnerError> {
         let runner = self.runner;
         let jobs = runner.settings.jobs;
-        let mut made = false;
+        let shared = format!("{SHARED_PREFIX}{}", sanitize(&lane.package));
+        let mut shared_made = false;
         for batch in &lane.batches {
             let held = self.slots.take(batch.cases.len().min(jobs)).await;
             if runner.must_stop(&self.server) {
                 break;
             }
-            if !made {
-                let package = &batch.binary.package;
-                runner.shared_database(package, &lane.database).await?;
-                made = true;
+            if lane.kind == BatchKind::Shared {
+                if !shared_made {
+                    runner.shared_database(&lane.package, &shared).await?;
+                    shared_made = true;
+                }
+                self.run_batch(batch, &shared, gateway, &held).await?;
+                continue;
             }
-            self.run_batch(batch, &lane.database, gateway, &held)
-                .await?;
+            let source = self.sqlx_source(&batch.binary.package).await?;
+            let ran = self.run_batch(batch, &source.name, gateway, &held).await;
+            self.give_back_source(&source);
+            ran?;
         }
         Ok(())
     }

@@ -50,14 +50,14 @@ impl Together<'_> {
     /// Runs the cases; returns the ones the dispatcher wants run again (`--retries`), each alone.
     pub(crate) async fn run(
         &self,
-        database_env: &[(String, String)],
+        env: &[(String, String)],
         cancel: Cancel,
         dispatch: &Dispatcher,
     ) -> Result<Vec<TestCase>, RunnerError> {
         let mut command = base_command(self.binary);
         command
             .args(self.libtest_args())
-            .envs(database_env.iter().map(|(k, v)| (k, v)));
+            .envs(env.iter().map(|(k, v)| (k, v)));
         let names = self.cases.iter().map(|case| case.name.clone());
         let mut watch = InOneProcess::new(&self.binary.id, names, self.slots.len())
             .on_slots(self.slots)

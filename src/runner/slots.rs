@@ -8,56 +8,84 @@
 //! never sits idle while work waits, at the price of a batch that came when one slot was free running on
 //! that one.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
 /// The run's job slots.
 #[derive(Debug, Clone)]
-pub(crate) struct JobSlots {
-    permits: Arc<Semaphore>,
-    free: Arc<Mutex<BTreeSet<usize>>>,
+pub(crate) struct JobSlots(Arc<Mutex<Pool>>);
+
+#[derive(Debug)]
+struct Pool {
+    free: BTreeSet<usize>,
+    /// Requests waiting for a free slot, first come first served: how many each wants, and where to send
+    /// what it gets.
+    waiting: VecDeque<(usize, oneshot::Sender<Held>)>,
 }
 
 /// Slots taken from [`JobSlots`], lowest numbers first; given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Held {
     numbers: Vec<usize>,
-    _permit: OwnedSemaphorePermit,
-    free: Arc<Mutex<BTreeSet<usize>>>,
+    slots: JobSlots,
 }
 
 impl JobSlots {
     pub(crate) fn new(jobs: usize) -> Self {
-        let jobs = jobs.max(1);
-        JobSlots {
-            permits: Arc::new(Semaphore::new(jobs)),
-            free: Arc::new(Mutex::new((0..jobs).collect())),
-        }
+        JobSlots(Arc::new(Mutex::new(Pool {
+            free: (0..jobs.max(1)).collect(),
+            waiting: VecDeque::new(),
+        })))
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits for a free slot (after the requests before this one), then takes up to `up_to` of the free
-    /// ones, at least one.
+    /// ones, at least one. A request at the head of the queue takes all it wants of the slots given back
+    /// at once before the next request gets any, so that two batches that come one after the other do
+    /// not split the slots of the one before them.
     pub(crate) async fn take(&self, up_to: usize) -> Held {
-        let mut permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            // The semaphore is never closed.
-            .unwrap_or_else(|_| unreachable!("job slots are never closed"));
-        for _ in 1..up_to {
-            match Arc::clone(&self.permits).try_acquire_owned() {
-                Ok(more) => permit.merge(more),
-                Err(_) => break,
+        let up_to = up_to.max(1);
+        let receiver = {
+            let mut pool = self.pool();
+            if pool.waiting.is_empty() && !pool.free.is_empty() {
+                return self.hand_out(&mut pool, up_to);
             }
-        }
-        let count = permit.num_permits();
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        let numbers = (0..count).filter_map(|_| free.pop_first()).collect();
+            let (sender, receiver) = oneshot::channel();
+            pool.waiting.push_back((up_to, sender));
+            receiver
+        };
+        // The sender is dropped only by `give_back`, after sending.
+        receiver
+            .await
+            .unwrap_or_else(|_| unreachable!("a waiting request is always answered"))
+    }
+
+    fn hand_out(&self, pool: &mut Pool, up_to: usize) -> Held {
+        let numbers = (0..up_to).map_while(|_| pool.free.pop_first()).collect();
         Held {
             numbers,
-            _permit: permit,
-            free: Arc::clone(&self.free),
+            slots: self.clone(),
+        }
+    }
+
+    /// Puts `numbers` back and serves the waiting requests in order while slots are free.
+    fn give_back(&self, numbers: Vec<usize>) {
+        let mut pool = self.pool();
+        pool.free.extend(numbers);
+        while !pool.free.is_empty() {
+            let Some((up_to, sender)) = pool.waiting.pop_front() else {
+                break;
+            };
+            let held = self.hand_out(&mut pool, up_to);
+            // A request given up on (its future dropped) returns what it got, without a second lock.
+            if let Err(mut unwanted) = sender.send(held) {
+                pool.free.extend(std::mem::take(&mut unwanted.numbers));
+            }
         }
     }
 }
@@ -76,9 +104,10 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        // The numbers go back before the permits (dropped after this), so whoever gets a permit finds one.
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        free.extend(self.numbers.drain(..));
+        let numbers = std::mem::take(&mut self.numbers);
+        if !numbers.is_empty() {
+            self.slots.give_back(numbers);
+        }
     }
 }
 
@@ -117,6 +146,35 @@ mod tests {
             assert_eq!(batch.numbers(), [1], "the free slot, now");
             drop(busy);
             assert_eq!(slots.take(2).await.numbers(), [0]);
+        });
+    }
+
+    #[test]
+    fn the_first_waiting_request_takes_all_it_wants_of_what_is_given_back() {
+        runtime().block_on(async {
+            let slots = JobSlots::new(2);
+            let batch = slots.take(2).await;
+            let (second, third) = (slots.clone(), slots.clone());
+            let next = tokio::spawn(async move { second.take(2).await.numbers().to_vec() });
+            tokio::task::yield_now().await;
+            let after = tokio::spawn(async move { third.take(1).await.numbers().to_vec() });
+            tokio::task::yield_now().await;
+            drop(batch);
+            assert_eq!(next.await.unwrap(), [0, 1], "both, not one each");
+            assert_eq!(after.await.unwrap(), [0], "then the next");
+        });
+    }
+
+    #[test]
+    fn a_request_given_up_on_while_waiting_loses_no_slot() {
+        runtime().block_on(async {
+            let slots = JobSlots::new(1);
+            let held = slots.take(1).await;
+            let waiting = slots.take(1);
+            let gave_up = tokio::time::timeout(Duration::from_millis(10), waiting).await;
+            assert!(gave_up.is_err(), "nothing was free");
+            drop(held);
+            assert_eq!(slots.take(1).await.numbers(), [0], "the slot came back");
         });
     }
 

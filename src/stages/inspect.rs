@@ -52,13 +52,25 @@ pub(crate) async fn keep(
     }
 }
 
+/// The environment of an opened database as reached through an endpoint.
+type EnvAt = Box<dyn Fn(&Endpoint) -> Vec<(String, String)> + Send + Sync>;
+
 /// A cluster booted for a command, and the database it opens.
 struct Opened {
     cluster: Cluster,
     database: String,
-    database_env: String,
-    /// The extra databases' copies that go with `database`.
-    extras: Extras,
+    /// The environment that names `database` and the extra databases' copies that go with it, as reached
+    /// through an endpoint (the socket, or `serve --port`'s TCP listener).
+    env: EnvAt,
+}
+
+/// The environment of `database` and its `extras` copies, under the configured variable.
+fn environment(config: &crate::config::Config, database: &str, extras: Extras) -> EnvAt {
+    let (variable, database) = (config.database_env.clone(), database.to_owned());
+    Box::new(move |endpoint| {
+        let main = endpoint.env(&database, &variable);
+        extras.with_env(main, endpoint, &database)
+    })
 }
 
 /// Runs `cargo pgtest psql` or `serve`; returns the exit code.
@@ -230,9 +242,8 @@ async fn open_kept(
     let cluster = super::cluster::boot_from(run, &config, &found, pack).await?;
     Ok(Opened {
         cluster,
+        env: environment(&config, &database, extras),
         database,
-        database_env: config.database_env,
-        extras,
     })
 }
 
@@ -256,8 +267,7 @@ async fn open_template(
         Ok(extras) => Ok(Opened {
             cluster,
             database: database.to_owned(),
-            database_env: setup.config.database_env,
-            extras,
+            env: environment(&setup.config, database, extras),
         }),
         Err(error) => {
             super::cluster::shut_down(run, cluster).await;
@@ -324,11 +334,7 @@ async fn run_psql(
     let mut command = tokio::process::Command::new(&program);
     command
         .args(psql_args)
-        .envs(opened.extras.with_env(
-            endpoint.env(&opened.database, &opened.database_env),
-            endpoint,
-            &opened.database,
-        ))
+        .envs((opened.env)(endpoint))
         .kill_on_drop(true);
     // SAFETY: the hook only makes async-signal-safe system calls. psql must not outlive cargo-pgtest
     // (killed by SIGKILL, say) and the server it talks to.
@@ -373,8 +379,7 @@ fn print_connection(endpoint: &Endpoint, opened: &Opened) {
     let database = &opened.database;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", endpoint.url(database));
-    let env = endpoint.env(database, &opened.database_env);
-    for (name, value) in opened.extras.with_env(env, endpoint, database) {
+    for (name, value) in (opened.env)(endpoint) {
         let _ = writeln!(out, "export {name}='{}'", value.replace('\'', r"'\''"));
     }
     let _ = out.flush();

@@ -8,7 +8,7 @@ use super::context::{Run, Setup};
 use super::error::Error;
 use super::template::Ready;
 use crate::cluster::Cluster;
-use crate::events::Phase;
+use crate::events::{Event, Phase};
 use crate::runner::{self, exec::Limits, selection::TestArgs};
 
 /// What a run that ended with failed tests' databases kept leaves to save, once the tests phase is over.
@@ -70,6 +70,8 @@ pub(crate) async fn run_tests(
 ) -> Result<Option<ToKeep>, Error> {
     // The phase holds the history's reading and writing too: every piece of a run's work is in one.
     let started = Instant::now();
+    // This async function runs on the main thread (a current-thread runtime), as does the runner.
+    let cpu_before = (crate::own_cpu::process(), crate::own_cpu::this_thread());
     let (taps, tapped) = run.events.channel_beside();
     let databases = &ready.databases;
     let running = runner::run(
@@ -82,6 +84,10 @@ pub(crate) async fn run_tests(
     );
     let (result, seen) = super::history::forward(run, running, tapped).await;
     super::history::settle(run, &setup.project.target_dir, &seen);
+    run.send(Event::OwnCpu {
+        process: crate::own_cpu::process().saturating_sub(cpu_before.0),
+        main_thread: crate::own_cpu::this_thread().saturating_sub(cpu_before.1),
+    });
     run.phase_finished(Phase::Tests, started.elapsed());
     databases.close().await;
     result?;

@@ -82,13 +82,14 @@ impl MaintenancePool {
             .await
     }
 
-    /// How many databases the cluster holds (for leak checks), but for the `#[sqlx::test]` gateway's: the
-    /// copies it makes ahead and the used ones it drops later, which it leaves to the teardown when it stops
-    /// (while other tests may still run beside it).
+    /// How many databases the cluster holds (for leak checks), but for those of `#[sqlx::test]`s, which a
+    /// run leaves to the teardown: the ones sqlx makes each test's database from, and the gateway's copies
+    /// made ahead and used ones it drops later.
     pub(crate) async fn count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
             r"SELECT count(*) FROM pg_database
-              WHERE datname NOT LIKE 'pgtest\_ready\_%' AND datname NOT LIKE '\_sqlx\_test%'",
+              WHERE datname NOT LIKE 'pgtest\_ready\_%' AND datname NOT LIKE '\_sqlx\_test%'
+                AND datname NOT LIKE 'pgtest\_sqlx\_%'",
         )
         .fetch_one(&self.pool)
         .await

@@ -53,6 +53,18 @@ fn info_of(event: &Event) -> Option<String> {
         Event::SqlxDatabasesReused { reused, of } => format!(
             "{reused} of {of} #[sqlx::test] databases were ones an earlier test left untouched"
         ),
+        Event::OwnCpu {
+            process,
+            main_thread,
+        } => format!(
+            "cargo-pgtest's own CPU in the tests phase: {:.3}s in all, {:.3}s of it on its main thread",
+            process.as_secs_f64(),
+            main_thread.as_secs_f64()
+        ),
+        Event::ThreadCpu { thread, duration } => format!(
+            "cargo-pgtest's {thread} thread used {:.3}s of CPU",
+            duration.as_secs_f64()
+        ),
         _ => return None,
     })
 }
@@ -343,6 +355,8 @@ impl<W: Write> Human<W> {
             | Event::DatabaseUntouched { .. }
             | Event::ReadOnlyGroups { .. }
             | Event::TrialGroups { .. }
+            | Event::OwnCpu { .. }
+            | Event::ThreadCpu { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::FilteredOut { .. }
             | Event::ClusterMemory { .. }

@@ -55,6 +55,8 @@ pub(crate) struct GatewayReport {
     pub(crate) broken: Option<String>,
     /// Why reuse, asked for, could not start.
     pub(crate) reuse_failed: Option<String>,
+    /// The CPU time the gateway's thread used.
+    pub(crate) thread_cpu: std::time::Duration,
 }
 
 /// A running gateway; [`Gateway::stop`] (or dropping it) ends it.
@@ -64,7 +66,8 @@ pub(crate) struct Gateway {
     pool: Arc<Pool>,
     sessions: Arc<Sessions>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// The gateway's thread; it ends with the CPU time it used.
+    thread: Option<std::thread::JoinHandle<std::time::Duration>>,
 }
 
 impl Gateway {
@@ -118,9 +121,10 @@ impl Gateway {
                     .enable_all()
                     .build()
                 else {
-                    return;
+                    return crate::own_cpu::this_thread();
                 };
                 runtime.block_on(serve(listener, relay, upkeep, stopped));
+                crate::own_cpu::this_thread()
             })
             .map_err(GatewayError::Thread)?;
         Ok(Gateway {
@@ -143,23 +147,28 @@ impl Gateway {
     /// Stops accepting, lets the worker finish the statement it is running, closes the sessions it kept,
     /// and says what was done.
     pub(crate) fn stop(mut self) -> GatewayReport {
-        self.shut_down();
+        let thread_cpu = self.shut_down();
         GatewayReport {
             counts: self.pool.counts(),
             broken: self.pool.broken(),
             reuse_failed: self.pool.reuse_failed(),
+            thread_cpu,
         }
     }
 
-    fn shut_down(&mut self) {
+    /// Stops the thread; the CPU time it used.
+    fn shut_down(&mut self) -> std::time::Duration {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let cpu = self
+            .thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default();
         // After the thread: no session can be handed back any more.
         self.sessions.clear();
+        cpu
     }
 }
 
