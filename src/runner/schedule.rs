@@ -462,26 +462,40 @@ fn batches_of(cases: Vec<TestCase>, kind: BatchKind) -> Vec<Batch> {
     batches
 }
 
-/// Takes the tests `unknown` picks out of `cases`, a trial per binary in libtest's order; a binary with
-/// fewer than two keeps them alone. Returns the trials and the tests left to run alone.
+/// The tests `picked` picks out of `cases`, per binary in libtest's order (the order a process running
+/// several of them starts them in), and the rest; a binary with fewer than two picked keeps them with the
+/// rest: one test is no group.
+fn per_binary(
+    cases: Vec<TestCase>,
+    picked: impl Fn(&TestCase) -> bool,
+) -> (Vec<(Arc<TestBinary>, Vec<TestCase>)>, Vec<TestCase>) {
+    let (picked, mut rest): (Vec<_>, Vec<_>) = cases.into_iter().partition(picked);
+    let mut binaries = Vec::new();
+    for Batch {
+        binary, mut cases, ..
+    } in batches_of(picked, BatchKind::Shared)
+    {
+        if cases.len() < GROUP_FEWEST_TESTS {
+            rest.extend(cases);
+            continue;
+        }
+        cases.sort_by(|a, b| a.name.cmp(&b.name));
+        binaries.push((binary, cases));
+    }
+    (binaries, rest)
+}
+
+/// Takes the tests `unknown` picks out of `cases`, a trial per binary. Returns the trials and the tests
+/// left to run alone.
 fn trials_of(
     cases: Vec<TestCase>,
     unknown: impl Fn(&TestCase) -> bool,
 ) -> (Vec<Trial>, Vec<TestCase>) {
-    let (unknown, mut alone): (Vec<_>, Vec<_>) = cases.into_iter().partition(unknown);
-    let mut trials = Vec::new();
-    for Batch {
-        binary, mut cases, ..
-    } in batches_of(unknown, BatchKind::Shared)
-    {
-        if cases.len() < GROUP_FEWEST_TESTS {
-            alone.extend(cases);
-            continue;
-        }
-        cases.sort_by(|a, b| a.name.cmp(&b.name));
-        trials.push(Trial { binary, cases });
-    }
-    (trials, alone)
+    let (binaries, alone) = per_binary(cases, unknown);
+    let trials = binaries
+        .into_iter()
+        .map(|(binary, cases)| Trial { binary, cases });
+    (trials.collect(), alone)
 }
 
 /// Takes the tests `read_only` names (with their past times) out of `cases`, in groups per binary; the
@@ -492,22 +506,13 @@ fn read_only_groups(
     from_snapshot: impl Fn(&TestId) -> bool,
     jobs: usize,
 ) -> (Vec<Group>, Vec<TestCase>) {
-    let (learned, mut alone): (Vec<_>, Vec<_>) = cases.into_iter().partition(|case| {
+    let (binaries, mut alone) = per_binary(cases, |case| {
         let id = case.id();
         read_only.contains_key(&id) && !from_snapshot(&id)
     });
     let budget = GROUP_MOST_TIME * u32::try_from(jobs.max(1)).unwrap_or(u32::MAX);
     let mut groups = Vec::new();
-    for Batch {
-        binary, mut cases, ..
-    } in batches_of(learned, BatchKind::Shared)
-    {
-        if cases.len() < GROUP_FEWEST_TESTS {
-            alone.extend(cases);
-            continue;
-        }
-        // libtest's own order, so a group's tests start in the order its process starts them.
-        cases.sort_by(|a, b| a.name.cmp(&b.name));
+    for (binary, cases) in binaries {
         let mut group: Vec<TestCase> = Vec::new();
         let mut time = Duration::ZERO;
         for case in cases {

@@ -545,7 +545,14 @@ pub fn copy_dir(from: &Path, to: &Path) {
                 copy_dir(&entry.path(), &target);
             }
         } else {
-            fs::copy(entry.path(), target).unwrap();
+            fs::copy(entry.path(), &target).unwrap();
+            // The original's modification time: copies of one fixture build into the shared target
+            // directory under one name (cargo hashes a package's path relative to its workspace), so a copy
+            // whose files looked newer would rebuild and replace the test binary another copy's run is
+            // starting ("could not start …: No such file").
+            let modified = entry.metadata().and_then(|m| m.modified()).unwrap();
+            let copied = fs::File::options().write(true).open(&target).unwrap();
+            copied.set_modified(modified).unwrap();
         }
     }
 }
