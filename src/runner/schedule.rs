@@ -462,13 +462,16 @@ fn batches_of(cases: Vec<TestCase>, kind: BatchKind) -> Vec<Batch> {
     batches
 }
 
+/// A binary and some of its tests.
+type BinaryTests = (Arc<TestBinary>, Vec<TestCase>);
+
 /// The tests `picked` picks out of `cases`, per binary in libtest's order (the order a process running
 /// several of them starts them in), and the rest; a binary with fewer than two picked keeps them with the
 /// rest: one test is no group.
 fn per_binary(
     cases: Vec<TestCase>,
     picked: impl Fn(&TestCase) -> bool,
-) -> (Vec<(Arc<TestBinary>, Vec<TestCase>)>, Vec<TestCase>) {
+) -> (Vec<BinaryTests>, Vec<TestCase>) {
     let (picked, mut rest): (Vec<_>, Vec<_>) = cases.into_iter().partition(picked);
     let mut binaries = Vec::new();
     for Batch {
