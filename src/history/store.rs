@@ -92,7 +92,11 @@ impl Store {
     /// Each test's latest passing run: its time, and whether it left its database untouched. A missing or
     /// unreadable file knows none.
     pub(crate) fn latest(&self) -> BTreeMap<TestId, Latest> {
-        let text = fs::read_to_string(self.latest_file()).unwrap_or_default();
+        // A history written before `latest.jsonl` existed has `read_only.jsonl`, the latest entries of
+        // the read-only tests only: enough for the first run after an upgrade to form its groups.
+        let text = fs::read_to_string(self.latest_file())
+            .or_else(|_| fs::read_to_string(self.dir.join("read_only.jsonl")))
+            .unwrap_or_default();
         parse(&text)
             .into_iter()
             .filter_map(|entry| {
@@ -322,6 +326,20 @@ mod tests {
             text.starts_with("{\"run\":1,\"binary\":\"app::it\",\"name\":\"reads\",\"seconds\":0.004,\"read_only\":true}\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_history_from_before_latest_jsonl_still_knows_its_read_only_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::in_target_dir(dir.path());
+        fs::create_dir_all(&store.dir).unwrap();
+        let old = "{\"run\":3,\"binary\":\"app::it\",\"name\":\"reads\",\"seconds\":0.004,\"read_only\":true}\n";
+        fs::write(store.dir.join("read_only.jsonl"), old).unwrap();
+        assert_eq!(read_only(&store), BTreeMap::from([(id("reads"), ms(4))]));
+        // Once this version has written its own file, that one is read.
+        store.record(&[(id("writes"), ms(9))], &none()).unwrap();
+        let known: Vec<TestId> = store.latest().into_keys().collect();
+        assert_eq!(known, [id("writes")]);
     }
 
     #[test]
