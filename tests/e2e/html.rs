@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{self, copy_dir, postgres_available, ram_dir, skip, BINARY, REPO};
+use crate::support::{self, postgres_available, skip, Project, BINARY};
 
 crate::tests! {
     a_run_with_every_kind_of_test_gets_a_page_the_browser_draws,
@@ -29,34 +29,26 @@ crate::tests! {
     the_html_key_writes_the_page_and_the_summary_points_at_it,
 }
 
-/// A private copy of `fixtures/html-probe` with its own target directory (so its test history starts
-/// empty), a directory its tests talk through (`PROBE_DIR`) and one for the cluster.
-struct Probe {
-    root: tempfile::TempDir,
-    dir: PathBuf,
-    probe_dir: PathBuf,
-    cluster_parent: tempfile::TempDir,
+/// A private copy of `fixtures/html-probe` ([`Project::copy_of`]) run with its own target directory (so
+/// its test history starts empty).
+struct Probe(Project);
+
+impl std::ops::Deref for Probe {
+    type Target = Project;
+
+    fn deref(&self) -> &Project {
+        &self.0
+    }
 }
 
 impl Probe {
     fn new() -> Probe {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("html-probe");
-        copy_dir(&Path::new(REPO).join("fixtures/html-probe"), &dir);
-        let probe_dir = root.path().join("probe");
-        fs::create_dir(&probe_dir).unwrap();
-        let cluster_parent = ram_dir("pgtest-e2e-");
-        Probe {
-            root,
-            dir,
-            probe_dir,
-            cluster_parent,
-        }
+        Probe(Project::copy_of("html-probe"))
     }
 
     /// A file beside the project.
     fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
+        self.probe_dir.with_file_name(name)
     }
 
     /// `cargo-pgtest pgtest ARGS` in the project, with a scrubbed environment plus `env`.
@@ -194,6 +186,17 @@ impl Browser {
     }
 }
 
+/// `cargo pgtest report JSON -o PAGE`, run to its end.
+fn report(json: &Path, page: &Path) -> Output {
+    let mut command = Command::new(BINARY);
+    command
+        .args(["pgtest", "report"])
+        .arg(json)
+        .arg("-o")
+        .arg(page);
+    command.output().unwrap()
+}
+
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -292,16 +295,7 @@ fn a_run_with_every_kind_of_test_gets_a_page_the_browser_draws() {
     let events = events(&json);
     the_events_can_draw_the_timeline(&events);
     let again = probe.path("again.html");
-    let report = Command::new(BINARY)
-        .args([
-            "pgtest",
-            "report",
-            json.to_str().unwrap(),
-            "-o",
-            again.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let report = report(&json, &again);
     assert!(
         report.status.success(),
         "{}",
@@ -542,16 +536,7 @@ fn ten_thousand_tests_make_a_small_page_the_browser_opens_quickly() {
     );
     fs::write(&json, synthetic_events(10_000, 8)).unwrap();
     let rendering = Instant::now();
-    let report = Command::new(BINARY)
-        .args([
-            "pgtest",
-            "report",
-            json.to_str().unwrap(),
-            "-o",
-            page.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let report = report(&json, &page);
     let rendered = rendering.elapsed();
     assert!(
         report.status.success(),

@@ -5,13 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{
-    copy_dir, poll, postgres_available, processes_mentioning, ram_dir, skip, BINARY, REPO,
-};
+use crate::support::{poll, postgres_available, processes_mentioning, skip, Project, BINARY};
 
 crate::tests! {
     plain_cargo_test_runs_every_test_in_its_own_database,
@@ -23,32 +21,25 @@ crate::tests! {
     llvm_cov_over_the_runner_sees_what_only_database_tests_reach,
 }
 
-/// A private copy of the probe project with cargo-pgtest configured as its runner in
-/// `.cargo/config.toml`, as the README says, and directories for the cluster and the probe notes.
-struct Probe {
-    _root: tempfile::TempDir,
-    dir: PathBuf,
-    probe_dir: PathBuf,
-    cluster_parent: tempfile::TempDir,
+/// A private copy of the probe project ([`Project::copy_of`]) with cargo-pgtest configured as its runner in
+/// `.cargo/config.toml`, as the README says.
+struct Probe(Project);
+
+impl std::ops::Deref for Probe {
+    type Target = Project;
+
+    fn deref(&self) -> &Project {
+        &self.0
+    }
 }
 
 impl Probe {
     fn new() -> Probe {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("runner-probe");
-        copy_dir(&Path::new(REPO).join("fixtures/runner-probe"), &dir);
-        std::fs::create_dir(dir.join(".cargo")).unwrap();
+        let project = Project::copy_of("runner-probe");
+        std::fs::create_dir(project.dir.join(".cargo")).unwrap();
         let config = format!("[target.'cfg(all())']\nrunner = [{BINARY:?}, \"runner\"]\n");
-        std::fs::write(dir.join(".cargo/config.toml"), config).unwrap();
-        let probe_dir = root.path().join("probe");
-        std::fs::create_dir(&probe_dir).unwrap();
-        let cluster_parent = ram_dir("pgtest-e2e-");
-        Probe {
-            _root: root,
-            dir,
-            probe_dir,
-            cluster_parent,
-        }
+        std::fs::write(project.dir.join(".cargo/config.toml"), config).unwrap();
+        Probe(project)
     }
 
     /// `cargo ARGS` in the project, building into a target directory of its own: copies of one package
