@@ -1,8 +1,6 @@
 //! The `#[sqlx::test]` gateway as a run sees it: started on a cluster of our own, and what it did reported
 //! when it stops.
 
-use std::path::Path;
-
 use super::dispatch::Dispatcher;
 use super::Runner;
 use crate::cluster::Cluster;
@@ -10,7 +8,8 @@ use crate::sqlx::gateway::{Gateway, GatewayReport};
 
 /// Starts the gateway through which `#[sqlx::test]`s get their databases; without it (it could not
 /// start, which the report says) they reach the server directly and make their databases as sqlx does.
-/// With `reuse`, it hands untouched databases on.
+/// It makes its copies through the run's test databases, and hands untouched ones on when their reuse is
+/// on.
 pub(super) fn start(cluster: &Cluster, runner: &Runner<'_>) -> Option<Gateway> {
     // The gateway lives in the run directory and relies on template1 migrated: a cluster of our own only.
     if cluster.is_existing() {
@@ -21,7 +20,7 @@ pub(super) fn start(cluster: &Cluster, runner: &Runner<'_>) -> Option<Gateway> {
         &cluster.info.run_dir,
         cluster.info.version.major,
         runner.settings.jobs,
-        runner.databases.reuse_in().map(Path::to_path_buf),
+        Some(runner.databases.clone()),
     );
     match started {
         Ok(gateway) => Some(gateway),
@@ -43,11 +42,6 @@ pub(super) fn report(report: GatewayReport, dispatch: &Dispatcher) {
     dispatch.info(message);
     dispatch.sqlx_databases_reused(counts.reused, counts.ready + counts.inline);
     dispatch.thread_cpu("sqlx-gateway", report.thread_cpu);
-    if let Some(reason) = report.reuse_failed {
-        dispatch.warning(format!(
-            "{reason}; every #[sqlx::test] gets a fresh copy instead"
-        ));
-    }
     if let Some(reason) = report.broken {
         dispatch.warning(format!(
             "copies for #[sqlx::test] stopped being made ahead: {reason}"

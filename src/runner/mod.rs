@@ -256,11 +256,14 @@ impl Runner<'_> {
         if let Some(warning) = schedule.snapshot_warning.clone() {
             dispatch.warning(warning);
         }
+        let own_databases = !schedule.groups.is_empty()
+            || !schedule.trials.is_empty()
+            || !schedule.alone.is_empty();
+        let sqlx = schedule.batches.iter().any(|b| b.kind == BatchKind::Sqlx);
         let steps = RunSteps {
             runner: self,
-            own_databases: !schedule.groups.is_empty()
-                || !schedule.trials.is_empty()
-                || !schedule.alone.is_empty(),
+            own_databases,
+            reuse_wanted: own_databases || sqlx,
             server: Server(RefCell::new(cluster)),
             slots: JobSlots::new(jobs),
             databases_before: Cell::new(None),
@@ -342,6 +345,9 @@ struct RunSteps<'a> {
     runner: Runner<'a>,
     /// Whether any test gets a database of its own (alone or in a read-only group).
     own_databases: bool,
+    /// Whether anything hands untouched databases on: tests with their own, or the `#[sqlx::test]`
+    /// gateway (whatever the other tests' isolation).
+    reuse_wanted: bool,
     server: Server<'a>,
     slots: JobSlots,
     /// How many databases the cluster held before the tests, for the check that every test's is gone
@@ -360,12 +366,11 @@ impl schedule::Steps for RunSteps<'_> {
     }
 
     async fn tests_begin(&self) {
-        if self.runner.settings.isolation == Isolation::Shared {
-            return;
+        if self.runner.settings.isolation != Isolation::Shared {
+            self.databases_before
+                .set(self.runner.databases.count().await.ok());
         }
-        self.databases_before
-            .set(self.runner.databases.count().await.ok());
-        if self.own_databases {
+        if self.reuse_wanted {
             self.runner.start_reuse().await;
         }
     }
@@ -387,7 +392,7 @@ impl schedule::Steps for RunSteps<'_> {
         )
         .await;
         if let Some(gateway) = gateway {
-            gateway::report(gateway.stop(), runner.dispatch);
+            gateway::report(gateway.stop().await, runner.dispatch);
         }
         // The databases sqlx made each test's own from are left to the teardown (which removes the
         // cluster, or drops every database the run made on an existing server): dropping one just after

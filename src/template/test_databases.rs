@@ -157,7 +157,9 @@ impl TestDatabases {
         Ok(())
     }
 
-    fn reuse(&self) -> Option<&Reuse> {
+    /// Reuse, once started: the `#[sqlx::test]` gateway records, checks and hands on its databases through
+    /// it, as every other path does.
+    pub(crate) fn reuse(&self) -> Option<&Reuse> {
         self.inner.reuse.get()
     }
 
@@ -205,6 +207,18 @@ impl TestDatabases {
             env: self.env(name),
             cloning,
         })
+    }
+
+    /// Makes `name`, a copy of `template` for a test yet to ask for it (the `#[sqlx::test]` gateway's copies
+    /// made ahead, which it renames to the name the test asks for), recorded for reuse as its pacing says.
+    /// Never taken from reuse: the gateway hands untouched databases on under names of its own.
+    pub(crate) async fn copy_ahead(&self, template: &str, name: &str) -> Result<(), sqlx::Error> {
+        self.pool().create_from(template, name).await?;
+        if let Some(reuse) = self.reuse() {
+            // One that could not be recorded is only never handed on.
+            let _ = reuse.prepared(template, name).await;
+        }
+        Ok(())
     }
 
     /// Keeps database `name` for failed `test` if the cap allows (a database kept already, a shared one,
@@ -295,6 +309,31 @@ impl TestDatabases {
 
     pub(crate) async fn close(&self) {
         self.pool().close().await;
+    }
+
+    /// An owner over `pool` with no templates of its own and `reuse` already started (tests of the paths
+    /// that copy other databases, such as the `#[sqlx::test]` gateway's).
+    #[cfg(test)]
+    pub(crate) fn over(
+        pool: MaintenancePool,
+        endpoint: Endpoint,
+        reuse: Option<Reuse>,
+    ) -> TestDatabases {
+        let owner = TestDatabases::new(Parts {
+            pool,
+            endpoint,
+            database_env: "DATABASE_URL".into(),
+            templates: BTreeMap::new(),
+            default_template: String::new(),
+            snapshots: NamedSnapshots::default(),
+            extras: Extras::default(),
+            keep_failed: 0,
+            reuse_in: None,
+        });
+        if let Some(reuse) = reuse {
+            let _ = owner.inner.reuse.set(reuse);
+        }
+        owner
     }
 }
 

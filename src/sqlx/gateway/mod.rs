@@ -6,12 +6,14 @@
 //! same one (see [`sessions`]). `relay` serves one client connection; `statements` reads the SQL the
 //! gateway acts on.
 //!
-//! With `reuse` (a data directory given), a database its test left untouched goes back among the copies
-//! made ahead instead of being dropped (see [`pool`]).
+//! The copies are made, and used databases dropped, by the pool's worker through the run's one owner of
+//! test databases ([`TestDatabases`]): its maintenance connections, and its reuse when that is on (a
+//! database its test left untouched then goes back among the copies made ahead instead of being dropped).
+//! The worker is a task of the run's runtime, where the owner's connections live.
 //!
-//! It runs on a thread of its own with its own single-threaded runtime, so relaying never waits behind the
-//! runner's work. Only the invoking user (or root) may connect, checked from the socket's peer credentials,
-//! on top of the socket directory's 0700.
+//! Relaying runs on a thread of its own with its own runtime, so it never waits behind the runner's work.
+//! Only the invoking user (or root) may connect, checked from the socket's peer credentials, on top of the
+//! socket directory's 0700.
 
 pub(crate) mod pool;
 pub(crate) mod protocol;
@@ -28,8 +30,7 @@ use std::sync::Arc;
 use tokio::net::UnixListener;
 
 use crate::cluster::Endpoint;
-use crate::template::reuse::Reuse;
-use crate::template::MaintenancePool;
+use crate::template::TestDatabases;
 use pool::Pool;
 pub(crate) use pool::PoolCounts;
 use relay::Relay;
@@ -53,8 +54,6 @@ pub(crate) struct GatewayReport {
     pub(crate) counts: PoolCounts,
     /// Why copies stopped being made ahead, if they did.
     pub(crate) broken: Option<String>,
-    /// Why reuse, asked for, could not start.
-    pub(crate) reuse_failed: Option<String>,
     /// The CPU time the gateway's thread used.
     pub(crate) thread_cpu: std::time::Duration,
 }
@@ -66,20 +65,23 @@ pub(crate) struct Gateway {
     pool: Arc<Pool>,
     sessions: Arc<Sessions>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// The gateway's thread; it ends with the CPU time it used.
+    /// The relaying thread; it ends with the CPU time it used.
     thread: Option<std::thread::JoinHandle<std::time::Duration>>,
+    /// The pool's worker, on the run's runtime.
+    worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Gateway {
     /// Opens the gateway's socket beside the server's and starts relaying to `upstream`. `ahead` copies of
-    /// template1 are kept ready; `server_major` picks how they are copied. With `reuse`, the server's data
-    /// directory (readable here), untouched databases are handed on.
+    /// template1 are kept ready, made through `databases` by a worker spawned on the runtime this is called
+    /// from; `server_major` picks how a copy made while its test waits is made. Without `databases` (or a
+    /// runtime), each test's database is copied while it waits and dropped as sqlx asks.
     pub(crate) fn start(
         upstream: &Endpoint,
         run_dir: &Path,
         server_major: u32,
         ahead: usize,
-        reuse: Option<PathBuf>,
+        databases: Option<TestDatabases>,
     ) -> Result<Gateway, GatewayError> {
         let dir = run_dir.join(GATEWAY_DIR);
         let listen_error = |source| GatewayError::Listen {
@@ -109,11 +111,6 @@ impl Gateway {
             uid: nix::unistd::Uid::effective().as_raw(),
             client: None,
         };
-        let upkeep = Upkeep {
-            maintenance: upstream.clone(),
-            server_major,
-            reuse,
-        };
         let thread = std::thread::Builder::new()
             .name("sqlx-gateway".into())
             .spawn(move || {
@@ -123,10 +120,20 @@ impl Gateway {
                 else {
                     return crate::own_cpu::this_thread();
                 };
-                runtime.block_on(serve(listener, relay, upkeep, stopped));
+                runtime.block_on(serve(listener, relay, stopped));
                 crate::own_cpu::this_thread()
             })
             .map_err(GatewayError::Thread)?;
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let worker = match (databases, runtime) {
+            (Some(databases), Some(runtime)) => {
+                Some(runtime.spawn(work(Arc::clone(&pool), databases)))
+            }
+            _ => {
+                pool.worker_gone();
+                None
+            }
+        };
         Ok(Gateway {
             endpoint: Endpoint {
                 socket_dir: dir,
@@ -136,6 +143,7 @@ impl Gateway {
             sessions,
             stop: Some(stop),
             thread: Some(thread),
+            worker,
         })
     }
 
@@ -144,19 +152,22 @@ impl Gateway {
         &self.endpoint
     }
 
-    /// Stops accepting, lets the worker finish the statement it is running, closes the sessions it kept,
-    /// and says what was done.
-    pub(crate) fn stop(mut self) -> GatewayReport {
+    /// Stops accepting, closes the sessions it kept, lets the worker finish the statement it is running
+    /// (which keeps the database count exact for whatever runs next), and says what was done.
+    pub(crate) async fn stop(mut self) -> GatewayReport {
         let thread_cpu = self.shut_down();
+        self.pool.stop();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.await;
+        }
         GatewayReport {
             counts: self.pool.counts(),
             broken: self.pool.broken(),
-            reuse_failed: self.pool.reuse_failed(),
             thread_cpu,
         }
     }
 
-    /// Stops the thread; the CPU time it used.
+    /// Stops the relaying thread; the CPU time it used.
     fn shut_down(&mut self) -> std::time::Duration {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -175,6 +186,9 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.shut_down();
+        if let Some(worker) = self.worker.take() {
+            worker.abort();
+        }
     }
 }
 
@@ -187,51 +201,27 @@ fn private_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// What the pool's worker connects to and with.
-struct Upkeep {
-    maintenance: Endpoint,
-    server_major: u32,
-    /// The server's data directory, when reuse is on.
-    reuse: Option<PathBuf>,
+/// The pool's worker: makes copies ahead and drops used databases through `databases` until the gateway
+/// stops.
+async fn work(pool: Arc<Pool>, databases: TestDatabases) {
+    // Before the worker takes drops: each is then checked.
+    if let Some(reuse) = databases.reuse() {
+        pool.reuse_with(reuse.clone());
+    }
+    pool.worker_ready();
+    pool.work(&databases).await;
+    pool.worker_gone();
 }
 
-/// Accepts connections and runs the pool's worker until told to stop.
+/// Accepts connections until told to stop.
 async fn serve(
     listener: std::os::unix::net::UnixListener,
     relay: Relay,
-    upkeep: Upkeep,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let Ok(listener) = UnixListener::from_std(listener) else {
         return;
     };
-    let pool = Arc::clone(&relay.pool);
-    let worker = tokio::spawn({
-        let pool = Arc::clone(&pool);
-        async move {
-            match MaintenancePool::connect(&upkeep.maintenance, upkeep.server_major, 1).await {
-                Ok(databases) => {
-                    if let Some(data_dir) = upkeep.reuse {
-                        // Before the worker takes drops: each is then checked.
-                        match Reuse::start(databases.pool().clone(), data_dir).await {
-                            Ok(reuse) => pool.reuse_with(reuse),
-                            Err(error) => pool.reuse_failed_with(error.to_string()),
-                        }
-                    }
-                    pool.worker_ready();
-                    pool.work(&databases).await;
-                    pool.worker_gone();
-                    databases.close().await;
-                }
-                // Without a maintenance connection, every test database is made inline and dropped
-                // when sqlx drops it.
-                Err(error) => {
-                    pool.break_with(error.to_string());
-                    pool.worker_gone();
-                }
-            }
-        }
-    });
     let accept = async {
         loop {
             match listener.accept().await {
@@ -256,8 +246,4 @@ async fn serve(
         () = accept => {}
         () = expire => {}
     }
-    pool.stop();
-    // The worker ends after its current statement; waiting for it keeps the database count exact for
-    // whatever runs next.
-    let _ = worker.await;
 }

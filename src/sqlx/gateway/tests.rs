@@ -1,6 +1,7 @@
 //! The gateway against a stand-in server that speaks just enough of the protocol: it opens sessions,
-//! answers simple queries and records them, and refuses cargo-pgtest's own maintenance connection (so
-//! no copies are made ahead and every create is made inline, which keeps the expectations exact).
+//! answers simple queries and records them. The gateway is given no test databases to make copies through,
+//! so no copies are made ahead and every create is made inline, which keeps the expectations exact. The
+//! `owner` tests at the end run the gateway on a real cluster, through the run's test databases.
 
 use super::*;
 use protocol::{backend, frontend, message, simple_query};
@@ -11,7 +12,7 @@ use tokio::net::UnixStream;
 
 #[derive(Debug, Default)]
 struct Seen {
-    /// Sessions opened by clients (the refused maintenance connection not counted).
+    /// Sessions opened by clients.
     sessions: usize,
     /// (session, query) in the order they came.
     queries: Vec<(usize, String)>,
@@ -30,14 +31,6 @@ async fn fake_session(mut stream: UnixStream, seen: Arc<Mutex<Seen>>) {
     let Some(packet) = read_startup_packet(&mut stream).await else {
         return;
     };
-    if packet.windows(12).any(|w| w == b"cargo-pgtest") {
-        let refusal = message(
-            backend::ERROR_RESPONSE,
-            b"SFATAL\0C28000\0Mnot for this test\0\0",
-        );
-        let _ = stream.write_all(&refusal).await;
-        return;
-    }
     if packet.windows(6).any(|w| w == b"silent") {
         // Never greets: the gateway must give up on it.
         let _ = stream.read(&mut [0u8; 1]).await;
@@ -338,7 +331,7 @@ fn sqlx_statements_are_answered_by_the_pool() {
     assert_eq!(
         queries,
         [
-            // The maintenance connection was refused: no copies ahead, so the copy is made inline,
+            // No test databases to make copies through: no copies ahead, so the copy is made inline,
             // and dropped as sqlx asked.
             inline,
             "drop database if exists \"_sqlx_test_t\";",
@@ -346,13 +339,10 @@ fn sqlx_statements_are_answered_by_the_pool() {
             inline,
         ]
     );
-    let report = harness.gateway.take().unwrap().stop();
+    let gateway = harness.gateway.take().unwrap();
+    let report = harness.runtime.block_on(gateway.stop());
     assert_eq!(report.counts.inline, 2);
     assert_eq!(report.counts.deferred_drops, 0);
-    assert!(
-        report.broken.is_some(),
-        "the refused maintenance connection is reported"
-    );
 }
 
 #[test]
@@ -500,4 +490,102 @@ fn a_message_longer_than_the_bound_is_refused_unread() {
             Some((backend::READY_FOR_QUERY, vec![backend::IDLE]))
         );
     });
+}
+
+/// The gateway on a real cluster, making its copies through the run's one owner of test databases.
+mod owner {
+    use std::time::{Duration, Instant};
+
+    use sqlx::{Connection, PgConnection};
+
+    use super::*;
+    use crate::template::reuse::tests::lab::Lab;
+    use crate::template::{MaintenancePool, TestDatabases};
+
+    /// Polls `done` until it holds, failing after ten seconds.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// What `#[sqlx::test]` sends for one test, through the gateway: its database made, read, dropped.
+    async fn one_test(master: &mut PgConnection, gateway: &Gateway, name: &str) {
+        let create = format!("create database \"{name}\"");
+        sqlx::raw_sql(&create).execute(&mut *master).await.unwrap();
+        let options = gateway.endpoint().connect_options(name);
+        let mut test = PgConnection::connect_with(&options).await.unwrap();
+        sqlx::raw_sql("SELECT * FROM items")
+            .execute(&mut test)
+            .await
+            .unwrap();
+        test.close().await.unwrap();
+        let drop = format!("drop database if exists \"{name}\";");
+        sqlx::raw_sql(&drop).execute(&mut *master).await.unwrap();
+    }
+
+    #[test]
+    fn copies_are_made_and_handed_on_through_the_runs_test_databases() {
+        let Some(lab) = Lab::boot(&[]) else {
+            return;
+        };
+        let world = lab.world.clone();
+        let run_dir = tempfile::tempdir().unwrap();
+        lab.block_on(async move {
+            // The owner's reuse is the only one there is: the gateway is given no data directory.
+            let owner = TestDatabases::over(
+                world.databases.clone(),
+                world.endpoint.clone(),
+                Some(world.reuse.clone()),
+            );
+            let gateway =
+                Gateway::start(&world.endpoint, run_dir.path(), world.major, 1, Some(owner))
+                    .unwrap();
+            let options = gateway.endpoint().connect_options("postgres");
+            let mut master = PgConnection::connect_with(&options).await.unwrap();
+            until("a copy is ready", || gateway.pool.ready_count() == 1).await;
+            one_test(&mut master, &gateway, "_sqlx_test_first").await;
+            until("the first test's database is handed on", || {
+                gateway.pool.ready_count() == 2
+            })
+            .await;
+            one_test(&mut master, &gateway, "_sqlx_test_second").await;
+            master.close().await.unwrap();
+            let report = gateway.stop().await;
+            assert_eq!(report.counts.reused, 1, "{:?}", report.counts);
+            assert_eq!(report.broken, None);
+        });
+        lab.shut_down();
+    }
+
+    #[test]
+    fn without_the_owners_connections_no_copy_is_made_ahead() {
+        let Some(lab) = Lab::boot(&[]) else {
+            return;
+        };
+        let world = lab.world.clone();
+        let run_dir = tempfile::tempdir().unwrap();
+        lab.block_on(async move {
+            // Connections of the owner's own, closed: a gateway that connected on its own would still
+            // make copies.
+            let pool = MaintenancePool::connect(&world.endpoint, world.major, 1)
+                .await
+                .unwrap();
+            pool.close().await;
+            let owner = TestDatabases::over(pool, world.endpoint.clone(), None);
+            let gateway =
+                Gateway::start(&world.endpoint, run_dir.path(), world.major, 1, Some(owner))
+                    .unwrap();
+            until("copies stop being made", || gateway.pool.broken().is_some()).await;
+            let options = gateway.endpoint().connect_options("postgres");
+            let mut master = PgConnection::connect_with(&options).await.unwrap();
+            one_test(&mut master, &gateway, "_sqlx_test_inline").await;
+            master.close().await.unwrap();
+            let report = gateway.stop().await;
+            assert_eq!((report.counts.ready, report.counts.inline), (0, 1));
+        });
+        lab.shut_down();
+    }
 }

@@ -33,7 +33,7 @@ use super::statements::TestStatement;
 
 use crate::template::maintenance::create_statement;
 use crate::template::reuse::{Reuse, Verdict};
-use crate::template::{quote_ident, MaintenancePool};
+use crate::template::{quote_ident, TestDatabases};
 
 /// The database every copy is made from: what sqlx's own `create database` copies.
 const SOURCE: &str = "template1";
@@ -90,10 +90,8 @@ struct State {
     handed_out: HashMap<String, Option<u32>>,
     /// Ready copies that are used databases found untouched.
     recycled: HashSet<String>,
-    /// Set by the worker when reuse is on.
+    /// The run's reuse, when it is on.
     reuse: Option<Reuse>,
-    /// Why reuse, asked for, could not start.
-    reuse_failed: Option<String>,
     next_id: u64,
     counts: PoolCounts,
     /// Copies that failed in a row.
@@ -248,6 +246,12 @@ impl Pool {
         }
     }
 
+    /// How many copies wait for a test.
+    #[cfg(test)]
+    pub(crate) fn ready_count(&self) -> usize {
+        self.state().ready.len()
+    }
+
     pub(crate) fn counts(&self) -> PoolCounts {
         self.state().counts
     }
@@ -259,15 +263,6 @@ impl Pool {
     /// Reuse is on: copies are recorded when made, used databases checked before they are dropped.
     pub(crate) fn reuse_with(&self, reuse: Reuse) {
         self.state().reuse = Some(reuse);
-    }
-
-    /// Reuse was asked for but could not start: every used database is dropped.
-    pub(crate) fn reuse_failed_with(&self, reason: String) {
-        self.state().reuse_failed = Some(reason);
-    }
-
-    pub(crate) fn reuse_failed(&self) -> Option<String> {
-        self.state().reuse_failed.clone()
     }
 
     fn reuse(&self) -> Option<Reuse> {
@@ -288,6 +283,7 @@ impl Pool {
     }
 
     /// Stops making copies ahead: tests get theirs made inline.
+    #[cfg(test)]
     pub(crate) fn break_with(&self, reason: String) {
         self.state().broken = Some(reason);
     }
@@ -334,8 +330,8 @@ impl Pool {
     /// Puts the drop of `name` back when sessions its test closed are still ending (PostgreSQL would pause
     /// the drop 100 ms for each check that finds one), unless a create waits for it or it waited long
     /// enough; pauses briefly when there is nothing else to do.
-    async fn sessions_may_still_end(&self, databases: &MaintenancePool, name: &str) -> bool {
-        let open = databases.sessions_on(name).await.unwrap_or(0) > 0;
+    async fn sessions_may_still_end(&self, databases: &TestDatabases, name: &str) -> bool {
+        let open = databases.pool().sessions_on(name).await.unwrap_or(0) > 0;
         let Some(idle) = self.put_back(name, open) else {
             return false;
         };
@@ -381,20 +377,16 @@ impl Pool {
         }
     }
 
-    /// Makes and drops databases until [`Pool::stop`].
-    pub(crate) async fn work(&self, databases: &MaintenancePool) {
+    /// Makes and drops databases through the run's owner of test databases until [`Pool::stop`].
+    pub(crate) async fn work(&self, databases: &TestDatabases) {
         loop {
             match self.next_job() {
                 Job::Stop => return,
                 Job::Make(name) => {
                     let result = databases
-                        .create_from(SOURCE, &name)
+                        .copy_ahead(SOURCE, &name)
                         .await
                         .map_err(|e| crate::template::server_message(&e));
-                    if let (Ok(()), Some(reuse)) = (&result, self.reuse()) {
-                        // Not recorded, it is simply dropped after its test.
-                        let _ = reuse.prepared(SOURCE, &name).await;
-                    }
                     if self.made(name, result) {
                         tokio::time::sleep(COPY_RETRY_PAUSE).await;
                     }
@@ -404,7 +396,7 @@ impl Pool {
                         continue;
                     }
                     if !self.hand_on(&name).await {
-                        let _ = databases.drop_database(&name).await;
+                        let _ = databases.pool().drop_database(&name).await;
                     }
                     self.state().dropping = None;
                     self.dropped.notify_waiters();

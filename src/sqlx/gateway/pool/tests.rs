@@ -286,6 +286,7 @@ mod reuse {
     use super::*;
     use crate::template::maintenance::clone_strategy;
     use crate::template::reuse::tests::lab::{Lab, World};
+    use crate::template::MaintenancePool;
 
     /// The process a test binary would be.
     const BINARY: Option<u32> = Some(7);
@@ -361,6 +362,8 @@ mod reuse {
             let databases = MaintenancePool::connect(&world.endpoint, world.major, 1)
                 .await
                 .unwrap();
+            let reuse = Some(world.reuse.clone());
+            let databases = TestDatabases::over(databases, world.endpoint.clone(), reuse);
             let worker = tokio::spawn({
                 let pool = Arc::clone(&pool);
                 async move {
