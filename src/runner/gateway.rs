@@ -41,7 +41,13 @@ pub(super) fn report(report: GatewayReport, dispatch: &Dispatcher) {
     );
     dispatch.info(message);
     dispatch.sqlx_databases_reused(counts.reused, counts.ready + counts.inline);
-    dispatch.thread_cpu("sqlx-gateway", report.thread_cpu);
+    let mut threads = report.thread_cpu.into_iter();
+    if let Some(own) = threads.next() {
+        dispatch.thread_cpu("sqlx-gateway", own);
+    }
+    for (index, relay) in threads.enumerate() {
+        dispatch.thread_cpu(&format!("sqlx-gateway-relay-{}", index + 1), relay);
+    }
     if let Some(reason) = report.broken {
         dispatch.warning(format!(
             "copies for #[sqlx::test] stopped being made ahead: {reason}"

@@ -11,7 +11,12 @@
 //! database its test left untouched then goes back among the copies made ahead instead of being dropped).
 //! The worker is a task of the run's runtime, where the owner's connections live.
 //!
-//! Relaying runs on a thread of its own with its own runtime, so it never waits behind the runner's work.
+//! Relaying runs on threads of its own with their own runtime, so it never waits behind the runner's work:
+//! the gateway's thread accepts connections, and relays them itself for up to [`JOBS_PER_RELAY_THREAD`]
+//! jobs; beyond that, relay threads are added (one per that many jobs, at most one per core) and each
+//! connection is relayed by whichever is free. Relaying costs a few milliseconds of CPU per test, most of
+//! it the kernel's socket work, so one thread would cap a many-core machine at a few hundred tests a
+//! second.
 //! Only the invoking user (or root) may connect, checked from the socket's peer credentials, on top of the
 //! socket directory's 0700.
 
@@ -25,7 +30,7 @@ mod tests;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::net::UnixListener;
 
@@ -37,6 +42,8 @@ use relay::Relay;
 use sessions::Sessions;
 
 const GATEWAY_DIR: &str = "sqlx-gateway";
+/// How many jobs one relaying thread serves.
+const JOBS_PER_RELAY_THREAD: usize = 4;
 /// How often kept sessions are checked for having been unused too long.
 const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -54,8 +61,8 @@ pub(crate) struct GatewayReport {
     pub(crate) counts: PoolCounts,
     /// Why copies stopped being made ahead, if they did.
     pub(crate) broken: Option<String>,
-    /// The CPU time the gateway's thread used.
-    pub(crate) thread_cpu: std::time::Duration,
+    /// The CPU time each of the gateway's threads used: its own first, then its relay threads'.
+    pub(crate) thread_cpu: Vec<std::time::Duration>,
 }
 
 /// A running gateway; [`Gateway::stop`] (or dropping it) ends it.
@@ -65,8 +72,8 @@ pub(crate) struct Gateway {
     pool: Arc<Pool>,
     sessions: Arc<Sessions>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// The relaying thread; it ends with the CPU time it used.
-    thread: Option<std::thread::JoinHandle<std::time::Duration>>,
+    /// The gateway's thread; it ends with the CPU time it and its relay threads used.
+    thread: Option<std::thread::JoinHandle<Vec<std::time::Duration>>>,
     /// The pool's worker, on the run's runtime.
     worker: Option<tokio::task::JoinHandle<()>>,
 }
@@ -111,17 +118,20 @@ impl Gateway {
             uid: nix::unistd::Uid::effective().as_raw(),
             client: None,
         };
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let relay_threads = relay_threads(ahead, cores);
         let thread = std::thread::Builder::new()
             .name("sqlx-gateway".into())
             .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return crate::own_cpu::this_thread();
-                };
-                runtime.block_on(serve(listener, relay, stopped));
-                crate::own_cpu::this_thread()
+                let relays = Arc::new(Mutex::new(Vec::new()));
+                if let Some(runtime) = runtime(relay_threads, &relays) {
+                    runtime.block_on(serve(listener, relay, stopped));
+                    // Waits for the relay threads, which add their CPU time as they end.
+                    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+                }
+                let mut cpu = vec![crate::own_cpu::this_thread()];
+                cpu.extend(relays.lock().map(|r| r.clone()).unwrap_or_default());
+                cpu
             })
             .map_err(GatewayError::Thread)?;
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -167,8 +177,8 @@ impl Gateway {
         }
     }
 
-    /// Stops the relaying thread; the CPU time it used.
-    fn shut_down(&mut self) -> std::time::Duration {
+    /// Stops the gateway's threads; the CPU time each used.
+    fn shut_down(&mut self) -> Vec<std::time::Duration> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -190,6 +200,39 @@ impl Drop for Gateway {
             worker.abort();
         }
     }
+}
+
+/// How many threads relay for `jobs` jobs on `cores` cores: one per [`JOBS_PER_RELAY_THREAD`], at most one
+/// per core, and none beside the gateway's own for a few jobs.
+fn relay_threads(jobs: usize, cores: usize) -> usize {
+    if jobs <= JOBS_PER_RELAY_THREAD {
+        return 0;
+    }
+    jobs.div_ceil(JOBS_PER_RELAY_THREAD).min(cores)
+}
+
+/// The gateway's runtime: its own thread alone, or with `relay_threads` that each add the CPU time they
+/// used to `relays` as they end.
+fn runtime(
+    relay_threads: usize,
+    relays: &Arc<Mutex<Vec<std::time::Duration>>>,
+) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if relay_threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let relays = Arc::clone(relays);
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder
+            .worker_threads(relay_threads)
+            .thread_name("sqlx-gateway-relay")
+            .on_thread_stop(move || {
+                if let Ok(mut relays) = relays.lock() {
+                    relays.push(crate::own_cpu::this_thread());
+                }
+            });
+        builder
+    };
+    builder.enable_all().build().ok()
 }
 
 /// Creates `dir` readable by its owner only.

@@ -93,6 +93,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_jobs(2)
+    }
+
+    /// A gateway for `jobs` jobs: more than [`JOBS_PER_RELAY_THREAD`] relay on threads of their own.
+    fn with_jobs(jobs: usize) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let socket_dir = dir.path().join("socket");
         std::fs::create_dir(&socket_dir).unwrap();
@@ -127,7 +132,7 @@ impl Harness {
             password: String::new(),
             remote: None,
         };
-        let gateway = Gateway::start(&upstream, dir.path(), 15, 2, None).unwrap();
+        let gateway = Gateway::start(&upstream, dir.path(), 15, jobs, None).unwrap();
         Harness {
             dir,
             gateway: Some(gateway),
@@ -233,7 +238,12 @@ impl Harness {
 
 #[test]
 fn a_session_its_client_ended_is_reset_and_handed_to_the_next() {
-    let harness = Harness::new();
+    for jobs in [2, 4 * JOBS_PER_RELAY_THREAD] {
+        a_session_is_handed_on(Harness::with_jobs(jobs));
+    }
+}
+
+fn a_session_is_handed_on(harness: Harness) {
     let (mut first, first_greeting) = harness.open("app");
     // A database sqlx makes test databases from: its sessions may be kept.
     harness.query(&mut first, "create database \"_sqlx_test_t\"");
@@ -254,6 +264,33 @@ fn a_session_its_client_ended_is_reset_and_handed_to_the_next() {
     harness.query(&mut other, "select 3");
     assert_eq!(harness.sessions(), 2, "another database, another session");
     assert_eq!(harness.queries(4)[3], (2, "select 3".to_owned()));
+}
+
+#[test]
+fn relay_threads_are_added_with_jobs_and_report_their_cpu() {
+    assert_eq!(
+        relay_threads(JOBS_PER_RELAY_THREAD, 64),
+        0,
+        "the gateway's own"
+    );
+    assert_eq!(relay_threads(JOBS_PER_RELAY_THREAD + 1, 64), 2);
+    assert_eq!(relay_threads(64, 64), 64 / JOBS_PER_RELAY_THREAD);
+    assert_eq!(relay_threads(64, 3), 3, "at most one per core");
+    for jobs in [2, 4 * JOBS_PER_RELAY_THREAD] {
+        let mut harness = Harness::with_jobs(jobs);
+        let (mut client, _) = harness.open("app");
+        harness.query(&mut client, "select 1");
+        harness.terminate(client);
+        let gateway = harness.gateway.take().unwrap();
+        let report = harness.runtime.block_on(gateway.stop());
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(
+            report.thread_cpu.len(),
+            1 + relay_threads(jobs, cores),
+            "{jobs} jobs: {:?}",
+            report.thread_cpu
+        );
+    }
 }
 
 /// A test may drop, rename or copy any other database it connected to: sessions there are not kept.
