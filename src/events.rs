@@ -286,6 +286,16 @@ pub(crate) enum Event {
         #[serde(rename = "main_thread_seconds", serialize_with = "seconds")]
         main_thread: Duration,
     },
+    /// At the end of the tests phase: the CPU time the rest of the run used in it, beside cargo-pgtest's own
+    /// (`own_cpu`): the server's processes (`server`; None where the system does not let it be read, as on
+    /// macOS) and the processes cargo-pgtest started that ended in it (`test_processes`: the test
+    /// binaries, and cargo building doc tests).
+    TestsCpu {
+        #[serde(rename = "server_seconds", serialize_with = "optional_seconds")]
+        server: Option<Duration>,
+        #[serde(rename = "test_processes_seconds", serialize_with = "seconds")]
+        test_processes: Duration,
+    },
     /// A thread of cargo-pgtest's own that served the tests ended (the `#[sqlx::test]` gateway's):
     /// the CPU time it used.
     ThreadCpu {

@@ -15,6 +15,18 @@ pub(crate) fn process() -> Duration {
     timeval(usage.ru_utime) + timeval(usage.ru_stime)
 }
 
+/// The CPU time (user + system) of the processes this one started and waited for, so far (their own
+/// waited-for children's included): the test binaries, say, once they have ended.
+pub(crate) fn children() -> Duration {
+    // SAFETY: as in `process`, with RUSAGE_CHILDREN, also always valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    timeval(usage.ru_utime) + timeval(usage.ru_stime)
+}
+
 /// The CPU time the calling thread has used so far.
 pub(crate) fn this_thread() -> Duration {
     // SAFETY: clock_gettime writes a plain struct, zero-initialised here.

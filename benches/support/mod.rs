@@ -1,8 +1,10 @@
 //! The benchmark's parts: where things live and how children run (context), the generated projects
 //! (generate, realistic), runs of cargo-pgtest and their events (pgtest), the reference servers (server),
-//! clone + drop on an idle cluster (idle_clone), one module per scenario (s1…s8), statistics and the
+//! clone + drop on an idle cluster (idle_clone), one module per scenario (s1…s9), what cargo-pgtest's own
+//! threads cost per test (own_cpu) and where a test's time and CPU go (breakdown), statistics and the
 //! results table.
 
+pub mod breakdown;
 pub mod context;
 pub mod generate;
 pub mod idle_clone;

@@ -43,6 +43,11 @@ pub struct Report {
     pub main_thread_cpu: Option<f64>,
     /// The CPU of its other threads that served the tests (`thread_cpu`), by name.
     pub thread_cpu: BTreeMap<String, f64>,
+    /// The rest of the tests phase's CPU (`tests_cpu`): the server's processes, and the test processes.
+    pub server_cpu: Option<f64>,
+    pub test_processes_cpu: Option<f64>,
+    /// `database_checked` seconds, one per check of a test's database.
+    pub checks: Vec<f64>,
 }
 
 impl Report {
@@ -76,6 +81,12 @@ impl Report {
                     }
                 }
                 "database_cloned" => report.clones.extend(seconds),
+                "database_checked" => report.checks.extend(seconds),
+                "tests_cpu" => {
+                    report.server_cpu = value.get("server_seconds").and_then(Value::as_f64);
+                    report.test_processes_cpu =
+                        value.get("test_processes_seconds").and_then(Value::as_f64);
+                }
                 "own_cpu" => {
                     report.own_cpu = value.get("process_seconds").and_then(Value::as_f64);
                     report.main_thread_cpu =
@@ -104,30 +115,32 @@ impl Report {
                         report.peak_ram = Some(report.peak_ram.map_or(peak, |p| p.max(peak)));
                     }
                 }
-                "summary" => {
-                    report.summary_seen = true;
-                    let count = |key: &str| value.get(key).and_then(Value::as_u64).unwrap_or(0);
-                    report.passed = count("passed");
-                    report.unsuccessful =
-                        count("failed") + count("crashed") + count("timed_out") + count("not_run");
-                    if let Some(peak) = value.get("peak_memory_bytes").and_then(Value::as_u64) {
-                        report.peak_memory = Some(peak);
-                    }
-                    if let Some(peak) = value.get("peak_ram_bytes").and_then(Value::as_u64) {
-                        report.peak_ram = Some(peak);
-                    }
-                    if let Some(phases) = value.get("phases").and_then(Value::as_object) {
-                        for (phase, seconds) in phases {
-                            if let Some(seconds) = seconds.as_f64() {
-                                report.phases.entry(phase.clone()).or_insert(seconds);
-                            }
-                        }
-                    }
-                }
+                "summary" => report.read_summary(&value),
                 _ => {}
             }
         }
         report
+    }
+
+    fn read_summary(&mut self, value: &Value) {
+        self.summary_seen = true;
+        let count = |key: &str| value.get(key).and_then(Value::as_u64).unwrap_or(0);
+        self.passed = count("passed");
+        self.unsuccessful =
+            count("failed") + count("crashed") + count("timed_out") + count("not_run");
+        if let Some(peak) = value.get("peak_memory_bytes").and_then(Value::as_u64) {
+            self.peak_memory = Some(peak);
+        }
+        if let Some(peak) = value.get("peak_ram_bytes").and_then(Value::as_u64) {
+            self.peak_ram = Some(peak);
+        }
+        if let Some(phases) = value.get("phases").and_then(Value::as_object) {
+            for (phase, seconds) in phases {
+                if let Some(seconds) = seconds.as_f64() {
+                    self.phases.entry(phase.clone()).or_insert(seconds);
+                }
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! targets 2 (clone and wait times) and 5 (peak memory, when jobs is 2; otherwise extra runs with
 //! `--jobs 2`).
 
+use super::breakdown::Breakdown;
 use super::generate::{Project, MANY_TESTS};
 use super::idle_clone;
 use super::own_cpu::OwnCpu;
@@ -135,8 +136,10 @@ impl Isolation {
             )
         };
         let mut cpu = OwnCpu::default();
+        let mut breakdown = Breakdown::default();
         for report in &self.per_test {
             cpu.see(report, MANY_TESTS);
+            breakdown.see(report, MANY_TESTS);
         }
         let mut rows = vec![
             Row::target(
@@ -173,6 +176,7 @@ impl Isolation {
             ),
         ];
         rows.extend(cpu.rows("tests alone"));
+        rows.extend(breakdown.rows("writing suite"));
         rows
     }
 }

@@ -3,12 +3,14 @@
 //! full_page_writes off), (b) `cargo pgtest`, unchanged, and (c) plain `cargo test` against a stock server
 //! on disk. For (a) and (c) the test executables, built beforehand, run one after another as cargo test
 //! runs them (each with its tests in `jobs` threads), timed from the first spawn to the last exit; for (b)
-//! the tests phase cargo-pgtest reports.
+//! the tests phase cargo-pgtest reports. One more cargo-pgtest run per round, at a many-core machine's
+//! `--jobs`, only feeds the CPU rows (the gateway's relaying spread over its relay threads).
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::breakdown::Breakdown;
 use super::context::{self, cargo, Context};
 use super::generate::Project;
 use super::own_cpu::OwnCpu;
@@ -35,7 +37,14 @@ pub struct SqlxSuite {
     /// The cargo-pgtest runs' cluster peak RAM (processes + data directory), in bytes.
     pub peak_memory: Vec<u64>,
     cpu: OwnCpu,
+    breakdown: Breakdown,
+    /// One more cargo-pgtest run per round at [`WIDE_JOBS`], for the CPU rows only.
+    wide_cpu: OwnCpu,
 }
+
+/// `--jobs` of a many-core machine: the gateway relays on threads of its own (one per four jobs, at most
+/// one per core), so its CPU per test spreads over them.
+const WIDE_JOBS: usize = 16;
 
 impl SqlxSuite {
     pub fn new(project: Project, jobs: usize) -> SqlxSuite {
@@ -52,6 +61,8 @@ impl SqlxSuite {
             stock_slowdown: Vec::new(),
             peak_memory: Vec::new(),
             cpu: OwnCpu::default(),
+            breakdown: Breakdown::default(),
+            wide_cpu: OwnCpu::default(),
         }
     }
 
@@ -170,8 +181,21 @@ impl SqlxSuite {
             .extend(report.as_ref().and_then(|r| r.peak_ram));
         if let Some(report) = &report {
             self.cpu.see(report, TESTS);
+            self.breakdown.see(report, TESTS);
         }
         let pgtest = report.and_then(|r| r.phase("tests"));
+        let wide = problems.keep(pgtest::run_in(
+            ctx,
+            &self.project.dir,
+            &ctx.area,
+            &format!("{label}-4-pgtest-wide"),
+            &["--jobs".to_owned(), WIDE_JOBS.to_string()],
+            RUN_LIMIT,
+            Some(expect),
+        ));
+        if let Some(report) = &wide {
+            self.wide_cpu.see(report, TESTS);
+        }
         let mut baseline = |server: &Option<Server>| {
             server
                 .as_ref()
@@ -233,6 +257,11 @@ impl SqlxSuite {
             ),
         ];
         rows.extend(self.cpu.rows("#[sqlx::test]s"));
+        rows.extend(
+            self.wide_cpu
+                .rows(&format!("#[sqlx::test]s at --jobs {WIDE_JOBS}")),
+        );
+        rows.extend(self.breakdown.rows("#[sqlx::test]s"));
         rows
     }
 }

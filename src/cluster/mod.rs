@@ -8,6 +8,7 @@ pub(crate) mod external;
 pub(crate) mod fetch;
 pub(crate) mod memory;
 pub mod privileges;
+pub(crate) mod process_tree;
 pub(crate) mod server;
 pub mod storage;
 

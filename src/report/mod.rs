@@ -170,6 +170,7 @@ impl Summary {
             | Event::ReadOnlyGroups { .. }
             | Event::TrialGroups { .. }
             | Event::OwnCpu { .. }
+            | Event::TestsCpu { .. }
             | Event::ThreadCpu { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::TemplateCache { .. }

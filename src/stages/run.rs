@@ -72,6 +72,9 @@ pub(crate) async fn run_tests(
     let started = Instant::now();
     // This async function runs on the main thread (a current-thread runtime), as does the runner.
     let cpu_before = (crate::own_cpu::process(), crate::own_cpu::this_thread());
+    let server = cluster.server_pid();
+    let server_cpu = || server.and_then(crate::cluster::process_tree::cpu);
+    let others_before = (server_cpu(), crate::own_cpu::children());
     let (taps, tapped) = run.events.channel_beside();
     let databases = &ready.databases;
     let running = runner::run(
@@ -87,6 +90,13 @@ pub(crate) async fn run_tests(
     run.send(Event::OwnCpu {
         process: crate::own_cpu::process().saturating_sub(cpu_before.0),
         main_thread: crate::own_cpu::this_thread().saturating_sub(cpu_before.1),
+    });
+    let server_used = server_cpu()
+        .zip(others_before.0)
+        .map(|(now, before)| now.saturating_sub(before));
+    run.send(Event::TestsCpu {
+        server: server_used,
+        test_processes: crate::own_cpu::children().saturating_sub(others_before.1),
     });
     run.phase_finished(Phase::Tests, started.elapsed());
     databases.close().await;

@@ -2,7 +2,7 @@
 //! `#[sqlx::test]` runs as a batch holds one job slot, and tests alone run on the other beside it (its test
 //! passes only if one does, within a minute); once the history knows the tests' times, the longest test
 //! alone starts first although libtest lists it last, and `list` shows that order. The run also says what
-//! CPU cargo-pgtest itself used, by thread.
+//! CPU cargo-pgtest itself used, by thread, and what the test processes and the server used.
 
 use serde_json::Value;
 
@@ -50,6 +50,15 @@ fn own_cpu_is_reported(run: &Run) {
         .unwrap_or_else(|| panic!("no thread_cpu event for the gateway in\n{}", run.stdout));
     let gateway = gateway["seconds"].as_f64().unwrap();
     assert!(gateway > 0.0 && gateway <= all, "{gateway} of {all}");
+    // The rest of the run's CPU: the test processes hold `c_quick`'s 0.3 s of spinning; the server made,
+    // checked and dropped the tests' databases.
+    let rest = events
+        .iter()
+        .find(|event| event["type"] == "tests_cpu")
+        .unwrap_or_else(|| panic!("no tests_cpu event in\n{}", run.stdout));
+    let test_processes = rest["test_processes_seconds"].as_f64().unwrap();
+    assert!(test_processes >= 0.3, "{rest}");
+    assert!(rest["server_seconds"].as_f64().unwrap() > 0.0, "{rest}");
 }
 
 fn a_one_test_batch_holds_one_slot_and_the_longest_known_test_starts_first() {

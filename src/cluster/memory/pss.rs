@@ -3,6 +3,8 @@
 
 use std::fs;
 
+use crate::cluster::process_tree::children_of;
+
 /// Whether this system has the files [`cluster_pss`] reads.
 const MEASURED: bool = cfg!(target_os = "linux");
 
@@ -20,53 +22,6 @@ pub(crate) fn cluster_pss(postmaster: u32) -> Option<u64> {
         total += pss_of(child).unwrap_or(0);
     }
     Some(total)
-}
-
-/// The child processes of `pid`: from its threads' `children` files where the kernel has them, else by
-/// reading every process's parent out of `/proc`, which costs far more.
-fn children_of(pid: u32) -> Vec<u32> {
-    match children_from_task_files(pid) {
-        Some(children) => children,
-        None => children_by_scan(pid),
-    }
-}
-
-fn children_from_task_files(pid: u32) -> Option<Vec<u32>> {
-    // The main thread's file tells whether the kernel has them at all (CONFIG_PROC_CHILDREN).
-    fs::metadata(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    let mut children = Vec::new();
-    for task in fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .filter_map(Result::ok)
-    {
-        // A thread that ended since the listing has no children left to count.
-        let Ok(text) = fs::read_to_string(task.path().join("children")) else {
-            continue;
-        };
-        children.extend(
-            text.split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
-    }
-    Some(children)
-}
-
-fn children_by_scan(pid: u32) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&child| child != pid && parent_of(child) == Some(pid))
-        .collect()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so read after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn pss_of(pid: u32) -> Option<u64> {
@@ -94,28 +49,8 @@ mod tests {
 
     #[test]
     #[cfg(target_os = "linux")]
-    fn both_ways_of_listing_children_find_a_child() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("sleep runs");
-        let me = std::process::id();
-        // Kernels without CONFIG_PROC_CHILDREN lack the task files; the ones we run on have them.
-        let listed = (
-            children_from_task_files(me).unwrap_or_default(),
-            children_by_scan(me),
-        );
-        child.kill().expect("sleep is stopped");
-        let _ = child.wait();
-        assert!(listed.0.contains(&child.id()), "{listed:?}");
-        assert!(listed.1.contains(&child.id()), "{listed:?}");
-    }
-
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn our_own_process_has_a_size_and_a_parent() {
+    fn our_own_process_has_a_size() {
         let me = std::process::id();
         assert!(cluster_pss(me).is_some_and(|bytes| bytes > 0));
-        assert_eq!(parent_of(me), Some(std::os::unix::process::parent_id()));
     }
 }

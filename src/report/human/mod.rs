@@ -61,12 +61,27 @@ fn info_of(event: &Event) -> Option<String> {
             process.as_secs_f64(),
             main_thread.as_secs_f64()
         ),
+        Event::TestsCpu {
+            server,
+            test_processes,
+        } => tests_cpu(*server, *test_processes),
         Event::ThreadCpu { thread, duration } => format!(
             "cargo-pgtest's {thread} thread used {:.3}s of CPU",
             duration.as_secs_f64()
         ),
         _ => return None,
     })
+}
+
+fn tests_cpu(server: Option<Duration>, test_processes: Duration) -> String {
+    let processes = format!(
+        "the test processes used {:.3}s of CPU in the tests phase",
+        test_processes.as_secs_f64()
+    );
+    match server {
+        Some(server) => format!("{processes}, the server {:.3}s", server.as_secs_f64()),
+        None => processes,
+    }
 }
 
 fn trial_groups(tests: usize, groups: usize, counted: usize) -> String {
@@ -356,6 +371,7 @@ impl<W: Write> Human<W> {
             | Event::ReadOnlyGroups { .. }
             | Event::TrialGroups { .. }
             | Event::OwnCpu { .. }
+            | Event::TestsCpu { .. }
             | Event::ThreadCpu { .. }
             | Event::SqlxDatabasesReused { .. }
             | Event::FilteredOut { .. }
