@@ -279,12 +279,18 @@ pub(crate) enum Event {
         ran_alone: usize,
     },
     /// At the end of the tests phase: the CPU time cargo-pgtest itself used in it, every thread together
-    /// (`process`), and its main thread's (`main_thread`), which runs every test's scheduling.
+    /// (`process`), its main thread's (`main_thread`), which runs every test's scheduling, and its busiest
+    /// thread's.
     OwnCpu {
         #[serde(rename = "process_seconds", serialize_with = "seconds")]
         process: Duration,
         #[serde(rename = "main_thread_seconds", serialize_with = "seconds")]
         main_thread: Duration,
+        /// The thread that used the most of it among those still running at the end (Linux only): its
+        /// name and its CPU time.
+        busiest_thread: Option<String>,
+        #[serde(rename = "busiest_thread_seconds", serialize_with = "optional_seconds")]
+        busiest_thread_cpu: Option<Duration>,
     },
     /// At the end of the tests phase: the CPU time the rest of the run used in it, beside cargo-pgtest's own
     /// (`own_cpu`): the server's processes (`server`; None where the system does not let it be read, as on

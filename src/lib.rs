@@ -63,9 +63,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         },
     };
     let target_runner = cli.given_binary.is_some();
-    // One thread: every process (and the server, whose parent-death signal is tied to the spawning thread)
-    // is started from the main thread, and the work is waiting, not computing.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // The stages run on the main thread (`block_on`), which starts the server; the tasks they spawn (each
+    // test alone, its clone, check and drop, the gateway's copies) run on a worker per core, so that no one
+    // thread's share of the per-test work caps a machine with many cores. A child's parent-death signal
+    // is tied to the thread that started it: workers live as long as the runtime, the whole run.
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("pgtest-worker")
         .enable_all()
         .build()
     {

@@ -40,6 +40,62 @@ pub(crate) fn this_thread() -> Duration {
     Duration::new(seconds, nanos)
 }
 
+/// Thread id → the thread's name and the CPU time it has used.
+pub(crate) type Threads = std::collections::BTreeMap<u32, (String, Duration)>;
+
+/// The CPU time each live thread of this process has used so far, by thread id, with its name: read from
+/// `/proc/self/task` (Linux); empty elsewhere.
+pub(crate) fn threads() -> Threads {
+    let mut threads = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.filter_map(Result::ok) {
+        let Some(id) = task.file_name().to_str().and_then(|id| id.parse().ok()) else {
+            continue;
+        };
+        // A thread that ended since the listing has nothing left to read.
+        if let Some(used) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| thread_stat(&stat))
+        {
+            threads.insert(id, used);
+        }
+    }
+    threads
+}
+
+/// The busiest thread between two [`threads`] readings: its name and the CPU time it used in between
+/// (a thread that started in between counts from zero).
+pub(crate) fn busiest_since(before: &Threads) -> Option<(String, Duration)> {
+    busiest_between(before, threads())
+}
+
+fn busiest_between(before: &Threads, now: Threads) -> Option<(String, Duration)> {
+    now.into_iter()
+        .map(|(id, (name, now))| {
+            let then = before.get(&id).map_or(Duration::ZERO, |(_, then)| *then);
+            (name, now.saturating_sub(then))
+        })
+        .max_by_key(|(_, used)| *used)
+}
+
+/// A thread's name and CPU time from its `stat` line.
+fn thread_stat(stat: &str) -> Option<(String, Duration)> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut times = rest.split_whitespace().skip(11).take(2);
+    let (user, system): (u64, u64) = (times.next()?.parse().ok()?, times.next()?.parse().ok()?);
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    let used = Duration::from_secs_f64((user + system) as f64 / per_second as f64);
+    Some((name.to_owned(), used))
+}
+
 fn timeval(time: libc::timeval) -> Duration {
     let seconds = u64::try_from(time.tv_sec).unwrap_or_default();
     let micros = u64::try_from(time.tv_usec).unwrap_or_default();
@@ -56,6 +112,52 @@ mod tests {
         while this_thread() - start < for_at_least {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_threads_cpu_is_read_under_its_name() {
+        let worker = std::thread::Builder::new()
+            .name("spinner".into())
+            .spawn(|| {
+                let before = threads();
+                spin(Duration::from_millis(300));
+                let id = u32::try_from(unsafe { libc::gettid() }).unwrap();
+                let (name, now) = threads().remove(&id).expect("this thread is listed");
+                (
+                    name,
+                    now - before.get(&id).map(|(_, t)| *t).unwrap_or_default(),
+                )
+            })
+            .unwrap();
+        let (name, used) = worker.join().unwrap();
+        assert_eq!(name, "spinner");
+        assert!(used >= Duration::from_millis(250), "{used:?}");
+    }
+
+    #[test]
+    fn the_busiest_thread_is_the_one_that_used_most_in_between() {
+        let second = Duration::from_secs(1);
+        let entry = |name: &str, used: Duration| (name.to_owned(), used);
+        let before = Threads::from([(1, entry("main", 10 * second)), (2, entry("a", second))]);
+        let now = Threads::from([
+            (1, entry("main", 11 * second)),
+            (2, entry("a", 4 * second)),
+            (3, entry("new", 2 * second)),
+        ]);
+        assert_eq!(busiest_between(&before, now), Some(entry("a", 3 * second)));
+    }
+
+    #[test]
+    fn a_stat_line_gives_the_name_and_the_user_and_system_time() {
+        let stat = "42 (pgtest (w) 1) S 1 42 42 0 -1 4194560 100 0 0 0 150 50 20 10 20 0 1 0";
+        let (name, used) = thread_stat(stat).unwrap();
+        assert_eq!(name, "pgtest (w) 1");
+        assert_eq!(
+            used,
+            Duration::from_secs(2),
+            "(150 + 50) ticks at 100 a second"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Issue 23: what cargo-pgtest's own work costs per test, on each path a test can take (alone, in a
 //! read-only group or trial, as a `#[sqlx::test]` through the gateway), and the ceiling a single thread of
 //! ours puts on a machine with many cores: the tests per second its busiest thread could serve if it did
-//! nothing else (tests ÷ that thread's CPU in the tests phase). From the runs' `own_cpu` and `thread_cpu`
-//! events.
+//! nothing else (tests ÷ that thread's CPU in the tests phase). From the runs' `own_cpu` (the main thread,
+//! and the busiest of the threads still there at the phase's end) and `thread_cpu` (the gateway's, which
+//! end before it) events.
 
 use super::pgtest::Report;
 use super::stats::Stats;
@@ -27,6 +28,7 @@ impl OwnCpu {
         };
         let tests = tests.max(1) as f64;
         let mut threads = vec![("main".to_owned(), main)];
+        threads.extend(report.busiest_thread.clone());
         threads.extend(report.thread_cpu.iter().map(|(name, s)| (name.clone(), *s)));
         let Some((name, busiest)) = threads.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
             return;

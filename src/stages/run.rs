@@ -72,6 +72,7 @@ pub(crate) async fn run_tests(
     let started = Instant::now();
     // This async function runs on the main thread (a current-thread runtime), as does the runner.
     let cpu_before = (crate::own_cpu::process(), crate::own_cpu::this_thread());
+    let threads_before = crate::own_cpu::threads();
     let server = cluster.server_pid();
     let server_cpu = || server.and_then(crate::cluster::process_tree::cpu);
     let others_before = (server_cpu(), crate::own_cpu::children());
@@ -87,9 +88,12 @@ pub(crate) async fn run_tests(
     );
     let (result, seen) = super::history::forward(run, running, tapped).await;
     super::history::settle(run, &setup.project.target_dir, &seen);
+    let busiest = crate::own_cpu::busiest_since(&threads_before);
     run.send(Event::OwnCpu {
         process: crate::own_cpu::process().saturating_sub(cpu_before.0),
         main_thread: crate::own_cpu::this_thread().saturating_sub(cpu_before.1),
+        busiest_thread_cpu: busiest.as_ref().map(|(_, cpu)| *cpu),
+        busiest_thread: busiest.map(|(name, _)| name),
     });
     let server_used = server_cpu()
         .zip(others_before.0)

@@ -44,6 +44,10 @@ fn own_cpu_is_reported(run: &Run) {
         own["main_thread_seconds"].as_f64().unwrap(),
     );
     assert!(main > 0.0 && all >= main, "{own}");
+    // Read from /proc in clock ticks (10 ms), the rest from the process's own clocks: a tick's leeway.
+    let busiest = own["busiest_thread_seconds"].as_f64().unwrap();
+    assert!(busiest > 0.0 && busiest <= all + 0.011, "{own}");
+    assert!(own["busiest_thread"].as_str().is_some_and(|name| !name.is_empty()), "{own}");
     let gateway = events
         .iter()
         .find(|event| event["type"] == "thread_cpu" && event["thread"] == "sqlx-gateway")
