@@ -46,7 +46,7 @@ fn own_cpu_is_reported(run: &Run) {
     assert!(main > 0.0 && all >= main, "{own}");
     // Read from /proc in clock ticks (10 ms), the rest from the process's own clocks: a tick's leeway.
     let busiest = own["busiest_thread_seconds"].as_f64().unwrap();
-    assert!(busiest > 0.0 && busiest <= all + 0.011, "{own}");
+    assert!((0.0..=all + 0.011).contains(&busiest), "{own}");
     assert!(own["busiest_thread"].as_str().is_some_and(|name| !name.is_empty()), "{own}");
     let gateway = events
         .iter()
