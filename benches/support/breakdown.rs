@@ -1,6 +1,6 @@
 //! Issue 23: where a test's time and CPU go, per test, from a run's events: on its job slot (the wait for
-//! its database, its process from start to exit, the check of its database after it) and off it (its
-//! database's clone, made ahead), and the CPU of the tests phase split between the server's processes, the
+//! its database, its process from start to exit) and off it (its database's clone, made ahead; its check
+//! and drop after it, `database_checked`), and the CPU of the tests phase split between the server's processes, the
 //! test processes and cargo-pgtest itself (`tests_cpu`, `own_cpu`). Each figure is the median over rounds
 //! of a round's mean per test.
 
@@ -43,7 +43,10 @@ impl Breakdown {
             ("its database's clone, made ahead (wall)", &self.clone),
             ("its wait for that database (wall)", &self.wait),
             ("its process, start to exit (wall)", &self.process),
-            ("the check of its database after it (wall)", &self.check),
+            (
+                "its database's check and drop, off its job slot (wall)",
+                &self.check,
+            ),
             ("CPU: the server's processes", &self.server_cpu),
             ("CPU: the test processes", &self.tests_cpu),
             ("CPU: cargo-pgtest itself", &self.own_cpu),

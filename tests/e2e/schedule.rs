@@ -47,7 +47,12 @@ fn own_cpu_is_reported(run: &Run) {
     // Read from /proc in clock ticks (10 ms), the rest from the process's own clocks: a tick's leeway.
     let busiest = own["busiest_thread_seconds"].as_f64().unwrap();
     assert!((0.0..=all + 0.011).contains(&busiest), "{own}");
-    assert!(own["busiest_thread"].as_str().is_some_and(|name| !name.is_empty()), "{own}");
+    assert!(
+        own["busiest_thread"]
+            .as_str()
+            .is_some_and(|name| !name.is_empty()),
+        "{own}"
+    );
     let gateway = events
         .iter()
         .find(|event| event["type"] == "thread_cpu" && event["thread"] == "sqlx-gateway")

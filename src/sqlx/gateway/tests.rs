@@ -536,7 +536,7 @@ mod owner {
     use sqlx::{Connection, PgConnection};
 
     use super::*;
-    use crate::template::reuse::tests::lab::Lab;
+    use crate::template::reuse::tests::lab::{Lab, World};
     use crate::template::{MaintenancePool, TestDatabases};
 
     /// Polls `done` until it holds, failing after ten seconds.
@@ -563,6 +563,11 @@ mod owner {
         sqlx::raw_sql(&drop).execute(&mut *master).await.unwrap();
     }
 
+    /// A gateway for one job, making its copies through `owner`.
+    fn through(owner: TestDatabases, world: &World, run_dir: &tempfile::TempDir) -> Gateway {
+        Gateway::start(&world.endpoint, run_dir.path(), world.major, 1, Some(owner)).unwrap()
+    }
+
     #[test]
     fn copies_are_made_and_handed_on_through_the_runs_test_databases() {
         let Some(lab) = Lab::boot(&[]) else {
@@ -571,15 +576,13 @@ mod owner {
         let world = lab.world.clone();
         let run_dir = tempfile::tempdir().unwrap();
         lab.block_on(async move {
-            // The owner's reuse is the only one there is: the gateway is given no data directory.
+            // The owner's reuse is the only one: the gateway has none of its own to hand databases on with.
             let owner = TestDatabases::over(
                 world.databases.clone(),
                 world.endpoint.clone(),
                 Some(world.reuse.clone()),
             );
-            let gateway =
-                Gateway::start(&world.endpoint, run_dir.path(), world.major, 1, Some(owner))
-                    .unwrap();
+            let gateway = through(owner, &world, &run_dir);
             let options = gateway.endpoint().connect_options("postgres");
             let mut master = PgConnection::connect_with(&options).await.unwrap();
             until("a copy is ready", || gateway.pool.ready_count() == 1).await;
@@ -605,16 +608,14 @@ mod owner {
         let world = lab.world.clone();
         let run_dir = tempfile::tempdir().unwrap();
         lab.block_on(async move {
-            // Connections of the owner's own, closed: a gateway that connected on its own would still
-            // make copies.
+            // The owner's connections, closed: a gateway with a connection of its own would still make
+            // copies.
             let pool = MaintenancePool::connect(&world.endpoint, world.major, 1)
                 .await
                 .unwrap();
             pool.close().await;
             let owner = TestDatabases::over(pool, world.endpoint.clone(), None);
-            let gateway =
-                Gateway::start(&world.endpoint, run_dir.path(), world.major, 1, Some(owner))
-                    .unwrap();
+            let gateway = through(owner, &world, &run_dir);
             until("copies stop being made", || gateway.pool.broken().is_some()).await;
             let options = gateway.endpoint().connect_options("postgres");
             let mut master = PgConnection::connect_with(&options).await.unwrap();
