@@ -175,6 +175,14 @@ impl Start {
     }
 }
 
+/// A thread's name and the CPU time it used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ThreadUse {
+    pub(crate) name: String,
+    #[serde(rename = "seconds", serialize_with = "seconds")]
+    pub(crate) cpu: Duration,
+}
+
 /// What a batch, a process running several tests at once, runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -279,18 +287,14 @@ pub(crate) enum Event {
         ran_alone: usize,
     },
     /// At the end of the tests phase: the CPU time cargo-pgtest itself used in it, every thread together
-    /// (`process`), its main thread's (`main_thread`), which runs every test's scheduling, and its busiest
-    /// thread's.
+    /// (`process`), its main thread's (`main_thread`), which runs every test's scheduling, and each thread's.
     OwnCpu {
         #[serde(rename = "process_seconds", serialize_with = "seconds")]
         process: Duration,
         #[serde(rename = "main_thread_seconds", serialize_with = "seconds")]
         main_thread: Duration,
-        /// The thread that used the most of it among those still running at the end (Linux only): its
-        /// name and its CPU time.
-        busiest_thread: Option<String>,
-        #[serde(rename = "busiest_thread_seconds", serialize_with = "optional_seconds")]
-        busiest_thread_cpu: Option<Duration>,
+        /// The threads still running at the end that used some of it, busiest first (Linux only).
+        threads: Vec<ThreadUse>,
     },
     /// At the end of the tests phase: the CPU time the rest of the run used in it, beside cargo-pgtest's own
     /// (`own_cpu`): the server's processes (`server`; None where the system does not let it be read, as on

@@ -65,19 +65,23 @@ pub(crate) fn threads() -> Threads {
     threads
 }
 
-/// The busiest thread between two [`threads`] readings: its name and the CPU time it used in between
-/// (a thread that started in between counts from zero).
-pub(crate) fn busiest_since(before: &Threads) -> Option<(String, Duration)> {
-    busiest_between(before, threads())
+/// The threads that used CPU since the [`threads`] reading `before`, busiest first: each one's name and the
+/// CPU time it used in between (a thread that started in between counts from zero).
+pub(crate) fn used_since(before: &Threads) -> Vec<(String, Duration)> {
+    used_between(before, threads())
 }
 
-fn busiest_between(before: &Threads, now: Threads) -> Option<(String, Duration)> {
-    now.into_iter()
+fn used_between(before: &Threads, now: Threads) -> Vec<(String, Duration)> {
+    let mut used: Vec<(String, Duration)> = now
+        .into_iter()
         .map(|(id, (name, now))| {
             let then = before.get(&id).map_or(Duration::ZERO, |(_, then)| *then);
             (name, now.saturating_sub(then))
         })
-        .max_by_key(|(_, used)| *used)
+        .filter(|(_, used)| !used.is_zero())
+        .collect();
+    used.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    used
 }
 
 /// A thread's name and CPU time from its `stat` line.
@@ -136,16 +140,30 @@ mod tests {
     }
 
     #[test]
-    fn the_busiest_thread_is_the_one_that_used_most_in_between() {
+    fn threads_are_listed_busiest_first_by_what_they_used_in_between() {
         let second = Duration::from_secs(1);
         let entry = |name: &str, used: Duration| (name.to_owned(), used);
-        let before = Threads::from([(1, entry("main", 10 * second)), (2, entry("a", second))]);
+        let before = Threads::from([
+            (1, entry("main", 10 * second)),
+            (2, entry("a", second)),
+            (4, entry("idle", second)),
+        ]);
         let now = Threads::from([
             (1, entry("main", 11 * second)),
             (2, entry("a", 4 * second)),
             (3, entry("new", 2 * second)),
+            (4, entry("idle", second)),
         ]);
-        assert_eq!(busiest_between(&before, now), Some(entry("a", 3 * second)));
+        let used = used_between(&before, now);
+        assert_eq!(
+            used,
+            [
+                entry("a", 3 * second),
+                entry("new", 2 * second),
+                entry("main", second)
+            ],
+            "an idle thread is left out"
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@ use super::pgtest::Report;
 use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
 
+/// The thread that samples the cluster's memory.
+const MEMORY_SAMPLER: &str = "pgtest-memory";
+
 /// The fewest tests per second a single thread of ours must be able to serve.
 const CEILING_TARGET: f64 = 2_000.0;
 
@@ -18,6 +21,8 @@ pub struct OwnCpu {
     busiest_share: Vec<f64>,
     ceiling: Vec<f64>,
     busiest: String,
+    /// The memory sampler's CPU over the tests phase's wall time.
+    sampler_share: Vec<f64>,
 }
 
 impl OwnCpu {
@@ -28,8 +33,19 @@ impl OwnCpu {
         };
         let tests = tests.max(1) as f64;
         let mut threads = vec![("main".to_owned(), main)];
-        threads.extend(report.busiest_thread.clone());
+        // The memory sampler's CPU is a cost per second of the run (a read of the server's memory every
+        // 100 ms), whatever the tests per second: it sets no ceiling on them. Its share is a row of its own.
+        let (sampler, per_test): (Vec<_>, Vec<_>) = report
+            .threads
+            .iter()
+            .cloned()
+            .partition(|(name, _)| name == MEMORY_SAMPLER);
+        threads.extend(per_test);
         threads.extend(report.thread_cpu.iter().map(|(name, s)| (name.clone(), *s)));
+        if let Some(phase) = report.phase("tests").filter(|&s| s > 0.0) {
+            let sampling: f64 = sampler.iter().map(|(_, s)| s).sum();
+            self.sampler_share.push(sampling / phase);
+        }
         let Some((name, busiest)) = threads.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
             return;
         };
@@ -65,6 +81,11 @@ impl OwnCpu {
                 format!("  {path}: the busiest thread's share of it"),
                 Unit::Times,
                 Stats::of(&self.busiest_share),
+            ),
+            Row::info(
+                format!("  {path}: the memory sampler's CPU, share of one core"),
+                Unit::Times,
+                Stats::of(&self.sampler_share),
             ),
         ]
     }

@@ -41,8 +41,9 @@ pub struct Report {
     /// cargo-pgtest's own CPU in the tests phase (`own_cpu`): every thread, and its main thread.
     pub own_cpu: Option<f64>,
     pub main_thread_cpu: Option<f64>,
-    /// Its busiest thread still running at the end of the tests phase (`own_cpu`): name, CPU.
-    pub busiest_thread: Option<(String, f64)>,
+    /// Its threads still running at the end of the tests phase that used CPU in it (`own_cpu`), busiest
+    /// first: name, CPU.
+    pub threads: Vec<(String, f64)>,
     /// The CPU of its other threads that served the tests (`thread_cpu`), by name.
     pub thread_cpu: BTreeMap<String, f64>,
     /// The rest of the tests phase's CPU (`tests_cpu`): the server's processes, and the test processes.
@@ -93,12 +94,15 @@ impl Report {
                     report.own_cpu = value.get("process_seconds").and_then(Value::as_f64);
                     report.main_thread_cpu =
                         value.get("main_thread_seconds").and_then(Value::as_f64);
-                    if let (Some(name), Some(seconds)) = (
-                        value.get("busiest_thread").and_then(Value::as_str),
-                        value.get("busiest_thread_seconds").and_then(Value::as_f64),
-                    ) {
-                        report.busiest_thread = Some((name.to_owned(), seconds));
-                    }
+                    let threads = value.get("threads").and_then(Value::as_array);
+                    report.threads = threads
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|thread| {
+                            let name = thread.get("name").and_then(Value::as_str)?;
+                            Some((name.to_owned(), thread.get("seconds")?.as_f64()?))
+                        })
+                        .collect();
                 }
                 "thread_cpu" => {
                     if let (Some(thread), Some(seconds)) =

@@ -88,12 +88,14 @@ pub(crate) async fn run_tests(
     );
     let (result, seen) = super::history::forward(run, running, tapped).await;
     super::history::settle(run, &setup.project.target_dir, &seen);
-    let busiest = crate::own_cpu::busiest_since(&threads_before);
+    let threads = crate::own_cpu::used_since(&threads_before);
     run.send(Event::OwnCpu {
         process: crate::own_cpu::process().saturating_sub(cpu_before.0),
         main_thread: crate::own_cpu::this_thread().saturating_sub(cpu_before.1),
-        busiest_thread_cpu: busiest.as_ref().map(|(_, cpu)| *cpu),
-        busiest_thread: busiest.map(|(name, _)| name),
+        threads: threads
+            .into_iter()
+            .map(|(name, cpu)| crate::events::ThreadUse { name, cpu })
+            .collect(),
     });
     let server_used = server_cpu()
         .zip(others_before.0)

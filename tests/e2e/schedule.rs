@@ -44,13 +44,22 @@ fn own_cpu_is_reported(run: &Run) {
         own["main_thread_seconds"].as_f64().unwrap(),
     );
     assert!(main > 0.0 && all >= main, "{own}");
-    // Read from /proc in clock ticks (10 ms), the rest from the process's own clocks: a tick's leeway.
-    let busiest = own["busiest_thread_seconds"].as_f64().unwrap();
-    assert!((0.0..=all + 0.011).contains(&busiest), "{own}");
+    // Each thread's figure is read from /proc in clock ticks (10 ms), the rest from the process's own
+    // clocks: a tick's leeway.
+    let threads = own["threads"].as_array().expect("a list of threads");
+    let used: Vec<f64> = threads
+        .iter()
+        .map(|t| t["seconds"].as_f64().unwrap())
+        .collect();
+    assert!(used.iter().all(|&s| s > 0.0 && s <= all + 0.011), "{own}");
     assert!(
-        own["busiest_thread"]
-            .as_str()
-            .is_some_and(|name| !name.is_empty()),
+        used.windows(2).all(|w| w[0] >= w[1]),
+        "busiest first: {own}"
+    );
+    assert!(
+        threads
+            .iter()
+            .all(|t| t["name"].as_str().is_some_and(|n| !n.is_empty())),
         "{own}"
     );
     let gateway = events

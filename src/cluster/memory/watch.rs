@@ -5,7 +5,8 @@
 //!
 //! A sample costs the PSS read (3–4 ms of CPU with two tests in flight, see [`super::pss`]) plus at most
 //! [`ENTRIES_PER_SAMPLE`] data-directory entries (about 1.5 µs each on tmpfs, well under 1 ms in all) and
-//! one statvfs. It runs on a blocking thread so the runner's event loop never waits for it.
+//! one statvfs. It runs on a thread of its own, `pgtest-memory`, so the runner never waits for it and its
+//! CPU time (a cost per second of the run, not per test) is told apart from the per-test work's.
 //!
 //! About once every [`SAMPLE_EVENT_EVERY`], and at each phase's end, the largest figures sampled since the
 //! last one go out as a `MemorySample` event: the HTML report's memory chart, at a tenth of the samples
@@ -80,7 +81,9 @@ pub(crate) struct Watch {
     tmpfs: bool,
     events: EventSender,
     peaks: Arc<Mutex<Peaks>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Dropped to stop the sampling thread, which then ends within a sample.
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watch {
@@ -89,14 +92,21 @@ impl Watch {
         let (postmaster, data_dir, tmpfs) =
             (watched.postmaster, watched.data_dir.clone(), watched.tmpfs);
         let events = watched.events.clone();
-        let task = tokio::spawn(sample_until_stopped(watched, Arc::clone(&peaks)));
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let sampled = Arc::clone(&peaks);
+        // Without a thread there are no samples: each phase's end still measures once.
+        let thread = std::thread::Builder::new()
+            .name("pgtest-memory".into())
+            .spawn(move || sample_until_stopped(&watched, &sampled, &stopped))
+            .ok();
         Watch {
             postmaster,
             data_dir,
             tmpfs,
             events,
             peaks,
-            task,
+            stop: Some(stop),
+            thread,
         }
     }
 
@@ -126,8 +136,11 @@ impl Watch {
     }
 
     /// Stops sampling and returns what it saw (`None` when nothing was sampled).
-    pub(crate) fn stop(self) -> Option<MemorySummary> {
-        self.task.abort();
+    pub(crate) fn stop(mut self) -> Option<MemorySummary> {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
         let mut peaks = self.peaks.lock().unwrap_or_else(PoisonError::into_inner);
         let phases = std::mem::take(&mut peaks.phases);
         (peaks.run.ram_peak_bytes > 0).then_some(MemorySummary {
@@ -138,27 +151,26 @@ impl Watch {
     }
 }
 
-async fn sample_until_stopped(watched: Watched, peaks: Arc<Mutex<Peaks>>) {
-    let mut every = tokio::time::interval(EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Samples every [`EVERY`] (from the end of one sample to the start of the next) until `stopped` says so.
+fn sample_until_stopped(
+    watched: &Watched,
+    peaks: &Mutex<Peaks>,
+    stopped: &std::sync::mpsc::Receiver<()>,
+) {
     let mut data_dir = DirSize::new(&watched.data_dir);
     let mut warned = false;
     let per_event = SAMPLE_EVENT_EVERY.as_millis() / EVERY.as_millis();
     for count in 1u128.. {
-        every.tick().await;
-        let (postmaster, tmpfs, path) =
-            (watched.postmaster, watched.tmpfs, watched.data_dir.clone());
-        let sampled = tokio::task::spawn_blocking(move || {
-            let processes = postmaster.and_then(cluster_pss).unwrap_or(0);
-            let data = data_dir.step(ENTRIES_PER_SAMPLE);
-            let low = if tmpfs { low_space(&path) } else { None };
-            (data_dir, processes, data, low)
-        })
-        .await;
-        let Ok((walked, processes_bytes, data_dir_bytes, low)) = sampled else {
+        if stopped.recv_timeout(EVERY) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
             return;
+        }
+        let processes_bytes = watched.postmaster.and_then(cluster_pss).unwrap_or(0);
+        let data_dir_bytes = data_dir.step(ENTRIES_PER_SAMPLE);
+        let low = if watched.tmpfs {
+            low_space(&watched.data_dir)
+        } else {
+            None
         };
-        data_dir = walked;
         let sample = sample_of(processes_bytes, data_dir_bytes, watched.tmpfs);
         let mut locked = peaks.lock().unwrap_or_else(PoisonError::into_inner);
         record(&mut locked, sample);

@@ -56,16 +56,16 @@ fn info_of(event: &Event) -> Option<String> {
         Event::OwnCpu {
             process,
             main_thread,
-            busiest_thread,
-            busiest_thread_cpu,
+            threads,
         } => {
             let mut line = format!(
                 "cargo-pgtest's own CPU in the tests phase: {:.3}s in all, {:.3}s of it on its main thread",
                 process.as_secs_f64(),
                 main_thread.as_secs_f64()
             );
-            if let (Some(name), Some(cpu)) = (busiest_thread, busiest_thread_cpu) {
-                line += &format!(", {:.3}s on its busiest, {name}", cpu.as_secs_f64());
+            if let Some(busiest) = threads.first() {
+                let cpu = busiest.cpu.as_secs_f64();
+                line += &format!(", {cpu:.3}s on its busiest, {}", busiest.name);
             }
             line
         }

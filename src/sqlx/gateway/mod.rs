@@ -74,7 +74,7 @@ pub(crate) struct Gateway {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The gateway's thread; it ends with the CPU time it and its relay threads used.
     thread: Option<std::thread::JoinHandle<Vec<std::time::Duration>>>,
-    /// The pool's worker, on the run's runtime.
+    /// The pool's workers, on the run's runtime.
     worker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -244,15 +244,20 @@ fn private_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// The pool's worker: makes copies ahead and drops used databases through `databases` until the gateway
-/// stops.
+/// The pool's workers: make copies ahead and drop used databases through `databases` until the gateway
+/// stops, each a task of its own, so that they run in parallel on a multi-threaded runtime.
 async fn work(pool: Arc<Pool>, databases: TestDatabases) {
-    // Before the worker takes drops: each is then checked.
+    // Before the workers take drops: each is then checked.
     if let Some(reuse) = databases.reuse() {
         pool.reuse_with(reuse.clone());
     }
     pool.worker_ready();
-    pool.work(&databases).await;
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..pool.workers() {
+        let (pool, databases) = (Arc::clone(&pool), databases.clone());
+        workers.spawn(async move { pool.work(&databases).await });
+    }
+    while workers.join_next().await.is_some() {}
     pool.worker_gone();
 }
 

@@ -563,9 +563,45 @@ mod owner {
         sqlx::raw_sql(&drop).execute(&mut *master).await.unwrap();
     }
 
-    /// A gateway for one job, making its copies through `owner`.
-    fn through(owner: TestDatabases, world: &World, run_dir: &tempfile::TempDir) -> Gateway {
-        Gateway::start(&world.endpoint, run_dir.path(), world.major, 1, Some(owner)).unwrap()
+    /// A gateway for `jobs` jobs, making its copies through `owner`.
+    fn through(
+        owner: TestDatabases,
+        jobs: usize,
+        world: &World,
+        run_dir: &tempfile::TempDir,
+    ) -> Gateway {
+        Gateway::start(
+            &world.endpoint,
+            run_dir.path(),
+            world.major,
+            jobs,
+            Some(owner),
+        )
+        .unwrap()
+    }
+
+    /// Jobs enough for several workers: they make the copies between them, and all of them stop.
+    #[test]
+    fn several_workers_keep_the_copies_ready_and_all_stop() {
+        let Some(lab) = Lab::boot(&[]) else {
+            return;
+        };
+        let world = lab.world.clone();
+        let run_dir = tempfile::tempdir().unwrap();
+        lab.block_on(async move {
+            let owner = TestDatabases::over(world.databases.clone(), world.endpoint.clone(), None);
+            let jobs = 2 * pool::JOBS_PER_WORKER;
+            let gateway = through(owner, jobs, &world, &run_dir);
+            until("every copy is ready", || gateway.pool.ready_count() == jobs).await;
+            let options = gateway.endpoint().connect_options("postgres");
+            let mut master = PgConnection::connect_with(&options).await.unwrap();
+            one_test(&mut master, &gateway, "_sqlx_test_many").await;
+            master.close().await.unwrap();
+            let stopped = tokio::time::timeout(Duration::from_secs(10), gateway.stop()).await;
+            let report = stopped.expect("every worker stops");
+            assert_eq!((report.counts.ready, report.counts.inline), (1, 0));
+        });
+        lab.shut_down();
     }
 
     #[test]
@@ -582,7 +618,7 @@ mod owner {
                 world.endpoint.clone(),
                 Some(world.reuse.clone()),
             );
-            let gateway = through(owner, &world, &run_dir);
+            let gateway = through(owner, 1, &world, &run_dir);
             let options = gateway.endpoint().connect_options("postgres");
             let mut master = PgConnection::connect_with(&options).await.unwrap();
             until("a copy is ready", || gateway.pool.ready_count() == 1).await;
@@ -615,7 +651,7 @@ mod owner {
                 .unwrap();
             pool.close().await;
             let owner = TestDatabases::over(pool, world.endpoint.clone(), None);
-            let gateway = through(owner, &world, &run_dir);
+            let gateway = through(owner, 1, &world, &run_dir);
             until("copies stop being made", || gateway.pool.broken().is_some()).await;
             let options = gateway.endpoint().connect_options("postgres");
             let mut master = PgConnection::connect_with(&options).await.unwrap();

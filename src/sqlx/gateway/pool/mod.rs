@@ -47,6 +47,10 @@ const DROP_ATTEMPTS: u32 = 200;
 const DROP_RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// What sqlx's drop becomes: a statement that does nothing, quickly, and answers like any other.
 pub(crate) const NOTHING: &str = "DO $pgtest$BEGIN END$pgtest$";
+/// How many jobs one worker keeps copies ready for, and drops used databases after: a copy or a drop keeps
+/// a worker waiting on the server for some milliseconds, so one worker would cap a many-core machine at a
+/// hundred or so tests a second.
+pub(crate) const JOBS_PER_WORKER: usize = 4;
 /// How long a drop waits for the worker to connect (it takes milliseconds) before it goes to the server
 /// as sqlx wrote it.
 const WORKER_WAIT: Duration = Duration::from_secs(1);
@@ -84,8 +88,8 @@ struct State {
     making: usize,
     /// Used databases waiting to be dropped, under the names their tests gave them.
     used: VecDeque<String>,
-    /// The used database the worker is dropping now.
-    dropping: Option<String>,
+    /// The used databases the workers are dropping now.
+    dropping: HashSet<String>,
     /// Names handed to tests and not yet dropped, with the process that asked for each (where known).
     handed_out: HashMap<String, Option<u32>>,
     /// Ready copies that are used databases found untouched.
@@ -113,8 +117,8 @@ impl State {
     }
 }
 
-/// The pool: its state is shared between the connections (which rewrite) and one worker (which makes and
-/// drops databases).
+/// The pool: its state is shared between the connections (which rewrite) and its workers (which make and
+/// drop databases, one per [`JOBS_PER_WORKER`] jobs).
 #[derive(Debug)]
 pub(crate) struct Pool {
     state: Mutex<State>,
@@ -140,6 +144,11 @@ impl Pool {
             ahead: ahead.max(1),
             clone_suffix,
         }
+    }
+
+    /// How many workers serve `ahead` jobs.
+    pub(crate) fn workers(&self) -> usize {
+        self.ahead.div_ceil(JOBS_PER_WORKER)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -230,7 +239,7 @@ impl Pool {
             {
                 let mut state = self.state();
                 let queued = state.used.iter().position(|used| used == name);
-                let pending = queued.is_some() || state.dropping.as_deref() == Some(name);
+                let pending = queued.is_some() || state.dropping.contains(name);
                 if !pending || state.worker != Worker::Working {
                     state.awaited.remove(name);
                     return;
@@ -288,10 +297,11 @@ impl Pool {
         self.state().broken = Some(reason);
     }
 
-    /// Asks the worker to stop after the statement it is running.
+    /// Asks the workers to stop after the statements they are running.
     pub(crate) fn stop(&self) {
         self.state().stopping = true;
-        self.wake.notify_one();
+        // Every worker waiting registered before it last looked at the state (see `work`).
+        self.wake.notify_waiters();
     }
 
     /// The next thing the worker should do: keeping copies ready comes before dropping used databases,
@@ -316,7 +326,7 @@ impl Pool {
         }
         match state.used.pop_front() {
             Some(used) => {
-                state.dropping = Some(used.clone());
+                state.dropping.insert(used.clone());
                 Job::Drop(used)
             }
             None if wants_copy => {
@@ -352,7 +362,7 @@ impl Pool {
             return None;
         }
         state.used.push_back(name.to_owned());
-        state.dropping = None;
+        state.dropping.remove(name);
         Some(state.used.len() == 1 && state.ready.len() + state.making >= self.ahead)
     }
 
@@ -377,9 +387,15 @@ impl Pool {
         }
     }
 
-    /// Makes and drops databases through the run's owner of test databases until [`Pool::stop`].
+    /// Makes and drops databases through the run's owner of test databases until [`Pool::stop`]. Several
+    /// workers may run this at once: each job goes to one of them.
     pub(crate) async fn work(&self, databases: &TestDatabases) {
         loop {
+            // Registered before the state is looked at, so no wake-up in between is lost (one meant for a
+            // single worker, should this one not wait after all, passes on to another).
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             match self.next_job() {
                 Job::Stop => return,
                 Job::Make(name) => {
@@ -398,10 +414,10 @@ impl Pool {
                     if !self.hand_on(&name).await {
                         let _ = databases.pool().drop_database(&name).await;
                     }
-                    self.state().dropping = None;
+                    self.state().dropping.remove(&name);
                     self.dropped.notify_waiters();
                 }
-                Job::Wait => self.wake.notified().await,
+                Job::Wait => woken.await,
             }
         }
     }

@@ -98,10 +98,46 @@ fn a_name_asked_for_again_waits_for_its_drop() {
         assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
         tokio::task::yield_now().await;
         assert!(!again.is_finished(), "the old database is being dropped");
-        pool.state().dropping = None;
+        pool.state().dropping.clear();
         pool.dropped.notify_waiters();
         let sql = again.await.unwrap();
         assert!(sql.starts_with("CREATE DATABASE \"_sqlx_test_a\""), "{sql}");
+    });
+}
+
+#[test]
+fn workers_are_added_with_jobs_and_share_the_drops() {
+    assert_eq!(Pool::new(JOBS_PER_WORKER, "").workers(), 1);
+    let pool = Pool::new(4 * JOBS_PER_WORKER, "");
+    assert_eq!(pool.workers(), 4);
+    pool.worker_ready();
+    pool.state().broken = Some("no copies in this test".into());
+    pool.state()
+        .used
+        .extend(["_sqlx_test_a".to_owned(), "_sqlx_test_b".to_owned()]);
+    // Two workers each take a drop; a create of either name waits until its own is done.
+    assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
+    assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_b".into()));
+    let pool = std::sync::Arc::new(pool);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let again = tokio::spawn({
+            let pool = std::sync::Arc::clone(&pool);
+            async move { pool.until_dropped("_sqlx_test_a").await }
+        });
+        pool.state().dropping.remove("_sqlx_test_b");
+        pool.dropped.notify_waiters();
+        tokio::task::yield_now().await;
+        assert!(
+            !again.is_finished(),
+            "the other worker's drop is not this one"
+        );
+        pool.state().dropping.remove("_sqlx_test_a");
+        pool.dropped.notify_waiters();
+        again.await.unwrap();
     });
 }
 
@@ -342,7 +378,7 @@ mod reuse {
         assert_eq!(drop, NOTHING);
         until("the worker is done with it", || {
             let state = pool.state();
-            state.used.is_empty() && state.dropping.is_none()
+            state.used.is_empty() && state.dropping.is_empty()
         })
         .await;
         assert_eq!(oid_of(world, name).await, None, "dropped or renamed");
