@@ -70,7 +70,8 @@ pub(crate) async fn run_tests(
 ) -> Result<Option<ToKeep>, Error> {
     // The phase holds the history's reading and writing too: every piece of a run's work is in one.
     let started = Instant::now();
-    // This async function runs on the main thread (a current-thread runtime), as does the runner.
+    // This async function runs on the main thread (the runtime's `block_on`), as does the runner's
+    // scheduling; the tasks it spawns run on the runtime's workers, which `threads` lists.
     let cpu_before = (crate::own_cpu::process(), crate::own_cpu::this_thread());
     let threads_before = crate::own_cpu::threads();
     let server = cluster.server_pid();
