@@ -6,10 +6,10 @@
 //! same one (see [`sessions`]). `relay` serves one client connection; `statements` reads the SQL the
 //! gateway acts on.
 //!
-//! The copies are made, and used databases dropped, by the pool's worker through the run's one owner of
-//! test databases ([`TestDatabases`]): its maintenance connections, and its reuse when that is on (a
-//! database its test left untouched then goes back among the copies made ahead instead of being dropped).
-//! The worker is a task of the run's runtime, where the owner's connections live.
+//! The copies are made, and used databases dropped, by the pool's workers (one per four jobs) through the
+//! run's one owner of test databases ([`TestDatabases`]): its maintenance connections, and its reuse when
+//! that is on (a database its test left untouched then goes back among the copies made ahead instead of
+//! being dropped). The workers are tasks of the run's runtime, where the owner's connections live.
 //!
 //! Relaying runs on threads of its own with their own runtime, so it never waits behind the runner's work:
 //! the gateway's thread accepts connections, and relays them itself for up to [`JOBS_PER_RELAY_THREAD`]
@@ -17,6 +17,7 @@
 //! connection is relayed by whichever is free. Relaying costs a few milliseconds of CPU per test, most of
 //! it the kernel's socket work, so one thread would cap a many-core machine at a few hundred tests a
 //! second.
+//!
 //! Only the invoking user (or root) may connect, checked from the socket's peer credentials, on top of the
 //! socket directory's 0700.
 
