@@ -16,12 +16,17 @@ fn pool() -> Pool {
     pool
 }
 
-fn rewrite(pool: &Pool, statement: TestStatement) -> String {
+/// Runs `future` to its end on a runtime of its own.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(pool.rewrite(statement, Some(1)))
+        .block_on(future)
+}
+
+fn rewrite(pool: &Pool, statement: TestStatement) -> String {
+    block_on(pool.rewrite(statement, Some(1)))
 }
 
 #[test]
@@ -84,11 +89,7 @@ fn a_name_asked_for_again_waits_for_its_drop() {
     pool.break_with("no copies ahead in this test".into());
     rewrite(&pool, create());
     rewrite(&pool, drop_it());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let again = tokio::spawn({
             let pool = std::sync::Arc::clone(&pool);
             async move { pool.rewrite(create(), Some(1)).await }
@@ -119,11 +120,7 @@ fn workers_are_added_with_jobs_and_share_the_drops() {
     assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_a".into()));
     assert_eq!(pool.next_job(), Job::Drop("_sqlx_test_b".into()));
     let pool = std::sync::Arc::new(pool);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let again = tokio::spawn({
             let pool = std::sync::Arc::clone(&pool);
             async move { pool.until_dropped("_sqlx_test_a").await }
@@ -228,13 +225,9 @@ fn without_a_worker_drops_go_to_the_server_and_nothing_waits() {
         }
         rewrite(&pool, create());
         assert_eq!(rewrite(&pool, drop_it()), sqlx_drop, "{worker_never_came}");
-        let again = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), pool.rewrite(create(), Some(1))).await
-            });
+        let again = block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), pool.rewrite(create(), Some(1))).await
+        });
         assert!(
             again.is_ok(),
             "a create of the same name waited ({worker_never_came})"
@@ -248,11 +241,7 @@ fn a_worker_that_goes_releases_the_creates_waiting_for_it() {
     let pool = std::sync::Arc::new(pool());
     rewrite(&pool, create());
     assert_eq!(rewrite(&pool, drop_it()), NOTHING);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let again = tokio::spawn({
             let pool = std::sync::Arc::clone(&pool);
             async move { pool.rewrite(create(), Some(1)).await }
@@ -298,11 +287,7 @@ fn a_drop_waits_for_closing_sessions_but_not_for_ever() {
 fn a_drop_waits_a_moment_for_a_worker_still_connecting() {
     let pool = std::sync::Arc::new(Pool::new(2, " STRATEGY FILE_COPY"));
     rewrite(&pool, create());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let dropping = tokio::spawn({
             let pool = std::sync::Arc::clone(&pool);
             async move { pool.rewrite(drop_it(), Some(1)).await }
