@@ -62,6 +62,12 @@ pub(crate) async fn run(
             biased;
             joined = running.join_next(), if !running.is_empty() => joined,
             slot = slots.take(1), if more => {
+                // Decided again now that the slot is ours: the test that freed it may have stopped the run
+                // (a failure under --fail-fast) after this wait began, and it ends on another thread.
+                if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
+                    stopping = true;
+                    continue;
+                }
                 let (Some((test, database)), Some(ready)) = (pending.next(), clones.next()) else {
                     // A clone is ordered for every test: never here.
                     stopping = true;
