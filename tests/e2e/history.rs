@@ -69,7 +69,11 @@ fn a_test_twenty_times_slower_than_its_history_is_flagged_and_no_other() {
     assert_eq!(events[0]["test"]["name"], "varies");
     // It slept a second. In a read-only group a test's time runs from when its thread was seen to free,
     // a moment after it did, so it may read a little under.
-    assert!(events[0]["seconds"].as_f64().unwrap() >= 0.9, "{:?}", events[0]);
+    assert!(
+        events[0]["seconds"].as_f64().unwrap() >= 0.9,
+        "{:?}",
+        events[0]
+    );
     assert!(events[0]["median_seconds"].as_f64().unwrap() < 1.0 / 3.0);
     let xml = fs::read_to_string(&junit).unwrap();
     let document = roxmltree::Document::parse(&xml).unwrap();
