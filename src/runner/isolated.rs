@@ -52,10 +52,9 @@ pub(crate) async fn run(
     let mut drops: JoinSet<()> = JoinSet::new();
     let mut stopping = false;
     let mut started = 0;
+    let must_stop = || cancel.signal().is_some() || dispatch.stop_reason().is_some();
     loop {
-        if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
-            stopping = true;
-        }
+        stopping |= must_stop();
         let more = !stopping && pending.peek().is_some();
         // A test that ends frees its slot: it is handled first, then the next test asks for a slot.
         let joined = tokio::select! {
@@ -64,7 +63,7 @@ pub(crate) async fn run(
             slot = slots.take(1), if more => {
                 // Decided again now that the slot is ours: the test that freed it may have stopped the run
                 // (a failure under --fail-fast) after this wait began, and it ends on another thread.
-                if cancel.signal().is_some() || dispatch.stop_reason().is_some() {
+                if must_stop() {
                     stopping = true;
                     continue;
                 }
@@ -102,17 +101,12 @@ pub(crate) async fn run(
             stopping = true;
             continue;
         }
-        let (databases, dispatch) = (databases.clone(), dispatch.clone());
-        drops.spawn(async move {
-            let checking = Instant::now();
-            let untouched = databases.give_back(&database, Return::Check).await;
-            if databases.reuses() {
-                dispatch.checked(test.clone(), untouched, checking.elapsed());
-            }
-            if untouched {
-                dispatch.untouched(test);
-            }
-        });
+        drops.spawn(check_and_give_back(
+            databases.clone(),
+            dispatch.clone(),
+            database,
+            test,
+        ));
     }
     makers.abort_all();
     while makers.join_next().await.is_some() {}
@@ -127,6 +121,23 @@ pub(crate) async fn run(
     }
     while drops.join_next().await.is_some() {}
     started
+}
+
+/// Gives `test`'s database back, checked: handed on to a later test if untouched, else dropped.
+async fn check_and_give_back(
+    databases: TestDatabases,
+    dispatch: Dispatcher,
+    database: String,
+    test: TestId,
+) {
+    let checking = Instant::now();
+    let untouched = databases.give_back(&database, Return::Check).await;
+    if databases.reuses() {
+        dispatch.checked(test.clone(), untouched, checking.elapsed());
+    }
+    if untouched {
+        dispatch.untouched(test);
+    }
 }
 
 /// The tests whose snapshot was built; the others are NOT RUN, saying why.
