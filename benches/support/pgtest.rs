@@ -185,6 +185,30 @@ pub fn run(
     run_in(ctx, project, &ctx.area, label, args, limit, None)
 }
 
+/// A timed run of a scenario's round: in the shared target directory, within [`RUN_LIMIT`], and counted only
+/// if exactly `tests` passed with every template from the cache (the scenario's prepare run filled it).
+pub fn warm_round(
+    ctx: &Context,
+    project: &Path,
+    label: &str,
+    args: &[String],
+    tests: usize,
+) -> Result<Report, String> {
+    let expect = Expect {
+        tests,
+        cache: Cache::Warm,
+    };
+    run_in(
+        ctx,
+        project,
+        &ctx.area,
+        label,
+        args,
+        RUN_LIMIT,
+        Some(expect),
+    )
+}
+
 /// [`run`] with `CARGO_TARGET_DIR=target` (where the project's cache lives, `<target>/pgtest/cache`), and,
 /// with `expect`, the exact number of tests that must pass and the cache state the run must show.
 pub fn run_in(

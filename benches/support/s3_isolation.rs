@@ -10,7 +10,7 @@ use super::breakdown::Breakdown;
 use super::generate::{Project, MANY_TESTS};
 use super::idle_clone;
 use super::own_cpu::OwnCpu;
-use super::pgtest::{self, Cache, Expect, Report, BUILD_LIMIT, RUN_LIMIT};
+use super::pgtest::{self, Report, BUILD_LIMIT};
 use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
 use super::{context::Context, secs, Problems};
@@ -70,18 +70,12 @@ impl Isolation {
     pub fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
         let run = |isolation: &str, jobs: usize, problems: &mut Problems| {
             let label = format!("r{round}-3-{isolation}-j{jobs}");
-            let expect = Expect {
-                tests: MANY_TESTS,
-                cache: Cache::Warm,
-            };
-            let report = problems.keep(pgtest::run_in(
+            let report = problems.keep(pgtest::warm_round(
                 ctx,
                 &self.project.dir,
-                &ctx.area,
                 &label,
                 &Self::args(isolation, jobs),
-                RUN_LIMIT,
-                Some(expect),
+                MANY_TESTS,
             ));
             if let Some(report) = &report {
                 eprintln!(

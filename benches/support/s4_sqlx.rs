@@ -14,7 +14,7 @@ use super::breakdown::Breakdown;
 use super::context::{self, cargo, Context};
 use super::generate::Project;
 use super::own_cpu::OwnCpu;
-use super::pgtest::{self, Cache, Expect, BUILD_LIMIT, RUN_LIMIT};
+use super::pgtest::{self, BUILD_LIMIT, RUN_LIMIT};
 use super::realistic::TESTS;
 use super::server::{Server, Tuning};
 use super::stats::Stats;
@@ -164,18 +164,12 @@ impl SqlxSuite {
 
     pub fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
         let label = format!("r{round}");
-        let expect = Expect {
-            tests: TESTS,
-            cache: Cache::Warm,
-        };
-        let report = problems.keep(pgtest::run_in(
+        let report = problems.keep(pgtest::warm_round(
             ctx,
             &self.project.dir,
-            &ctx.area,
             &format!("{label}-4-pgtest"),
             &self.pgtest_args(),
-            RUN_LIMIT,
-            Some(expect),
+            TESTS,
         ));
         self.peak_memory
             .extend(report.as_ref().and_then(|r| r.peak_ram));
@@ -184,14 +178,12 @@ impl SqlxSuite {
             self.breakdown.see(report, TESTS);
         }
         let pgtest = report.and_then(|r| r.phase("tests"));
-        let wide = problems.keep(pgtest::run_in(
+        let wide = problems.keep(pgtest::warm_round(
             ctx,
             &self.project.dir,
-            &ctx.area,
             &format!("{label}-4-pgtest-wide"),
             &["--jobs".to_owned(), WIDE_JOBS.to_string()],
-            RUN_LIMIT,
-            Some(expect),
+            TESTS,
         ));
         if let Some(report) = &wide {
             self.wide_cpu.see(report, TESTS);

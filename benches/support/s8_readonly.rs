@@ -12,7 +12,7 @@ use std::path::Path;
 use super::context::{self, cargo, Context};
 use super::generate::{Project, READONLY_TESTS};
 use super::own_cpu::OwnCpu;
-use super::pgtest::{self, Cache, Expect, BUILD_LIMIT, RUN_LIMIT};
+use super::pgtest::{self, BUILD_LIMIT, RUN_LIMIT};
 use super::server::{Server, Tuning};
 use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
@@ -153,18 +153,12 @@ impl ReadOnly {
     }
 
     pub fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
-        let expect = Expect {
-            tests: READONLY_TESTS,
-            cache: Cache::Warm,
-        };
-        let report = problems.keep(pgtest::run_in(
+        let report = problems.keep(pgtest::warm_round(
             ctx,
             &self.project.dir,
-            &ctx.area,
             &format!("r{round}-8-pgtest"),
             &self.pgtest_args(),
-            RUN_LIMIT,
-            Some(expect),
+            READONLY_TESTS,
         ));
         if let Some(report) = &report {
             self.groups_cpu.see(report, READONLY_TESTS);
@@ -172,14 +166,12 @@ impl ReadOnly {
         let pgtest = report.map(|r| r.wall);
         let mut first_args = self.pgtest_args();
         first_args.push("--no-history".into());
-        let first = problems.keep(pgtest::run_in(
+        let first = problems.keep(pgtest::warm_round(
             ctx,
             &self.project.dir,
-            &ctx.area,
             &format!("r{round}-8-pgtest-first"),
             &first_args,
-            RUN_LIMIT,
-            Some(expect),
+            READONLY_TESTS,
         ));
         if let Some(first) = &first {
             self.trials_cpu.see(first, READONLY_TESTS);

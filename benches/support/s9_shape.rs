@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::context::Context;
 use super::generate::{self, Files, Project};
-use super::pgtest::{self, Cache, Expect, BUILD_LIMIT, RUN_LIMIT};
+use super::pgtest::{self, BUILD_LIMIT};
 use super::stats::Stats;
 use super::table::{Goal, Row, Unit};
 use super::{secs, Problems};
@@ -157,18 +157,12 @@ impl Shape {
     }
 
     pub fn round(&mut self, ctx: &Context, round: usize, problems: &mut Problems) {
-        let expect = Expect {
-            tests: TESTS,
-            cache: Cache::Warm,
-        };
-        let report = problems.keep(pgtest::run_in(
+        let report = problems.keep(pgtest::warm_round(
             ctx,
             &self.project.dir,
-            &ctx.area,
             &format!("r{round}-9-shape"),
             &self.args(),
-            RUN_LIMIT,
-            Some(expect),
+            TESTS,
         ));
         let Some(report) = report else { return };
         let phase = report.phase("tests");
