@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::platform::proc_stat::ProcStat;
+
 /// The CPU time (user + system) every thread of this process has used so far.
 pub(crate) fn process() -> Duration {
     // SAFETY: getrusage writes a plain struct, zero-initialised here; RUSAGE_SELF is always valid.
@@ -55,11 +57,8 @@ pub(crate) fn threads() -> Threads {
             continue;
         };
         // A thread that ended since the listing has nothing left to read.
-        if let Some(used) = std::fs::read_to_string(task.path().join("stat"))
-            .ok()
-            .and_then(|stat| thread_stat(&stat))
-        {
-            threads.insert(id, used);
+        if let Some(stat) = ProcStat::read(&task.path().join("stat")) {
+            threads.insert(id, (stat.name, stat.cpu));
         }
     }
     threads
@@ -82,22 +81,6 @@ fn used_between(before: &Threads, now: Threads) -> Vec<(String, Duration)> {
         .collect();
     used.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     used
-}
-
-/// A thread's name and CPU time from its `stat` line.
-fn thread_stat(stat: &str) -> Option<(String, Duration)> {
-    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut times = rest.split_whitespace().skip(11).take(2);
-    let (user, system): (u64, u64) = (times.next()?.parse().ok()?, times.next()?.parse().ok()?);
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = u64::try_from(per_second)
-        .ok()
-        .filter(|&t| t > 0)
-        .unwrap_or(100);
-    let used = Duration::from_secs_f64((user + system) as f64 / per_second as f64);
-    Some((name.to_owned(), used))
 }
 
 fn timeval(time: libc::timeval) -> Duration {
@@ -163,18 +146,6 @@ mod tests {
                 entry("main", second)
             ],
             "an idle thread is left out"
-        );
-    }
-
-    #[test]
-    fn a_stat_line_gives_the_name_and_the_user_and_system_time() {
-        let stat = "42 (pgtest (w) 1) S 1 42 42 0 -1 4194560 100 0 0 0 150 50 20 10 20 0 1 0";
-        let (name, used) = thread_stat(stat).unwrap();
-        assert_eq!(name, "pgtest (w) 1");
-        assert_eq!(
-            used,
-            Duration::from_secs(2),
-            "(150 + 50) ticks at 100 a second"
         );
     }
 

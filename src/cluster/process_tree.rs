@@ -2,7 +2,10 @@
 //! the CPU time the whole tree has used. Elsewhere there is nothing to read: no children, no CPU time.
 
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
+
+use crate::platform::proc_stat::ProcStat;
 
 /// The child processes of `pid`: from its threads' `children` files where the kernel has them, else by
 /// reading every process's parent out of `/proc`, which costs far more.
@@ -45,10 +48,11 @@ fn children_by_scan(pid: u32) -> Vec<u32> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so read after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    Some(stat_of(pid)?.parent)
+}
+
+fn stat_of(pid: u32) -> Option<ProcStat> {
+    ProcStat::read(Path::new(&format!("/proc/{pid}/stat")))
 }
 
 /// The CPU time (user + system) `root` and every process under it have used so far: its own, that of its
@@ -57,57 +61,21 @@ pub(crate) fn cpu(root: u32) -> Option<Duration> {
     if !cfg!(target_os = "linux") {
         return None;
     }
-    let mut ticks = stat_ticks(root)?;
+    let used = |stat: ProcStat| stat.cpu + stat.children_cpu;
+    let mut total = used(stat_of(root)?);
     for child in children_of(root) {
         // A backend may end between the listing and the read: its time is then in its parent's.
-        ticks += stat_ticks(child).unwrap_or(0);
+        total += stat_of(child).map_or(Duration::ZERO, used);
     }
-    Some(from_ticks(ticks))
+    Some(total)
 }
 
-/// The clock ticks `/proc/<pid>/stat` gives `pid`: its user and system time, and its waited-for children's.
-fn stat_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_ticks(&stat)
-}
-
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so fields are counted after the
-    // last ')'. utime, stime, cutime and cstime are the 14th to 17th fields, the 12th to 15th after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let times: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    (times.len() == 4).then(|| times.iter().sum())
-}
-
-fn from_ticks(ticks: u64) -> Duration {
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = u64::try_from(per_second)
-        .ok()
-        .filter(|&t| t > 0)
-        .unwrap_or(100);
-    Duration::from_secs_f64(ticks as f64 / per_second as f64)
-}
-
-#[cfg(test)]
+// Every test reads /proc.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_four_times_are_read_after_the_command_name() {
-        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 20 10 20 0 1 0 100 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(7 + 3 + 20 + 10));
-        assert_eq!(parse_stat_ticks("42 (x) S 1 2"), None);
-    }
-
-    #[test]
-    #[cfg(target_os = "linux")]
     fn both_ways_of_listing_children_find_a_child() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
@@ -126,7 +94,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn our_own_process_has_a_parent() {
         let me = std::process::id();
         assert_eq!(parent_of(me), Some(std::os::unix::process::parent_id()));
@@ -134,7 +101,6 @@ mod tests {
 
     /// A child's CPU counts while it runs and, once waited for, as its parent's.
     #[test]
-    #[cfg(target_os = "linux")]
     fn a_childs_cpu_counts_in_the_tree_alive_and_ended() {
         let me = std::process::id();
         let before = cpu(me).expect("readable here");
@@ -144,7 +110,7 @@ mod tests {
             .expect("sh runs");
         let spun = Duration::from_millis(200);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while stat_ticks(child.id()).map(from_ticks).unwrap_or_default() < spun {
+        while stat_of(child.id()).map(|stat| stat.cpu).unwrap_or_default() < spun {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the child never got the CPU"

@@ -5,5 +5,6 @@
 pub(crate) mod exec_shim;
 pub(crate) mod parent_death;
 pub(crate) mod peer;
+pub(crate) mod proc_stat;
 pub(crate) mod process;
 pub(crate) mod ram_disk;
