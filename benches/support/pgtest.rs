@@ -58,6 +58,11 @@ impl Report {
         self.phases.get(key).copied()
     }
 
+    /// The tests phase's CPU other than cargo-pgtest's own: the server's processes and the test processes.
+    pub fn cpu_not_ours(&self) -> Option<f64> {
+        Some(self.server_cpu? + self.test_processes_cpu?)
+    }
+
     /// Parses the JSON-lines event stream; unknown events and lines are skipped.
     pub fn parse(text: &str) -> Report {
         let mut report = Report::default();

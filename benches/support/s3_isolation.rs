@@ -32,6 +32,8 @@ pub struct Isolation {
     idle: Vec<f64>,
     /// `added` ÷ `idle`, per round where both were measured.
     over_idle: Vec<f64>,
+    /// The lowest `over_idle` the round's CPU other than cargo-pgtest's allows (see [`floor_without_us`]).
+    floor_over_idle: Vec<f64>,
 }
 
 impl Isolation {
@@ -45,6 +47,7 @@ impl Isolation {
             added: Vec::new(),
             idle: Vec::new(),
             over_idle: Vec::new(),
+            floor_over_idle: Vec::new(),
         }
     }
 
@@ -103,6 +106,11 @@ impl Isolation {
             let added = (t - s) * self.jobs as f64 / MANY_TESTS as f64 * 1000.0;
             self.added.push(added);
             self.over_idle.extend(idle.map(|idle| added / idle));
+            let others = per_test.as_ref().and_then(Report::cpu_not_ours);
+            if let (Some(others), Some(idle)) = (others, idle) {
+                let floor = floor_without_us(others, s, ctx.cpus, self.jobs);
+                self.floor_over_idle.push(floor / idle);
+            }
         }
         self.per_test.extend(per_test);
         self.shared.extend(shared);
@@ -154,6 +162,11 @@ impl Isolation {
                 Goal::AtMost(1.3),
             ),
             Row::info(
+                "  its floor without cargo-pgtest's CPU: (server + test processes) ÷ cores, then as above",
+                Unit::Times,
+                Stats::of(&self.floor_over_idle),
+            ),
+            Row::info(
                 "  clone + drop on an idle cluster (cargo pgtest serve, psql \\timing)",
                 Unit::Millis,
                 Stats::of(&self.idle),
@@ -173,4 +186,12 @@ impl Isolation {
         rows.extend(breakdown.rows("writing suite"));
         rows
     }
+}
+
+/// The lowest isolation cost per test (ms, as `added` is measured) a test-isolation run could show whose
+/// server and test processes used `others` seconds of CPU in its tests phase, were cargo-pgtest's own CPU
+/// nothing: that phase can be no shorter than `others` spread over all `cpus`; the shared run's tests phase
+/// (`shared`, seconds) as measured.
+fn floor_without_us(others: f64, shared: f64, cpus: usize, jobs: usize) -> f64 {
+    (others / cpus.max(1) as f64 - shared) * jobs as f64 / MANY_TESTS as f64 * 1000.0
 }

@@ -14,7 +14,7 @@ use super::breakdown::Breakdown;
 use super::context::{self, cargo, Context};
 use super::generate::Project;
 use super::own_cpu::OwnCpu;
-use super::pgtest::{self, BUILD_LIMIT, RUN_LIMIT};
+use super::pgtest::{self, Report, BUILD_LIMIT, RUN_LIMIT};
 use super::realistic::TESTS;
 use super::server::{Server, Tuning};
 use super::stats::Stats;
@@ -33,6 +33,9 @@ pub struct SqlxSuite {
     stock_runs: Vec<f64>,
     /// Per round: (a) ÷ (b), and (c) ÷ (a).
     speedup: Vec<f64>,
+    /// Per round: the highest (a) ÷ (b) the CPU of (b)'s server and test processes allows, were
+    /// cargo-pgtest's own CPU nothing: (b) no shorter than that CPU spread over every core.
+    speedup_ceiling: Vec<f64>,
     stock_slowdown: Vec<f64>,
     /// The cargo-pgtest runs' cluster peak RAM (processes + data directory), in bytes.
     pub peak_memory: Vec<u64>,
@@ -58,6 +61,7 @@ impl SqlxSuite {
             pgtest_runs: Vec::new(),
             stock_runs: Vec::new(),
             speedup: Vec::new(),
+            speedup_ceiling: Vec::new(),
             stock_slowdown: Vec::new(),
             peak_memory: Vec::new(),
             cpu: OwnCpu::default(),
@@ -177,6 +181,7 @@ impl SqlxSuite {
             self.cpu.see(report, TESTS);
             self.breakdown.see(report, TESTS);
         }
+        let not_ours = report.as_ref().and_then(Report::cpu_not_ours);
         let pgtest = report.and_then(|r| r.phase("tests"));
         let wide = problems.keep(pgtest::warm_round(
             ctx,
@@ -207,6 +212,10 @@ impl SqlxSuite {
         if let (Some(a), Some(b)) = (tuned, pgtest) {
             self.speedup.push(a / b);
         }
+        if let (Some(a), Some(not_ours)) = (tuned, not_ours) {
+            self.speedup_ceiling
+                .push(a / (not_ours / ctx.cpus.max(1) as f64));
+        }
         if let (Some(a), Some(c)) = (tuned, stock) {
             self.stock_slowdown.push(c / a);
         }
@@ -226,6 +235,11 @@ impl SqlxSuite {
                 Unit::Times,
                 Stats::of(&self.speedup),
                 Goal::AtLeast(3.0),
+            ),
+            Row::info(
+                "  its ceiling without cargo-pgtest's CPU: (a) ÷ ((b)'s server + test processes CPU ÷ cores)",
+                Unit::Times,
+                Stats::of(&self.speedup_ceiling),
             ),
             Row::info(
                 "  (a) cargo test, hand-tuned server on tmpfs",

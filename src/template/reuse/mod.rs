@@ -231,10 +231,7 @@ impl Reuse {
     /// Sets the files of database `oid`, in every tablespace, to the preset time, and lists them.
     fn preset_files(&self, oid: i64) -> Result<Vec<files::Entry>, files::FilesError> {
         let dirs = files::database_dirs(&self.inner.data_dir, &self.inner.version_dir, oid)?;
-        for (_, dir) in &dirs {
-            files::preset(dir)?;
-        }
-        files::list_all(&dirs)
+        files::preset_and_list_all(&dirs)
     }
 
     /// Puts `name` (found [`Verdict::Untouched`]) in the pool of its template.
