@@ -51,11 +51,11 @@ enum Preset {
     No,
 }
 
-/// Lists `dir`'s files by name, without the relation-cache init files (after setting each to [`preset_time`] with `Preset::Yes`). Each file is reached by
-/// name from the directory's own descriptor, never by its whole path: one or two system calls a file
-/// without a lookup from the root, which matters as a run records and checks many clones of some 350 files
-/// each. Root may set times on the server account's files (CAP_FOWNER); otherwise the server runs as us and
-/// they are ours.
+/// Lists `dir`'s files by name, without the relation-cache init files; with `Preset::Yes`, each file is set
+/// to [`preset_time`] first. Each file is reached by name from the directory's own descriptor, never by its
+/// whole path: one or two system calls a file, none a lookup from the root, which matters as a run records
+/// and checks many clones of some 350 files each. Root may set times on the server account's files
+/// (CAP_FOWNER); otherwise the server runs as us and they are ours.
 fn walk(dir: &Path, preset: Preset) -> Result<Vec<Entry>, FilesError> {
     use nix::sys::stat::{fstatat, utimensat, UtimensatFlags};
     use nix::sys::time::TimeSpec;
