@@ -2,7 +2,8 @@
 //! runs with `--isolation test` and `--isolation shared` at the same `--jobs`, warm (its prepare run
 //! filled its cache; every run must show a cache hit and exactly 200 passed); per round,
 //! (tests phase, test − tests phase, shared) × jobs ÷ 200. Issue 15's row divides that by the clone + drop
-//! cost measured on an idle cluster in the same round (see `idle_clone`). The test-isolation runs also give
+//! cost measured on an idle cluster in the same round (see `idle_clone`), and a floor row bounds that ratio
+//! from below with the same run's CPU, cargo-pgtest's own left out. The test-isolation runs also give
 //! targets 2 (clone and wait times) and 5 (peak memory, when jobs is 2; otherwise extra runs with
 //! `--jobs 2`).
 

@@ -3,7 +3,8 @@
 //! full_page_writes off), (b) `cargo pgtest`, unchanged, and (c) plain `cargo test` against a stock server
 //! on disk. For (a) and (c) the test executables, built beforehand, run one after another as cargo test
 //! runs them (each with its tests in `jobs` threads), timed from the first spawn to the last exit; for (b)
-//! the tests phase cargo-pgtest reports. One more cargo-pgtest run per round, at a many-core machine's
+//! the tests phase cargo-pgtest reports; a ceiling row bounds the speed-up from (b)'s CPU, cargo-pgtest's own
+//! left out. One more cargo-pgtest run per round, at a many-core machine's
 //! `--jobs`, only feeds the CPU rows (the gateway's relaying spread over its relay threads).
 
 use std::path::{Path, PathBuf};
