@@ -67,7 +67,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
     // test alone, its clone, check and drop, the gateway's copies) run on a worker per core, so that no one
     // thread's share of the per-test work caps a machine with many cores. A child's parent-death signal
     // is tied to the thread that started it: workers live as long as the runtime, the whole run.
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = crate::platform::cpus();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("pgtest-worker")

@@ -1,8 +1,8 @@
 //! Issue 23: where a test's time and CPU go, per test, from a run's events: on its job slot (the wait for
 //! its database, its process from start to exit) and off it (its database's clone, made ahead; its check
-//! and drop after it, `database_checked`), and the CPU of the tests phase split between the server's processes, the
-//! test processes and cargo-pgtest itself (`tests_cpu`, `own_cpu`). Each figure is the median over rounds
-//! of a round's mean per test.
+//! and drop after it, `database_checked`), and the CPU of the tests phase split between the server's
+//! processes, the test processes and cargo-pgtest itself (`tests_cpu`, `own_cpu`). Each figure is the
+//! median over rounds of a round's mean per test.
 
 use super::pgtest::Report;
 use super::stats::Stats;

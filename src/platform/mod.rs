@@ -8,3 +8,9 @@ pub(crate) mod peer;
 pub(crate) mod proc_stat;
 pub(crate) mod process;
 pub(crate) mod ram_disk;
+
+/// How many CPUs this process may run on (at least one): the default `--jobs`, the runtime's workers, the
+/// gateway's cap on relay threads.
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}

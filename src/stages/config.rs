@@ -14,7 +14,7 @@ pub(crate) fn resolve(
     project: &Project,
     test_threads: Option<usize>,
 ) -> Result<Config, Error> {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpus = crate::platform::cpus();
     let test_threads = match test_threads {
         Some(threads) => Some(threads),
         None => rust_test_threads(std::env::var("RUST_TEST_THREADS").ok().as_deref())?,

@@ -119,8 +119,7 @@ impl Gateway {
             uid: nix::unistd::Uid::effective().as_raw(),
             client: None,
         };
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let relay_threads = relay_threads(ahead, cores);
+        let relay_threads = relay_threads(ahead, crate::platform::cpus());
         let thread = std::thread::Builder::new()
             .name("sqlx-gateway".into())
             .spawn(move || {

@@ -283,7 +283,7 @@ fn relay_threads_are_added_with_jobs_and_report_their_cpu() {
         harness.terminate(client);
         let gateway = harness.gateway.take().unwrap();
         let report = harness.runtime.block_on(gateway.stop());
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let cores = crate::platform::cpus();
         assert_eq!(
             report.thread_cpu.len(),
             1 + relay_threads(jobs, cores),
